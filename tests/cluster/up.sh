@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# Starts the local control plane: etcd, kube-apiserver (RBAC), kube-controller-
+# manager, kube-scheduler and kwok with kubelet-like stages, bound to 127.0.0.1,
+# and registers six fake nodes in three cells. Idempotent: on a running cluster
+# it only says so. The admin kubeconfig is written to .cluster/kubeconfig.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+"$CLUSTER_SCRIPTS/build.sh"
+
+KUBECTL="$K8S_BIN/kubectl"
+START_TIME=$SECONDS
+
+apiserver_ready() {
+    [ -f "$KUBECONFIG_FILE" ] &&
+        "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1
+}
+
+# --- Already running, or left behind by a killed run? -------------------------
+if [ -d "$PIDS" ] && ls "$PIDS"/*.pid >/dev/null 2>&1; then
+    alive=() dead=()
+    for c in "${COMPONENTS[@]}"; do
+        if pid_alive "$c"; then alive+=("$c"); else dead+=("$c"); fi
+    done
+    if [ ${#dead[@]} -eq 0 ] && apiserver_ready; then
+        say "already running (kubeconfig: $KUBECONFIG_FILE); nothing to do"
+        exit 0
+    fi
+    die "found state in $STATE from a cluster that is not fully running (stopped: ${dead[*]:-none}; running: ${alive[*]:-none}). Run 'make cluster-down' to clear it, then 'make cluster-up'."
+fi
+if [ -e "$STATE" ] && [ -n "$(ls -A "$STATE" 2>/dev/null)" ]; then
+    die "found a stale $STATE (data left by a run that was killed). Run 'make cluster-down' to remove it, then 'make cluster-up'."
+fi
+
+# --- Ports --------------------------------------------------------------------
+check_port() {
+    local port="$1" who="$2" var="$3" holder
+    if ss -ltnH "sport = :$port" 2>/dev/null | grep -q .; then
+        holder="$(ss -ltnpH "sport = :$port" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -n 1 | sed 's/users:(("//; s/",pid=/ pid /')"
+        die "port $port, needed by $who, is already in use${holder:+ by $holder}. Stop that process, or choose another port with $var=<port> make cluster-up."
+    fi
+}
+check_port "$ETCD_PORT" etcd CAFE_ETCD_PORT
+check_port "$ETCD_PEER_PORT" "etcd (peer)" CAFE_ETCD_PEER_PORT
+check_port "$APISERVER_PORT" kube-apiserver CAFE_APISERVER_PORT
+check_port "$KCM_PORT" kube-controller-manager CAFE_KCM_PORT
+check_port "$SCHEDULER_PORT" kube-scheduler CAFE_SCHEDULER_PORT
+check_port "$KWOK_PORT" kwok CAFE_KWOK_PORT
+
+mkdir -p "$PKI" "$LOGS" "$PIDS" "$STATE/etcd"
+
+# From here on, a failure stops whatever was started: never a half-started cluster.
+started=0
+on_exit() {
+    if [ "$started" != 1 ]; then
+        say "start failed; stopping what was started"
+        "$CLUSTER_SCRIPTS/down.sh" >/dev/null 2>&1 || true
+    fi
+}
+trap on_exit EXIT
+
+# --- Certificates -------------------------------------------------------------
+openssl_quiet() { openssl "$@" >/dev/null 2>&1; }
+
+openssl_quiet req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$PKI/ca.key" -out "$PKI/ca.crt" -days 3650 -subj "/CN=cafe-operator-local-ca"
+openssl_quiet genrsa -out "$PKI/sa.key" 2048
+openssl_quiet rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub"
+
+# issue NAME SUBJECT USAGE [SANS]: a certificate signed by the local CA.
+issue() {
+    local name="$1" subject="$2" usage="$3" sans="${4:-}"
+    {
+        echo "basicConstraints=CA:FALSE"
+        echo "keyUsage=critical,digitalSignature,keyEncipherment"
+        echo "extendedKeyUsage=$usage"
+        [ -n "$sans" ] && echo "subjectAltName=$sans"
+    } >"$PKI/$name.ext"
+    openssl_quiet req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$PKI/$name.key" -out "$PKI/$name.csr" -subj "$subject"
+    openssl_quiet x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+        -CAcreateserial -out "$PKI/$name.crt" -days 3650 -extfile "$PKI/$name.ext"
+}
+issue apiserver "/CN=kube-apiserver" serverAuth \
+    "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+issue admin "/O=system:masters/CN=cafe-admin" clientAuth
+issue controller-manager "/CN=system:kube-controller-manager" clientAuth
+issue scheduler "/CN=system:kube-scheduler" clientAuth
+issue kwok "/O=system:masters/CN=kwok" clientAuth
+
+# kubeconfig NAME: a kubeconfig for the client certificate NAME, certs embedded
+# so that it works from any directory.
+kubeconfig() {
+    local name="$1" out="$2"
+    cat >"$out" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: cafe-local
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")
+users:
+- name: $name
+  user:
+    client-certificate-data: $(base64 -w0 <"$PKI/$name.crt")
+    client-key-data: $(base64 -w0 <"$PKI/$name.key")
+contexts:
+- name: cafe-local
+  context: {cluster: cafe-local, user: $name}
+current-context: cafe-local
+EOF
+    chmod 600 "$out"
+}
+kubeconfig admin "$KUBECONFIG_FILE"
+kubeconfig controller-manager "$STATE/controller-manager.kubeconfig"
+kubeconfig scheduler "$STATE/scheduler.kubeconfig"
+kubeconfig kwok "$STATE/kwok.kubeconfig"
+
+# --- Processes ----------------------------------------------------------------
+# start NAME BINARY ARGS...: runs a component in its own session, records its pid.
+start() {
+    local name="$1"
+    shift
+    setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+    echo $! >"$PIDS/$name.pid"
+}
+
+# wait_for NAME SECONDS COMMAND...: polls COMMAND; fails with the log's tail when
+# the component exits or the time runs out.
+wait_for() {
+    local name="$1" limit="$2"
+    shift 2
+    local deadline=$((SECONDS + limit))
+    until "$@" >/dev/null 2>&1; do
+        if ! pid_alive "$name"; then
+            say "$name exited while starting. Last lines of $LOGS/$name.log:"
+            tail -n 20 "$LOGS/$name.log" >&2
+            false
+            return 1
+        fi
+        if [ $SECONDS -ge $deadline ]; then
+            say "$name was not ready after ${limit}s. Last lines of $LOGS/$name.log:"
+            tail -n 20 "$LOGS/$name.log" >&2
+            false
+            return 1
+        fi
+        sleep 0.3
+    done
+}
+
+start etcd "$ETCD_BIN/etcd" \
+    --name cafe-local --data-dir "$STATE/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "cafe-local=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
+wait_for etcd 30 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
+
+start kube-apiserver "$K8S_BIN/kube-apiserver" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+    --client-ca-file "$PKI/ca.crt" \
+    --service-account-key-file "$PKI/sa.pub" \
+    --service-account-signing-key-file "$PKI/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
+    --authorization-mode RBAC \
+    --allow-privileged=true \
+    --endpoint-reconciler-type none \
+    --disable-admission-plugins TaintNodesByCondition \
+    --profiling=false
+wait_for kube-apiserver 90 "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz
+
+start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
+    --kubeconfig "$STATE/controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$STATE/controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$STATE/controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$KCM_PORT" \
+    --leader-elect=false \
+    --use-service-account-credentials=true \
+    --service-account-private-key-file "$PKI/sa.key" \
+    --root-ca-file "$PKI/ca.crt" \
+    --kube-api-qps 200 --kube-api-burst 400 \
+    --controllers endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,deployment-controller,replicaset-controller,clusterrole-aggregation-controller,root-ca-certificate-publisher-controller,pod-garbage-collector-controller
+
+start kube-scheduler "$K8S_BIN/kube-scheduler" \
+    --kubeconfig "$STATE/scheduler.kubeconfig" \
+    --authentication-kubeconfig "$STATE/scheduler.kubeconfig" \
+    --authorization-kubeconfig "$STATE/scheduler.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" \
+    --leader-elect=false
+
+# The kwok configuration: stages with the pod action program spliced in.
+shopt -u patsub_replacement 2>/dev/null || true
+pod_action="$(grep -v '^\s*#' "$CLUSTER_SCRIPTS/kwok/pod-action.jq" | tr '\n' ' ' | tr -s ' ')"
+stages="$(cat "$CLUSTER_SCRIPTS/kwok/stages.yaml.in")"
+printf '%s\n' "${stages//@POD_ACTION@/$pod_action}" >"$STATE/kwok.yaml"
+
+start kwok "$KWOK_BIN/kwok" \
+    --kubeconfig "$STATE/kwok.kubeconfig" \
+    --config "$STATE/kwok.yaml" \
+    --manage-nodes-with-label-selector type=kwok \
+    --server-address "127.0.0.1:$KWOK_PORT"
+
+# --- Nodes: three cells, two nodes each ----------------------------------------
+NODE_PODS="${CAFE_NODE_PODS:-110}"
+{
+    i=0
+    for cell in cell-a cell-b cell-c; do
+        for n in 1 2; do
+            i=$((i + 1))
+            cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-$cell-$n
+  labels:
+    type: kwok
+    kubernetes.io/hostname: kwok-$cell-$n
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    cafe.sofastack.io/cell: $cell
+    topology.kubernetes.io/zone: $cell
+  annotations:
+    kwok.x-k8s.io/node: fake
+spec:
+  podCIDR: 10.244.$i.0/24
+  podCIDRs: [10.244.$i.0/24]
+status:
+  allocatable: {cpu: "32", memory: 256Gi, pods: "$NODE_PODS"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "$NODE_PODS"}
+EOF
+        done
+    done
+} >"$STATE/nodes.yaml"
+"$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" apply -f "$STATE/nodes.yaml" >/dev/null
+
+all_nodes_ready() {
+    [ "$("$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" get nodes -l type=kwok \
+        -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
+        grep -c '^True$')" = 6 ]
+}
+wait_for kwok 60 all_nodes_ready
+# Pods need the default ServiceAccount, created by the controller manager.
+wait_for kube-controller-manager 60 "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" get serviceaccount default -n default
+pid_alive kube-scheduler || wait_for kube-scheduler 1 false
+
+started=1
+say "ready in $((SECONDS - START_TIME))s: Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, 6 nodes in cells cell-a, cell-b, cell-c"
+say "export KUBECONFIG=$KUBECONFIG_FILE"
