@@ -1,0 +1,143 @@
+//! The InPlaceSet resource: one cell's pods, kept at a replica count and
+//! updated in place (same pod, same IP) where the change allows it.
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::CustomResource;
+use schemars::{JsonSchema, Schema};
+use serde::{Deserialize, Serialize};
+
+use super::rules;
+use super::{Traffic, UpdateMode};
+
+/// The desired state of an InPlaceSet.
+// Each printcolumn repeats `type_ = ...`; clippy reads those as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "cafe.sofastack.io",
+    version = "v1alpha1",
+    kind = "InPlaceSet",
+    namespaced,
+    status = "InPlaceSetStatus",
+    shortname = "ips",
+    category = "cafe",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(
+        name = "Updated",
+        type_ = "integer",
+        json_path = ".status.updatedReplicas"
+    ),
+    printcolumn(
+        name = "Partition",
+        type_ = "string",
+        json_path = ".spec.strategy.partition"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = inplaceset_spec_rules)]
+pub struct InPlaceSetSpec {
+    /// Desired number of pods.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// Selects the pods of this set; must match the template's labels. Immutable.
+    pub selector: LabelSelector,
+    /// The pod template; a change is applied in place where possible.
+    pub template: PodTemplateSpec,
+    /// Seconds a pod must be ready (and back in traffic) before it counts as available.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub min_ready_seconds: i32,
+    #[serde(default)]
+    pub strategy: InPlaceSetStrategy,
+    #[serde(default)]
+    pub traffic: Traffic,
+}
+
+fn inplaceset_spec_rules(schema: &mut Schema) {
+    rules::bound_selector_and_template_labels(schema);
+    rules::push(
+        schema,
+        &[
+            rules::SELECTOR_NOT_EMPTY,
+            rules::SELECTOR_MATCHES_TEMPLATE,
+            rules::SELECTOR_IMMUTABLE,
+        ],
+    );
+}
+
+/// How an InPlaceSet moves pods to a new template.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = inplaceset_strategy_rules)]
+pub struct InPlaceSetStrategy {
+    /// Pods that stay on older revisions (CloneSet semantics): an integer or a
+    /// percentage of replicas. 0 updates every pod.
+    #[serde(default = "zero")]
+    pub partition: IntOrString,
+    #[serde(default)]
+    pub update_mode: UpdateMode,
+    /// Stop starting new pod updates; pods already in their lifecycle finish it.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn zero() -> IntOrString {
+    IntOrString::Int(0)
+}
+
+impl Default for InPlaceSetStrategy {
+    fn default() -> Self {
+        Self {
+            partition: zero(),
+            update_mode: UpdateMode::default(),
+            paused: false,
+        }
+    }
+}
+
+fn inplaceset_strategy_rules(schema: &mut Schema) {
+    rules::push(schema, &[rules::PARTITION_COUNT_OR_PERCENT]);
+}
+
+/// The observed state of an InPlaceSet.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InPlaceSetStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub replicas: i32,
+    #[serde(default)]
+    pub ready_replicas: i32,
+    #[serde(default)]
+    pub available_replicas: i32,
+    #[serde(default)]
+    pub updated_replicas: i32,
+    #[serde(default)]
+    pub updated_ready_replicas: i32,
+    /// The label selector as a string, for the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// The revision all pods ran when the last update completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<String>,
+    /// The revision of the current template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

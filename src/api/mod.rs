@@ -1,0 +1,90 @@
+//! The custom resources and every name shared with the outside world.
+
+mod cafedeployment;
+mod inplaceset;
+pub mod names;
+mod rules;
+
+pub use cafedeployment::*;
+pub use inplaceset::*;
+
+use schemars::{JsonSchema, Schema};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// How a pod moves to a new template.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum UpdateMode {
+    /// In place when only images and template labels/annotations changed; else re-create.
+    #[default]
+    InPlaceIfPossible,
+    /// Always drain, delete and re-create.
+    ReCreate,
+}
+
+/// The traffic components a pod must be deregistered from before it is
+/// changed, and registered with again before it counts as released.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = traffic_rules)]
+pub struct Traffic {
+    /// Each component X owns the pod finalizer traffic.cafe.sofastack.io/X.
+    #[serde(default = "default_components")]
+    pub components: Vec<String>,
+    /// How long a drain may take before the release stalls with a clear condition.
+    #[serde(default = "default_drain_timeout")]
+    #[schemars(range(min = 1))]
+    pub drain_timeout_seconds: i32,
+}
+
+fn default_components() -> Vec<String> {
+    vec!["service".to_string()]
+}
+
+fn default_drain_timeout() -> i32 {
+    300
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Self {
+            components: default_components(),
+            drain_timeout_seconds: default_drain_timeout(),
+        }
+    }
+}
+
+fn traffic_rules(schema: &mut Schema) {
+    rules::bound(schema, &["properties", "components"], "maxItems", json!(16));
+    rules::bound(
+        schema,
+        &["properties", "components", "items"],
+        "maxLength",
+        json!(63),
+    );
+    rules::push(
+        schema,
+        &[
+            rules::TRAFFIC_COMPONENT_NAMES,
+            rules::TRAFFIC_COMPONENTS_UNIQUE,
+        ],
+    );
+}
+
+/// Both CRDs, in the order `cafe-operator crd` prints them.
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    use kube::CustomResourceExt;
+    vec![CafeDeployment::crd(), InPlaceSet::crd()]
+}
+
+/// The CRDs as one multi-document YAML stream, as committed under `crds/`.
+pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+    let mut out = String::new();
+    for crd in crds() {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&crd)?);
+    }
+    Ok(out)
+}

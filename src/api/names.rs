@@ -1,0 +1,63 @@
+//! Every label, annotation, finalizer and condition name the operator reads or
+//! writes. Other components (RPC registries, DNS, users' scripts) rely on these
+//! strings, so they live in one place and never change silently.
+
+/// The API group of both custom resources.
+pub const GROUP: &str = "cafe.sofastack.io";
+/// The API version of both custom resources.
+pub const VERSION: &str = "v1alpha1";
+
+/// Node label naming a node's cell, used when `topology.unitType` is `Cell`.
+pub const CELL_NODE_LABEL: &str = "cafe.sofastack.io/cell";
+/// Node label naming a node's zone, used when `topology.unitType` is `Zone`.
+pub const ZONE_NODE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// Pod and InPlaceSet label: the cell (deployment unit) a pod belongs to.
+pub const CELL_LABEL: &str = "cafe.sofastack.io/cell";
+/// Pod label: the hash of the pod template revision the pod runs.
+/// Only the hash, never `<name>-<hash>`, so it always fits a label value.
+pub const REVISION_LABEL: &str = "cafe.sofastack.io/revision";
+
+/// The readiness gate injected into every pod at creation. The operator owns
+/// this condition and only this one; kubelet derives `Ready` from it.
+pub const TRAFFIC_GATE: &str = "cafe.sofastack.io/traffic-ready";
+/// Pod annotation, written at creation: the traffic components that must
+/// register the pod before it counts as released (comma separated).
+pub const TRAFFIC_COMPONENTS_ANNOTATION: &str = "cafe.sofastack.io/traffic-components";
+/// Pod annotation: where the pod is in its lifecycle, so a restarted operator
+/// resumes exactly there.
+pub const LIFECYCLE_ANNOTATION: &str = "cafe.sofastack.io/lifecycle";
+/// CafeDeployment annotation of CAFE's confirmation protocol: the controller
+/// writes "false" when a group ends; the user writes "true" to go on.
+pub const UPGRADE_CONFIRMED_ANNOTATION: &str = "cafe.sofastack.io/upgrade-confirmed";
+
+/// Every traffic component X owns the pod finalizer `traffic.cafe.sofastack.io/X`.
+pub const TRAFFIC_FINALIZER_PREFIX: &str = "traffic.cafe.sofastack.io/";
+
+/// The finalizer a traffic component owns on the pods that declare it.
+pub fn traffic_finalizer(component: &str) -> String {
+    format!("{TRAFFIC_FINALIZER_PREFIX}{component}")
+}
+
+/// kstatus and Deployment-style condition types written on both resources.
+pub mod condition {
+    pub const AVAILABLE: &str = "Available";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const READY: &str = "Ready";
+    pub const RECONCILING: &str = "Reconciling";
+    pub const STALLED: &str = "Stalled";
+    /// Set when the spec cannot be acted on (an error the CRD rules cannot see).
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// Set when a Service selecting the pods defeats draining.
+    pub const TRAFFIC_UNSAFE: &str = "TrafficUnsafe";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finalizer_is_prefix_plus_component() {
+        assert_eq!(traffic_finalizer("rpc"), "traffic.cafe.sofastack.io/rpc");
+    }
+}

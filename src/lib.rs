@@ -1,0 +1,8 @@
+//! cafe-operator: the Kubernetes operator for CafeDeployment.
+//!
+//! Functional core, imperative shell: the modules that decide (topology,
+//! release planning, the pod lifecycle, status) are pure functions of observed
+//! state; the reconcilers only read, call the core and apply its decisions.
+
+pub mod api;
+pub mod runtime;

@@ -1,0 +1,36 @@
+//! The imperative shell around the controllers: the client, start-up checks.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{Api, Client};
+
+/// Why the operator cannot start, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "cannot reach the Kubernetes API server: {0}. Set KUBECONFIG (for the local cluster: \
+         export KUBECONFIG=$PWD/.cluster/kubeconfig) or run inside a cluster"
+    )]
+    Connect(#[source] kube::Error),
+    #[error(
+        "the CRD {0} is not installed: install it with \
+         `cafe-operator crd | kubectl apply --server-side -f -` or `helm install`"
+    )]
+    MissingCrd(String),
+    #[error("cannot read CRD {0}: {1}")]
+    ReadCrd(String, #[source] kube::Error),
+}
+
+/// Connects to the cluster and checks that both CRDs are installed.
+pub async fn preflight() -> Result<Client, StartError> {
+    let client = Client::try_default().await.map_err(StartError::Connect)?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crate::api::crds() {
+        let name = crd.metadata.name.unwrap_or_default();
+        match crds.get_opt(&name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(StartError::MissingCrd(name)),
+            Err(e) => return Err(StartError::ReadCrd(name, e)),
+        }
+    }
+    Ok(client)
+}
