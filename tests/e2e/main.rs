@@ -1,0 +1,11 @@
+//! End-to-end tests against a real API server (the local control plane from
+//! `make cluster-up`, or kind/k3d): the cluster comes from `KUBECONFIG`.
+//! Each test owns a namespace; every wait is bounded. They are `#[ignore]`d so
+//! that a plain `cargo test` runs only the unit tests; `make test` runs all.
+
+#[path = "../corpus/mod.rs"]
+mod corpus;
+mod support;
+
+mod cluster_smoke;
+mod validation;

@@ -1,0 +1,188 @@
+//! What every e2e test needs: a client for the cluster in `KUBECONFIG`, a
+//! namespace of its own, bounded waits that explain themselves on timeout.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ServiceAccount};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+/// A namespace owned by one test; deleted when the test ends.
+pub struct TestNs {
+    pub client: Client,
+    pub name: String,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub async fn client() -> Client {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        panic!(
+            "KUBECONFIG is not set. The e2e tests need a cluster: run `make test`, or \
+             `make cluster-up` and `export KUBECONFIG=$PWD/.cluster/kubeconfig`"
+        );
+    }
+    match Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => panic!("cannot build a client from KUBECONFIG: {e}"),
+    }
+}
+
+impl TestNs {
+    /// Creates `e2e-<story>-<unique>` and waits for its default ServiceAccount.
+    pub async fn new(story: &str) -> Self {
+        let client = client().await;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("e2e-{story}-{:x}{n}", nanos % 0xfffff);
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"cafe.sofastack.io/e2e": "true"}}
+        }))
+        .expect("namespace literal");
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create namespace {name}: {e}"));
+        let this = Self { client, name };
+        let sas: Api<ServiceAccount> = this.api();
+        this.wait("the default ServiceAccount", 60, || async {
+            sas.get_opt("default").await.ok().flatten()
+        })
+        .await;
+        this
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Creates an object from a JSON literal in this namespace.
+    pub async fn create<K>(&self, body: serde_json::Value) -> K
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + serde::Serialize
+            + Debug,
+        <K as Resource>::DynamicType: Default,
+    {
+        let obj: K = serde_json::from_value(body).expect("object literal");
+        self.api::<K>()
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("create in {}: {e}", self.name))
+    }
+
+    /// Polls `probe` every 200 ms until it yields a value; after `seconds`,
+    /// fails the test with what it waited for, the pods and the events.
+    pub async fn wait<T, F, Fut>(&self, what: &str, seconds: u64, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {seconds}s waiting for {what} in namespace {}\n{}",
+                    self.name,
+                    self.report().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The namespace's pods and events, for failure messages.
+    pub async fn report(&self) -> String {
+        let mut out = String::from("pods:\n");
+        if let Ok(pods) = self.api::<Pod>().list(&ListParams::default()).await {
+            for p in pods {
+                let status = p.status.unwrap_or_default();
+                let conditions: Vec<String> = status
+                    .conditions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| format!("{}={}", c.type_, c.status))
+                    .collect();
+                out.push_str(&format!(
+                    "  {} phase={:?} ip={:?} node={:?} conditions=[{}] finalizers={:?}\n",
+                    p.metadata.name.unwrap_or_default(),
+                    status.phase,
+                    status.pod_ip,
+                    p.spec.and_then(|s| s.node_name),
+                    conditions.join(" "),
+                    p.metadata.finalizers.unwrap_or_default(),
+                ));
+            }
+        }
+        out.push_str("events:\n");
+        if let Ok(events) = self.api::<Event>().list(&ListParams::default()).await {
+            for e in events {
+                out.push_str(&format!(
+                    "  {} {}/{}: {} {}\n",
+                    e.type_.unwrap_or_default(),
+                    e.involved_object.kind.unwrap_or_default(),
+                    e.involved_object.name.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.message.unwrap_or_default()
+                ));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        // Runs after the test's runtime is gone (also when the test panicked),
+        // so it deletes through a client and a runtime of its own.
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(client) = Client::try_default().await {
+                    let namespaces: Api<Namespace> = Api::all(client);
+                    let _ = namespaces.delete(&name, &DeleteParams::background()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The status of condition `type_` on a pod, if present.
+pub fn pod_condition(pod: &Pod, type_: &str) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.clone())
+}
+
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod_condition(pod, "Ready").as_deref() == Some("True")
+}
