@@ -1,0 +1,38 @@
+# The two commands a fresh machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help demo test cluster-up cluster-down crds lint unit e2e
+
+help:
+	@echo "make demo          build, start the local control plane, run the operator on examples/demo.yaml"
+	@echo "make test          every check and test (fmt, clippy, unit, e2e on the local control plane)"
+	@echo "make cluster-up    start the local control plane (.cluster/kubeconfig)"
+	@echo "make cluster-down  stop it and remove its state"
+	@echo "make crds          regenerate crds/ from the Rust types"
+
+demo:
+	hack/demo.sh
+
+test:
+	hack/test.sh
+
+cluster-up:
+	tests/cluster/up.sh
+
+cluster-down:
+	tests/cluster/down.sh
+
+crds:
+	cargo run --quiet -- crd > crds/cafe-operator.yaml
+	cp crds/cafe-operator.yaml charts/cafe-operator/crds/cafe-operator.yaml
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+unit:
+	cargo test
+
+e2e:
+	KUBECONFIG=$${KUBECONFIG:-$(CURDIR)/.cluster/kubeconfig} cargo test --test e2e -- --include-ignored
