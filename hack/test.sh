@@ -33,5 +33,10 @@ fi
 export KUBECONFIG="$KUBECONFIG_FILE"
 export PATH="$K8S_BIN:$HELM_BIN:$PATH"
 
+echo "== installing the CRDs"
+cargo run --quiet -- crd | kubectl apply --server-side --force-conflicts -f -
+kubectl wait --for condition=Established --timeout=60s \
+    crd/cafedeployments.cafe.sofastack.io crd/inplacesets.cafe.sofastack.io
+
 echo "== cargo test (unit, CRD freshness, e2e on the local control plane)"
 cargo test --all-targets -- --include-ignored
