@@ -5,4 +5,6 @@
 //! state; the reconcilers only read, call the core and apply its decisions.
 
 pub mod api;
+pub mod inplaceset;
 pub mod runtime;
+pub mod traffic;

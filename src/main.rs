@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing::{error, info};
 
 /// The CafeDeployment operator.
 #[derive(Parser)]
@@ -10,10 +11,31 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "CAFE_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Objects reconciled at once per controller.
+    #[arg(long, env = "CAFE_CONCURRENCY", default_value_t = 8)]
+    concurrency: u16,
+    #[arg(long, env = "CAFE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// A tracing filter, e.g. `info` or `cafe_operator=debug`.
+    #[arg(long, env = "CAFE_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the controllers against the cluster in KUBECONFIG (or in-cluster).
-    Run,
+    Run(RunArgs),
     /// Print both CRDs (CafeDeployment, InPlaceSet) as YAML.
     Crd,
 }
@@ -30,11 +52,42 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run => run(),
+        Command::Run(args) => run(args),
     }
 }
 
-fn run() -> ExitCode {
+fn init_logging(args: &RunArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    init_logging(&args);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -43,18 +96,28 @@ fn run() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        match cafe_operator::runtime::preflight().await {
-            Ok(_client) => {
-                eprintln!(
-                    "connected; both CRDs are installed. The controllers are not in this build \
-                     yet, so nothing reconciles CafeDeployments or InPlaceSets."
-                );
-                ExitCode::from(2)
-            }
+        let (client, counters) = match cafe_operator::runtime::preflight().await {
+            Ok(c) => c,
             Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
+                error!("{e}");
+                return ExitCode::FAILURE;
             }
-        }
+        };
+        info!(namespace = ?args.namespace, "starting the InPlaceSet controller");
+        cafe_operator::inplaceset::controller::run(
+            client,
+            args.namespace.as_deref(),
+            args.concurrency,
+            shutdown_signal(),
+        )
+        .await;
+        // What this run cost the API server, by verb and resource.
+        let requests: Vec<String> = counters
+            .snapshot()
+            .into_iter()
+            .map(|((verb, resource), n)| format!("{verb} {resource}={n}"))
+            .collect();
+        info!(requests = %requests.join(", "), "stopped; API requests made");
+        ExitCode::SUCCESS
     })
 }

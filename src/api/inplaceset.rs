@@ -61,10 +61,18 @@ pub struct InPlaceSetSpec {
     #[serde(default)]
     #[schemars(range(min = 0))]
     pub min_ready_seconds: i32,
+    /// Seconds a pod may stay unready (or a drain undone) before the set reports Stalled.
+    #[serde(default = "default_progress_deadline")]
+    #[schemars(range(min = 1))]
+    pub progress_deadline_seconds: i32,
     #[serde(default)]
     pub strategy: InPlaceSetStrategy,
     #[serde(default)]
     pub traffic: Traffic,
+}
+
+fn default_progress_deadline() -> i32 {
+    600
 }
 
 fn inplaceset_spec_rules(schema: &mut Schema) {
@@ -75,6 +83,13 @@ fn inplaceset_spec_rules(schema: &mut Schema) {
             rules::SELECTOR_NOT_EMPTY,
             rules::SELECTOR_MATCHES_TEMPLATE,
             rules::SELECTOR_IMMUTABLE,
+            rules::Rule {
+                rule: "!has(self.progressDeadlineSeconds) || !has(self.minReadySeconds) || \
+                       self.progressDeadlineSeconds > self.minReadySeconds",
+                message: "progressDeadlineSeconds must be greater than minReadySeconds, \
+                          or every pod would stall before it counts as available",
+                field_path: ".progressDeadlineSeconds",
+            },
         ],
     );
 }
@@ -88,6 +103,11 @@ pub struct InPlaceSetStrategy {
     /// percentage of replicas. 0 updates every pod.
     #[serde(default = "zero")]
     pub partition: IntOrString,
+    /// Pods that may be out of service at once because of an update: an
+    /// integer >= 1 or a percentage (rounded up). A pod that does not get
+    /// ready uses its share, so a broken image never spreads past this.
+    #[serde(default = "one")]
+    pub max_unavailable: IntOrString,
     #[serde(default)]
     pub update_mode: UpdateMode,
     /// Stop starting new pod updates; pods already in their lifecycle finish it.
@@ -99,10 +119,15 @@ fn zero() -> IntOrString {
     IntOrString::Int(0)
 }
 
+fn one() -> IntOrString {
+    IntOrString::Int(1)
+}
+
 impl Default for InPlaceSetStrategy {
     fn default() -> Self {
         Self {
             partition: zero(),
+            max_unavailable: one(),
             update_mode: UpdateMode::default(),
             paused: false,
         }
@@ -110,7 +135,19 @@ impl Default for InPlaceSetStrategy {
 }
 
 fn inplaceset_strategy_rules(schema: &mut Schema) {
-    rules::push(schema, &[rules::PARTITION_COUNT_OR_PERCENT]);
+    rules::push(
+        schema,
+        &[
+            rules::PARTITION_COUNT_OR_PERCENT,
+            rules::Rule {
+                rule: "!has(self.maxUnavailable) || \
+                       string(self.maxUnavailable).matches('^([1-9][0-9]*|(100|[1-9][0-9]?)%)$')",
+                message: "maxUnavailable must be an integer >= 1 or a percentage from 1% to \
+                          100%, e.g. 1 or \"25%\"",
+                field_path: ".maxUnavailable",
+            },
+        ],
+    );
 }
 
 /// The observed state of an InPlaceSet.

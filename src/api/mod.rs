@@ -1,6 +1,7 @@
 //! The custom resources and every name shared with the outside world.
 
 mod cafedeployment;
+pub mod count;
 mod inplaceset;
 pub mod names;
 mod rules;

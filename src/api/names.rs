@@ -24,9 +24,6 @@ pub const TRAFFIC_GATE: &str = "cafe.sofastack.io/traffic-ready";
 /// Pod annotation, written at creation: the traffic components that must
 /// register the pod before it counts as released (comma separated).
 pub const TRAFFIC_COMPONENTS_ANNOTATION: &str = "cafe.sofastack.io/traffic-components";
-/// Pod annotation: where the pod is in its lifecycle, so a restarted operator
-/// resumes exactly there.
-pub const LIFECYCLE_ANNOTATION: &str = "cafe.sofastack.io/lifecycle";
 /// CafeDeployment annotation of CAFE's confirmation protocol: the controller
 /// writes "false" when a group ends; the user writes "true" to go on.
 pub const UPGRADE_CONFIRMED_ANNOTATION: &str = "cafe.sofastack.io/upgrade-confirmed";
@@ -37,6 +34,24 @@ pub const TRAFFIC_FINALIZER_PREFIX: &str = "traffic.cafe.sofastack.io/";
 /// The finalizer a traffic component owns on the pods that declare it.
 pub fn traffic_finalizer(component: &str) -> String {
     format!("{TRAFFIC_FINALIZER_PREFIX}{component}")
+}
+
+/// Pod annotation written by the in-place spec patch itself: the revision the
+/// pod moved to and how its changed containers ran before (to prove a restart).
+pub const IN_PLACE_RECORD_ANNOTATION: &str = "cafe.sofastack.io/in-place-update";
+/// Pod annotation written at creation: the shape of the pod's template (what an
+/// in-place update cannot change). Equal shapes mean a change can be in place.
+pub const SHAPE_ANNOTATION: &str = "cafe.sofastack.io/template-shape";
+
+/// Reasons of the traffic gate condition. They record where a pod is in its
+/// lifecycle, so that the state survives an operator restart without extra writes.
+pub mod gate_reason {
+    /// Gate True: the pod may receive traffic.
+    pub const SERVING: &str = "Serving";
+    /// Gate False: draining before an in-place update.
+    pub const DRAINING_FOR_UPDATE: &str = "DrainingForUpdate";
+    /// Gate False: draining before deletion (scale-in or re-create).
+    pub const DRAINING_FOR_DELETE: &str = "DrainingForDelete";
 }
 
 /// kstatus and Deployment-style condition types written on both resources.

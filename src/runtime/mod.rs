@@ -1,5 +1,7 @@
 //! The imperative shell around the controllers: the client, start-up checks.
 
+pub mod client;
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{Api, Client};
 
@@ -21,8 +23,10 @@ pub enum StartError {
 }
 
 /// Connects to the cluster and checks that both CRDs are installed.
-pub async fn preflight() -> Result<Client, StartError> {
-    let client = Client::try_default().await.map_err(StartError::Connect)?;
+pub async fn preflight() -> Result<(Client, client::ApiCounters), StartError> {
+    let (client, counters) = client::counted_client()
+        .await
+        .map_err(StartError::Connect)?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in crate::api::crds() {
         let name = crd.metadata.name.unwrap_or_default();
@@ -32,5 +36,5 @@ pub async fn preflight() -> Result<Client, StartError> {
             Err(e) => return Err(StartError::ReadCrd(name, e)),
         }
     }
-    Ok(client)
+    Ok((client, counters))
 }

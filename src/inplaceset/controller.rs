@@ -1,0 +1,491 @@
+//! The InPlaceSet reconciler: read (the set, its pods from the watch cache),
+//! decide (plan + lifecycle step, pure), act (minimal pod writes), report
+//! (status, only when it changed; an event per pod transition).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::lifecycle::{Decision, PodFacts, Target, step};
+use super::plan::{SetSpec, plan};
+use super::status::{Inputs, Observed, compute};
+use super::{pods, revision};
+use crate::api::count::resolve;
+use crate::api::names::{REVISION_LABEL, condition, gate_reason};
+use crate::api::{InPlaceSet, InPlaceSetStatus, UpdateMode};
+use crate::traffic::gate;
+
+/// The field manager of the InPlaceSet status.
+const MANAGER: &str = "cafe-operator-inplaceset";
+/// How many pod writes one reconcile has in flight at once.
+const WRITE_CONCURRENCY: usize = 16;
+/// How long a created pod may be missing from the watch cache before it is
+/// assumed lost (and created again).
+const CREATION_EXPECTATION: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+    #[error("spec.strategy: {0}")]
+    InvalidSpec(String),
+    #[error("the pod cache stopped")]
+    CacheStopped,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub pods: Store<Pod>,
+    pub recorder: Recorder,
+    /// Pods created per set (by uid) that the watch cache has not shown yet:
+    /// without this, a fast second reconcile would create them again.
+    created: Mutex<HashMap<String, Vec<(String, Instant)>>>,
+    /// Consecutive failures per set, for the error backoff.
+    failures: Mutex<HashMap<ObjectRef<InPlaceSet>, u32>>,
+}
+
+fn now() -> (i64, Time) {
+    let ts = k8s_openapi::jiff::Timestamp::now();
+    (ts.as_second(), Time(ts))
+}
+
+fn owned_by(pod: &Pod, uid: &str) -> bool {
+    pod.owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.uid == uid)
+}
+
+impl Context {
+    /// Pods created earlier that the cache does not show yet.
+    fn pending_creations(&self, uid: &str, seen: &[Arc<Pod>]) -> usize {
+        let Ok(mut created) = self.created.lock() else {
+            return 0;
+        };
+        let entry = created.entry(uid.to_string()).or_default();
+        entry.retain(|(name, at)| {
+            at.elapsed() < CREATION_EXPECTATION && !seen.iter().any(|p| p.name_any() == *name)
+        });
+        entry.len()
+    }
+
+    fn expect_created(&self, uid: &str, name: String) {
+        if let Ok(mut created) = self.created.lock() {
+            created
+                .entry(uid.to_string())
+                .or_default()
+                .push((name, Instant::now()));
+        }
+    }
+
+    async fn event(&self, set: &InPlaceSet, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: reason.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &set.object_ref(&())).await {
+            warn!(error = %e, "cannot publish event {reason}");
+        }
+    }
+}
+
+/// Applies one pod's decision. Returns the event to record, if the pod moved.
+async fn act(
+    api: &Api<Pod>,
+    set: &InPlaceSet,
+    pod: &Pod,
+    facts: &PodFacts,
+    decision: &Decision,
+    time: &Time,
+) -> Result<Option<(EventType, &'static str, String)>, kube::Error> {
+    let name = facts.name.as_str();
+    let stamp = serde_json::to_value(time).unwrap_or_default();
+    let stamp = stamp.as_str().unwrap_or_default();
+    match decision {
+        Decision::Steady | Decision::Wait(_) | Decision::DrainTimedOut(_) => Ok(None),
+        Decision::GateOff(reason) => {
+            let components = facts.still_registered();
+            let message = format!("out of traffic: {reason}");
+            let patch = gate::patch(false, reason, &message, stamp);
+            api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await?;
+            Ok(Some((
+                EventType::Normal,
+                "DrainingPod",
+                format!(
+                    "pod {name}: traffic gate closed ({reason}); waiting for {} to deregister it",
+                    if components.is_empty() {
+                        "no component".to_string()
+                    } else {
+                        components.join(", ")
+                    }
+                ),
+            )))
+        }
+        Decision::PatchInPlace => {
+            // Read fresh: the cache may predate the drain. Patch only a pod that
+            // is still drained, with its resourceVersion as a precondition.
+            let fresh = api.get(name).await?;
+            let fresh_facts = pods::facts(&fresh);
+            let drained = fresh_facts.gate.open == Some(false)
+                && fresh_facts.still_registered().is_empty()
+                && !fresh_facts.terminating;
+            if !drained {
+                return Ok(None);
+            }
+            let target = revision::revision(&set.spec.template);
+            let patch = pods::in_place_patch(&fresh, &set.spec.template, &target);
+            match api
+                .patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await
+            {
+                Ok(_) => Ok(Some((
+                    EventType::Normal,
+                    "UpdatingPodInPlace",
+                    format!("pod {name}: drained; updating in place to revision {target}"),
+                ))),
+                // Changed since read: decide again on the next reconcile.
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+        Decision::GateOn => {
+            let patch = gate::patch(true, gate_reason::SERVING, "in traffic", stamp);
+            api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await?;
+            Ok(Some((
+                EventType::Normal,
+                "PodInTraffic",
+                format!(
+                    "pod {name}: ready on revision {}; traffic gate open",
+                    facts.revision.clone().unwrap_or_default()
+                ),
+            )))
+        }
+        Decision::Delete => {
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: pod.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(name, &dp).await {
+                Ok(_) => Ok(Some((
+                    EventType::Normal,
+                    "DeletedPod",
+                    format!("pod {name}: drained; deleted"),
+                ))),
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+async fn reconcile(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.pods
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheStopped)?;
+    if set.metadata.deletion_timestamp.is_some() {
+        // Garbage collection removes the pods; their drain is the components' part.
+        return Ok(Action::await_change());
+    }
+    let namespace = set.namespace().unwrap_or_default();
+    let uid = set.uid().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let (now, time) = now();
+
+    let template = &set.spec.template;
+    let target = Target {
+        revision: revision::revision(template),
+        shape: revision::shape(template),
+    };
+    let owned: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && owned_by(p, &uid))
+        .collect();
+    let facts: Vec<PodFacts> = owned.iter().map(|p| pods::facts(p)).collect();
+
+    let replicas = usize::try_from(set.spec.replicas).unwrap_or(0);
+    let strategy = &set.spec.strategy;
+    let partition = resolve(&strategy.partition, replicas, false)
+        .map_err(|e| Error::InvalidSpec(format!("partition {e}")))?;
+    let max_unavailable = resolve(&strategy.max_unavailable, replicas, true)
+        .map_err(|e| Error::InvalidSpec(format!("maxUnavailable {e}")))?
+        .max(1);
+    let spec = SetSpec {
+        replicas,
+        partition,
+        max_unavailable,
+        paused: strategy.paused,
+        recreate: strategy.update_mode == UpdateMode::ReCreate,
+        min_ready_seconds: i64::from(set.spec.min_ready_seconds),
+    };
+    let drain_timeout = i64::from(set.spec.traffic.drain_timeout_seconds);
+    let the_plan = plan(&facts, &spec, &target, now);
+    let decisions: Vec<Decision> = facts
+        .iter()
+        .map(|f| step(f, the_plan.intent(&f.name), &target, drain_timeout, now))
+        .collect();
+
+    // Act on the pods, a bounded number of writes at a time.
+    let work: Vec<(&Arc<Pod>, &PodFacts, &Decision)> = owned
+        .iter()
+        .zip(&facts)
+        .zip(&decisions)
+        .filter(|(_, d)| !matches!(d, Decision::Steady | Decision::Wait(_)))
+        .map(|((p, f), d)| (p, f, d))
+        .collect();
+    let mut results = Vec::new();
+    for chunk in work.chunks(WRITE_CONCURRENCY) {
+        let mut batch = Vec::new();
+        for (pod, f, d) in chunk {
+            batch.push(act(&api, &set, pod, f, d, &time));
+        }
+        results.extend(futures::future::join_all(batch).await);
+    }
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(Some((type_, reason, note))) => {
+                info!(set = %set.name_any(), "{note}");
+                ctx.event(&set, type_, reason, note).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+
+    let create = the_plan
+        .create
+        .saturating_sub(ctx.pending_creations(&uid, &owned));
+    // Pause stops updates, not scaling: lost pods are replaced and replicas honoured.
+    if create > 0 {
+        let new = pods::new_pod(&set, &target.revision, &target.shape);
+        let pp = PostParams::default();
+        let mut created = Vec::new();
+        let mut left = create;
+        while left > 0 {
+            let n = left.min(WRITE_CONCURRENCY);
+            let mut batch = Vec::new();
+            for _ in 0..n {
+                batch.push(api.create(&pp, &new));
+            }
+            created.extend(futures::future::join_all(batch).await);
+            left -= n;
+        }
+        let mut names = Vec::new();
+        for c in created {
+            match c {
+                Ok(pod) => {
+                    let name = pod.name_any();
+                    ctx.expect_created(&uid, name.clone());
+                    names.push(name);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if !names.is_empty() {
+            ctx.event(
+                &set,
+                EventType::Normal,
+                "CreatedPods",
+                format!(
+                    "created {} pod(s) on revision {}: {}",
+                    names.len(),
+                    target.revision,
+                    names.join(", ")
+                ),
+            )
+            .await;
+        }
+    }
+
+    // Status, written only when it changed.
+    let observed: Vec<Observed> = facts
+        .iter()
+        .zip(&decisions)
+        .map(|(pod, decision)| Observed { pod, decision })
+        .collect();
+    let previous = set.status.clone().unwrap_or_default();
+    let status = compute(&Inputs {
+        observed: &observed,
+        spec: &spec,
+        revision: &target.revision,
+        generation: set.metadata.generation,
+        selector: selector_string(&set),
+        progress_deadline_seconds: i64::from(set.spec.progress_deadline_seconds),
+        previous: &previous,
+        now,
+        now_time: time,
+    });
+    if status != previous {
+        report_stall_transition(&ctx, &set, &previous, &status).await;
+        let sets: Api<InPlaceSet> = Api::namespaced(ctx.client.clone(), &namespace);
+        let body = json!({
+            "apiVersion": "cafe.sofastack.io/v1alpha1",
+            "kind": "InPlaceSet",
+            "status": status,
+        });
+        sets.patch_status(
+            &set.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+    }
+    if let Some(e) = first_error {
+        return Err(e.into());
+    }
+    if let Ok(mut failures) = ctx.failures.lock() {
+        failures.remove(&ObjectRef::from_obj(&*set));
+    }
+    Ok(next_wake(&facts, &decisions, &spec, &set, now))
+}
+
+/// A Warning event when the set becomes stalled (once, not every reconcile).
+async fn report_stall_transition(
+    ctx: &Context,
+    set: &InPlaceSet,
+    previous: &InPlaceSetStatus,
+    status: &InPlaceSetStatus,
+) {
+    let stalled = |s: &InPlaceSetStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == condition::STALLED && c.status == "True")
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    if let (None, Some((reason, message))) = (stalled(previous), stalled(status)) {
+        ctx.event(set, EventType::Warning, &reason, message).await;
+    }
+}
+
+/// Watches drive most reconciles; time-based ones (minReadySeconds, drain
+/// timeout, progress deadline) need a wake-up of their own.
+fn next_wake(
+    facts: &[PodFacts],
+    decisions: &[Decision],
+    spec: &SetSpec,
+    set: &InPlaceSet,
+    now: i64,
+) -> Action {
+    let mut deadlines = Vec::new();
+    for (f, d) in facts.iter().zip(decisions) {
+        if f.ready
+            && !f.available(spec.min_ready_seconds, now)
+            && let Some(since) = f.ready_since
+        {
+            deadlines.push(since + spec.min_ready_seconds);
+        }
+        if let Decision::Wait(_) = d {
+            let since = f.gate.since.max(f.created);
+            deadlines.push(since + i64::from(set.spec.traffic.drain_timeout_seconds) + 1);
+            deadlines.push(since + i64::from(set.spec.progress_deadline_seconds) + 1);
+        }
+    }
+    match deadlines.into_iter().filter(|d| *d > now).min() {
+        Some(at) => Action::requeue(Duration::from_secs(u64::try_from(at - now).unwrap_or(1))),
+        None => Action::requeue(Duration::from_secs(300)),
+    }
+}
+
+fn selector_string(set: &InPlaceSet) -> String {
+    let selector = &set.spec.selector;
+    let mut parts: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            _ => format!("!{}", e.key),
+        });
+    }
+    parts.join(",")
+}
+
+fn error_policy(set: Arc<InPlaceSet>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = ctx
+        .failures
+        .lock()
+        .map(|mut f| {
+            let n = f.entry(ObjectRef::from_obj(&*set)).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    // 1s, 2s, 4s, ... up to 5 minutes: an invalid spec or a failing API call
+    // never turns into a hot loop.
+    let delay = Duration::from_secs(1u64 << failures.min(8)).min(Duration::from_secs(300));
+    warn!(set = %set.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Runs the InPlaceSet controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    namespace: Option<&str>,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (sets, pods_api): (Api<InPlaceSet>, Api<Pod>) = match namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let (reader, writer) = reflector::store();
+    // Only pods the operator created carry the revision label; managedFields
+    // are dropped so the cache stays small as pods grow.
+    let pod_events = watcher(pods_api, watcher::Config::default().labels(REVISION_LABEL))
+        .default_backoff()
+        .modify(|pod| pod.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects();
+    let recorder = Recorder::new(client.clone(), "cafe-operator".into());
+    let ctx = Arc::new(Context {
+        client,
+        pods: reader,
+        recorder,
+        created: Mutex::new(HashMap::new()),
+        failures: Mutex::new(HashMap::new()),
+    });
+    Controller::new(sets, watcher::Config::default())
+        .owns_stream(pod_events)
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .map_err(|e| warn!(error = %e, "controller"))
+        .for_each(|_| async {})
+        .await;
+}

@@ -1,0 +1,512 @@
+//! The lossless pod lifecycle, one step at a time, as a pure function of what
+//! the pod itself shows (DESIGN.md section 4):
+//!
+//! ```text
+//! in place:  Serving -> gate False (DrainingForUpdate) -> traffic finalizers gone
+//!            -> spec patched (images, revision label) -> containers restarted and ready
+//!            -> gate True (Serving) -> traffic finalizers back = released
+//! delete:    Serving -> gate False (DrainingForDelete) -> traffic finalizers gone -> delete
+//! new pod:   created (no gate condition = not in traffic) -> containers ready -> gate True
+//! ```
+//!
+//! Where a pod is in its lifecycle is recorded on the pod by the writes that
+//! move it: the reason of the gate condition (`DrainingForUpdate`,
+//! `DrainingForDelete`, `Serving`), the revision label, and the in-place record
+//! annotation written by the spec patch itself. A restarted operator therefore
+//! resumes exactly where it was, and an in-place update costs three writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::api::names::gate_reason;
+
+/// The state of the operator's readiness gate condition on a pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Gate {
+    /// `None` when the condition does not exist yet: the pod is not in traffic.
+    pub open: Option<bool>,
+    pub reason: String,
+    /// When the condition last changed (unix seconds).
+    pub since: i64,
+}
+
+/// What a container runs, from the pod's status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerRun {
+    pub image: String,
+    pub image_id: String,
+    pub container_id: String,
+    pub restart_count: i32,
+    pub ready: bool,
+}
+
+/// One container: what the pod's spec asks for and what runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Container {
+    pub name: String,
+    pub spec_image: String,
+    pub run: Option<ContainerRun>,
+}
+
+/// The in-place record: which revision the last spec patch moved the pod to,
+/// and how its changed containers ran before, so a restart can be told apart
+/// from the old container still running.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InPlaceRecord {
+    pub revision: String,
+    #[serde(default)]
+    pub before: BTreeMap<String, ContainerBefore>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerBefore {
+    #[serde(default)]
+    pub image_id: String,
+    #[serde(default)]
+    pub container_id: String,
+    #[serde(default)]
+    pub restart_count: i32,
+}
+
+/// Everything the lifecycle needs to know about one pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodFacts {
+    pub name: String,
+    /// Creation time (unix seconds).
+    pub created: i64,
+    pub revision: Option<String>,
+    pub shape: Option<String>,
+    pub terminating: bool,
+    pub scheduled: bool,
+    pub gate: Gate,
+    /// The traffic components the pod declared at creation.
+    pub components: Vec<String>,
+    /// The components whose finalizer is on the pod now.
+    pub registered: BTreeSet<String>,
+    pub containers: Vec<Container>,
+    pub in_place: Option<InPlaceRecord>,
+    /// Kubelet's `Ready` (containers ready and every readiness gate True).
+    pub ready: bool,
+    pub ready_since: Option<i64>,
+}
+
+impl PodFacts {
+    /// Declared components that still route traffic to the pod.
+    pub fn still_registered(&self) -> Vec<String> {
+        self.components
+            .iter()
+            .filter(|c| self.registered.contains(*c))
+            .cloned()
+            .collect()
+    }
+
+    /// Declared components that have not registered the pod (yet).
+    pub fn not_registered(&self) -> Vec<String> {
+        self.components
+            .iter()
+            .filter(|c| !self.registered.contains(*c))
+            .cloned()
+            .collect()
+    }
+
+    pub fn containers_ready(&self) -> bool {
+        !self.containers.is_empty()
+            && self
+                .containers
+                .iter()
+                .all(|c| c.run.as_ref().is_some_and(|r| r.ready))
+    }
+
+    /// In traffic and counted: Ready, every declared component registered,
+    /// and Ready for at least `min_ready_seconds`.
+    pub fn available(&self, min_ready_seconds: i64, now: i64) -> bool {
+        self.ready
+            && !self.terminating
+            && self.gate.open == Some(true)
+            && self.not_registered().is_empty()
+            && self
+                .ready_since
+                .is_some_and(|since| since + min_ready_seconds <= now)
+    }
+
+    pub fn draining_for(&self, reason: &str) -> bool {
+        self.gate.open == Some(false) && self.gate.reason == reason
+    }
+}
+
+/// The revision a pod should move to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Target {
+    pub revision: String,
+    pub shape: String,
+}
+
+/// What the set-level plan wants from a pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Intent {
+    /// Stay; a pod not yet in traffic is let in once its containers are ready.
+    Keep,
+    /// Move to the target revision in place.
+    Update,
+    /// Drain, then delete (scale-in, or a change that cannot be made in place).
+    Delete,
+}
+
+/// Why a pod waits on something outside the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Waiting {
+    /// New or restarted containers are not ready yet.
+    ContainersStarting,
+    /// These components still route traffic to the pod.
+    Draining(Vec<String>),
+    /// Patched: these containers do not run the new image ready yet.
+    Verifying(Vec<String>),
+    /// Being deleted; kubelet and the components' finalizers decide when it goes.
+    Terminating,
+}
+
+/// The one thing to do next for a pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing to do.
+    Steady,
+    Wait(Waiting),
+    /// Take the pod out of traffic: write the gate condition False with this reason.
+    GateOff(&'static str),
+    /// Drained: patch images, labels and the in-place record, with a fresh resourceVersion.
+    PatchInPlace,
+    /// Put the pod back in traffic: gate condition True.
+    GateOn,
+    /// Drained: delete it.
+    Delete,
+    /// The drain exceeded the timeout: these components never let go. The
+    /// pod stays out of traffic and unchanged; nothing proceeds silently.
+    DrainTimedOut(Vec<String>),
+}
+
+/// The next step for one pod.
+pub fn step(
+    pod: &PodFacts,
+    intent: Intent,
+    target: &Target,
+    drain_timeout_seconds: i64,
+    now: i64,
+) -> Decision {
+    if pod.terminating {
+        return Decision::Wait(Waiting::Terminating);
+    }
+    match intent {
+        Intent::Delete => drain(
+            pod,
+            gate_reason::DRAINING_FOR_DELETE,
+            Decision::Delete,
+            drain_timeout_seconds,
+            now,
+        ),
+        Intent::Update if pod.revision.as_deref() == Some(target.revision.as_str()) => {
+            verify(pod, target)
+        }
+        Intent::Update => drain(
+            pod,
+            gate_reason::DRAINING_FOR_UPDATE,
+            Decision::PatchInPlace,
+            drain_timeout_seconds,
+            now,
+        ),
+        Intent::Keep => admit(pod),
+    }
+}
+
+/// Out of traffic first, then wait until no declared component routes to the pod.
+fn drain(pod: &PodFacts, reason: &'static str, then: Decision, timeout: i64, now: i64) -> Decision {
+    if pod.gate.open == Some(true) {
+        return Decision::GateOff(reason);
+    }
+    let still = pod.still_registered();
+    if still.is_empty() {
+        return then;
+    }
+    // A missing gate never counted as "in traffic", so its clock starts at creation.
+    let since = if pod.gate.open.is_some() {
+        pod.gate.since
+    } else {
+        pod.created
+    };
+    if now - since > timeout {
+        Decision::DrainTimedOut(still)
+    } else {
+        Decision::Wait(Waiting::Draining(still))
+    }
+}
+
+/// After the spec patch: every changed container restarted on its new image
+/// and is ready; then back into traffic.
+fn verify(pod: &PodFacts, target: &Target) -> Decision {
+    let record = pod
+        .in_place
+        .as_ref()
+        .filter(|r| r.revision == target.revision);
+    let pending: Vec<String> = pod
+        .containers
+        .iter()
+        .filter(|c| !container_updated(c, record))
+        .map(|c| c.name.clone())
+        .collect();
+    if !pending.is_empty() {
+        return Decision::Wait(Waiting::Verifying(pending));
+    }
+    if pod.gate.open == Some(true) {
+        Decision::Steady
+    } else {
+        Decision::GateOn
+    }
+}
+
+/// Runs what its spec asks for, restarted if the patch changed it, and is ready.
+/// Neither the image name nor the imageID alone proves a restart: a kubelet may
+/// report a resolved image name, and the same image may be re-tagged.
+fn container_updated(c: &Container, record: Option<&InPlaceRecord>) -> bool {
+    let Some(run) = &c.run else {
+        return false;
+    };
+    let before = record.and_then(|r| r.before.get(&c.name));
+    let runs_new_image = same_image(&run.image, &c.spec_image)
+        || before.is_some_and(|b| !b.image_id.is_empty() && b.image_id != run.image_id);
+    let restarted = before
+        .is_none_or(|b| run.container_id != b.container_id || run.restart_count > b.restart_count);
+    runs_new_image && restarted && run.ready
+}
+
+/// Image references as a kubelet may report them (`docker.io/library/nginx:1`
+/// for `nginx:1`).
+pub fn same_image(reported: &str, wanted: &str) -> bool {
+    fn normal(image: &str) -> &str {
+        image
+            .strip_prefix("docker.io/library/")
+            .or_else(|| image.strip_prefix("docker.io/"))
+            .unwrap_or(image)
+    }
+    normal(reported) == normal(wanted)
+}
+
+/// A pod that is not moving: into traffic once its containers are ready.
+fn admit(pod: &PodFacts) -> Decision {
+    if pod.gate.open == Some(true) {
+        Decision::Steady
+    } else if pod.containers_ready() {
+        Decision::GateOn
+    } else {
+        Decision::Wait(Waiting::ContainersStarting)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 10_000;
+
+    fn target() -> Target {
+        Target {
+            revision: "new".into(),
+            shape: "s".into(),
+        }
+    }
+
+    /// A pod serving on revision `old`, registered with `service` and `rpc`.
+    fn serving() -> PodFacts {
+        PodFacts {
+            name: "p".into(),
+            created: 1_000,
+            revision: Some("old".into()),
+            shape: Some("s".into()),
+            scheduled: true,
+            gate: Gate {
+                open: Some(true),
+                reason: gate_reason::SERVING.into(),
+                since: 2_000,
+            },
+            components: vec!["service".into(), "rpc".into()],
+            registered: ["service".to_string(), "rpc".to_string()].into(),
+            containers: vec![Container {
+                name: "app".into(),
+                spec_image: "nginx:1.25".into(),
+                run: Some(ContainerRun {
+                    image: "nginx:1.25".into(),
+                    image_id: "id-25".into(),
+                    container_id: "c1".into(),
+                    restart_count: 0,
+                    ready: true,
+                }),
+            }],
+            ready: true,
+            ready_since: Some(2_000),
+            ..PodFacts::default()
+        }
+    }
+
+    fn gate_off(mut p: PodFacts, reason: &str, since: i64) -> PodFacts {
+        p.gate = Gate {
+            open: Some(false),
+            reason: reason.into(),
+            since,
+        };
+        p.ready = false;
+        p
+    }
+
+    /// After the spec patch, before the container restarted.
+    fn patched(p: PodFacts) -> PodFacts {
+        let mut p = gate_off(p, gate_reason::DRAINING_FOR_UPDATE, NOW - 5);
+        p.registered.clear();
+        p.revision = Some("new".into());
+        p.containers[0].spec_image = "nginx:1.26".into();
+        p.in_place = Some(InPlaceRecord {
+            revision: "new".into(),
+            before: [(
+                "app".to_string(),
+                ContainerBefore {
+                    image_id: "id-25".into(),
+                    container_id: "c1".into(),
+                    restart_count: 0,
+                },
+            )]
+            .into(),
+        });
+        p
+    }
+
+    fn restarted(mut p: PodFacts, ready: bool) -> PodFacts {
+        p.containers[0].run = Some(ContainerRun {
+            image: "docker.io/library/nginx:1.26".into(),
+            image_id: "id-26".into(),
+            container_id: "c2".into(),
+            restart_count: 1,
+            ready,
+        });
+        p
+    }
+
+    #[test]
+    fn an_update_takes_the_pod_out_of_traffic_first() {
+        let d = step(&serving(), Intent::Update, &target(), 300, NOW);
+        assert_eq!(d, Decision::GateOff(gate_reason::DRAINING_FOR_UPDATE));
+    }
+
+    #[test]
+    fn the_spec_is_not_patched_while_any_component_still_routes_to_the_pod() {
+        let mut p = gate_off(serving(), gate_reason::DRAINING_FOR_UPDATE, NOW - 10);
+        p.registered.remove("service");
+        let d = step(&p, Intent::Update, &target(), 300, NOW);
+        assert_eq!(d, Decision::Wait(Waiting::Draining(vec!["rpc".into()])));
+        p.registered.clear();
+        assert_eq!(
+            step(&p, Intent::Update, &target(), 300, NOW),
+            Decision::PatchInPlace
+        );
+    }
+
+    #[test]
+    fn a_drain_past_its_timeout_stalls_naming_the_component() {
+        let p = gate_off(serving(), gate_reason::DRAINING_FOR_UPDATE, NOW - 301);
+        let d = step(&p, Intent::Update, &target(), 300, NOW);
+        assert_eq!(
+            d,
+            Decision::DrainTimedOut(vec!["service".into(), "rpc".into()])
+        );
+    }
+
+    #[test]
+    fn a_patched_pod_waits_for_its_container_to_restart_and_be_ready() {
+        let p = patched(serving());
+        // The old container still runs: same containerID and restartCount.
+        assert_eq!(
+            step(&p, Intent::Update, &target(), 300, NOW),
+            Decision::Wait(Waiting::Verifying(vec!["app".into()]))
+        );
+        let p = restarted(p, false);
+        assert_eq!(
+            step(&p, Intent::Update, &target(), 300, NOW),
+            Decision::Wait(Waiting::Verifying(vec!["app".into()]))
+        );
+        let p = restarted(p, true);
+        assert_eq!(
+            step(&p, Intent::Update, &target(), 300, NOW),
+            Decision::GateOn
+        );
+    }
+
+    #[test]
+    fn the_image_id_alone_does_not_prove_a_restart() {
+        let mut p = patched(serving());
+        if let Some(run) = p.containers[0].run.as_mut() {
+            run.image = "nginx:1.26".into();
+            run.image_id = "id-26".into();
+        }
+        assert!(matches!(
+            step(&p, Intent::Update, &target(), 300, NOW),
+            Decision::Wait(Waiting::Verifying(_))
+        ));
+    }
+
+    #[test]
+    fn deletion_drains_first_and_a_new_pod_enters_traffic_when_ready() {
+        let d = step(&serving(), Intent::Delete, &target(), 300, NOW);
+        assert_eq!(d, Decision::GateOff(gate_reason::DRAINING_FOR_DELETE));
+        let mut p = gate_off(serving(), gate_reason::DRAINING_FOR_DELETE, NOW);
+        p.registered.clear();
+        assert_eq!(
+            step(&p, Intent::Delete, &target(), 300, NOW),
+            Decision::Delete
+        );
+
+        let mut new = serving();
+        new.gate = Gate::default();
+        new.registered.clear();
+        assert_eq!(
+            step(&new, Intent::Keep, &target(), 300, NOW),
+            Decision::GateOn
+        );
+        new.containers[0].run = None;
+        assert_eq!(
+            step(&new, Intent::Keep, &target(), 300, NOW),
+            Decision::Wait(Waiting::ContainersStarting)
+        );
+    }
+
+    #[test]
+    fn with_no_components_the_drain_and_registration_waits_are_empty() {
+        let mut p = gate_off(serving(), gate_reason::DRAINING_FOR_UPDATE, NOW);
+        p.components.clear();
+        p.registered.clear();
+        assert_eq!(
+            step(&p, Intent::Update, &target(), 300, NOW),
+            Decision::PatchInPlace
+        );
+        let mut s = serving();
+        s.components.clear();
+        assert!(s.available(0, NOW));
+    }
+
+    #[test]
+    fn available_needs_every_component_back_and_min_ready_seconds() {
+        let mut p = serving();
+        assert!(p.available(0, NOW));
+        assert!(!p.available(NOW, NOW), "not ready long enough");
+        p.registered.remove("rpc");
+        assert!(!p.available(0, NOW), "rpc has not registered the pod");
+    }
+
+    #[test]
+    fn a_terminating_pod_is_left_to_kubelet_and_the_components() {
+        let mut p = serving();
+        p.terminating = true;
+        for intent in [Intent::Keep, Intent::Update, Intent::Delete] {
+            assert_eq!(
+                step(&p, intent, &target(), 300, NOW),
+                Decision::Wait(Waiting::Terminating)
+            );
+        }
+    }
+}

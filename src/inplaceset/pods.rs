@@ -1,0 +1,293 @@
+//! Pods as the InPlaceSet sees them: read into [`PodFacts`], built from the
+//! template at creation, and patched in place. Pure functions of their inputs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Pod, PodReadinessGate, PodTemplateSpec};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use super::lifecycle::{Container, ContainerBefore, ContainerRun, InPlaceRecord, PodFacts};
+use crate::api::InPlaceSet;
+use crate::api::names::{
+    IN_PLACE_RECORD_ANNOTATION, REVISION_LABEL, SHAPE_ANNOTATION, TRAFFIC_COMPONENTS_ANNOTATION,
+    TRAFFIC_FINALIZER_PREFIX, TRAFFIC_GATE,
+};
+use crate::traffic::gate;
+
+/// Reads what the lifecycle needs from a pod.
+pub fn facts(pod: &Pod) -> PodFacts {
+    let meta = &pod.metadata;
+    let annotations = pod.annotations();
+    let status = pod.status.as_ref();
+    let runs: BTreeMap<&str, ContainerRun> = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|cs| {
+            (
+                cs.name.as_str(),
+                ContainerRun {
+                    image: cs.image.clone(),
+                    image_id: cs.image_id.clone(),
+                    container_id: cs.container_id.clone().unwrap_or_default(),
+                    restart_count: cs.restart_count,
+                    ready: cs.ready,
+                },
+            )
+        })
+        .collect();
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| Container {
+            name: c.name.clone(),
+            spec_image: c.image.clone().unwrap_or_default(),
+            run: runs.get(c.name.as_str()).cloned(),
+        })
+        .collect();
+    let ready_condition = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    let ready = ready_condition.is_some_and(|c| c.status == "True");
+    PodFacts {
+        name: pod.name_any(),
+        created: meta
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| t.0.as_second()),
+        revision: pod.labels().get(REVISION_LABEL).cloned(),
+        shape: annotations.get(SHAPE_ANNOTATION).cloned(),
+        terminating: meta.deletion_timestamp.is_some(),
+        scheduled: pod.spec.as_ref().is_some_and(|s| s.node_name.is_some()),
+        gate: gate::read(pod),
+        components: declared_components(pod),
+        registered: pod
+            .finalizers()
+            .iter()
+            .filter_map(|f| f.strip_prefix(TRAFFIC_FINALIZER_PREFIX))
+            .map(str::to_string)
+            .collect::<BTreeSet<_>>(),
+        containers,
+        in_place: annotations
+            .get(IN_PLACE_RECORD_ANNOTATION)
+            .and_then(|a| serde_json::from_str(a).ok()),
+        ready,
+        ready_since: ready_condition
+            .filter(|_| ready)
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0.as_second()),
+    }
+}
+
+/// The components a pod declared at creation (its annotation), in order.
+pub fn declared_components(pod: &Pod) -> Vec<String> {
+    pod.annotations()
+        .get(TRAFFIC_COMPONENTS_ANNOTATION)
+        .map(|a| {
+            a.split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A new pod of the set, on the target revision. The readiness gate and the
+/// declared components are written now: neither can be added to a pod later
+/// (gates are immutable; components must be known before the pod is ready).
+pub fn new_pod(set: &InPlaceSet, revision: &str, shape: &str) -> Pod {
+    let template: &PodTemplateSpec = &set.spec.template;
+    let mut metadata = template.metadata.clone().unwrap_or_default();
+    metadata.name = None;
+    metadata.generate_name = Some(format!("{}-", set.name_any()));
+    metadata.namespace = set.namespace();
+    metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(REVISION_LABEL.to_string(), revision.to_string());
+    let annotations = metadata.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.insert(
+        TRAFFIC_COMPONENTS_ANNOTATION.to_string(),
+        set.spec.traffic.components.join(","),
+    );
+    annotations.insert(SHAPE_ANNOTATION.to_string(), shape.to_string());
+    metadata.owner_references = set.controller_owner_ref(&()).map(|o| vec![o]);
+
+    let mut spec = template.spec.clone().unwrap_or_default();
+    let gates = spec.readiness_gates.get_or_insert_with(Vec::new);
+    if !gates.iter().any(|g| g.condition_type == TRAFFIC_GATE) {
+        gates.push(PodReadinessGate {
+            condition_type: TRAFFIC_GATE.to_string(),
+        });
+    }
+    Pod {
+        metadata,
+        spec: Some(spec),
+        status: None,
+    }
+}
+
+/// The in-place patch (strategic merge) that moves a drained pod to the
+/// template: container images by name, the template's labels and annotations,
+/// the revision label and the in-place record. `resourceVersion` makes it a
+/// precondition: if anything changed the pod since it was read (fresh, after
+/// the drain), the API server refuses the patch and the next reconcile decides
+/// again.
+pub fn in_place_patch(pod: &Pod, template: &PodTemplateSpec, revision: &str) -> Value {
+    let facts = facts(pod);
+    let wanted: BTreeMap<String, String> = template
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+        .collect();
+    let mut before = BTreeMap::new();
+    let mut containers = Vec::new();
+    for c in &facts.containers {
+        let Some(image) = wanted.get(&c.name) else {
+            continue;
+        };
+        if *image == c.spec_image {
+            continue;
+        }
+        containers.push(json!({"name": c.name, "image": image}));
+        let run = c.run.clone().unwrap_or_default();
+        before.insert(
+            c.name.clone(),
+            ContainerBefore {
+                image_id: run.image_id,
+                container_id: run.container_id,
+                restart_count: run.restart_count,
+            },
+        );
+    }
+    let record = InPlaceRecord {
+        revision: revision.to_string(),
+        before,
+    };
+    let template_meta = template.metadata.clone().unwrap_or_default();
+    let mut labels = template_meta.labels.unwrap_or_default();
+    labels.insert(REVISION_LABEL.to_string(), revision.to_string());
+    let mut annotations = template_meta.annotations.unwrap_or_default();
+    annotations.insert(
+        IN_PLACE_RECORD_ANNOTATION.to_string(),
+        serde_json::to_string(&record).unwrap_or_default(),
+    );
+    json!({
+        "metadata": {
+            "resourceVersion": pod.resource_version(),
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": {"containers": containers},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::names::gate_reason;
+
+    fn set() -> InPlaceSet {
+        serde_json::from_value(json!({
+            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
+            "metadata": {"name": "web", "namespace": "shop", "uid": "u-1"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "app", "image": "nginx:1.26"},
+                                            {"name": "side", "image": "envoy:1"}]}
+                },
+                "traffic": {"components": ["service", "rpc"]}
+            }
+        }))
+        .expect("set")
+    }
+
+    #[test]
+    fn a_new_pod_carries_the_gate_components_revision_and_owner() {
+        let pod = new_pod(&set(), "r1", "s1");
+        assert_eq!(pod.metadata.generate_name.as_deref(), Some("web-"));
+        assert_eq!(
+            pod.labels().get(REVISION_LABEL).map(String::as_str),
+            Some("r1")
+        );
+        assert_eq!(pod.labels().get("app").map(String::as_str), Some("web"));
+        assert_eq!(declared_components(&pod), vec!["service", "rpc"]);
+        let gates = pod.spec.as_ref().and_then(|s| s.readiness_gates.clone());
+        assert_eq!(gates.map(|g| g.len()), Some(1));
+        let owner = &pod.owner_references()[0];
+        assert_eq!(owner.uid, "u-1");
+        assert_eq!(owner.controller, Some(true));
+    }
+
+    fn running_pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "web-abc", "resourceVersion": "42",
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "labels": {"app": "web", REVISION_LABEL: "r0"},
+                "annotations": {TRAFFIC_COMPONENTS_ANNOTATION: "service,rpc"},
+                "finalizers": ["traffic.cafe.sofastack.io/service", "example.com/other"]
+            },
+            "spec": {"nodeName": "n1", "containers": [
+                {"name": "app", "image": "nginx:1.25"},
+                {"name": "side", "image": "envoy:1"}]},
+            "status": {
+                "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:01:00Z"},
+                    {"type": TRAFFIC_GATE, "status": "False", "reason": gate_reason::DRAINING_FOR_UPDATE,
+                     "lastTransitionTime": "2026-01-01T00:02:00Z"}
+                ],
+                "containerStatuses": [
+                    {"name": "app", "image": "nginx:1.25", "imageID": "i25", "containerID": "c1",
+                     "restartCount": 0, "ready": true},
+                    {"name": "side", "image": "envoy:1", "imageID": "e1", "containerID": "c9",
+                     "restartCount": 2, "ready": true}
+                ]
+            }
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn facts_read_gate_components_and_only_traffic_finalizers() {
+        let f = facts(&running_pod());
+        assert_eq!(f.gate.open, Some(false));
+        assert_eq!(f.gate.reason, gate_reason::DRAINING_FOR_UPDATE);
+        assert_eq!(f.components, vec!["service", "rpc"]);
+        assert_eq!(f.registered, ["service".to_string()].into());
+        assert_eq!(f.still_registered(), vec!["service"]);
+        assert!(f.ready && f.scheduled && f.containers_ready());
+        assert_eq!(f.revision.as_deref(), Some("r0"));
+    }
+
+    #[test]
+    fn the_in_place_patch_changes_only_changed_images_and_records_them() {
+        let patch = in_place_patch(&running_pod(), &set().spec.template, "r1");
+        assert_eq!(patch["metadata"]["resourceVersion"], "42");
+        assert_eq!(patch["metadata"]["labels"][REVISION_LABEL], "r1");
+        assert_eq!(
+            patch["spec"]["containers"],
+            json!([{"name": "app", "image": "nginx:1.26"}])
+        );
+        let record: InPlaceRecord = serde_json::from_str(
+            patch["metadata"]["annotations"][IN_PLACE_RECORD_ANNOTATION]
+                .as_str()
+                .expect("record"),
+        )
+        .expect("record json");
+        assert_eq!(record.revision, "r1");
+        assert_eq!(record.before["app"].container_id, "c1");
+        assert!(!record.before.contains_key("side"));
+    }
+}

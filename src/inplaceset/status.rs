@@ -1,0 +1,235 @@
+//! The InPlaceSet status, computed from the pods and the decisions taken on
+//! them. Pure: the controller writes it only when it differs from what is there.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::lifecycle::{Decision, PodFacts, Waiting};
+use super::plan::SetSpec;
+use crate::api::InPlaceSetStatus;
+use crate::api::names::condition;
+
+/// One pod and what was decided for it this round.
+pub struct Observed<'a> {
+    pub pod: &'a PodFacts,
+    pub decision: &'a Decision,
+}
+
+/// Why the set cannot make progress on its own, if it cannot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stall {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+pub struct Inputs<'a> {
+    pub observed: &'a [Observed<'a>],
+    pub spec: &'a SetSpec,
+    pub revision: &'a str,
+    pub generation: Option<i64>,
+    pub selector: String,
+    pub progress_deadline_seconds: i64,
+    pub previous: &'a InPlaceSetStatus,
+    pub now: i64,
+    pub now_time: Time,
+}
+
+/// A pod that blocks the set: a drain that timed out, or a pod that has not
+/// become ready within the progress deadline.
+pub fn stall(inputs: &Inputs) -> Option<Stall> {
+    for o in inputs.observed {
+        if let Decision::DrainTimedOut(components) = o.decision {
+            return Some(Stall {
+                reason: "DrainTimeout",
+                message: format!(
+                    "pod {} is still routed to by {} after drainTimeoutSeconds; the update \
+                     waits for the component to remove its finalizer traffic.cafe.sofastack.io/<name>",
+                    o.pod.name,
+                    components.join(", ")
+                ),
+            });
+        }
+    }
+    for o in inputs.observed {
+        let (what, containers) = match o.decision {
+            Decision::Wait(Waiting::Verifying(c)) => ("was updated but", c.clone()),
+            Decision::Wait(Waiting::ContainersStarting) => (
+                "was started but",
+                o.pod
+                    .containers
+                    .iter()
+                    .filter(|c| !c.run.as_ref().is_some_and(|r| r.ready))
+                    .map(|c| c.name.clone())
+                    .collect(),
+            ),
+            _ => continue,
+        };
+        let since = if o.pod.gate.open == Some(false) {
+            o.pod.gate.since.max(o.pod.created)
+        } else {
+            o.pod.created
+        };
+        if inputs.now - since > inputs.progress_deadline_seconds {
+            return Some(Stall {
+                reason: "ProgressDeadlineExceeded",
+                message: format!(
+                    "pod {} {what} container(s) {} did not become ready within \
+                     progressDeadlineSeconds ({}s); no further pod is updated until it does \
+                     (fix the image, or roll back the template)",
+                    o.pod.name,
+                    containers.join(", "),
+                    inputs.progress_deadline_seconds
+                ),
+            });
+        }
+    }
+    None
+}
+
+fn set_condition(
+    conditions: &mut Vec<Condition>,
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    inputs: &Inputs,
+) {
+    let status = if status { "True" } else { "False" }.to_string();
+    // The transition time moves only when the status does, so a steady state
+    // computes an identical status and nothing is written.
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(
+            || inputs.now_time.clone(),
+            |c| c.last_transition_time.clone(),
+        );
+    conditions.push(Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        observed_generation: inputs.generation,
+        last_transition_time,
+    });
+}
+
+pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
+    let spec = inputs.spec;
+    let live: Vec<&PodFacts> = inputs
+        .observed
+        .iter()
+        .map(|o| o.pod)
+        .filter(|p| !p.terminating)
+        .collect();
+    let count = |f: &dyn Fn(&PodFacts) -> bool| {
+        i32::try_from(live.iter().filter(|p| f(p)).count()).unwrap_or(i32::MAX)
+    };
+    let updated = |p: &PodFacts| p.revision.as_deref() == Some(inputs.revision);
+    let available = |p: &PodFacts| p.available(spec.min_ready_seconds, inputs.now);
+    let replicas = i32::try_from(spec.replicas).unwrap_or(i32::MAX);
+
+    let mut status = InPlaceSetStatus {
+        observed_generation: inputs.generation,
+        replicas: count(&|_| true),
+        ready_replicas: count(&|p| p.ready),
+        available_replicas: count(&available),
+        updated_replicas: count(&updated),
+        updated_ready_replicas: count(&|p| updated(p) && p.ready),
+        selector: Some(inputs.selector.clone()),
+        current_revision: inputs.previous.current_revision.clone(),
+        update_revision: Some(inputs.revision.to_string()),
+        conditions: Vec::new(),
+    };
+    let complete = status.replicas == replicas
+        && status.updated_replicas == replicas
+        && status.available_replicas == replicas
+        && inputs.observed.iter().all(|o| !o.pod.terminating);
+    if complete || status.current_revision.is_none() {
+        status.current_revision = Some(inputs.revision.to_string());
+    }
+
+    let stall = stall(inputs);
+    let min_available = spec.replicas.saturating_sub(spec.max_unavailable);
+    let prev = &inputs.previous.conditions;
+    let mut conditions = Vec::new();
+    let enough = usize::try_from(status.available_replicas).unwrap_or(0) >= min_available;
+    set_condition(
+        &mut conditions,
+        prev,
+        condition::AVAILABLE,
+        enough,
+        if enough {
+            "MinimumReplicasAvailable"
+        } else {
+            "MinimumReplicasUnavailable"
+        },
+        format!(
+            "{} of {} pods available (at least {} required)",
+            status.available_replicas, replicas, min_available
+        ),
+        inputs,
+    );
+    let (progressing, reason, message) = match (&stall, complete) {
+        (Some(s), _) => (false, s.reason, s.message.clone()),
+        (None, true) => (
+            true,
+            "NewRevisionAvailable",
+            format!(
+                "all {replicas} pods run revision {} and are available",
+                inputs.revision
+            ),
+        ),
+        (None, false) if spec.paused => (
+            true,
+            "Paused",
+            "paused: pods already in their lifecycle finish it, no new pod starts".to_string(),
+        ),
+        (None, false) => (
+            true,
+            "ReplicaSetUpdated",
+            format!(
+                "{} of {replicas} pods updated, {} available",
+                status.updated_replicas, status.available_replicas
+            ),
+        ),
+    };
+    set_condition(
+        &mut conditions,
+        prev,
+        condition::PROGRESSING,
+        progressing,
+        reason,
+        message.clone(),
+        inputs,
+    );
+    set_condition(
+        &mut conditions,
+        prev,
+        condition::READY,
+        complete,
+        if complete { "Ready" } else { reason },
+        message.clone(),
+        inputs,
+    );
+    set_condition(
+        &mut conditions,
+        prev,
+        condition::RECONCILING,
+        !complete && stall.is_none(),
+        if complete { "Ready" } else { reason },
+        message.clone(),
+        inputs,
+    );
+    set_condition(
+        &mut conditions,
+        prev,
+        condition::STALLED,
+        stall.is_some(),
+        stall.as_ref().map_or("NotStalled", |s| s.reason),
+        stall.map_or_else(String::new, |s| s.message),
+        inputs,
+    );
+    status.conditions = conditions;
+    status
+}

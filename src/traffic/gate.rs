@@ -1,0 +1,47 @@
+//! The readiness gate `cafe.sofastack.io/traffic-ready`.
+//!
+//! The operator writes this one condition through `pods/status` with a
+//! strategic-merge patch keyed by condition type, so no other condition (and
+//! never `Ready`, which kubelet derives) is touched. Its reason records the
+//! pod's lifecycle state.
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{Value, json};
+
+use super::super::api::names::TRAFFIC_GATE;
+use crate::inplaceset::lifecycle::Gate;
+
+/// The status patch that opens or closes the gate.
+pub fn patch(open: bool, reason: &str, message: &str, now_rfc3339: &str) -> Value {
+    json!({"status": {"conditions": [{
+        "type": TRAFFIC_GATE,
+        "status": if open { "True" } else { "False" },
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": now_rfc3339,
+    }]}})
+}
+
+/// The gate as the pod shows it. Fails closed: a missing or unknown
+/// condition is "not in traffic".
+pub fn read(pod: &Pod) -> Gate {
+    let condition = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == TRAFFIC_GATE));
+    match condition {
+        None => Gate::default(),
+        Some(c) => Gate {
+            open: match c.status.as_str() {
+                "True" => Some(true),
+                _ => Some(false),
+            },
+            reason: c.reason.clone().unwrap_or_default(),
+            since: c
+                .last_transition_time
+                .as_ref()
+                .map_or(0, |t| t.0.as_second()),
+        },
+    }
+}

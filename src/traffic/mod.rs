@@ -1,0 +1,4 @@
+//! The traffic protocol: the readiness gate the operator owns on every pod,
+//! and the per-component finalizers that say who still routes to a pod.
+
+pub mod gate;
