@@ -5,7 +5,9 @@
 
 #[path = "../corpus/mod.rs"]
 mod corpus;
+mod operator;
 mod support;
 
 mod cluster_smoke;
+mod inplaceset;
 mod validation;
