@@ -103,14 +103,29 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        info!(namespace = ?args.namespace, "starting the InPlaceSet controller");
-        cafe_operator::inplaceset::controller::run(
-            client,
-            args.namespace.as_deref(),
-            args.concurrency,
-            shutdown_signal(),
-        )
-        .await;
+        info!(namespace = ?args.namespace, "starting the InPlaceSet controller and the service traffic component");
+        // One signal stops every controller.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        };
+        let namespace = args.namespace.as_deref();
+        tokio::join!(
+            cafe_operator::inplaceset::controller::run(
+                client.clone(),
+                namespace,
+                args.concurrency,
+                stopped(),
+            ),
+            cafe_operator::traffic::component::run(client, namespace, args.concurrency, stopped()),
+        );
         // What this run cost the API server, by verb and resource.
         let requests: Vec<String> = counters
             .snapshot()

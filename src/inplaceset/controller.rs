@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{self, Action, Controller};
@@ -26,7 +26,7 @@ use super::{pods, revision};
 use crate::api::count::resolve;
 use crate::api::names::{REVISION_LABEL, condition, gate_reason};
 use crate::api::{InPlaceSet, InPlaceSetStatus, UpdateMode};
-use crate::traffic::gate;
+use crate::traffic::{gate, service};
 
 /// The field manager of the InPlaceSet status.
 const MANAGER: &str = "cafe-operator-inplaceset";
@@ -49,6 +49,7 @@ pub enum Error {
 pub struct Context {
     pub client: Client,
     pub pods: Store<Pod>,
+    pub services: Store<Service>,
     pub recorder: Recorder,
     /// Pods created per set (by uid) that the watch cache has not shown yet:
     /// without this, a fast second reconcile would create them again.
@@ -331,6 +332,20 @@ async fn reconcile(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Er
         .map(|(pod, decision)| Observed { pod, decision })
         .collect();
     let previous = set.status.clone().unwrap_or_default();
+    let template_labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let mut unsafe_services: Vec<String> = ctx
+        .services
+        .state()
+        .iter()
+        .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|s| service::publishes_not_ready(s) && service::selects(s, &template_labels))
+        .map(|s| s.name_any())
+        .collect();
+    unsafe_services.sort();
     let status = compute(&Inputs {
         observed: &observed,
         spec: &spec,
@@ -341,6 +356,7 @@ async fn reconcile(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Er
         previous: &previous,
         now,
         now_time: time,
+        unsafe_services: &unsafe_services,
     });
     if status != previous {
         report_stall_transition(&ctx, &set, &previous, &status).await;
@@ -472,16 +488,50 @@ pub async fn run(
         .modify(|pod| pod.managed_fields_mut().clear())
         .reflect(writer)
         .touched_objects();
+    let (service_reader, service_writer) = reflector::store();
+    let services_api: Api<Service> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let service_events = watcher(services_api, watcher::Config::default())
+        .default_backoff()
+        .modify(|s| s.managed_fields_mut().clear())
+        .reflect(service_writer)
+        .touched_objects();
     let recorder = Recorder::new(client.clone(), "cafe-operator".into());
     let ctx = Arc::new(Context {
         client,
         pods: reader,
+        services: service_reader,
         recorder,
         created: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
     });
-    Controller::new(sets, watcher::Config::default())
+    let controller = Controller::new(sets, watcher::Config::default());
+    let sets_store = controller.store();
+    controller
         .owns_stream(pod_events)
+        // A Service that starts or stops publishing not-ready addresses changes
+        // the TrafficUnsafe condition of the sets whose pods it selects.
+        .watches_stream(service_events, move |svc: Service| {
+            let namespace = svc.namespace();
+            sets_store
+                .state()
+                .into_iter()
+                .filter(|s| s.namespace() == namespace)
+                .filter(|s| {
+                    let labels = s
+                        .spec
+                        .template
+                        .metadata
+                        .as_ref()
+                        .and_then(|m| m.labels.clone())
+                        .unwrap_or_default();
+                    service::selects(&svc, &labels)
+                })
+                .map(|s| ObjectRef::from_obj(&*s))
+                .collect::<Vec<_>>()
+        })
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

@@ -31,6 +31,9 @@ pub struct Inputs<'a> {
     pub previous: &'a InPlaceSetStatus,
     pub now: i64,
     pub now_time: Time,
+    /// Services selecting the pods with `publishNotReadyAddresses: true`:
+    /// the gate cannot take pods out of them.
+    pub unsafe_services: &'a [String],
 }
 
 /// A pod that blocks the set: a drain that timed out, or a pod that has not
@@ -228,6 +231,29 @@ pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
         stall.is_some(),
         stall.as_ref().map_or("NotStalled", |s| s.reason),
         stall.map_or_else(String::new, |s| s.message),
+        inputs,
+    );
+    let traffic_unsafe = !inputs.unsafe_services.is_empty();
+    set_condition(
+        &mut conditions,
+        prev,
+        condition::TRAFFIC_UNSAFE,
+        traffic_unsafe,
+        if traffic_unsafe {
+            "PublishNotReadyAddresses"
+        } else {
+            "Drainable"
+        },
+        if traffic_unsafe {
+            format!(
+                "Service(s) {} set publishNotReadyAddresses: true and keep routing to pods whose \
+                 traffic gate is closed: their traffic is not drained. Set \
+                 publishNotReadyAddresses: false",
+                inputs.unsafe_services.join(", ")
+            )
+        } else {
+            "every Service selecting the pods honours the traffic gate".to_string()
+        },
         inputs,
     );
     status.conditions = conditions;

@@ -1,0 +1,261 @@
+//! Runs the built-in `service` traffic component: watches pods, Services and
+//! EndpointSlices, keeps the endpoint index, and adds or removes the pod
+//! finalizer `traffic.cafe.sofastack.io/service` as `service::decide` says.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::service::{self, Action as Step, EndpointIndex, PodView};
+use crate::api::names::{REVISION_LABEL, traffic_finalizer};
+use crate::inplaceset::pods::declared_components;
+
+/// The name of the built-in component (and of its finalizer's last segment).
+pub const NAME: &str = "service";
+
+struct Context {
+    client: Client,
+    services: Store<Service>,
+    index: Arc<RwLock<EndpointIndex>>,
+    recorder: Recorder,
+    /// (pod uid, service) pairs already warned about, so a warning is not repeated.
+    warned: Mutex<HashSet<(String, String)>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Error(#[from] kube::Error);
+
+fn in_traffic(pod: &Pod) -> bool {
+    let condition = |t: &str| {
+        pod.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == t))
+            .is_some_and(|c| c.status == "True")
+    };
+    pod.metadata.deletion_timestamp.is_none()
+        && condition(crate::api::names::TRAFFIC_GATE)
+        && condition("Ready")
+}
+
+async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let finalizer = traffic_finalizer(NAME);
+    let view = PodView {
+        declared: declared_components(&pod).iter().any(|c| c == NAME),
+        in_traffic: in_traffic(&pod),
+        has_finalizer: pod.finalizers().contains(&finalizer),
+    };
+    if !view.declared {
+        return Ok(Action::await_change());
+    }
+    let namespace = pod.namespace().unwrap_or_default();
+    let uid = pod.uid().unwrap_or_default();
+    let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+    let labels = pod.labels().clone();
+    let selecting: Vec<Arc<Service>> = ctx
+        .services
+        .state()
+        .into_iter()
+        .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|s| service::selects(s, &labels))
+        .collect();
+    let states = ctx
+        .index
+        .read()
+        .map(|i| i.states(&uid, ip.as_deref()))
+        .unwrap_or_default();
+    let mut drainable = Vec::new();
+    for svc in &selecting {
+        let name = svc.name_any();
+        if service::publishes_not_ready(svc) {
+            warn_unsafe(&ctx, &pod, &name).await;
+            continue;
+        }
+        drainable.push(states.get(&(namespace.clone(), name)).copied());
+    }
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let step = service::decide(&view, &drainable);
+    let patch = match step {
+        // Between states (gate moved, endpoints not yet): an EndpointSlice that
+        // drops the pod's endpoint no longer names the pod, so look again soon.
+        Step::Nothing if view.in_traffic != view.has_finalizer => {
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+        Step::Nothing => return Ok(Action::await_change()),
+        // The resourceVersion test makes creating the list safe against a
+        // concurrent edit; appending with "-" is safe by itself.
+        Step::Register if pod.finalizers().is_empty() => json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": pod.resource_version()},
+            {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]}
+        ]),
+        Step::Register => {
+            json!([{"op": "add", "path": "/metadata/finalizers/-", "value": finalizer}])
+        }
+        Step::Deregister => {
+            let i = pod
+                .finalizers()
+                .iter()
+                .position(|f| *f == finalizer)
+                .unwrap_or_default();
+            json!([
+                {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": finalizer},
+                {"op": "remove", "path": format!("/metadata/finalizers/{i}")}
+            ])
+        }
+    };
+    // The literals above are valid JSON patches; an empty patch would be a no-op.
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).unwrap_or_else(|_| json_patch::Patch(Vec::new()));
+    match api
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(patch),
+        )
+        .await
+    {
+        Ok(_) => info!(pod = %pod.name_any(), action = ?step, "service component"),
+        // A failed test (the pod changed) or a vanished pod: the next event decides again.
+        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 404 || s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Action::await_change())
+}
+
+/// A Service that publishes not-ready addresses keeps routing to pods whose
+/// gate is closed: say so on the pod, once.
+async fn warn_unsafe(ctx: &Context, pod: &Pod, service: &str) {
+    let key = (pod.uid().unwrap_or_default(), service.to_string());
+    let first = ctx
+        .warned
+        .lock()
+        .map(|mut w| w.insert(key))
+        .unwrap_or(false);
+    if !first {
+        return;
+    }
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "TrafficUnsafe".into(),
+        note: Some(format!(
+            "Service {service} sets publishNotReadyAddresses: true, so it keeps routing to this \
+             pod while its traffic gate is closed; its traffic is not drained. Set \
+             publishNotReadyAddresses: false on the Service"
+        )),
+        action: "Drain".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &pod.object_ref(&())).await {
+        warn!(error = %e, "cannot publish TrafficUnsafe event");
+    }
+}
+
+fn error_policy(_pod: Arc<Pod>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(error = %error, "service component");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Runs the `service` component until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    namespace: Option<&str>,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let api = |c: &Client| -> (Api<Pod>, Api<Service>, Api<EndpointSlice>) {
+        match namespace {
+            Some(ns) => (
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c.clone(), ns),
+            ),
+            None => (
+                Api::all(c.clone()),
+                Api::all(c.clone()),
+                Api::all(c.clone()),
+            ),
+        }
+    };
+    let (pods_api, services_api, slices_api) = api(&client);
+
+    let (pod_reader, pod_writer) = reflector::store();
+    let pods = watcher(pods_api, watcher::Config::default().labels(REVISION_LABEL))
+        .default_backoff()
+        .modify(|p| p.managed_fields_mut().clear())
+        .reflect(pod_writer)
+        .touched_objects();
+
+    let (service_reader, service_writer) = reflector::store();
+    let pods_for_services = pod_reader.clone();
+    let services = watcher(services_api, watcher::Config::default())
+        .default_backoff()
+        .modify(|s| s.managed_fields_mut().clear())
+        .reflect(service_writer)
+        .touched_objects();
+
+    let index = Arc::new(RwLock::new(EndpointIndex::default()));
+    let writer_index = index.clone();
+    let slices = watcher(slices_api, watcher::Config::default())
+        .default_backoff()
+        .map(move |event| {
+            if let (Ok(event), Ok(mut index)) = (&event, writer_index.write()) {
+                match event {
+                    watcher::Event::Init => index.relist_started(),
+                    watcher::Event::InitApply(s) | watcher::Event::Apply(s) => index.apply(s),
+                    watcher::Event::InitDone => index.relist_done(),
+                    watcher::Event::Delete(s) => index.delete(s),
+                }
+            }
+            event
+        })
+        .touched_objects();
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        services: service_reader,
+        index,
+        recorder: Recorder::new(client, "cafe-operator-traffic-service".into()),
+        warned: Mutex::new(HashSet::new()),
+    });
+    Controller::for_stream(pods, pod_reader)
+        .watches_stream(slices, |slice: EndpointSlice| {
+            let namespace = slice.metadata.namespace.clone().unwrap_or_default();
+            slice
+                .endpoints
+                .iter()
+                .filter_map(|e| e.target_ref.as_ref())
+                .filter(|t| t.kind.as_deref() == Some("Pod"))
+                .filter_map(|t| t.name.clone())
+                .map(|name| ObjectRef::new(&name).within(&namespace))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(services, move |svc: Service| {
+            let namespace = svc.namespace().unwrap_or_default();
+            pods_for_services
+                .state()
+                .into_iter()
+                .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
+                .filter(|p| service::selects(&svc, p.labels()))
+                .map(|p| ObjectRef::from_obj(&*p))
+                .collect::<Vec<_>>()
+        })
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
