@@ -10,4 +10,5 @@ mod support;
 
 mod cluster_smoke;
 mod inplaceset;
+mod traffic;
 mod validation;

@@ -1,0 +1,405 @@
+//! Lossless release through the traffic protocol: the built-in `service`
+//! component and the example external `rpc` component (examples/rpc-component.sh)
+//! both let go of a pod before it changes and hold it again before the next.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cafe_operator::api::InPlaceSet;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::operator::Operator;
+use crate::support::{TestNs, pod_condition, pod_ready};
+
+const SERVICE: &str = "traffic.cafe.sofastack.io/service";
+const RPC: &str = "traffic.cafe.sofastack.io/rpc";
+const GATE: &str = "cafe.sofastack.io/traffic-ready";
+
+/// The example external component, run as the user would run it.
+struct ExampleComponent(Child);
+
+impl ExampleComponent {
+    fn start(namespace: &str) -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rpc-component.sh");
+        let child = Command::new("bash")
+            .args([script, namespace, "rpc"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start examples/rpc-component.sh (needs kubectl on PATH)");
+        Self(child)
+    }
+}
+
+impl Drop for ExampleComponent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A recorded object version, ordered globally by resourceVersion (pods and
+/// EndpointSlices share etcd's revision counter).
+#[derive(Clone, Debug)]
+enum Version {
+    Pod {
+        rv: u64,
+        uid: String,
+        image: String,
+        gate: Option<String>,
+        finalizers: Vec<String>,
+    },
+    Slice {
+        rv: u64,
+        /// (pod uid, ready) per endpoint.
+        endpoints: Vec<(String, bool)>,
+    },
+}
+
+impl Version {
+    fn rv(&self) -> u64 {
+        match self {
+            Version::Pod { rv, .. } | Version::Slice { rv, .. } => *rv,
+        }
+    }
+}
+
+fn rv_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> u64 {
+    meta.resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn record(ns: &TestNs, service: &str) -> Arc<Mutex<Vec<Version>>> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let pods: Api<Pod> = ns.api();
+    let pod_log = log.clone();
+    tokio::spawn(async move {
+        let mut s = watcher(pods, watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        while let Some(Ok(p)) = s.next().await {
+            let v = Version::Pod {
+                rv: rv_of(&p.metadata),
+                uid: p.uid().unwrap_or_default(),
+                image: p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.containers.first())
+                    .and_then(|c| c.image.clone())
+                    .unwrap_or_default(),
+                gate: pod_condition(&p, GATE),
+                finalizers: p.finalizers().to_vec(),
+            };
+            if let Ok(mut l) = pod_log.lock() {
+                l.push(v);
+            }
+        }
+    });
+    let slices: Api<EndpointSlice> = ns.api();
+    let config =
+        watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}"));
+    let slice_log = log.clone();
+    tokio::spawn(async move {
+        let mut s = watcher(slices, config).applied_objects().boxed();
+        while let Some(Ok(slice)) = s.next().await {
+            let endpoints = slice
+                .endpoints
+                .iter()
+                .map(|e| {
+                    (
+                        e.target_ref
+                            .as_ref()
+                            .and_then(|t| t.uid.clone())
+                            .unwrap_or_default(),
+                        e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true),
+                    )
+                })
+                .collect();
+            if let Ok(mut l) = slice_log.lock() {
+                l.push(Version::Slice {
+                    rv: rv_of(&slice.metadata),
+                    endpoints,
+                });
+            }
+        }
+    });
+    log
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn a_release_drains_every_pod_from_the_service_and_rpc_before_changing_it() {
+    let ns = TestNs::new("traffic-lossless").await;
+    let _op = Operator::start(&ns.name);
+    let _rpc = ExampleComponent::start(&ns.name);
+    ns.create::<Service>(json!({
+        "metadata": {"name": "shop"},
+        "spec": {"selector": {"app": "shop"}, "ports": [{"port": 8080}]}
+    }))
+    .await;
+    ns.create::<InPlaceSet>(json!({
+        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
+        "metadata": {"name": "shop"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "shop"}},
+            "template": {
+                "metadata": {"labels": {"app": "shop"}},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}
+            },
+            "traffic": {"components": ["service", "rpc"]}
+        }
+    }))
+    .await;
+    let sets: Api<InPlaceSet> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    ns.wait(
+        "3 pods registered by service and rpc, and available",
+        120,
+        || async {
+            let s = sets.get("shop").await.ok()?.status?;
+            let list = pods.list(&ListParams::default()).await.ok()?.items;
+            let registered = list.iter().all(|p| {
+                p.finalizers().iter().any(|f| f == SERVICE)
+                    && p.finalizers().iter().any(|f| f == RPC)
+            });
+            (s.available_replicas == 3 && list.len() == 3 && registered).then_some(())
+        },
+    )
+    .await;
+
+    let log = record(&ns, "shop");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let start_rv = log
+        .lock()
+        .expect("log")
+        .iter()
+        .map(Version::rv)
+        .max()
+        .unwrap_or(0);
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}});
+    sets.patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("release");
+    ns.wait("all 3 pods released on nginx:1.26", 180, || async {
+        let s = sets.get("shop").await.ok()?.status?;
+        let list = pods.list(&ListParams::default()).await.ok()?.items;
+        let done = list.iter().all(|p| {
+            pod_ready(p)
+                && p.spec
+                    .as_ref()
+                    .and_then(|s| s.containers[0].image.clone())
+                    .as_deref()
+                    == Some("nginx:1.26")
+                && p.finalizers().iter().any(|f| f == SERVICE)
+                && p.finalizers().iter().any(|f| f == RPC)
+        });
+        (done && s.available_replicas == 3 && s.updated_replicas == 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let mut versions: Vec<Version> = log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|v| v.rv() > start_rv)
+        .cloned()
+        .collect();
+    versions.sort_by_key(Version::rv);
+
+    // Per pod: when its spec changed, when its gate closed, when it was back.
+    let mut changed: BTreeMap<String, u64> = BTreeMap::new();
+    for v in &versions {
+        if let Version::Pod { rv, uid, image, .. } = v
+            && image == "nginx:1.26"
+        {
+            changed.entry(uid.clone()).or_insert(*rv);
+        }
+    }
+    assert_eq!(changed.len(), 3, "every pod was updated in place");
+    let mut order: Vec<(u64, String)> = changed.iter().map(|(u, r)| (*r, u.clone())).collect();
+    order.sort();
+
+    for (i, (change_rv, uid)) in order.iter().enumerate() {
+        // 1. Its endpoint turned not-ready before the spec changed.
+        let endpoint_off = versions.iter().any(|v| {
+            matches!(v, Version::Slice { rv, endpoints }
+                if rv < change_rv && endpoints.iter().any(|(u, ready)| u == uid && !ready))
+        });
+        assert!(
+            endpoint_off,
+            "pod {uid}: endpoint ready=false before the spec changed"
+        );
+        // 2. Both finalizers were gone in the last version before the change.
+        let before = versions.iter().rev().find_map(|v| match v {
+            Version::Pod {
+                rv,
+                uid: u,
+                finalizers,
+                ..
+            } if u == uid && rv < change_rv => Some(finalizers.clone()),
+            _ => None,
+        });
+        let before = before.expect("a version before the change");
+        assert!(
+            !before.iter().any(|f| f == SERVICE || f == RPC),
+            "pod {uid}: both components let go before the change: {before:?}"
+        );
+        // 3. Both were back before the next pod's gate closed.
+        let back = versions.iter().find_map(|v| match v {
+            Version::Pod {
+                rv,
+                uid: u,
+                image,
+                finalizers,
+                ..
+            } if u == uid
+                && image == "nginx:1.26"
+                && finalizers.iter().any(|f| f == SERVICE)
+                && finalizers.iter().any(|f| f == RPC) =>
+            {
+                Some(*rv)
+            }
+            _ => None,
+        });
+        let back = back.unwrap_or_else(|| panic!("pod {uid}: never registered again"));
+        if let Some((_, next)) = order.get(i + 1) {
+            let next_closed = versions.iter().find_map(|v| match v {
+                Version::Pod {
+                    rv, uid: u, gate, ..
+                } if u == next && gate.as_deref() == Some("False") => Some(*rv),
+                _ => None,
+            });
+            let next_closed = next_closed.expect("the next pod's gate closed");
+            assert!(
+                back < next_closed,
+                "pod {uid} was back in service and rpc before pod {next} left"
+            );
+        }
+    }
+    // 4. The Service always had a ready endpoint.
+    let min_ready = versions
+        .iter()
+        .filter_map(|v| match v {
+            Version::Slice { endpoints, .. } => {
+                Some(endpoints.iter().filter(|(_, ready)| *ready).count())
+            }
+            Version::Pod { .. } => None,
+        })
+        .min()
+        .unwrap_or(0);
+    println!("fewest ready endpoints during the release: {min_ready}");
+    assert!(min_ready >= 1, "the Service never had zero ready endpoints");
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn service_edge_cases_never_deadlock_a_drain() {
+    let ns = TestNs::new("traffic-edges").await;
+    let _op = Operator::start(&ns.name);
+    let sets: Api<InPlaceSet> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    // No Service yet: the pod is registered at once (nothing routes to it).
+    ns.create::<InPlaceSet>(json!({
+        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
+        "metadata": {"name": "edge"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "edge"}},
+            "template": {
+                "metadata": {"labels": {"app": "edge"}},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}
+            },
+            "traffic": {"components": ["service"]}
+        }
+    }))
+    .await;
+    ns.wait(
+        "a pod selected by no Service registered and available",
+        90,
+        || async {
+            let s = sets.get("edge").await.ok()?.status?;
+            (s.available_replicas == 1).then_some(())
+        },
+    )
+    .await;
+
+    // A Service created after the pod, then deleted during a drain.
+    ns.create::<Service>(json!({
+        "metadata": {"name": "late"},
+        "spec": {"selector": {"app": "edge"}, "ports": [{"port": 80}]}
+    }))
+    .await;
+    // And one that publishes not-ready addresses: it cannot drain, and says so.
+    ns.create::<Service>(json!({
+        "metadata": {"name": "unsafe"},
+        "spec": {"selector": {"app": "edge"}, "ports": [{"port": 80}],
+                 "publishNotReadyAddresses": true}
+    }))
+    .await;
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}});
+    sets.patch("edge", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("release");
+    ns.wait("the gate to close", 30, || async {
+        let p = pods.list(&ListParams::default()).await.ok()?.items.pop()?;
+        (pod_condition(&p, GATE).as_deref() == Some("False")).then_some(())
+    })
+    .await;
+    let services: Api<Service> = ns.api();
+    services
+        .delete("late", &Default::default())
+        .await
+        .expect("delete the Service mid-drain");
+    ns.wait("the release to finish", 90, || async {
+        let s = sets.get("edge").await.ok()?.status?;
+        (s.updated_replicas == 1 && s.available_replicas == 1).then_some(())
+    })
+    .await;
+    let report = ns.report().await;
+    assert!(
+        report.contains("TrafficUnsafe") && report.contains("publishNotReadyAddresses"),
+        "a warning names the unsafe Service:\n{report}"
+    );
+    let unsafe_condition = |status: &str| {
+        let sets = sets.clone();
+        let status = status.to_string();
+        async move {
+            let s = sets.get("edge").await.ok()?.status?;
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "TrafficUnsafe" && c.status == status)
+        }
+    };
+    let c = ns
+        .wait("TrafficUnsafe=True on the InPlaceSet", 30, || {
+            unsafe_condition("True")
+        })
+        .await;
+    assert!(
+        c.message.contains("unsafe"),
+        "names the Service: {}",
+        c.message
+    );
+    let fix = json!({"spec": {"publishNotReadyAddresses": false}});
+    services
+        .patch("unsafe", &PatchParams::default(), &Patch::Merge(&fix))
+        .await
+        .expect("fix the Service");
+    ns.wait("TrafficUnsafe=False once fixed", 30, || {
+        unsafe_condition("False")
+    })
+    .await;
+}
