@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// The CafeDeployment operator.
 #[derive(Parser)]
@@ -70,21 +70,40 @@ fn init_logging(args: &RunArgs) {
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
+/// Resolves when SIGTERM or SIGINT is received, and only then: a listener
+/// that cannot be installed logs why and never fires (an `Err` from a signal
+/// listener must not read as "stop", or the controllers would start in
+/// shutdown mode and ignore every watch event).
 async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let term = async {
+        #[cfg(unix)]
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+                return "SIGTERM";
             }
-            return;
+            Err(e) => warn!(error = %e, "cannot listen for SIGTERM"),
         }
-    }
-    let _ = tokio::signal::ctrl_c().await;
+        std::future::pending::<&str>().await
+    };
+    let int = async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => "SIGINT",
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGINT");
+                std::future::pending::<&str>().await
+            }
+        }
+    };
+    let signal = tokio::select! {
+        s = term => s,
+        s = int => s,
+    };
+    info!("received {signal}; stopping: pods in their lifecycle stay resumable");
 }
+
+/// How long the controllers may take to stop after a signal.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
 fn run(args: RunArgs) -> ExitCode {
     init_logging(&args);
@@ -117,15 +136,30 @@ fn run(args: RunArgs) -> ExitCode {
             }
         };
         let namespace = args.namespace.as_deref();
-        tokio::join!(
-            cafe_operator::inplaceset::controller::run(
-                client.clone(),
-                namespace,
-                args.concurrency,
-                stopped(),
-            ),
-            cafe_operator::traffic::component::run(client, namespace, args.concurrency, stopped()),
-        );
+        let controllers = async {
+            tokio::join!(
+                cafe_operator::inplaceset::controller::run(
+                    client.clone(),
+                    namespace,
+                    args.concurrency,
+                    stopped(),
+                ),
+                cafe_operator::traffic::component::run(
+                    client.clone(),
+                    namespace,
+                    args.concurrency,
+                    stopped(),
+                ),
+            )
+        };
+        let deadline = async {
+            stopped().await;
+            tokio::time::sleep(STOP_GRACE).await;
+        };
+        tokio::select! {
+            _ = controllers => {}
+            () = deadline => warn!("controllers did not stop within {STOP_GRACE:?}; exiting anyway"),
+        }
         // What this run cost the API server, by verb and resource.
         let requests: Vec<String> = counters
             .snapshot()
