@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ServiceAccount};
-use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::{Api, Client, Resource};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -162,10 +162,37 @@ impl Drop for TestNs {
                 return;
             };
             rt.block_on(async move {
-                if let Ok(client) = Client::try_default().await {
-                    let namespaces: Api<Namespace> = Api::all(client);
-                    let _ = namespaces.delete(&name, &DeleteParams::background()).await;
+                let Ok(client) = Client::try_default().await else {
+                    return;
+                };
+                // The test's operator and components are gone: remove their
+                // finalizers, or the namespace would stay Terminating forever.
+                let pods: Api<Pod> = Api::namespaced(client.clone(), &name);
+                for p in pods
+                    .list(&ListParams::default())
+                    .await
+                    .map(|l| l.items)
+                    .unwrap_or_default()
+                {
+                    let keep: Vec<String> = p
+                        .finalizers()
+                        .iter()
+                        .filter(|f| !f.starts_with("traffic.cafe.sofastack.io/"))
+                        .cloned()
+                        .collect();
+                    if keep.len() != p.finalizers().len() {
+                        let patch = json!({"metadata": {"finalizers": keep}});
+                        let _ = pods
+                            .patch(
+                                &p.name_any(),
+                                &PatchParams::default(),
+                                &Patch::Merge(&patch),
+                            )
+                            .await;
+                    }
                 }
+                let namespaces: Api<Namespace> = Api::all(client);
+                let _ = namespaces.delete(&name, &DeleteParams::background()).await;
             });
         })
         .join();
