@@ -1,42 +1,95 @@
 #!/usr/bin/env bash
 # `make demo`: the operator's main job end to end on the local control plane.
-# Builds the operator, starts the cluster (kept running afterwards, so you can
-# go on with kubectl), installs the CRDs and applies examples/demo.yaml.
+# Builds the operator, starts the cluster (left running afterwards, so you can
+# go on with kubectl), installs the CRDs, runs the operator and releases a new
+# image in place through the lossless pod lifecycle.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . tests/cluster/lib.sh
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+say_() { printf '   %s\n' "$*"; }
 
-step "Building cafe-operator"
+step "Building cafe-operator (release)"
 cargo build --release --quiet
 OPERATOR="$REPO_ROOT/target/release/cafe-operator"
 
-step "Starting the local control plane (first run builds Kubernetes from source: ~15-25 min)"
+step "Starting the local control plane (the first run builds Kubernetes from source: 15-25 min)"
 tests/cluster/up.sh
 export KUBECONFIG="$KUBECONFIG_FILE"
 kubectl() { "$K8S_BIN/kubectl" "$@"; }
 kubectl get nodes -L cafe.sofastack.io/cell
 
-step "Installing the CRDs (server-side apply: the full pod template schema is large)"
+step "Installing the CRDs (server-side apply: they carry the full pod template schema)"
 "$OPERATOR" crd | kubectl apply --server-side --force-conflicts -f -
-kubectl wait --for condition=Established --timeout=60s crd/cafedeployments.cafe.sofastack.io crd/inplacesets.cafe.sofastack.io
+kubectl wait --for condition=Established --timeout=60s \
+    crd/cafedeployments.cafe.sofastack.io crd/inplacesets.cafe.sofastack.io
 
-step "Applying examples/demo.yaml: 10 pods over cell-a and cell-b, Beta then batches of 4"
-kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl -n demo apply --server-side -f examples/demo.yaml
-kubectl -n demo get cafedeployments
+step "Starting the operator (log: .cluster/logs/operator.log)"
+"$OPERATOR" run >"$LOGS/operator.log" 2>&1 &
+OPERATOR_PID=$!
+trap 'kill -TERM $OPERATOR_PID 2>/dev/null || true; wait $OPERATOR_PID 2>/dev/null || true' EXIT
 
-step "Bad input is refused by the API server with a message that says what to change"
-sed 's/batchSize: 4/batchSize: 0/' examples/demo.yaml | kubectl -n demo apply --server-side --dry-run=server -f - 2>&1 | sed 's/^/  /' || true
+# A previous demo's namespace goes first; the running operator drains its pods
+# (their traffic finalizers are released only by the operator).
+NS=demo
+kubectl delete namespace "$NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+for _ in $(seq 1 90); do kubectl get namespace "$NS" >/dev/null 2>&1 || break; sleep 1; done
+kubectl create namespace "$NS" >/dev/null
 
-step "Starting the operator"
-if ! "$OPERATOR" run; then
-    cat <<'MSG'
+PODS='custom-columns=POD:.metadata.name,IP:.status.podIP,IMAGE:.spec.containers[0].image,RESTARTS:.status.containerStatuses[0].restartCount,GATE:.status.conditions[?(@.type=="cafe.sofastack.io/traffic-ready")].reason,READY:.status.conditions[?(@.type=="Ready")].status,FINALIZERS:.metadata.finalizers'
+show() { kubectl -n "$NS" get pods -l app=standalone -o "$PODS"; }
+wait_for() { # DESCRIPTION SECONDS COMMAND...
+    local what="$1" limit="$2"
+    shift 2
+    for _ in $(seq 1 "$limit"); do "$@" && return 0; sleep 1; done
+    echo "timed out waiting for $what" >&2
+    return 1
+}
+ips_field() { kubectl -n "$NS" get inplaceset standalone -o "jsonpath={.status.$1}"; }
+# status_is FIELD VALUE: re-reads the InPlaceSet's status on every call.
+status_is() { [ "$(ips_field "$1")" = "$2" ]; }
 
-  The controllers are not in this build yet: the CafeDeployment above is stored
-  and validated, but nothing reconciles it. The cluster keeps running:
-    export KUBECONFIG=.cluster/kubeconfig
-    make cluster-down      # when you are done
-MSG
-fi
+step "An InPlaceSet of 3 pods behind a Service (examples/inplaceset.yaml)"
+kubectl -n "$NS" apply -f examples/inplaceset.yaml
+wait_for "3 available pods" 120 status_is availableReplicas 3
+show
+say_ "Each pod carries the readiness gate cafe.sofastack.io/traffic-ready (GATE: Serving) and"
+say_ "the finalizer of the built-in 'service' component: the Service routes to it."
+
+step "Releasing nginx:1.26: partition 1 keeps one pod on the old image"
+kubectl -n "$NS" patch inplaceset standalone --type merge \
+    -p '{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"nginx:1.26"}]}}}}'
+for _ in $(seq 1 60); do
+    show | sed 1d | sed 's/^/   /'
+    status_is updatedReplicas 2 && status_is availableReplicas 3 && break
+    echo "   --"
+    sleep 2
+done
+say_ "Pod by pod: the gate closed (DrainingForUpdate), the service component removed its"
+say_ "finalizer once the pod left the Service's endpoints, the image was patched in place"
+say_ "(same pod, same IP, restart +1), then the gate opened and the finalizer came back."
+
+step "Lowering the partition to 0 finishes the release"
+kubectl -n "$NS" patch inplaceset standalone --type merge -p '{"spec":{"strategy":{"partition":0}}}'
+all_released() { status_is updatedReplicas 3 && status_is availableReplicas 3; }
+wait_for "all 3 pods updated and available" 120 all_released
+show
+kubectl -n "$NS" get inplaceset standalone
+echo
+kubectl -n "$NS" get events --field-selector involvedObject.kind=InPlaceSet \
+    -o custom-columns=REASON:.reason,MESSAGE:.message 2>/dev/null | tail -n 12
+
+step "A CafeDeployment (examples/demo.yaml): stored and validated by the API server"
+kubectl -n "$NS" apply --server-side -f examples/demo.yaml
+kubectl -n "$NS" get cafedeployments
+say_ "The CafeDeployment controller (cells, Beta and batch groups, confirmation) is the next"
+say_ "piece of work; this build reconciles InPlaceSets and the service traffic component."
+
+step "Bad input is refused with a message that says what to change"
+sed 's/batchSize: 4/batchSize: 0/' examples/demo.yaml |
+    kubectl -n "$NS" apply --server-side --dry-run=server -f - 2>&1 | sed 's/^/   /' || true
+
+step "Done. The cluster keeps running:"
+say_ "export KUBECONFIG=$KUBECONFIG_FILE"
+say_ "make cluster-down      # when you are done"
