@@ -6,5 +6,7 @@
 
 pub mod api;
 pub mod inplaceset;
+pub mod release;
 pub mod runtime;
+pub mod topology;
 pub mod traffic;
