@@ -35,6 +35,9 @@ const WRITE_CONCURRENCY: usize = 16;
 /// How long a created pod may be missing from the watch cache before it is
 /// assumed lost (and created again).
 const CREATION_EXPECTATION: Duration = Duration::from_secs(60);
+/// How long a pod written to is not acted on again while the cache still
+/// shows the version it was written from.
+const STALE_CACHE_WINDOW: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -56,6 +59,11 @@ pub struct Context {
     created: Mutex<HashMap<String, Vec<(String, Instant)>>>,
     /// Consecutive failures per set, for the error backoff.
     failures: Mutex<HashMap<ObjectRef<InPlaceSet>, u32>>,
+    /// Pods written to, by uid, with the resourceVersion they had when acted on.
+    /// Until the cache shows a newer version, the pod is not acted on again:
+    /// a stale cache must not repeat a write (the gate would be written twice).
+    /// Entries expire: a write that changed nothing leaves the version as it was.
+    acted_on: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 fn now() -> (i64, Time) {
@@ -70,6 +78,32 @@ fn owned_by(pod: &Pod, uid: &str) -> bool {
 }
 
 impl Context {
+    /// True while the cache still shows the version of `pod` we last wrote from.
+    fn stale(&self, pod: &Pod) -> bool {
+        let (Some(uid), Some(rv)) = (pod.uid(), pod.resource_version()) else {
+            return false;
+        };
+        let Ok(mut acted) = self.acted_on.lock() else {
+            return false;
+        };
+        match acted.get(&uid) {
+            Some((seen, at)) if *seen == rv && at.elapsed() < STALE_CACHE_WINDOW => true,
+            Some(_) => {
+                acted.remove(&uid);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember_write(&self, pod: &Pod) {
+        if let (Some(uid), Some(rv), Ok(mut acted)) =
+            (pod.uid(), pod.resource_version(), self.acted_on.lock())
+        {
+            acted.insert(uid, (rv, Instant::now()));
+        }
+    }
+
     /// Pods created earlier that the cache does not show yet.
     fn pending_creations(&self, uid: &str, seen: &[Arc<Pod>]) -> usize {
         let Ok(mut created) = self.created.lock() else {
@@ -254,6 +288,7 @@ async fn reconcile(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Er
         .zip(&facts)
         .zip(&decisions)
         .filter(|(_, d)| !matches!(d, Decision::Steady | Decision::Wait(_)))
+        .filter(|((p, _), _)| !ctx.stale(p))
         .map(|((p, f), d)| (p, f, d))
         .collect();
     let mut results = Vec::new();
@@ -262,7 +297,13 @@ async fn reconcile(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Er
         for (pod, f, d) in chunk {
             batch.push(act(&api, &set, pod, f, d, &time));
         }
-        results.extend(futures::future::join_all(batch).await);
+        let done = futures::future::join_all(batch).await;
+        for ((pod, _, _), result) in chunk.iter().zip(&done) {
+            if matches!(result, Ok(Some(_))) {
+                ctx.remember_write(pod);
+            }
+        }
+        results.extend(done);
     }
     let mut first_error = None;
     for result in results {
@@ -506,6 +547,7 @@ pub async fn run(
         recorder,
         created: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
+        acted_on: Mutex::new(HashMap::new()),
     });
     let controller = Controller::new(sets, watcher::Config::default());
     let sets_store = controller.store();
