@@ -16,7 +16,7 @@ use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::operator::Operator;
-use crate::support::{TestNs, pod_condition, pod_ready};
+use crate::support::{TestNs, pod_condition, pod_ready, wait_set_condition};
 
 const GATE: &str = "cafe.sofastack.io/traffic-ready";
 const RPC: &str = "traffic.cafe.sofastack.io/rpc";
@@ -535,14 +535,7 @@ async fn a_crashloop_image_stalls_the_update_with_a_clear_condition() {
     wait_ready(&ns, "web", 3, None).await;
 
     patch_set(&sets, "web", image_patch("example.com/app:crashloop")).await;
-    let stalled = ns
-        .wait("the Stalled condition", 60, || async {
-            let s = sets.get("web").await.ok()?.status?;
-            s.conditions
-                .into_iter()
-                .find(|c| c.type_ == "Stalled" && c.status == "True")
-        })
-        .await;
+    let stalled = wait_set_condition(&ns, "web", "Stalled", "True").await;
     assert_eq!(stalled.reason, "ProgressDeadlineExceeded");
     assert!(
         stalled.message.contains("did not become ready"),
@@ -688,14 +681,7 @@ async fn a_drain_that_times_out_stalls_naming_the_pod_and_the_component() {
 
     rpc.hold_deregistration.store(true, Ordering::SeqCst);
     patch_set(&sets, "web", image_patch("nginx:1.26")).await;
-    let stalled = ns
-        .wait("the Stalled condition", 60, || async {
-            let s = sets.get("web").await.ok()?.status?;
-            s.conditions
-                .into_iter()
-                .find(|c| c.type_ == "Stalled" && c.status == "True")
-        })
-        .await;
+    let stalled = wait_set_condition(&ns, "web", "Stalled", "True").await;
     assert_eq!(stalled.reason, "DrainTimeout");
     assert!(
         stalled.message.contains(&pod.name_any()),

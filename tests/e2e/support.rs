@@ -199,6 +199,27 @@ impl Drop for TestNs {
     }
 }
 
+/// Waits until the InPlaceSet `name` reports condition `type_` with `status`.
+pub async fn wait_set_condition(
+    ns: &TestNs,
+    name: &str,
+    type_: &str,
+    status: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let sets: Api<cafe_operator::api::InPlaceSet> = ns.api();
+    ns.wait(
+        &format!("{type_}={status} on InPlaceSet {name}"),
+        60,
+        || async {
+            let s = sets.get(name).await.ok()?.status?;
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == type_ && c.status == status)
+        },
+    )
+    .await
+}
+
 /// The status of condition `type_` on a pod, if present.
 pub fn pod_condition(pod: &Pod, type_: &str) -> Option<String> {
     pod.status

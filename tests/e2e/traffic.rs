@@ -17,7 +17,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::operator::Operator;
-use crate::support::{TestNs, pod_condition, pod_ready};
+use crate::support::{TestNs, pod_condition, pod_ready, wait_set_condition};
 
 const SERVICE: &str = "traffic.cafe.sofastack.io/service";
 const RPC: &str = "traffic.cafe.sofastack.io/rpc";
@@ -373,21 +373,7 @@ async fn service_edge_cases_never_deadlock_a_drain() {
         report.contains("TrafficUnsafe") && report.contains("publishNotReadyAddresses"),
         "a warning names the unsafe Service:\n{report}"
     );
-    let unsafe_condition = |status: &str| {
-        let sets = sets.clone();
-        let status = status.to_string();
-        async move {
-            let s = sets.get("edge").await.ok()?.status?;
-            s.conditions
-                .into_iter()
-                .find(|c| c.type_ == "TrafficUnsafe" && c.status == status)
-        }
-    };
-    let c = ns
-        .wait("TrafficUnsafe=True on the InPlaceSet", 30, || {
-            unsafe_condition("True")
-        })
-        .await;
+    let c = wait_set_condition(&ns, "edge", "TrafficUnsafe", "True").await;
     assert!(
         c.message.contains("unsafe"),
         "names the Service: {}",
@@ -398,8 +384,5 @@ async fn service_edge_cases_never_deadlock_a_drain() {
         .patch("unsafe", &PatchParams::default(), &Patch::Merge(&fix))
         .await
         .expect("fix the Service");
-    ns.wait("TrafficUnsafe=False once fixed", 30, || {
-        unsafe_condition("False")
-    })
-    .await;
+    wait_set_condition(&ns, "edge", "TrafficUnsafe", "False").await;
 }
