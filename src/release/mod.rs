@@ -2,3 +2,4 @@
 //! state machine of the CafeDeployment controller builds on it.)
 
 pub mod plan;
+pub mod state;
