@@ -6,6 +6,13 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+for tool in openssl curl base64 setsid; do
+    command -v "$tool" >/dev/null 2>&1 ||
+        die "'$tool' is not on PATH; it is needed to start the cluster: install it (Debian: apt-get install openssl curl coreutils util-linux), then run 'make cluster-up' again"
+done
+command -v ss >/dev/null 2>&1 ||
+    say "'ss' (iproute2) is missing: ports are not checked before starting; a busy port shows up as a component that fails to start"
+
 "$CLUSTER_SCRIPTS/build.sh"
 
 KUBECTL="$K8S_BIN/kubectl"
