@@ -5,6 +5,7 @@
 //! state; the reconcilers only read, call the core and apply its decisions.
 
 pub mod api;
+pub mod cafedeployment;
 pub mod inplaceset;
 pub mod release;
 pub mod runtime;

@@ -122,7 +122,7 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        info!(namespace = ?args.namespace, "starting the InPlaceSet controller and the service traffic component");
+        info!(namespace = ?args.namespace, "starting the CafeDeployment and InPlaceSet controllers and the service traffic component");
         // One signal stops every controller.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -145,6 +145,12 @@ fn run(args: RunArgs) -> ExitCode {
                     stopped(),
                 ),
                 cafe_operator::traffic::component::run(
+                    client.clone(),
+                    namespace,
+                    args.concurrency,
+                    stopped(),
+                ),
+                cafe_operator::cafedeployment::controller::run(
                     client.clone(),
                     namespace,
                     args.concurrency,

@@ -166,6 +166,10 @@ pub struct InPlaceSetStatus {
     pub updated_replicas: i32,
     #[serde(default)]
     pub updated_ready_replicas: i32,
+    /// Pods on the update revision that are available (ready for
+    /// minReadySeconds and registered by every traffic component).
+    #[serde(default)]
+    pub updated_available_replicas: i32,
     /// The label selector as a string, for the scale subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,

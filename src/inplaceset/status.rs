@@ -139,6 +139,7 @@ pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
         available_replicas: count(&available),
         updated_replicas: count(&updated),
         updated_ready_replicas: count(&|p| updated(p) && p.ready),
+        updated_available_replicas: count(&|p| updated(p) && available(p)),
         selector: Some(inputs.selector.clone()),
         current_revision: inputs.previous.current_revision.clone(),
         update_revision: Some(inputs.revision.to_string()),

@@ -8,6 +8,7 @@ mod corpus;
 mod operator;
 mod support;
 
+mod cafedeployment;
 mod cluster_smoke;
 mod inplaceset;
 mod traffic;

@@ -1,0 +1,208 @@
+//! What a CafeDeployment's children should be: the cells, and each cell's
+//! InPlaceSet. Pure: no client, so every rule is a unit test.
+
+use k8s_openapi::api::core::v1::{
+    Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use crate::api::names::{CELL_LABEL, CELL_NODE_LABEL, ZONE_NODE_LABEL};
+use crate::api::{
+    CafeDeployment, InPlaceSet, InPlaceSetSpec, InPlaceSetStrategy, Topology, UnitType,
+};
+
+/// The annotation on each InPlaceSet naming the CafeDeployment revision its
+/// template carries.
+pub const REVISION_ANNOTATION: &str = "cafe.sofastack.io/cafedeployment-revision";
+
+/// The cells, in order. `unitType: None` is one unit, named by its single
+/// value or "default".
+pub fn cells(topology: &Topology) -> Vec<String> {
+    match topology.unit_type {
+        UnitType::None => vec![
+            topology
+                .values
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "default".to_string()),
+        ],
+        _ => topology.values.clone(),
+    }
+}
+
+/// The node label that names a node's unit, or none for `unitType: None`.
+pub fn unit_key(topology: &Topology) -> Option<String> {
+    if let Some(key) = &topology.unit_key {
+        return Some(key.clone());
+    }
+    match topology.unit_type {
+        UnitType::Cell => Some(CELL_NODE_LABEL.to_string()),
+        UnitType::Zone => Some(ZONE_NODE_LABEL.to_string()),
+        UnitType::None => None,
+    }
+}
+
+pub fn inplaceset_name(cd: &CafeDeployment, cell: &str) -> String {
+    format!("{}-{}", cd.name_any(), cell)
+}
+
+/// A cell's InPlaceSet: the CafeDeployment's template pinned to the cell by a
+/// required node affinity and the cell label, `replicas` pods, `partition`
+/// pods kept on older revisions. The CafeDeployment paces the release through
+/// partitions, so the InPlaceSet may move a whole group at once.
+pub fn inplaceset(
+    cd: &CafeDeployment,
+    cell: &str,
+    replicas: usize,
+    partition: usize,
+    revision: &str,
+) -> InPlaceSet {
+    let spec = &cd.spec;
+    let mut template = spec.template.clone();
+    let meta = template.metadata.get_or_insert_with(Default::default);
+    meta.labels
+        .get_or_insert_with(Default::default)
+        .insert(CELL_LABEL.to_string(), cell.to_string());
+    if let Some(key) = unit_key(&spec.topology) {
+        let pod_spec = template.spec.get_or_insert_with(Default::default);
+        require_node_label(
+            pod_spec.affinity.get_or_insert_with(Affinity::default),
+            &key,
+            cell,
+        );
+    }
+    let mut selector = spec.selector.clone();
+    selector
+        .match_labels
+        .get_or_insert_with(Default::default)
+        .insert(CELL_LABEL.to_string(), cell.to_string());
+
+    let mut set = InPlaceSet::new(
+        &inplaceset_name(cd, cell),
+        InPlaceSetSpec {
+            replicas: i32::try_from(replicas).unwrap_or(i32::MAX),
+            selector,
+            template,
+            min_ready_seconds: spec.strategy.min_ready_seconds,
+            progress_deadline_seconds: spec.strategy.progress_deadline_seconds,
+            strategy: InPlaceSetStrategy {
+                partition: IntOrString::Int(i32::try_from(partition).unwrap_or(i32::MAX)),
+                max_unavailable: IntOrString::String("100%".to_string()),
+                update_mode: spec.strategy.update_mode,
+                paused: spec.strategy.pause,
+            },
+            traffic: spec.traffic.clone(),
+        },
+    );
+    set.metadata.namespace = cd.namespace();
+    set.metadata.labels = Some([(CELL_LABEL.to_string(), cell.to_string())].into());
+    set.metadata.annotations =
+        Some([(REVISION_ANNOTATION.to_string(), revision.to_string())].into());
+    set.metadata.owner_references = cd.controller_owner_ref(&()).map(|o| vec![o]);
+    set
+}
+
+/// Adds `key In [value]` to every required node selector term (or creates one),
+/// keeping whatever affinity the user wrote.
+fn require_node_label(affinity: &mut Affinity, key: &str, value: &str) {
+    let requirement = NodeSelectorRequirement {
+        key: key.to_string(),
+        operator: "In".to_string(),
+        values: Some(vec![value.to_string()]),
+    };
+    let node = affinity
+        .node_affinity
+        .get_or_insert_with(NodeAffinity::default);
+    let required = node
+        .required_during_scheduling_ignored_during_execution
+        .get_or_insert_with(|| NodeSelector {
+            node_selector_terms: Vec::new(),
+        });
+    if required.node_selector_terms.is_empty() {
+        required
+            .node_selector_terms
+            .push(NodeSelectorTerm::default());
+    }
+    for term in &mut required.node_selector_terms {
+        term.match_expressions
+            .get_or_insert_with(Vec::new)
+            .push(requirement.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cd(topology: serde_json::Value) -> CafeDeployment {
+        serde_json::from_value(json!({
+            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+            "metadata": {"name": "demo", "namespace": "shop", "uid": "u-1"},
+            "spec": {
+                "replicas": 10,
+                "selector": {"matchLabels": {"app": "demo"}},
+                "template": {"metadata": {"labels": {"app": "demo"}},
+                             "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}},
+                "topology": topology
+            }
+        }))
+        .expect("cd")
+    }
+
+    #[test]
+    fn a_cell_set_is_pinned_to_its_cell_and_selects_only_its_pods() {
+        let d = cd(json!({"values": ["cell-a", "cell-b"]}));
+        let set = inplaceset(&d, "cell-b", 5, 4, "r1");
+        assert_eq!(set.name_any(), "demo-cell-b");
+        let labels = set.spec.selector.match_labels.clone().unwrap_or_default();
+        assert_eq!(labels.get(CELL_LABEL).map(String::as_str), Some("cell-b"));
+        let template_labels = set
+            .spec
+            .template
+            .metadata
+            .clone()
+            .and_then(|m| m.labels)
+            .unwrap_or_default();
+        assert!(
+            labels
+                .iter()
+                .all(|(k, v)| template_labels.get(k) == Some(v))
+        );
+        let affinity = serde_json::to_value(&set.spec.template.spec).expect("spec");
+        let expr = &affinity["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchExpressions"][0];
+        assert_eq!(expr["key"], CELL_NODE_LABEL);
+        assert_eq!(expr["values"], json!(["cell-b"]));
+        assert_eq!(set.spec.strategy.partition, IntOrString::Int(4));
+        assert_eq!(set.owner_references()[0].uid, "u-1");
+    }
+
+    #[test]
+    fn zone_custom_key_and_none_topologies() {
+        assert_eq!(
+            unit_key(
+                &cd(json!({"unitType": "Zone", "values": ["z"]}))
+                    .spec
+                    .topology
+            )
+            .as_deref(),
+            Some(ZONE_NODE_LABEL)
+        );
+        assert_eq!(
+            unit_key(
+                &cd(json!({"unitKey": "example.com/rack", "values": ["r1"]}))
+                    .spec
+                    .topology
+            )
+            .as_deref(),
+            Some("example.com/rack")
+        );
+        let none = cd(json!({"unitType": "None"}));
+        assert_eq!(unit_key(&none.spec.topology), None);
+        assert_eq!(cells(&none.spec.topology), vec!["default"]);
+        let set = inplaceset(&none, "default", 3, 0, "r1");
+        assert!(set.spec.template.spec.and_then(|s| s.affinity).is_none());
+    }
+}

@@ -1,0 +1,478 @@
+//! The CafeDeployment reconciler: dereference (its InPlaceSets and revisions),
+//! validate (distribution), build (each cell's InPlaceSet, pure), decide (group
+//! plan and release state machine, pure), apply (only what differs), report
+//! (status and events on transitions).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::warn;
+
+use super::build::{self, REVISION_ANNOTATION};
+use crate::api::count::resolve;
+use crate::api::names::{UPGRADE_CONFIRMED_ANNOTATION, condition};
+use crate::api::{
+    CafeDeployment, CafeDeploymentStatus, CellStatus, ConfirmationWait, InPlaceSet, Phase,
+    ReleaseStatus, UpgradeType,
+};
+use crate::inplaceset::revision;
+use crate::release::plan::groups;
+use crate::release::state::{self, Input};
+use crate::topology::distribute;
+
+const MANAGER: &str = "cafe-operator-cafedeployment";
+/// ControllerRevisions of a CafeDeployment carry its uid (names may be too long for a label).
+const OWNER_LABEL: &str = "cafe.sofastack.io/cafedeployment-uid";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+}
+
+struct Context {
+    client: Client,
+    recorder: Recorder,
+}
+
+impl Context {
+    async fn event(&self, cd: &CafeDeployment, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: reason.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &cd.object_ref(&())).await {
+            warn!(error = %e, "cannot publish event {reason}");
+        }
+    }
+}
+
+/// Makes sure the template has a ControllerRevision (numbered after the
+/// newest) and keeps at most `historyLimit` older ones.
+async fn record_revision(cd: &CafeDeployment, ctx: &Context, hash: &str) -> Result<String, Error> {
+    let ns = cd.namespace().unwrap_or_default();
+    let uid = cd.uid().unwrap_or_default();
+    let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = format!("{}-{hash}", cd.name_any());
+    let mut existing = api
+        .list(&ListParams::default().labels(&format!("{OWNER_LABEL}={uid}")))
+        .await?
+        .items;
+    if !existing.iter().any(|r| r.name_any() == name) {
+        let next = existing.iter().map(|r| r.revision).max().unwrap_or(0) + 1;
+        let mut rev = ControllerRevision {
+            revision: next,
+            data: Some(RawExtension(
+                json!({"spec": {"template": cd.spec.template}}),
+            )),
+            ..ControllerRevision::default()
+        };
+        rev.metadata.name = Some(name.clone());
+        rev.metadata.labels = Some([(OWNER_LABEL.to_string(), uid.clone())].into());
+        rev.metadata.owner_references = cd.controller_owner_ref(&()).map(|o| vec![o]);
+        match api.create(&PostParams::default(), &rev).await {
+            Ok(r) => existing.push(r),
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Trim the oldest beyond historyLimit, never the current one.
+    existing.sort_by_key(|r| r.revision);
+    let keep = usize::try_from(cd.spec.history_limit).unwrap_or(0) + 1;
+    let excess = existing.len().saturating_sub(keep);
+    for old in existing
+        .iter()
+        .filter(|r| r.name_any() != name)
+        .take(excess)
+    {
+        let _ = api.delete(&old.name_any(), &Default::default()).await;
+    }
+    Ok(name)
+}
+
+fn updated_available(set: Option<&InPlaceSet>, hash: &str) -> (Option<usize>, usize) {
+    let Some(set) = set else {
+        return (None, 0);
+    };
+    let carries = set
+        .annotations()
+        .get(REVISION_ANNOTATION)
+        .map(String::as_str)
+        == Some(hash);
+    if !carries {
+        return (None, 0);
+    }
+    let partition = match &set.spec.strategy.partition {
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => {
+            usize::try_from(*n).ok()
+        }
+        _ => None,
+    };
+    let status = set.status.clone().unwrap_or_default();
+    // Counts from before the InPlaceSet saw its current spec say nothing about it.
+    let fresh = status.observed_generation == set.metadata.generation;
+    let available = if fresh {
+        usize::try_from(status.updated_available_replicas).unwrap_or(0)
+    } else {
+        0
+    };
+    (partition, available)
+}
+
+async fn reconcile(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if cd.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = cd.namespace().unwrap_or_default();
+    let name = cd.name_any();
+    let cds: Api<CafeDeployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let sets: Api<InPlaceSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let spec = &cd.spec;
+    let previous = cd.status.clone().unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+
+    let replicas = usize::try_from(spec.replicas).unwrap_or(0);
+    let cells = build::cells(&spec.topology);
+    let distribution = match distribute(replicas, &cells, &spec.topology.unit_replicas) {
+        Ok(d) => d,
+        Err(e) => {
+            // Invalid until the user changes the spec: report, do not retry.
+            if previous.phase != Some(Phase::Stalled) {
+                ctx.event(&cd, EventType::Warning, "InvalidSpec", e.to_string())
+                    .await;
+            }
+            let mut status = previous.clone();
+            status.phase = Some(Phase::Stalled);
+            status.observed_generation = cd.metadata.generation;
+            write_status(&cds, &name, &previous, status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let hash = revision::revision(&spec.template);
+    let revision_name = record_revision(&cd, &ctx, &hash).await?;
+
+    let mut observed = Vec::new();
+    for cell in &cells {
+        observed.push(sets.get_opt(&build::inplaceset_name(&cd, cell)).await?);
+    }
+    let sizes: Vec<usize> = distribution.iter().map(|(_, n)| *n).collect();
+    let (partitions, available): (Vec<Option<usize>>, Vec<usize>) = observed
+        .iter()
+        .map(|s| updated_available(s.as_ref(), &hash))
+        .unzip();
+    let batch = resolve(&spec.strategy.batch_size, replicas, false)
+        .unwrap_or(1)
+        .max(1);
+    let beta = spec.strategy.upgrade_type == UpgradeType::Beta;
+    let plan = groups(&sizes, beta, batch);
+    let awaiting = previous
+        .release
+        .as_ref()
+        .and_then(|r| r.awaiting_confirmation.as_ref())
+        .map(|w| (w.revision.as_str(), usize::try_from(w.group).unwrap_or(0)));
+    let confirmed = cd
+        .annotations()
+        .get(UPGRADE_CONFIRMED_ANNOTATION)
+        .map(String::as_str)
+        == Some("true");
+    let input = Input {
+        sizes: &sizes,
+        updated_available: &available,
+        partitions: &partitions,
+        plan: &plan,
+        need_confirm: spec.strategy.need_waiting_for_confirm,
+        paused: spec.strategy.pause,
+        rollback: false,
+        revision: &revision_name,
+        awaiting,
+        confirmed,
+    };
+    let decision = state::decide(&input);
+
+    // The wait begins by resetting the confirmation, so an earlier "true" never counts.
+    if decision.begins_waiting(&input) {
+        let patch = json!({"metadata": {"annotations": {UPGRADE_CONFIRMED_ANNOTATION: "false"}}});
+        cds.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        ctx.event(
+            &cd,
+            EventType::Normal,
+            "WaitingForConfirm",
+            format!(
+                "group {} of {} done; confirm group {} with: kubectl annotate cafedeployment {name} \
+                 {UPGRADE_CONFIRMED_ANNOTATION}=true --overwrite",
+                decision.completed,
+                decision.groups,
+                decision.completed + 1
+            ),
+        )
+        .await;
+    }
+
+    // Each cell's InPlaceSet, written only when it differs.
+    for (((cell, size), partition), current) in cells
+        .iter()
+        .zip(&sizes)
+        .zip(&decision.partitions)
+        .zip(&observed)
+    {
+        let desired = build::inplaceset(&cd, cell, *size, *partition, &hash);
+        let same = current.as_ref().is_some_and(|c| {
+            c.spec == desired.spec && c.annotations().get(REVISION_ANNOTATION) == Some(&hash)
+        });
+        if !same {
+            sets.patch(
+                &desired.name_any(),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&desired),
+            )
+            .await?;
+        }
+    }
+
+    let status = compute_status(
+        &cd,
+        &revision_name,
+        &distribution,
+        &observed,
+        &decision,
+        &previous,
+        &now,
+    );
+    if status.phase != previous.phase
+        && let Some(phase) = status.phase
+    {
+        let note = status
+            .release
+            .as_ref()
+            .map(|r| r.message.clone())
+            .unwrap_or_default();
+        ctx.event(&cd, EventType::Normal, &format!("{phase:?}"), note)
+            .await;
+    }
+    write_status(&cds, &name, &previous, status).await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn write_status(
+    cds: &Api<CafeDeployment>,
+    name: &str,
+    previous: &CafeDeploymentStatus,
+    status: CafeDeploymentStatus,
+) -> Result<(), Error> {
+    if status == *previous {
+        return Ok(());
+    }
+    let body = json!({
+        "apiVersion": "cafe.sofastack.io/v1alpha1",
+        "kind": "CafeDeployment",
+        "status": status,
+    });
+    cds.patch_status(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+fn compute_status(
+    cd: &CafeDeployment,
+    revision: &str,
+    distribution: &[(String, usize)],
+    observed: &[Option<InPlaceSet>],
+    decision: &state::Decision,
+    previous: &CafeDeploymentStatus,
+    now: &Time,
+) -> CafeDeploymentStatus {
+    let mut status = CafeDeploymentStatus {
+        observed_generation: cd.metadata.generation,
+        selector: Some(
+            cd.spec
+                .selector
+                .match_labels
+                .iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        current_revision: previous.current_revision.clone(),
+        update_revision: Some(revision.to_string()),
+        ..CafeDeploymentStatus::default()
+    };
+    let mut rows = Vec::new();
+    for ((cell, size), set) in distribution.iter().zip(observed) {
+        let s = set
+            .as_ref()
+            .and_then(|s| s.status.clone())
+            .unwrap_or_default();
+        status.replicas += s.replicas;
+        status.ready_replicas += s.ready_replicas;
+        status.available_replicas += s.available_replicas;
+        status.updated_replicas += s.updated_replicas;
+        status.updated_ready_replicas += s.updated_ready_replicas;
+        rows.push(CellStatus {
+            name: cell.clone(),
+            replicas: i32::try_from(*size).unwrap_or(i32::MAX),
+            updated: s.updated_replicas,
+            ready: s.ready_replicas,
+            available: s.available_replicas,
+        });
+    }
+    let cells_text = rows
+        .iter()
+        .map(|r| format!("{} {}/{}", r.name, r.updated, r.replicas))
+        .collect::<Vec<_>>()
+        .join(", ");
+    status.cells = rows;
+    let name = cd.name_any();
+    let (phase, message, awaiting) = match &decision.phase {
+        state::Phase::Complete => {
+            status.current_revision = Some(revision.to_string());
+            (
+                Phase::Healthy,
+                format!(
+                    "all {} pods run {revision} ({cells_text})",
+                    cd.spec.replicas
+                ),
+                None,
+            )
+        }
+        state::Phase::WaitingForConfirm(group) => (
+            Phase::WaitingForConfirm,
+            format!(
+                "group {} of {} done ({cells_text}); confirm to continue: kubectl annotate \
+                 cafedeployment {name} {UPGRADE_CONFIRMED_ANNOTATION}=true --overwrite",
+                group - 1,
+                decision.groups
+            ),
+            Some(ConfirmationWait {
+                revision: revision.to_string(),
+                group: i32::try_from(*group).unwrap_or(i32::MAX),
+            }),
+        ),
+        state::Phase::Paused => (
+            Phase::Paused,
+            format!(
+                "paused after group {} of {} ({cells_text}); resume: kubectl patch cafedeployment \
+                 {name} --type merge -p '{{\"spec\":{{\"strategy\":{{\"pause\":false}}}}}}'",
+                decision.completed, decision.groups
+            ),
+            None,
+        ),
+        state::Phase::Progressing => (
+            Phase::Progressing,
+            format!(
+                "releasing group {} of {} ({cells_text})",
+                decision.released, decision.groups
+            ),
+            None,
+        ),
+    };
+    let done = i32::try_from(decision.completed).unwrap_or(0);
+    let total = i32::try_from(decision.groups).unwrap_or(0);
+    status.phase = Some(phase);
+    status.release = Some(ReleaseStatus {
+        revision: revision.to_string(),
+        rollback: false,
+        group: done,
+        groups: total,
+        progress: format!("{done}/{total}"),
+        message: message.clone(),
+        awaiting_confirmation: awaiting,
+    });
+    let complete = phase == Phase::Healthy;
+    let cond = |type_: &str, ok: bool, reason: &str| {
+        let status_text = if ok { "True" } else { "False" };
+        let since = previous
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status_text)
+            .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+        Condition {
+            type_: type_.to_string(),
+            status: status_text.to_string(),
+            reason: reason.to_string(),
+            message: message.clone(),
+            observed_generation: cd.metadata.generation,
+            last_transition_time: since,
+        }
+    };
+    let progress_reason = if complete {
+        "NewRevisionAvailable"
+    } else {
+        "ReplicaSetUpdated"
+    };
+    status.conditions = vec![
+        cond(
+            condition::AVAILABLE,
+            status.available_replicas >= cd.spec.replicas,
+            if status.available_replicas >= cd.spec.replicas {
+                "MinimumReplicasAvailable"
+            } else {
+                "MinimumReplicasUnavailable"
+            },
+        ),
+        cond(condition::PROGRESSING, true, progress_reason),
+        cond(
+            condition::READY,
+            complete,
+            if complete { "Ready" } else { "Releasing" },
+        ),
+        cond(
+            condition::RECONCILING,
+            !complete,
+            if complete { "Ready" } else { "Releasing" },
+        ),
+        cond(condition::STALLED, false, "NotStalled"),
+    ];
+    status
+}
+
+fn error_policy(cd: Arc<CafeDeployment>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(cafedeployment = %cd.name_any(), error = %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the CafeDeployment controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    namespace: Option<&str>,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (cds, sets): (Api<CafeDeployment>, Api<InPlaceSet>) = match namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client, "cafe-operator".into()),
+    });
+    Controller::new(cds, watcher::Config::default())
+        .owns(sets, watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}

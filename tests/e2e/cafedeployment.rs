@@ -1,0 +1,191 @@
+//! CafeDeployment user stories.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use cafe_operator::api::{CafeDeployment, Phase};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::operator::Operator;
+use crate::support::{TestNs, pod_ready};
+
+fn image(p: &Pod) -> String {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+/// (uid, ip, cell of its node) of every live pod of app=demo.
+async fn pods_by_cell(ns: &TestNs) -> Vec<(Pod, String)> {
+    let pods: Api<Pod> = ns.api();
+    let nodes: Api<Node> = Api::all(ns.client.clone());
+    let mut out = Vec::new();
+    for p in pods
+        .list(&ListParams::default().labels("app=demo"))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+    {
+        if p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let node = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        let cell = nodes
+            .get(&node)
+            .await
+            .ok()
+            .and_then(|n| n.labels().get("cafe.sofastack.io/cell").cloned())
+            .unwrap_or_default();
+        out.push((p, cell));
+    }
+    out
+}
+
+async fn phase(cds: &Api<CafeDeployment>) -> Option<Phase> {
+    cds.get("demo").await.ok()?.status?.phase
+}
+
+/// Waits for the phase, then returns new-image pods per cell.
+async fn settle(ns: &TestNs, want: Phase, new_per_cell: usize) -> BTreeMap<String, usize> {
+    let cds: Api<CafeDeployment> = ns.api();
+    ns.wait(
+        &format!("phase {want:?} with {new_per_cell} new pods per cell"),
+        180,
+        || async {
+            if phase(&cds).await != Some(want) {
+                return None;
+            }
+            let pods = pods_by_cell(ns).await;
+            let mut per_cell: BTreeMap<String, usize> = BTreeMap::new();
+            for (p, cell) in &pods {
+                if image(p) == "nginx:1.26" && pod_ready(p) {
+                    *per_cell.entry(cell.clone()).or_default() += 1;
+                }
+            }
+            let ok = pods.len() == 10
+                && ["cell-a", "cell-b"]
+                    .iter()
+                    .all(|c| per_cell.get(*c).copied().unwrap_or(0) == new_per_cell);
+            ok.then_some(per_cell)
+        },
+    )
+    .await
+}
+
+fn kubectl_annotate_confirm(ns: &str) {
+    let status = Command::new("kubectl")
+        .args([
+            "-n",
+            ns,
+            "annotate",
+            "cafedeployment",
+            "demo",
+            "cafe.sofastack.io/upgrade-confirmed=true",
+            "--overwrite",
+        ])
+        .status()
+        .expect("kubectl on PATH");
+    assert!(status.success(), "kubectl annotate");
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn cafes_example_releases_beta_then_confirmed_batches_in_place() {
+    let ns = TestNs::new("cd-cafe").await;
+    let _op = Operator::start(&ns.name);
+    ns.create::<CafeDeployment>(json!({
+        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+        "metadata": {"name": "demo"},
+        "spec": {
+            "replicas": 10,
+            "selector": {"matchLabels": {"app": "demo"}},
+            "template": {"metadata": {"labels": {"app": "demo"}},
+                         "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}},
+            "topology": {"values": ["cell-a", "cell-b"]},
+            "strategy": {"upgradeType": "Beta", "batchSize": 4, "needWaitingForConfirm": true},
+            "traffic": {"components": ["service"]}
+        }
+    }))
+    .await;
+    let cds: Api<CafeDeployment> = ns.api();
+    ns.wait("10 pods, 5 per cell, Healthy", 180, || async {
+        if phase(&cds).await != Some(Phase::Healthy) {
+            return None;
+        }
+        let pods = pods_by_cell(&ns).await;
+        let a = pods
+            .iter()
+            .filter(|(p, c)| c == "cell-a" && pod_ready(p))
+            .count();
+        let b = pods
+            .iter()
+            .filter(|(p, c)| c == "cell-b" && pod_ready(p))
+            .count();
+        (a == 5 && b == 5).then_some(())
+    })
+    .await;
+    let identity: BTreeMap<String, String> = pods_by_cell(&ns)
+        .await
+        .into_iter()
+        .map(|(p, _)| {
+            (
+                p.uid().unwrap_or_default(),
+                p.status.and_then(|s| s.pod_ip).unwrap_or_default(),
+            )
+        })
+        .collect();
+
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}});
+    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("release");
+
+    // Beta: one pod per cell, then the operator waits.
+    settle(&ns, Phase::WaitingForConfirm, 1).await;
+    let cd = cds.get("demo").await.expect("cd");
+    assert_eq!(
+        cd.annotations()
+            .get("cafe.sofastack.io/upgrade-confirmed")
+            .map(String::as_str),
+        Some("false")
+    );
+    let release = cd.status.and_then(|s| s.release).expect("release status");
+    assert_eq!((release.group, release.groups), (1, 3));
+    assert!(release.message.contains("confirm"), "{}", release.message);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    settle(&ns, Phase::WaitingForConfirm, 1).await; // nothing moves unconfirmed
+
+    kubectl_annotate_confirm(&ns.name);
+    settle(&ns, Phase::WaitingForConfirm, 3).await;
+    kubectl_annotate_confirm(&ns.name);
+    settle(&ns, Phase::Healthy, 5).await;
+
+    for (p, _) in pods_by_cell(&ns).await {
+        let uid = p.uid().unwrap_or_default();
+        let ip = p.status.and_then(|s| s.pod_ip).unwrap_or_default();
+        assert_eq!(
+            identity.get(&uid),
+            Some(&ip),
+            "the same pods and IPs throughout"
+        );
+    }
+    let status = cds.get("demo").await.expect("cd").status.expect("status");
+    assert_eq!(status.current_revision, status.update_revision);
+    assert_eq!(status.updated_replicas, 10);
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+}
