@@ -80,15 +80,37 @@ echo
 kubectl -n "$NS" get events --field-selector involvedObject.kind=InPlaceSet \
     -o custom-columns=REASON:.reason,MESSAGE:.message 2>/dev/null | tail -n 12
 
-step "A CafeDeployment (examples/demo.yaml): stored and validated by the API server"
+step "A CafeDeployment (examples/demo.yaml): 10 pods over cell-a and cell-b"
 kubectl -n "$NS" apply --server-side -f examples/demo.yaml
-kubectl -n "$NS" get cafedeployments
-say_ "The CafeDeployment controller (cells, Beta and batch groups, confirmation) is the next"
-say_ "piece of work; this build reconciles InPlaceSets and the service traffic component."
+cd_field() { kubectl -n "$NS" get cafedeployment demo -o "jsonpath={.status.$1}"; }
+# cd_at PHASE GROUP: the release is in PHASE with GROUP groups done.
+cd_at() { [ "$(cd_field phase)" = "$1" ] && [ "$(cd_field release.group)" = "$2" ]; }
+wait_for "the CafeDeployment to be Healthy" 180 cd_at Healthy 3
+kubectl -n "$NS" get cafedeployment demo
+kubectl -n "$NS" get inplacesets -l cafe.sofastack.io/cell
+CD_PODS='custom-columns=POD:.metadata.name,NODE:.spec.nodeName,IP:.status.podIP,IMAGE:.spec.containers[0].image,READY:.status.conditions[?(@.type=="Ready")].status'
+show_cd() { kubectl -n "$NS" get pods -l app=demo -o "$CD_PODS" --sort-by=.spec.nodeName | sed 's/^/   /'; }
+
+step "Releasing nginx:1.26: a Beta group (one pod per cell), then batches of 4, confirmed by you"
+kubectl -n "$NS" patch cafedeployment demo --type merge \
+    -p '{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"nginx:1.26"}]}}}}'
+for done in 1 2; do
+    wait_for "group $done to finish" 180 cd_at WaitingForConfirm "$done"
+    kubectl -n "$NS" get cafedeployment demo
+    show_cd
+    say_ "status.release.message: $(cd_field release.message)"
+    say_ "The operator waits (annotation cafe.sofastack.io/upgrade-confirmed=false). Confirming:"
+    say_ "\$ kubectl annotate cafedeployment demo cafe.sofastack.io/upgrade-confirmed=true --overwrite"
+    kubectl -n "$NS" annotate cafedeployment demo cafe.sofastack.io/upgrade-confirmed=true --overwrite >/dev/null
+done
+wait_for "the last group" 180 cd_at Healthy 3
+kubectl -n "$NS" get cafedeployment demo
+show_cd
+say_ "Same pods and IPs as before the release: every pod was updated in place, drained first."
 
 step "Bad input is refused with a message that says what to change"
 sed 's/batchSize: 4/batchSize: 0/' examples/demo.yaml |
-    kubectl -n "$NS" apply --server-side --dry-run=server -f - 2>&1 | sed 's/^/   /' || true
+    kubectl -n "$NS" apply --server-side --force-conflicts --dry-run=server -f - 2>&1 | sed 's/^/   /' || true
 
 step "Done. The cluster keeps running:"
 say_ "export KUBECONFIG=$KUBECONFIG_FILE"
