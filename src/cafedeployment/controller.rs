@@ -104,6 +104,82 @@ async fn record_revision(cd: &CafeDeployment, ctx: &Context, hash: &str) -> Resu
     Ok(name)
 }
 
+/// `spec.rollbackTo`: restore that revision's template (0: the previous
+/// revision), clear the request, and record in status that the release that
+/// follows is a rollback (no Beta group, no confirmation waits).
+async fn roll_back(cd: &CafeDeployment, ctx: &Context, number: i64) -> Result<Action, Error> {
+    let ns = cd.namespace().unwrap_or_default();
+    let name = cd.name_any();
+    let uid = cd.uid().unwrap_or_default();
+    let cds: Api<CafeDeployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let revisions: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
+    let history = revisions
+        .list(&ListParams::default().labels(&format!("{OWNER_LABEL}={uid}")))
+        .await?
+        .items;
+    let current = format!("{name}-{}", revision::revision(&cd.spec.template));
+    let target = if number == 0 {
+        history
+            .iter()
+            .filter(|r| r.name_any() != current)
+            .max_by_key(|r| r.revision)
+    } else {
+        history.iter().find(|r| r.revision == number)
+    };
+    let template = target
+        .and_then(|t| t.data.as_ref())
+        .map(|d| d.0["spec"]["template"].clone());
+    let patch = match (target, template) {
+        (Some(t), Some(template)) if !template.is_null() => {
+            let previous = cd.status.clone().unwrap_or_default();
+            let mut status = previous.clone();
+            status.phase = Some(Phase::RollingBack);
+            status.release = Some(ReleaseStatus {
+                revision: t.name_any(),
+                rollback: true,
+                message: format!("rolling back to revision {} ({})", t.revision, t.name_any()),
+                ..ReleaseStatus::default()
+            });
+            write_status(&cds, &name, &previous, status).await?;
+            ctx.event(
+                cd,
+                EventType::Normal,
+                "RollingBack",
+                format!(
+                    "rolling back to revision {} ({}) at once: no Beta group, no confirmation",
+                    t.revision,
+                    t.name_any()
+                ),
+            )
+            .await;
+            json!([
+                {"op": "replace", "path": "/spec/template", "value": template},
+                {"op": "remove", "path": "/spec/rollbackTo"}
+            ])
+        }
+        _ => {
+            let mut kept: Vec<i64> = history.iter().map(|r| r.revision).collect();
+            kept.sort_unstable();
+            ctx.event(
+                cd,
+                EventType::Warning,
+                "RollbackRevisionNotFound",
+                format!(
+                    "spec.rollbackTo.revision {number} is not in the history (kept: {kept:?}); \
+                     set it to one of them, or 0 for the previous revision"
+                ),
+            )
+            .await;
+            json!([{"op": "remove", "path": "/spec/rollbackTo"}])
+        }
+    };
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).unwrap_or_else(|_| json_patch::Patch(Vec::new()));
+    cds.patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await?;
+    Ok(Action::await_change())
+}
+
 fn updated_available(set: Option<&InPlaceSet>, hash: &str) -> (Option<usize>, usize) {
     let Some(set) = set else {
         return (None, 0);
@@ -145,6 +221,9 @@ async fn reconcile(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action,
     let previous = cd.status.clone().unwrap_or_default();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
 
+    if let Some(request) = &spec.rollback_to {
+        return roll_back(&cd, &ctx, request.revision).await;
+    }
     let replicas = usize::try_from(spec.replicas).unwrap_or(0);
     let cells = build::cells(&spec.topology);
     let distribution = match distribute(replicas, &cells, &spec.topology.unit_replicas) {
@@ -184,6 +263,11 @@ async fn reconcile(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action,
         .as_ref()
         .and_then(|r| r.awaiting_confirmation.as_ref())
         .map(|w| (w.revision.as_str(), usize::try_from(w.group).unwrap_or(0)));
+    // The release of a restored revision is a rollback until it completes.
+    let rollback = previous
+        .release
+        .as_ref()
+        .is_some_and(|r| r.rollback && r.revision == revision_name);
     let confirmed = cd
         .annotations()
         .get(UPGRADE_CONFIRMED_ANNOTATION)
@@ -196,7 +280,7 @@ async fn reconcile(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action,
         plan: &plan,
         need_confirm: spec.strategy.need_waiting_for_confirm,
         paused: spec.strategy.pause,
-        rollback: false,
+        rollback,
         revision: &revision_name,
         awaiting,
         confirmed,
@@ -247,6 +331,7 @@ async fn reconcile(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action,
     let status = compute_status(
         &cd,
         &revision_name,
+        rollback,
         &distribution,
         &observed,
         &decision,
@@ -291,9 +376,11 @@ async fn write_status(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn compute_status(
     cd: &CafeDeployment,
     revision: &str,
+    rollback: bool,
     distribution: &[(String, usize)],
     observed: &[Option<InPlaceSet>],
     decision: &state::Decision,
@@ -377,7 +464,11 @@ fn compute_status(
             None,
         ),
         state::Phase::Progressing => (
-            Phase::Progressing,
+            if rollback {
+                Phase::RollingBack
+            } else {
+                Phase::Progressing
+            },
             format!(
                 "releasing group {} of {} ({cells_text})",
                 decision.released, decision.groups
@@ -390,7 +481,7 @@ fn compute_status(
     status.phase = Some(phase);
     status.release = Some(ReleaseStatus {
         revision: revision.to_string(),
-        rollback: false,
+        rollback: rollback && phase != Phase::Healthy,
         group: done,
         groups: total,
         progress: format!("{done}/{total}"),

@@ -104,8 +104,10 @@ fn completed(input: &Input) -> usize {
 
 pub fn decide(input: &Input) -> Decision {
     let groups = input.plan.len();
-    let mut released = released_by_partitions(input);
     let completed = completed(input);
+    // Groups whose pods already run the revision count as released: a rollback
+    // (or a template changed mid-release) moves only the pods not there yet.
+    let mut released = released_by_partitions(input).max(completed);
     let mut awaiting = None;
     let phase = if completed >= groups {
         released = groups;
@@ -327,6 +329,28 @@ mod tests {
             (d.released, d.completed, d.phase),
             (1, 0, Phase::Progressing)
         );
+    }
+
+    #[test]
+    fn a_rollback_of_a_beta_group_moves_only_the_beta_pods() {
+        // 10 pods, the Beta pods (one per cell) moved to r2, then rolled back to
+        // r1: r1 is now the target and 4 of 5 pods per cell already run it.
+        let sizes = [5, 5];
+        let plan = groups(&sizes, false, 4);
+        let input = Input {
+            sizes: &sizes,
+            updated_available: &[4, 4],
+            partitions: &[None, None],
+            plan: &plan,
+            need_confirm: true,
+            rollback: true,
+            revision: "r1",
+            ..Input::default()
+        };
+        let d = decide(&input);
+        assert_eq!(d.partitions, vec![0, 0], "the last group opens at once");
+        assert_eq!(d.phase, Phase::Progressing);
+        assert_eq!(d.awaiting, None);
     }
 
     #[test]

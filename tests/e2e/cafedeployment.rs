@@ -82,27 +82,9 @@ async fn settle(ns: &TestNs, want: Phase, new_per_cell: usize) -> BTreeMap<Strin
     .await
 }
 
-fn kubectl_annotate_confirm(ns: &str) {
-    let status = Command::new("kubectl")
-        .args([
-            "-n",
-            ns,
-            "annotate",
-            "cafedeployment",
-            "demo",
-            "cafe.sofastack.io/upgrade-confirmed=true",
-            "--overwrite",
-        ])
-        .status()
-        .expect("kubectl on PATH");
-    assert!(status.success(), "kubectl annotate");
-}
-
-#[tokio::test]
-#[ignore = "needs the local control plane: make test"]
-async fn cafes_example_releases_beta_then_confirmed_batches_in_place() {
-    let ns = TestNs::new("cd-cafe").await;
-    let _op = Operator::start(&ns.name);
+/// CAFE's example: 10 pods over cell-a and cell-b, Beta, batchSize 4, with
+/// confirmation; returns once all 10 pods are Ready and the release Healthy.
+async fn create_demo(ns: &TestNs) {
     ns.create::<CafeDeployment>(json!({
         "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
         "metadata": {"name": "demo"},
@@ -122,7 +104,7 @@ async fn cafes_example_releases_beta_then_confirmed_batches_in_place() {
         if phase(&cds).await != Some(Phase::Healthy) {
             return None;
         }
-        let pods = pods_by_cell(&ns).await;
+        let pods = pods_by_cell(ns).await;
         let a = pods
             .iter()
             .filter(|(p, c)| c == "cell-a" && pod_ready(p))
@@ -134,6 +116,45 @@ async fn cafes_example_releases_beta_then_confirmed_batches_in_place() {
         (a == 5 && b == 5).then_some(())
     })
     .await;
+}
+
+fn restarts(p: &Pod) -> i32 {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .map_or(0, |c| c.restart_count)
+}
+
+fn kubectl(ns: &str, args: &[&str]) {
+    let status = Command::new("kubectl")
+        .args(["-n", ns])
+        .args(args)
+        .status()
+        .expect("kubectl on PATH");
+    assert!(status.success(), "kubectl {args:?}");
+}
+
+fn kubectl_annotate_confirm(ns: &str) {
+    kubectl(
+        ns,
+        &[
+            "annotate",
+            "cafedeployment",
+            "demo",
+            "cafe.sofastack.io/upgrade-confirmed=true",
+            "--overwrite",
+        ],
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn cafes_example_releases_beta_then_confirmed_batches_in_place() {
+    let ns = TestNs::new("cd-cafe").await;
+    let _op = Operator::start(&ns.name);
+    create_demo(&ns).await;
+    let cds: Api<CafeDeployment> = ns.api();
     let identity: BTreeMap<String, String> = pods_by_cell(&ns)
         .await
         .into_iter()
@@ -187,5 +208,84 @@ async fn cafes_example_releases_beta_then_confirmed_batches_in_place() {
             .conditions
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn rolling_back_a_waiting_beta_group_reverts_only_the_updated_pods() {
+    let ns = TestNs::new("cd-rollback").await;
+    let _op = Operator::start(&ns.name);
+    create_demo(&ns).await;
+    let cds: Api<CafeDeployment> = ns.api();
+    let first_revision = cds
+        .get("demo")
+        .await
+        .expect("cd")
+        .status
+        .and_then(|s| s.update_revision)
+        .expect("a revision");
+
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}});
+    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("release");
+    settle(&ns, Phase::WaitingForConfirm, 1).await;
+    let beta: Vec<String> = pods_by_cell(&ns)
+        .await
+        .into_iter()
+        .filter(|(p, _)| image(p) == "nginx:1.26")
+        .filter_map(|(p, _)| p.uid())
+        .collect();
+    assert_eq!(beta.len(), 2);
+
+    kubectl(
+        &ns.name,
+        &[
+            "patch",
+            "cafedeployment",
+            "demo",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"rollbackTo":{"revision":0}}}"#,
+        ],
+    );
+    ns.wait(
+        "all 10 pods back on nginx:1.25 and Healthy",
+        180,
+        || async {
+            let cd = cds.get("demo").await.ok()?;
+            let status = cd.status.clone()?;
+            let pods = pods_by_cell(&ns).await;
+            let back = pods.len() == 10
+                && pods
+                    .iter()
+                    .all(|(p, _)| image(p) == "nginx:1.25" && pod_ready(p));
+            (back && status.phase == Some(Phase::Healthy) && cd.spec.rollback_to.is_none())
+                .then_some(())
+        },
+    )
+    .await;
+    for (p, _) in pods_by_cell(&ns).await {
+        let uid = p.uid().unwrap_or_default();
+        let expected = if beta.contains(&uid) { 2 } else { 0 };
+        assert_eq!(
+            restarts(&p),
+            expected,
+            "pod {}: only the Beta pods moved (there and back)",
+            p.name_any()
+        );
+    }
+    let status = cds.get("demo").await.expect("cd").status.expect("status");
+    assert_eq!(
+        status.update_revision.as_deref(),
+        Some(first_revision.as_str())
+    );
+    assert_eq!(status.current_revision, status.update_revision);
+    let events = ns.report().await;
+    assert!(
+        events.contains("RollingBack"),
+        "a RollingBack event:\n{events}"
     );
 }
