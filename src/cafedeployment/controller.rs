@@ -476,6 +476,27 @@ fn compute_status(
             None,
         ),
     };
+    // A stalled cell stalls the release: say which and why, and how to recover.
+    let stalled = distribution
+        .iter()
+        .zip(observed)
+        .find_map(|((cell, _), set)| {
+            let s = set.as_ref()?.status.as_ref()?;
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == condition::STALLED && c.status == "True")
+                .map(|c| (cell.clone(), c.reason.clone(), c.message.clone()))
+        });
+    let (phase, message) = match (&stalled, phase) {
+        (Some((cell, reason, why)), p) if p != Phase::Healthy => (
+            Phase::Stalled,
+            format!(
+                "cell {cell}: {reason}: {why}. Roll back with: kubectl patch cafedeployment \
+                 {name} --type merge -p '{{\"spec\":{{\"rollbackTo\":{{\"revision\":0}}}}}}'"
+            ),
+        ),
+        _ => (phase, message),
+    };
     let done = i32::try_from(decision.completed).unwrap_or(0);
     let total = i32::try_from(decision.groups).unwrap_or(0);
     status.phase = Some(phase);
@@ -520,7 +541,15 @@ fn compute_status(
                 "MinimumReplicasUnavailable"
             },
         ),
-        cond(condition::PROGRESSING, true, progress_reason),
+        cond(
+            condition::PROGRESSING,
+            phase != Phase::Stalled,
+            if phase == Phase::Stalled {
+                "ProgressDeadlineExceeded"
+            } else {
+                progress_reason
+            },
+        ),
         cond(
             condition::READY,
             complete,
@@ -531,7 +560,14 @@ fn compute_status(
             !complete,
             if complete { "Ready" } else { "Releasing" },
         ),
-        cond(condition::STALLED, false, "NotStalled"),
+        cond(
+            condition::STALLED,
+            stalled.is_some() && !complete,
+            stalled
+                .as_ref()
+                .filter(|_| !complete)
+                .map_or("NotStalled", |(_, reason, _)| reason.as_str()),
+        ),
     ];
     status
 }

@@ -289,3 +289,71 @@ async fn rolling_back_a_waiting_beta_group_reverts_only_the_updated_pods() {
         "a RollingBack event:\n{events}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn a_crashloop_in_the_beta_group_stalls_clearly_and_rollback_recovers() {
+    let ns = TestNs::new("cd-crashloop").await;
+    let _op = Operator::start(&ns.name);
+    create_demo(&ns).await;
+    let cds: Api<CafeDeployment> = ns.api();
+    let patch = json!({"spec": {
+        "strategy": {"progressDeadlineSeconds": 5},
+        "template": {"spec": {"containers": [{"name": "app", "image": "example.com/app:crashloop"}]}}
+    }});
+    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("a broken release");
+    let status = ns
+        .wait("phase Stalled", 90, || async {
+            let s = cds.get("demo").await.ok()?.status?;
+            (s.phase == Some(Phase::Stalled)).then_some(s)
+        })
+        .await;
+    let message = status.release.map(|r| r.message).unwrap_or_default();
+    assert!(message.contains("did not become ready"), "{message}");
+    assert!(
+        message.contains("rollbackTo"),
+        "says how to recover: {message}"
+    );
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == "True"),
+        "kstatus Stalled"
+    );
+    let broken = pods_by_cell(&ns)
+        .await
+        .into_iter()
+        .filter(|(p, _)| image(p).contains("crashloop"))
+        .count();
+    assert_eq!(broken, 2, "only the Beta group got the broken image");
+
+    kubectl(
+        &ns.name,
+        &[
+            "patch",
+            "cafedeployment",
+            "demo",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"rollbackTo":{"revision":0}}}"#,
+        ],
+    );
+    ns.wait(
+        "all 10 pods Ready on nginx:1.25 and Healthy",
+        180,
+        || async {
+            let s = cds.get("demo").await.ok()?.status?;
+            let pods = pods_by_cell(&ns).await;
+            let ok = pods.len() == 10
+                && pods
+                    .iter()
+                    .all(|(p, _)| image(p) == "nginx:1.25" && pod_ready(p));
+            (ok && s.phase == Some(Phase::Healthy)).then_some(())
+        },
+    )
+    .await;
+}
