@@ -429,7 +429,12 @@ fn compute_status(
         .join(", ");
     status.cells = rows;
     let name = cd.name_any();
-    let (phase, message, awaiting) = match &decision.phase {
+    // The wait on record is the decision's, in every phase (it survives a pause).
+    let awaiting = decision.awaiting.map(|group| ConfirmationWait {
+        revision: revision.to_string(),
+        group: i32::try_from(group).unwrap_or(i32::MAX),
+    });
+    let (phase, message) = match &decision.phase {
         state::Phase::Complete => {
             status.current_revision = Some(revision.to_string());
             (
@@ -438,7 +443,6 @@ fn compute_status(
                     "all {} pods run {revision} ({cells_text})",
                     cd.spec.replicas
                 ),
-                None,
             )
         }
         state::Phase::WaitingForConfirm(group) => (
@@ -449,10 +453,6 @@ fn compute_status(
                 group - 1,
                 decision.groups
             ),
-            Some(ConfirmationWait {
-                revision: revision.to_string(),
-                group: i32::try_from(*group).unwrap_or(i32::MAX),
-            }),
         ),
         state::Phase::Paused => (
             Phase::Paused,
@@ -461,7 +461,6 @@ fn compute_status(
                  {name} --type merge -p '{{\"spec\":{{\"strategy\":{{\"pause\":false}}}}}}'",
                 decision.completed, decision.groups
             ),
-            None,
         ),
         state::Phase::Progressing => (
             if rollback {
@@ -473,7 +472,6 @@ fn compute_status(
                 "releasing group {} of {} ({cells_text})",
                 decision.released, decision.groups
             ),
-            None,
         ),
     };
     // A stalled cell stalls the release: say which and why, and how to recover.

@@ -122,6 +122,11 @@ pub fn decide(input: &Input) -> Decision {
             Phase::Progressing
         }
     } else if input.paused {
+        // A wait stays on record through a pause: a confirmation given while
+        // paused counts once the release resumes.
+        if released > 0 && input.need_confirm && !input.rollback {
+            awaiting = Some(released + 1);
+        }
         Phase::Paused
     } else if released == 0 || !input.need_confirm || input.rollback {
         // The first group starts on its own; without confirmation, so does every next one.
@@ -329,6 +334,22 @@ mod tests {
             (d.released, d.completed, d.phase),
             (1, 0, Phase::Progressing)
         );
+    }
+
+    #[test]
+    fn a_confirmation_given_while_paused_counts_on_resume() {
+        let mut sim = Sim::new(&[5, 5], true, 4, true);
+        sim.step();
+        assert_eq!(sim.step().phase, Phase::WaitingForConfirm(2));
+        sim.paused = true;
+        sim.confirmed = true;
+        assert_eq!(sim.step().phase, Phase::Paused);
+        assert_eq!(sim.updated, vec![1, 1], "nothing moves while paused");
+        assert!(sim.confirmed, "the confirmation is kept");
+        sim.paused = false;
+        let d = sim.step();
+        assert_eq!((d.released, d.phase), (2, Phase::Progressing));
+        assert_eq!(sim.updated, vec![3, 3]);
     }
 
     #[test]

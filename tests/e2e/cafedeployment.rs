@@ -357,3 +357,53 @@ async fn a_crashloop_in_the_beta_group_stalls_clearly_and_rollback_recovers() {
     )
     .await;
 }
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn a_paused_release_holds_its_group_and_resumes_when_unpaused() {
+    let ns = TestNs::new("cd-pause").await;
+    let _op = Operator::start(&ns.name);
+    create_demo(&ns).await;
+    let cds: Api<CafeDeployment> = ns.api();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}});
+    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("release");
+    settle(&ns, Phase::WaitingForConfirm, 1).await;
+
+    let pause = |on: bool| {
+        let body = format!(r#"{{"spec":{{"strategy":{{"pause":{on}}}}}}}"#);
+        kubectl(
+            &ns.name,
+            &[
+                "patch",
+                "cafedeployment",
+                "demo",
+                "--type",
+                "merge",
+                "-p",
+                &body,
+            ],
+        );
+    };
+    pause(true);
+    kubectl_annotate_confirm(&ns.name);
+    ns.wait("phase Paused", 60, || async {
+        (phase(&cds).await == Some(Phase::Paused)).then_some(())
+    })
+    .await;
+    // Paused: the confirmed group does not start, and the cells' sets are paused.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    settle(&ns, Phase::Paused, 1).await;
+    let sets: Api<cafe_operator::api::InPlaceSet> = ns.api();
+    for cell in ["cell-a", "cell-b"] {
+        let set = sets.get(&format!("demo-{cell}")).await.expect("cell set");
+        assert!(set.spec.strategy.paused, "{cell}'s InPlaceSet is paused");
+    }
+
+    pause(false);
+    // The confirmation given while paused counts: group 2 runs, then the next wait.
+    settle(&ns, Phase::WaitingForConfirm, 3).await;
+    kubectl_annotate_confirm(&ns.name);
+    settle(&ns, Phase::Healthy, 5).await;
+}
