@@ -328,6 +328,8 @@ async fn reconcile(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action,
         }
     }
 
+    retire_removed_cells(&cd, &ctx, &sets, &cells).await?;
+
     let status = compute_status(
         &cd,
         &revision_name,
@@ -351,6 +353,65 @@ async fn reconcile(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action,
     }
     write_status(&cds, &name, &previous, status).await?;
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// A cell removed from `topology.values` is drained, not cut: its InPlaceSet
+/// is scaled to zero (each pod leaves traffic before it is deleted) and only
+/// then deleted. Deleting it at once would let garbage collection kill its
+/// pods without a drain.
+async fn retire_removed_cells(
+    cd: &CafeDeployment,
+    ctx: &Context,
+    sets: &Api<InPlaceSet>,
+    cells: &[String],
+) -> Result<(), Error> {
+    let uid = cd.uid().unwrap_or_default();
+    let owned = sets
+        .list(&ListParams::default().labels(crate::api::names::CELL_LABEL))
+        .await?
+        .items
+        .into_iter()
+        .filter(|s| s.owner_references().iter().any(|o| o.uid == uid));
+    for set in owned {
+        let cell = set
+            .labels()
+            .get(crate::api::names::CELL_LABEL)
+            .cloned()
+            .unwrap_or_default();
+        if cells.contains(&cell) {
+            continue;
+        }
+        let live = set.status.as_ref().map_or(0, |s| s.replicas);
+        if set.spec.replicas > 0 {
+            let patch = json!({"spec": {"replicas": 0}});
+            sets.patch(
+                &set.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+            ctx.event(
+                cd,
+                EventType::Normal,
+                "DrainingCell",
+                format!("cell {cell} was removed from topology.values: draining its {live} pod(s)"),
+            )
+            .await;
+        } else if live == 0 {
+            sets.delete(&set.name_any(), &Default::default()).await?;
+            ctx.event(
+                cd,
+                EventType::Normal,
+                "RemovedCell",
+                format!(
+                    "cell {cell} drained; its InPlaceSet {} deleted",
+                    set.name_any()
+                ),
+            )
+            .await;
+        }
+    }
+    Ok(())
 }
 
 async fn write_status(

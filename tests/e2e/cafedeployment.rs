@@ -407,3 +407,128 @@ async fn a_paused_release_holds_its_group_and_resumes_when_unpaused() {
     kubectl_annotate_confirm(&ns.name);
     settle(&ns, Phase::Healthy, 5).await;
 }
+
+/// Confirms every wait until the release is Healthy.
+async fn confirm_until_healthy(ns: &TestNs) {
+    let cds: Api<CafeDeployment> = ns.api();
+    ns.wait(
+        "the release to finish, confirming each wait",
+        240,
+        || async {
+            match phase(&cds).await {
+                Some(Phase::Healthy) => Some(()),
+                Some(Phase::WaitingForConfirm) => {
+                    kubectl_annotate_confirm(&ns.name);
+                    None
+                }
+                _ => None,
+            }
+        },
+    )
+    .await;
+}
+
+/// Ready live pods per cell.
+async fn per_cell(ns: &TestNs) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for (p, cell) in pods_by_cell(ns).await {
+        if pod_ready(&p) {
+            *out.entry(cell).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn replicas_and_cells_change_during_a_release() {
+    let ns = TestNs::new("cd-scale").await;
+    let _op = Operator::start(&ns.name);
+    create_demo(&ns).await;
+    let cds: Api<CafeDeployment> = ns.api();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}});
+    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("release");
+    settle(&ns, Phase::WaitingForConfirm, 1).await;
+
+    for (replicas, each) in [(4, 2), (12, 6)] {
+        kubectl(
+            &ns.name,
+            &[
+                "scale",
+                "cafedeployment",
+                "demo",
+                &format!("--replicas={replicas}"),
+            ],
+        );
+        ns.wait(
+            &format!("{replicas} pods, {each} per cell"),
+            120,
+            || async {
+                let cells = per_cell(&ns).await;
+                let total: usize = cells.values().sum();
+                let live = pods_by_cell(&ns).await.len();
+                (total == replicas && live == replicas && cells.values().all(|n| *n == each))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    confirm_until_healthy(&ns).await;
+    assert!(
+        pods_by_cell(&ns)
+            .await
+            .iter()
+            .all(|(p, _)| image(p) == "nginx:1.26")
+    );
+
+    // A third cell gets its share; a removed cell is drained and its set deleted.
+    let cells = |values: &[&str]| json!({"spec": {"topology": {"values": values}}});
+    cds.patch(
+        "demo",
+        &PatchParams::default(),
+        &Patch::Merge(&cells(&["cell-a", "cell-b", "cell-c"])),
+    )
+    .await
+    .expect("add cell-c");
+    ns.wait("4 pods in each of 3 cells", 120, || async {
+        let c = per_cell(&ns).await;
+        let live = pods_by_cell(&ns).await.len();
+        (live == 12
+            && ["cell-a", "cell-b", "cell-c"]
+                .iter()
+                .all(|k| c.get(*k) == Some(&4)))
+        .then_some(())
+    })
+    .await;
+    cds.patch(
+        "demo",
+        &PatchParams::default(),
+        &Patch::Merge(&cells(&["cell-a", "cell-c"])),
+    )
+    .await
+    .expect("remove cell-b");
+    let sets: Api<cafe_operator::api::InPlaceSet> = ns.api();
+    ns.wait(
+        "cell-b drained and its set deleted; 6 + 6 elsewhere",
+        120,
+        || async {
+            let c = per_cell(&ns).await;
+            let live = pods_by_cell(&ns).await;
+            let gone = sets.get_opt("demo-cell-b").await.ok()?.is_none();
+            (gone
+                && live.len() == 12
+                && live.iter().all(|(_, cell)| cell != "cell-b")
+                && c.get("cell-a") == Some(&6)
+                && c.get("cell-c") == Some(&6))
+            .then_some(())
+        },
+    )
+    .await;
+    let events = ns.report().await;
+    assert!(
+        events.contains("DrainingCell") && events.contains("RemovedCell"),
+        "{events}"
+    );
+}
