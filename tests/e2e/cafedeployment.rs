@@ -532,3 +532,42 @@ async fn replicas_and_cells_change_during_a_release() {
         "{events}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn invalid_updates_are_refused_and_the_running_release_goes_on() {
+    let ns = TestNs::new("cd-invalid").await;
+    let _op = Operator::start(&ns.name);
+    create_demo(&ns).await;
+    let cds: Api<CafeDeployment> = ns.api();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}});
+    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("release");
+    settle(&ns, Phase::WaitingForConfirm, 1).await;
+
+    let refused = [
+        (
+            json!({"spec": {"selector": {"matchLabels": {"app": "demo", "tier": "web"}},
+                            "template": {"metadata": {"labels": {"app": "demo", "tier": "web"}}}}}),
+            "selector is immutable",
+        ),
+        (
+            json!({"spec": {"topology": {"unitReplicas": {"cell-z": 2}}}}),
+            "pins a cell that is not in topology.values",
+        ),
+    ];
+    for (bad, message) in refused {
+        match cds
+            .patch("demo", &PatchParams::default(), &Patch::Merge(&bad))
+            .await
+        {
+            Err(kube::Error::Api(s)) => assert!(s.message.contains(message), "{}", s.message),
+            other => panic!("expected a refusal mentioning {message:?}, got {other:?}"),
+        }
+    }
+    // The release carries on exactly where it was.
+    settle(&ns, Phase::WaitingForConfirm, 1).await;
+    kubectl_annotate_confirm(&ns.name);
+    settle(&ns, Phase::WaitingForConfirm, 3).await;
+}
