@@ -42,4 +42,5 @@ kubectl wait --for condition=Established --timeout=60s \
     crd/cafedeployments.cafe.sofastack.io crd/inplacesets.cafe.sofastack.io
 
 echo "== cargo test (unit, CRD freshness, e2e on the local control plane)"
-cargo test -- --include-ignored
+# Each e2e test runs its own operator: 4 at a time keep a 2-core machine responsive.
+cargo test -- --include-ignored --test-threads 4

@@ -72,6 +72,29 @@ pub fn distribute(
     Ok(counts.into_iter().map(|(c, n, _)| (c, n)).collect())
 }
 
+/// autoReschedule: moves `away[c]` pods of each cell's share to the cells
+/// with room (`room[c]`), evenly, remainders in `values` order. With no cell
+/// to take them, the shares stay as they are.
+pub fn reschedule(sizes: &[usize], away: &[usize], room: &[bool]) -> Vec<usize> {
+    let receivers: Vec<usize> = (0..sizes.len())
+        .filter(|c| room.get(*c).copied().unwrap_or(false))
+        .collect();
+    if receivers.is_empty() {
+        return sizes.to_vec();
+    }
+    let mut out = sizes.to_vec();
+    let mut moved = 0;
+    for (c, size) in out.iter_mut().enumerate() {
+        let take = away.get(c).copied().unwrap_or(0).min(*size);
+        *size -= take;
+        moved += take;
+    }
+    for (k, c) in receivers.iter().enumerate() {
+        out[*c] += moved / receivers.len() + usize::from(k < moved % receivers.len());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +187,23 @@ mod tests {
             distribute(10, &cells(2), &unknown),
             Err(DistributionError::UnknownCell(_))
         ));
+    }
+
+    #[test]
+    fn rescheduling_moves_a_full_cells_quota_to_cells_with_room() {
+        assert_eq!(
+            reschedule(&[2, 2, 2], &[0, 0, 2], &[true, true, false]),
+            vec![3, 3, 0]
+        );
+        assert_eq!(
+            reschedule(&[4, 4, 4], &[0, 0, 1], &[true, true, false]),
+            vec![5, 4, 3]
+        );
+        assert_eq!(
+            reschedule(&[2, 2], &[2, 2], &[false, false]),
+            vec![2, 2],
+            "nowhere to go: unchanged"
+        );
     }
 
     proptest! {

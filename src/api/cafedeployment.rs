@@ -407,4 +407,12 @@ pub struct CellStatus {
     pub ready: i32,
     #[serde(default)]
     pub available: i32,
+    /// Pods of this cell's share moved to other cells by autoReschedule
+    /// (kept until the spec changes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rescheduled_away: i32,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }

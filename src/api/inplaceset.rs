@@ -170,6 +170,12 @@ pub struct InPlaceSetStatus {
     /// minReadySeconds and registered by every traffic component).
     #[serde(default)]
     pub updated_available_replicas: i32,
+    /// Pods no node can take (PodScheduled=False, reason Unschedulable).
+    #[serde(default)]
+    pub unschedulable_replicas: i32,
+    /// Since when (unix seconds) the longest-waiting of them has waited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unschedulable_since: Option<i64>,
     /// The label selector as a string, for the scale subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,

@@ -39,6 +39,8 @@ const OWNER_LABEL: &str = "cafe.sofastack.io/cafedeployment-uid";
 pub enum Error {
     #[error("{0}")]
     Kube(#[from] kube::Error),
+    #[error("reconcile did not finish within {0:?}; retrying")]
+    Timeout(Duration),
 }
 
 struct Context {
@@ -180,6 +182,65 @@ async fn roll_back(cd: &CafeDeployment, ctx: &Context, number: i64) -> Result<Ac
     Ok(Action::await_change())
 }
 
+/// The shares after autoReschedule: a cell (not pinned) whose pods stay
+/// unschedulable for `initialDelaySeconds` gives those pods' quota to cells
+/// with room. What moved is kept in status until the spec changes. Returns the
+/// sizes, what each cell gave away, and when to look again for pods not due yet.
+fn rescheduled_sizes(
+    cd: &CafeDeployment,
+    previous: &CafeDeploymentStatus,
+    cells: &[String],
+    distribution: &[(String, usize)],
+    observed: &[Option<InPlaceSet>],
+) -> (Vec<usize>, Vec<usize>, Option<i64>) {
+    let sizes: Vec<usize> = distribution.iter().map(|(_, n)| *n).collect();
+    let auto = &cd.spec.topology.auto_reschedule;
+    let same_spec = previous.observed_generation == cd.metadata.generation;
+    let mut away: Vec<usize> = cells
+        .iter()
+        .map(|c| {
+            previous
+                .cells
+                .iter()
+                .find(|row| &row.name == c && same_spec)
+                .map_or(0, |row| usize::try_from(row.rescheduled_away).unwrap_or(0))
+        })
+        .collect();
+    let mut room: Vec<bool> = away.iter().map(|a| *a == 0).collect();
+    let mut wake = None;
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    for (i, (cell, set)) in cells.iter().zip(observed).enumerate() {
+        let Some(set) = set else { continue };
+        let Some(status) = set.status.as_ref() else {
+            continue;
+        };
+        if status.observed_generation != set.metadata.generation {
+            continue;
+        }
+        // Pods a pending scale-in already removes do not count twice.
+        let leaving = (status.replicas - set.spec.replicas).max(0);
+        let pending = usize::try_from(status.unschedulable_replicas - leaving).unwrap_or(0);
+        if pending == 0 {
+            continue;
+        }
+        room[i] = false;
+        if !auto.enable || cd.spec.topology.unit_replicas.contains_key(cell) {
+            continue;
+        }
+        let due = status.unschedulable_since.unwrap_or(now) + i64::from(auto.initial_delay_seconds);
+        if now >= due {
+            away[i] += pending;
+        } else {
+            wake = Some(wake.map_or(due - now, |w: i64| w.min(due - now)));
+        }
+    }
+    (
+        crate::topology::reschedule(&sizes, &away, &room),
+        away,
+        wake,
+    )
+}
+
 fn updated_available(set: Option<&InPlaceSet>, hash: &str) -> (Option<usize>, usize) {
     let Some(set) = set else {
         return (None, 0);
@@ -209,7 +270,7 @@ fn updated_available(set: Option<&InPlaceSet>, hash: &str) -> (Option<usize>, us
     (partition, available)
 }
 
-async fn reconcile(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
     if cd.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -248,7 +309,9 @@ async fn reconcile(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action,
     for cell in &cells {
         observed.push(sets.get_opt(&build::inplaceset_name(&cd, cell)).await?);
     }
-    let sizes: Vec<usize> = distribution.iter().map(|(_, n)| *n).collect();
+    let (sizes, away, wake) = rescheduled_sizes(&cd, &previous, &cells, &distribution, &observed);
+    let distribution: Vec<(String, usize)> =
+        cells.iter().cloned().zip(sizes.iter().copied()).collect();
     let (partitions, available): (Vec<Option<usize>>, Vec<usize>) = observed
         .iter()
         .map(|s| updated_available(s.as_ref(), &hash))
@@ -335,6 +398,7 @@ async fn reconcile(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action,
         &revision_name,
         rollback,
         &distribution,
+        &away,
         &observed,
         &decision,
         &previous,
@@ -352,7 +416,9 @@ async fn reconcile(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action,
             .await;
     }
     write_status(&cds, &name, &previous, status).await?;
-    Ok(Action::requeue(Duration::from_secs(300)))
+    // Unschedulable pods not yet due for rescheduling need a look when they are.
+    let wake = wake.map_or(300, |w| u64::try_from(w).unwrap_or(1).max(1));
+    Ok(Action::requeue(Duration::from_secs(wake)))
 }
 
 /// A cell removed from `topology.values` is drained, not cut: its InPlaceSet
@@ -443,6 +509,7 @@ fn compute_status(
     revision: &str,
     rollback: bool,
     distribution: &[(String, usize)],
+    away: &[usize],
     observed: &[Option<InPlaceSet>],
     decision: &state::Decision,
     previous: &CafeDeploymentStatus,
@@ -481,6 +548,8 @@ fn compute_status(
             updated: s.updated_replicas,
             ready: s.ready_replicas,
             available: s.available_replicas,
+            rescheduled_away: i32::try_from(away.get(rows.len()).copied().unwrap_or(0))
+                .unwrap_or(0),
         });
     }
     let cells_text = rows
@@ -629,6 +698,16 @@ fn compute_status(
         ),
     ];
     status
+}
+
+/// No reconcile may hang an object forever (a request the API server never
+/// answers would): past this, it fails and is retried with backoff.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn reconcile(obj: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_once(obj, ctx))
+        .await
+        .unwrap_or(Err(Error::Timeout(RECONCILE_TIMEOUT)))
 }
 
 fn error_policy(cd: Arc<CafeDeployment>, error: &Error, _ctx: Arc<Context>) -> Action {

@@ -43,6 +43,8 @@ const STALE_CACHE_WINDOW: Duration = Duration::from_secs(10);
 pub enum Error {
     #[error("{0}")]
     Kube(#[from] kube::Error),
+    #[error("reconcile did not finish within {0:?}; retrying")]
+    Timeout(Duration),
     #[error("spec.strategy: {0}")]
     InvalidSpec(String),
     #[error("the pod cache stopped")]
@@ -233,7 +235,7 @@ async fn act(
     }
 }
 
-async fn reconcile(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.pods
         .wait_until_ready()
         .await
@@ -488,6 +490,16 @@ fn selector_string(set: &InPlaceSet) -> String {
         });
     }
     parts.join(",")
+}
+
+/// No reconcile may hang an object forever (a request the API server never
+/// answers would): past this, it fails and is retried with backoff.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn reconcile(obj: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_once(obj, ctx))
+        .await
+        .unwrap_or(Err(Error::Timeout(RECONCILE_TIMEOUT)))
 }
 
 fn error_policy(set: Arc<InPlaceSet>, error: &Error, ctx: Arc<Context>) -> Action {

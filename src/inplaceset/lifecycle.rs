@@ -89,6 +89,8 @@ pub struct PodFacts {
     /// Kubelet's `Ready` (containers ready and every readiness gate True).
     pub ready: bool,
     pub ready_since: Option<i64>,
+    /// When the scheduler found no node for the pod (PodScheduled=False, Unschedulable).
+    pub unschedulable_since: Option<i64>,
 }
 
 impl PodFacts {

@@ -80,6 +80,15 @@ pub fn facts(pod: &Pod) -> PodFacts {
             .filter(|_| ready)
             .and_then(|c| c.last_transition_time.as_ref())
             .map(|t| t.0.as_second()),
+        unschedulable_since: status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+            .filter(|c| c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+            .map(|c| {
+                c.last_transition_time
+                    .as_ref()
+                    .map_or(0, |t| t.0.as_second())
+            }),
     }
 }
 

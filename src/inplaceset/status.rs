@@ -140,6 +140,8 @@ pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
         updated_replicas: count(&updated),
         updated_ready_replicas: count(&|p| updated(p) && p.ready),
         updated_available_replicas: count(&|p| updated(p) && available(p)),
+        unschedulable_replicas: count(&|p| p.unschedulable_since.is_some()),
+        unschedulable_since: live.iter().filter_map(|p| p.unschedulable_since).min(),
         selector: Some(inputs.selector.clone()),
         current_revision: inputs.previous.current_revision.clone(),
         update_revision: Some(inputs.revision.to_string()),

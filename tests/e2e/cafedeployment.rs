@@ -571,3 +571,61 @@ async fn invalid_updates_are_refused_and_the_running_release_goes_on() {
     kubectl_annotate_confirm(&ns.name);
     settle(&ns, Phase::WaitingForConfirm, 3).await;
 }
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn a_full_cell_with_auto_reschedule_moves_its_pending_quota_to_cells_with_room() {
+    let ns = TestNs::new("cd-reschedule").await;
+    let _op = Operator::start(&ns.name);
+    // No node is in cell-x: its pods can never be scheduled (a cell with no room).
+    ns.create::<CafeDeployment>(json!({
+        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+        "metadata": {"name": "demo"},
+        "spec": {
+            "replicas": 6,
+            "selector": {"matchLabels": {"app": "demo"}},
+            "template": {"metadata": {"labels": {"app": "demo"}},
+                         "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}},
+            "topology": {"values": ["cell-a", "cell-b", "cell-x"],
+                         "autoReschedule": {"enable": true, "initialDelaySeconds": 2}},
+            "traffic": {"components": []}
+        }
+    }))
+    .await;
+    let cds: Api<CafeDeployment> = ns.api();
+    ns.wait(
+        "3 + 3 Ready pods in cell-a and cell-b, none left pending, Healthy",
+        120,
+        || async {
+            let cells = per_cell(&ns).await;
+            let pods: Api<Pod> = ns.api();
+            let all = pods
+                .list(&ListParams::default().labels("app=demo"))
+                .await
+                .ok()?
+                .items;
+            let live = all
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .count();
+            let healthy = phase(&cds).await == Some(Phase::Healthy);
+            (healthy
+                && live == 6
+                && cells.get("cell-a") == Some(&3)
+                && cells.get("cell-b") == Some(&3))
+            .then_some(())
+        },
+    )
+    .await;
+    let status = cds.get("demo").await.expect("cd").status.expect("status");
+    let x = status
+        .cells
+        .iter()
+        .find(|c| c.name == "cell-x")
+        .expect("cell-x row");
+    assert_eq!(
+        (x.replicas, x.rescheduled_away),
+        (0, 2),
+        "cell-x gave its 2 pods away"
+    );
+}
