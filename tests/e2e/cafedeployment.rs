@@ -629,3 +629,68 @@ async fn a_full_cell_with_auto_reschedule_moves_its_pending_quota_to_cells_with_
         "cell-x gave its 2 pods away"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn rolling_back_to_an_older_revision_after_two_releases() {
+    let ns = TestNs::new("cd-history").await;
+    let _op = Operator::start(&ns.name);
+    create_demo(&ns).await;
+    let cds: Api<CafeDeployment> = ns.api();
+    let first = cds
+        .get("demo")
+        .await
+        .expect("cd")
+        .status
+        .and_then(|s| s.update_revision)
+        .expect("revision 1");
+    for wanted in ["nginx:1.26", "nginx:1.27"] {
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": wanted}]}}}});
+        cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("release");
+        // Wait until this release is under way before confirming its waits.
+        ns.wait("the release to start", 60, || async {
+            let s = cds.get("demo").await.ok()?.status?;
+            (s.phase != Some(Phase::Healthy)).then_some(())
+        })
+        .await;
+        confirm_until_healthy(&ns).await;
+        assert!(
+            pods_by_cell(&ns)
+                .await
+                .iter()
+                .all(|(p, _)| image(p) == wanted)
+        );
+    }
+
+    kubectl(
+        &ns.name,
+        &[
+            "patch",
+            "cafedeployment",
+            "demo",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"rollbackTo":{"revision":1}}}"#,
+        ],
+    );
+    ns.wait(
+        "all 10 pods back on revision 1 (nginx:1.25), Healthy",
+        180,
+        || async {
+            let s = cds.get("demo").await.ok()?.status?;
+            let pods = pods_by_cell(&ns).await;
+            let back = pods.len() == 10
+                && pods
+                    .iter()
+                    .all(|(p, _)| image(p) == "nginx:1.25" && pod_ready(p));
+            (back
+                && s.phase == Some(Phase::Healthy)
+                && s.update_revision.as_deref() == Some(first.as_str()))
+            .then_some(())
+        },
+    )
+    .await;
+}
