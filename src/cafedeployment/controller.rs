@@ -29,6 +29,7 @@ use crate::api::{
 use crate::inplaceset::revision;
 use crate::release::plan::groups;
 use crate::release::state::{self, Input};
+use crate::runtime::scoped_api;
 use crate::topology::distribute;
 
 const MANAGER: &str = "cafe-operator-cafedeployment";
@@ -722,13 +723,8 @@ pub async fn run(
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (cds, sets): (Api<CafeDeployment>, Api<InPlaceSet>) = match namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
+    let cds: Api<CafeDeployment> = scoped_api(&client, namespace);
+    let sets: Api<InPlaceSet> = scoped_api(&client, namespace);
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client, "cafe-operator".into()),

@@ -26,6 +26,7 @@ use super::{pods, revision};
 use crate::api::count::resolve;
 use crate::api::names::{REVISION_LABEL, condition, gate_reason};
 use crate::api::{InPlaceSet, InPlaceSetStatus, UpdateMode};
+use crate::runtime::scoped_api;
 use crate::traffic::{gate, service};
 
 /// The field manager of the InPlaceSet status.
@@ -526,13 +527,8 @@ pub async fn run(
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (sets, pods_api): (Api<InPlaceSet>, Api<Pod>) = match namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
+    let sets: Api<InPlaceSet> = scoped_api(&client, namespace);
+    let pods_api: Api<Pod> = scoped_api(&client, namespace);
     let (reader, writer) = reflector::store();
     // Only pods the operator created carry the revision label; managedFields
     // are dropped so the cache stays small as pods grow.
@@ -542,10 +538,7 @@ pub async fn run(
         .reflect(writer)
         .touched_objects();
     let (service_reader, service_writer) = reflector::store();
-    let services_api: Api<Service> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let services_api: Api<Service> = scoped_api(&client, namespace);
     let service_events = watcher(services_api, watcher::Config::default())
         .default_backoff()
         .modify(|s| s.managed_fields_mut().clear())

@@ -38,3 +38,15 @@ pub async fn preflight() -> Result<(Client, client::ApiCounters), StartError> {
     }
     Ok((client, counters))
 }
+
+/// An API for `K` in the watched namespace, or in all namespaces.
+pub fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}

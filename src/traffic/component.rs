@@ -22,6 +22,7 @@ use tracing::{info, warn};
 use super::service::{self, Action as Step, EndpointIndex, PodView};
 use crate::api::names::{REVISION_LABEL, traffic_finalizer};
 use crate::inplaceset::pods::declared_components;
+use crate::runtime::scoped_api;
 
 /// The name of the built-in component (and of its finalizer's last segment).
 pub const NAME: &str = "service";
@@ -176,21 +177,9 @@ pub async fn run(
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api = |c: &Client| -> (Api<Pod>, Api<Service>, Api<EndpointSlice>) {
-        match namespace {
-            Some(ns) => (
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c.clone(), ns),
-            ),
-            None => (
-                Api::all(c.clone()),
-                Api::all(c.clone()),
-                Api::all(c.clone()),
-            ),
-        }
-    };
-    let (pods_api, services_api, slices_api) = api(&client);
+    let pods_api: Api<Pod> = scoped_api(&client, namespace);
+    let services_api: Api<Service> = scoped_api(&client, namespace);
+    let slices_api: Api<EndpointSlice> = scoped_api(&client, namespace);
 
     let (pod_reader, pod_writer) = reflector::store();
     let pods = watcher(pods_api, watcher::Config::default().labels(REVISION_LABEL))
