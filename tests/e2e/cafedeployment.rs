@@ -135,6 +135,40 @@ fn kubectl(ns: &str, args: &[&str]) {
     assert!(status.success(), "kubectl {args:?}");
 }
 
+/// `kubectl patch` a rollback request, as a user would.
+fn kubectl_rollback(ns: &str, revision: i64) {
+    let body = format!(r#"{{"spec":{{"rollbackTo":{{"revision":{revision}}}}}}}"#);
+    kubectl(
+        ns,
+        &[
+            "patch",
+            "cafedeployment",
+            "demo",
+            "--type",
+            "merge",
+            "-p",
+            &body,
+        ],
+    );
+}
+
+/// Waits until all 10 pods run `wanted`, Ready, and the release is Healthy.
+async fn wait_all_on(ns: &TestNs, wanted: &str) {
+    let cds: Api<CafeDeployment> = ns.api();
+    ns.wait(
+        &format!("all 10 pods Ready on {wanted}, Healthy"),
+        180,
+        || async {
+            let s = cds.get("demo").await.ok()?.status?;
+            let pods = pods_by_cell(ns).await;
+            let ok =
+                pods.len() == 10 && pods.iter().all(|(p, _)| image(p) == wanted && pod_ready(p));
+            (ok && s.phase == Some(Phase::Healthy)).then_some(())
+        },
+    )
+    .await;
+}
+
 fn kubectl_annotate_confirm(ns: &str) {
     kubectl(
         ns,
@@ -239,18 +273,7 @@ async fn rolling_back_a_waiting_beta_group_reverts_only_the_updated_pods() {
         .collect();
     assert_eq!(beta.len(), 2);
 
-    kubectl(
-        &ns.name,
-        &[
-            "patch",
-            "cafedeployment",
-            "demo",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"rollbackTo":{"revision":0}}}"#,
-        ],
-    );
+    kubectl_rollback(&ns.name, 0);
     ns.wait(
         "all 10 pods back on nginx:1.25 and Healthy",
         180,
@@ -330,32 +353,8 @@ async fn a_crashloop_in_the_beta_group_stalls_clearly_and_rollback_recovers() {
         .count();
     assert_eq!(broken, 2, "only the Beta group got the broken image");
 
-    kubectl(
-        &ns.name,
-        &[
-            "patch",
-            "cafedeployment",
-            "demo",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"rollbackTo":{"revision":0}}}"#,
-        ],
-    );
-    ns.wait(
-        "all 10 pods Ready on nginx:1.25 and Healthy",
-        180,
-        || async {
-            let s = cds.get("demo").await.ok()?.status?;
-            let pods = pods_by_cell(&ns).await;
-            let ok = pods.len() == 10
-                && pods
-                    .iter()
-                    .all(|(p, _)| image(p) == "nginx:1.25" && pod_ready(p));
-            (ok && s.phase == Some(Phase::Healthy)).then_some(())
-        },
-    )
-    .await;
+    kubectl_rollback(&ns.name, 0);
+    wait_all_on(&ns, "nginx:1.25").await;
 }
 
 #[tokio::test]
@@ -664,18 +663,7 @@ async fn rolling_back_to_an_older_revision_after_two_releases() {
         );
     }
 
-    kubectl(
-        &ns.name,
-        &[
-            "patch",
-            "cafedeployment",
-            "demo",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"rollbackTo":{"revision":1}}}"#,
-        ],
-    );
+    kubectl_rollback(&ns.name, 1);
     ns.wait(
         "all 10 pods back on revision 1 (nginx:1.25), Healthy",
         180,
