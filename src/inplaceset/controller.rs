@@ -62,10 +62,10 @@ pub struct Context {
     created: Mutex<HashMap<String, Vec<(String, Instant)>>>,
     /// Consecutive failures per set, for the error backoff.
     failures: Mutex<HashMap<ObjectRef<InPlaceSet>, u32>>,
-    /// Pods written to, by uid, with the resourceVersion they had when acted on.
-    /// Until the cache shows a newer version, the pod is not acted on again:
-    /// a stale cache must not repeat a write (the gate would be written twice).
-    /// Entries expire: a write that changed nothing leaves the version as it was.
+    /// Pods written to, by uid, with the resourceVersion our write produced.
+    /// Until the cache shows that version (or a later one), the pod is not acted
+    /// on again: a stale cache must not repeat a write (the gate would be
+    /// written twice). Entries expire after a short window.
     acted_on: Mutex<HashMap<String, (String, Instant)>>,
 }
 
@@ -81,7 +81,11 @@ fn owned_by(pod: &Pod, uid: &str) -> bool {
 }
 
 impl Context {
-    /// True while the cache still shows the version of `pod` we last wrote from.
+    /// True while the cache shows `pod` older than the version our last write
+    /// to it produced. Another writer (kubelet) may have changed the pod between
+    /// our read and our write, so "not the version we read" is not enough: the
+    /// cache must have caught up with our write. resourceVersions are compared
+    /// as numbers where they are (etcd revisions), else by equality.
     fn stale(&self, pod: &Pod) -> bool {
         let (Some(uid), Some(rv)) = (pod.uid(), pod.resource_version()) else {
             return false;
@@ -89,21 +93,24 @@ impl Context {
         let Ok(mut acted) = self.acted_on.lock() else {
             return false;
         };
-        match acted.get(&uid) {
-            Some((seen, at)) if *seen == rv && at.elapsed() < STALE_CACHE_WINDOW => true,
-            Some(_) => {
-                acted.remove(&uid);
-                false
-            }
-            None => false,
+        let Some((written, at)) = acted.get(&uid) else {
+            return false;
+        };
+        let behind = match (rv.parse::<u64>(), written.parse::<u64>()) {
+            (Ok(cached), Ok(ours)) => cached < ours,
+            _ => rv != *written,
+        };
+        if behind && at.elapsed() < STALE_CACHE_WINDOW {
+            true
+        } else {
+            acted.remove(&uid);
+            false
         }
     }
 
-    fn remember_write(&self, pod: &Pod) {
-        if let (Some(uid), Some(rv), Ok(mut acted)) =
-            (pod.uid(), pod.resource_version(), self.acted_on.lock())
-        {
-            acted.insert(uid, (rv, Instant::now()));
+    fn remember_write(&self, uid: String, written_rv: String) {
+        if let Ok(mut acted) = self.acted_on.lock() {
+            acted.insert(uid, (written_rv, Instant::now()));
         }
     }
 
@@ -142,6 +149,10 @@ impl Context {
     }
 }
 
+/// A pod the operator moved: the event to record and the resourceVersion the
+/// write produced.
+type Moved = (EventType, &'static str, String, Option<String>);
+
 /// Applies one pod's decision. Returns the event to record, if the pod moved.
 async fn act(
     api: &Api<Pod>,
@@ -150,7 +161,7 @@ async fn act(
     facts: &PodFacts,
     decision: &Decision,
     time: &Time,
-) -> Result<Option<(EventType, &'static str, String)>, kube::Error> {
+) -> Result<Option<Moved>, kube::Error> {
     let name = facts.name.as_str();
     let stamp = serde_json::to_value(time).unwrap_or_default();
     let stamp = stamp.as_str().unwrap_or_default();
@@ -160,7 +171,8 @@ async fn act(
             let components = facts.still_registered();
             let message = format!("out of traffic: {reason}");
             let patch = gate::patch(false, reason, &message, stamp);
-            api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+            let written = api
+                .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
                 .await?;
             Ok(Some((
                 EventType::Normal,
@@ -173,6 +185,7 @@ async fn act(
                         components.join(", ")
                     }
                 ),
+                written.resource_version(),
             )))
         }
         Decision::PatchInPlace => {
@@ -192,10 +205,11 @@ async fn act(
                 .patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
                 .await
             {
-                Ok(_) => Ok(Some((
+                Ok(written) => Ok(Some((
                     EventType::Normal,
                     "UpdatingPodInPlace",
                     format!("pod {name}: drained; updating in place to revision {target}"),
+                    written.resource_version(),
                 ))),
                 // Changed since read: decide again on the next reconcile.
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
@@ -204,7 +218,8 @@ async fn act(
         }
         Decision::GateOn => {
             let patch = gate::patch(true, gate_reason::SERVING, "in traffic", stamp);
-            api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+            let written = api
+                .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
                 .await?;
             Ok(Some((
                 EventType::Normal,
@@ -213,6 +228,7 @@ async fn act(
                     "pod {name}: ready on revision {}; traffic gate open",
                     facts.revision.clone().unwrap_or_default()
                 ),
+                written.resource_version(),
             )))
         }
         Decision::Delete => {
@@ -224,10 +240,12 @@ async fn act(
                 ..DeleteParams::default()
             };
             match api.delete(name, &dp).await {
-                Ok(_) => Ok(Some((
+                Ok(deleted) => Ok(Some((
                     EventType::Normal,
                     "DeletedPod",
                     format!("pod {name}: drained; deleted"),
+                    // A pod kept by finalizers comes back with its new version.
+                    deleted.left().and_then(|p| p.resource_version()),
                 ))),
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
                 Err(e) => Err(e),
@@ -302,8 +320,8 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         }
         let done = futures::future::join_all(batch).await;
         for ((pod, _, _), result) in chunk.iter().zip(&done) {
-            if matches!(result, Ok(Some(_))) {
-                ctx.remember_write(pod);
+            if let (Ok(Some((_, _, _, Some(written)))), Some(uid)) = (result, pod.uid()) {
+                ctx.remember_write(uid, written.clone());
             }
         }
         results.extend(done);
@@ -311,7 +329,7 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     let mut first_error = None;
     for result in results {
         match result {
-            Ok(Some((type_, reason, note))) => {
+            Ok(Some((type_, reason, note, _))) => {
                 info!(set = %set.name_any(), "{note}");
                 ctx.event(&set, type_, reason, note).await;
             }
