@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -51,16 +51,8 @@ struct Context {
 
 impl Context {
     async fn event(&self, cd: &CafeDeployment, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.to_string(),
-            note: Some(note),
-            action: reason.to_string(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &cd.object_ref(&())).await {
-            warn!(error = %e, "cannot publish event {reason}");
-        }
+        crate::runtime::publish_event(&self.recorder, &cd.object_ref(&()), type_, reason, note)
+            .await;
     }
 }
 

@@ -50,3 +50,24 @@ where
         None => Api::all(client.clone()),
     }
 }
+
+/// Publishes an event on `reference`; the reason doubles as the action. A
+/// failure is logged, never fatal: events inform, they do not decide.
+pub async fn publish_event(
+    recorder: &kube::runtime::events::Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: kube::runtime::events::EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = kube::runtime::events::Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: reason.to_string(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, reference).await {
+        tracing::warn!(error = %e, "cannot publish event {reason}");
+    }
+}
