@@ -169,6 +169,15 @@ async fn wait_all_on(ns: &TestNs, wanted: &str) {
     .await;
 }
 
+/// Releases a new image by patching the template, as `kubectl patch` would.
+async fn release_image(cds: &Api<CafeDeployment>, image: &str) {
+    let patch =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}});
+    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("release");
+}
+
 fn kubectl_annotate_confirm(ns: &str) {
     kubectl(
         ns,
@@ -200,10 +209,7 @@ async fn cafes_example_releases_beta_then_confirmed_batches_in_place() {
         })
         .collect();
 
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}});
-    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("release");
+    release_image(&cds, "nginx:1.26").await;
 
     // Beta: one pod per cell, then the operator waits.
     settle(&ns, Phase::WaitingForConfirm, 1).await;
@@ -260,10 +266,7 @@ async fn rolling_back_a_waiting_beta_group_reverts_only_the_updated_pods() {
         .and_then(|s| s.update_revision)
         .expect("a revision");
 
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}});
-    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("release");
+    release_image(&cds, "nginx:1.26").await;
     settle(&ns, Phase::WaitingForConfirm, 1).await;
     let beta: Vec<String> = pods_by_cell(&ns)
         .await
@@ -364,10 +367,7 @@ async fn a_paused_release_holds_its_group_and_resumes_when_unpaused() {
     let _op = Operator::start(&ns.name);
     create_demo(&ns).await;
     let cds: Api<CafeDeployment> = ns.api();
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}});
-    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("release");
+    release_image(&cds, "nginx:1.26").await;
     settle(&ns, Phase::WaitingForConfirm, 1).await;
 
     let pause = |on: bool| {
@@ -445,10 +445,7 @@ async fn replicas_and_cells_change_during_a_release() {
     let _op = Operator::start(&ns.name);
     create_demo(&ns).await;
     let cds: Api<CafeDeployment> = ns.api();
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}});
-    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("release");
+    release_image(&cds, "nginx:1.26").await;
     settle(&ns, Phase::WaitingForConfirm, 1).await;
 
     for (replicas, each) in [(4, 2), (12, 6)] {
@@ -539,10 +536,7 @@ async fn invalid_updates_are_refused_and_the_running_release_goes_on() {
     let _op = Operator::start(&ns.name);
     create_demo(&ns).await;
     let cds: Api<CafeDeployment> = ns.api();
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}});
-    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("release");
+    release_image(&cds, "nginx:1.26").await;
     settle(&ns, Phase::WaitingForConfirm, 1).await;
 
     let refused = [
@@ -644,10 +638,7 @@ async fn rolling_back_to_an_older_revision_after_two_releases() {
         .and_then(|s| s.update_revision)
         .expect("revision 1");
     for wanted in ["nginx:1.26", "nginx:1.27"] {
-        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": wanted}]}}}});
-        cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .expect("release");
+        release_image(&cds, wanted).await;
         // Wait until this release is under way before confirming its waits.
         ns.wait("the release to start", 60, || async {
             let s = cds.get("demo").await.ok()?.status?;
