@@ -85,27 +85,31 @@ kubectl -n "$NS" apply --server-side -f examples/demo.yaml
 cd_field() { kubectl -n "$NS" get cafedeployment demo -o "jsonpath={.status.$1}"; }
 # cd_at PHASE GROUP: the release is in PHASE with GROUP groups done.
 cd_at() { [ "$(cd_field phase)" = "$1" ] && [ "$(cd_field release.group)" = "$2" ]; }
-wait_for "the CafeDeployment to be Healthy" 180 cd_at Healthy 3
-kubectl -n "$NS" get cafedeployment demo
-kubectl -n "$NS" get inplacesets -l cafe.sofastack.io/cell
 CD_PODS='custom-columns=POD:.metadata.name,NODE:.spec.nodeName,IP:.status.podIP,IMAGE:.spec.containers[0].image,READY:.status.conditions[?(@.type=="Ready")].status'
 show_cd() { kubectl -n "$NS" get pods -l app=demo -o "$CD_PODS" --sort-by=.spec.nodeName | sed 's/^/   /'; }
+# Waits for groups 1 and 2, confirming each as a user would, then for Healthy.
+confirm_groups() {
+    for done in 1 2; do
+        wait_for "group $done to finish" 180 cd_at WaitingForConfirm "$done"
+        kubectl -n "$NS" get cafedeployment demo
+        show_cd
+        say_ "status.release.message: $(cd_field release.message)"
+        say_ "The operator waits (annotation cafe.sofastack.io/upgrade-confirmed=false). Confirming:"
+        say_ "\$ kubectl annotate cafedeployment demo cafe.sofastack.io/upgrade-confirmed=true --overwrite"
+        kubectl -n "$NS" annotate cafedeployment demo cafe.sofastack.io/upgrade-confirmed=true --overwrite >/dev/null
+    done
+    wait_for "the last group" 180 cd_at Healthy 3
+    kubectl -n "$NS" get cafedeployment demo
+    show_cd
+}
+say_ "The first release creates the pods group by group: 1+1 (Beta), 2+2, 2+2."
+confirm_groups
+kubectl -n "$NS" get inplacesets -l cafe.sofastack.io/cell
 
 step "Releasing nginx:1.26: a Beta group (one pod per cell), then batches of 4, confirmed by you"
 kubectl -n "$NS" patch cafedeployment demo --type merge \
     -p '{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"nginx:1.26"}]}}}}'
-for done in 1 2; do
-    wait_for "group $done to finish" 180 cd_at WaitingForConfirm "$done"
-    kubectl -n "$NS" get cafedeployment demo
-    show_cd
-    say_ "status.release.message: $(cd_field release.message)"
-    say_ "The operator waits (annotation cafe.sofastack.io/upgrade-confirmed=false). Confirming:"
-    say_ "\$ kubectl annotate cafedeployment demo cafe.sofastack.io/upgrade-confirmed=true --overwrite"
-    kubectl -n "$NS" annotate cafedeployment demo cafe.sofastack.io/upgrade-confirmed=true --overwrite >/dev/null
-done
-wait_for "the last group" 180 cd_at Healthy 3
-kubectl -n "$NS" get cafedeployment demo
-show_cd
+confirm_groups
 say_ "Same pods and IPs as before the release: every pod was updated in place, drained first."
 
 step "Bad input is refused with a message that says what to change"

@@ -305,10 +305,24 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
     let (sizes, away, wake) = rescheduled_sizes(&cd, &previous, &cells, &distribution, &observed);
     let distribution: Vec<(String, usize)> =
         cells.iter().cloned().zip(sizes.iter().copied()).collect();
-    let (partitions, available): (Vec<Option<usize>>, Vec<usize>) = observed
+    let (mut partitions, available): (Vec<Option<usize>>, Vec<usize>) = observed
         .iter()
         .map(|s| updated_available(s.as_ref(), &hash))
         .unzip();
+    // Until a first release completes, the pods do not exist yet: the groups
+    // pace their creation (a cell gets `size - partition` pods, all new), and
+    // the groups released are read from how many pods each cell was given.
+    let scale_out = previous.current_revision.is_none();
+    if scale_out {
+        partitions = observed
+            .iter()
+            .zip(&sizes)
+            .map(|(set, size)| {
+                let given = usize::try_from(set.as_ref()?.spec.replicas).unwrap_or(0);
+                Some(size.saturating_sub(given))
+            })
+            .collect();
+    }
     let batch = resolve(&spec.strategy.batch_size, replicas, false)
         .unwrap_or(1)
         .max(1);
@@ -370,7 +384,11 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
         .zip(&decision.partitions)
         .zip(&observed)
     {
-        let desired = build::inplaceset(&cd, cell, *size, *partition, &hash);
+        let desired = if scale_out {
+            build::inplaceset(&cd, cell, size - partition.min(size), 0, &hash)
+        } else {
+            build::inplaceset(&cd, cell, *size, *partition, &hash)
+        };
         let same = current.as_ref().is_some_and(|c| {
             c.spec == desired.spec && c.annotations().get(REVISION_ANNOTATION) == Some(&hash)
         });
@@ -386,10 +404,17 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
 
     retire_removed_cells(&cd, &ctx, &sets, &cells).await?;
 
+    let kind = if rollback {
+        ReleaseKind::Rollback
+    } else if scale_out {
+        ReleaseKind::ScaleOut
+    } else {
+        ReleaseKind::Update
+    };
     let status = compute_status(
         &cd,
         &revision_name,
-        rollback,
+        kind,
         &distribution,
         &away,
         &observed,
@@ -496,11 +521,22 @@ async fn write_status(
     Ok(())
 }
 
+/// What the release in progress is, for its phase and message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReleaseKind {
+    /// A new template, moved group by group.
+    Update,
+    /// A restored revision, released at once.
+    Rollback,
+    /// The first release: pods are created group by group.
+    ScaleOut,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn compute_status(
     cd: &CafeDeployment,
     revision: &str,
-    rollback: bool,
+    kind: ReleaseKind,
     distribution: &[(String, usize)],
     away: &[usize],
     observed: &[Option<InPlaceSet>],
@@ -586,14 +622,20 @@ fn compute_status(
             ),
         ),
         state::Phase::Progressing => (
-            if rollback {
+            if kind == ReleaseKind::Rollback {
                 Phase::RollingBack
             } else {
                 Phase::Progressing
             },
             format!(
-                "releasing group {} of {} ({cells_text})",
-                decision.released, decision.groups
+                "{} group {} of {} ({cells_text})",
+                if kind == ReleaseKind::ScaleOut {
+                    "creating the pods of"
+                } else {
+                    "releasing"
+                },
+                decision.released,
+                decision.groups
             ),
         ),
     };
@@ -623,7 +665,7 @@ fn compute_status(
     status.phase = Some(phase);
     status.release = Some(ReleaseStatus {
         revision: revision.to_string(),
-        rollback: rollback && phase != Phase::Healthy,
+        rollback: kind == ReleaseKind::Rollback && phase != Phase::Healthy,
         group: done,
         groups: total,
         progress: format!("{done}/{total}"),
