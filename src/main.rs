@@ -1,5 +1,12 @@
 use std::process::ExitCode;
 
+use std::time::Duration;
+
+use cafe_operator::runtime::Telemetry;
+use cafe_operator::runtime::health::{Health, Role};
+use cafe_operator::runtime::leader::{self, LeaseConfig};
+use cafe_operator::runtime::metrics::Metrics;
+use cafe_operator::runtime::serve;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing::{error, info, warn};
 
@@ -19,9 +26,14 @@ enum LogFormat {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "CAFE_WATCH_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces (repeat the flag or separate with commas;
+    /// default: all namespaces).
+    #[arg(
+        long = "namespace",
+        env = "CAFE_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
     /// Objects reconciled at once per controller.
     #[arg(long, env = "CAFE_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
@@ -30,6 +42,29 @@ struct RunArgs {
     /// A tracing filter, e.g. `info` or `cafe_operator=debug`.
     #[arg(long, env = "CAFE_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Where `/metrics` is served (`:8080`, `127.0.0.1:8080`, or `0` to turn it off).
+    #[arg(long, env = "CAFE_METRICS_BIND_ADDRESS", default_value = ":8080")]
+    metrics_bind_address: String,
+    /// Where `/healthz` and `/readyz` are served (`0` turns them off).
+    #[arg(long, env = "CAFE_HEALTH_PROBE_BIND_ADDRESS", default_value = ":8081")]
+    health_probe_bind_address: String,
+    /// Run the controllers only while holding the leader Lease (for more than one replica).
+    #[arg(long, env = "CAFE_LEADER_ELECT")]
+    leader_elect: bool,
+    /// The Lease's namespace (default: the namespace the operator runs in, else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// The Lease's name.
+    #[arg(long, env = "CAFE_LEADER_ELECTION_ID", default_value = "cafe-operator")]
+    leader_election_id: String,
+    /// This replica's name in the Lease (default: host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    leader_election_identity: Option<String>,
+    /// Seconds a leader's claim lasts without renewal: the longest a standby
+    /// waits after the leader dies. Renewal starts a third of it before expiry.
+    #[arg(long, env = "CAFE_LEADER_ELECTION_LEASE_DURATION", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    leader_election_lease_duration: u64,
 }
 
 #[derive(Subcommand)]
@@ -115,64 +150,158 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let (client, counters) = match cafe_operator::runtime::preflight().await {
-            Ok(c) => c,
+        match operate(args).await {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 error!("{e}");
-                return ExitCode::FAILURE;
+                ExitCode::FAILURE
             }
+        }
+    })
+}
+
+/// Serves the endpoints, waits for the Lease if asked to, runs the controllers
+/// until a signal, then releases the Lease.
+async fn operate(args: RunArgs) -> Result<(), String> {
+    let metrics_addr =
+        serve::parse_bind_address("--metrics-bind-address", &args.metrics_bind_address)?;
+    let probe_addr = serve::parse_bind_address(
+        "--health-probe-bind-address",
+        &args.health_probe_bind_address,
+    )?;
+    let (client, counters) = cafe_operator::runtime::preflight()
+        .await
+        .map_err(|e| e.to_string())?;
+    let telemetry = Telemetry {
+        metrics: Metrics::new(counters.clone()),
+        health: Health::default(),
+    };
+    serve::start(
+        metrics_addr,
+        probe_addr,
+        telemetry.metrics.clone(),
+        telemetry.health.clone(),
+    )
+    .await?;
+
+    // One signal stops everything.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let mut leadership = None;
+    if args.leader_elect {
+        let config = LeaseConfig {
+            namespace: args
+                .leader_election_namespace
+                .clone()
+                .unwrap_or_else(leader::own_namespace),
+            name: args.leader_election_id.clone(),
+            identity: args
+                .leader_election_identity
+                .clone()
+                .unwrap_or_else(leader::default_identity),
+            duration: Duration::from_secs(args.leader_election_lease_duration),
         };
-        info!(namespace = ?args.namespace, "starting the CafeDeployment and InPlaceSet controllers and the service traffic component");
-        // One signal stops every controller.
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        });
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|stop| *stop).await;
+        telemetry.health.set_role(Role::Standby);
+        info!(lease = %format!("{}/{}", config.namespace, config.name), identity = %config.identity,
+              "waiting for the leader Lease");
+        let since = std::time::Instant::now();
+        match leader::acquire(client.clone(), &config, stopped()).await {
+            Ok(Some(held)) => {
+                info!(waited = ?since.elapsed(), identity = %config.identity, "became the leader");
+                leadership = Some(held);
             }
-        };
-        let namespace = args.namespace.as_deref();
-        let controllers = async {
+            Ok(None) => {
+                info!("stopped before becoming the leader");
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(format!(
+                    "leader election on Lease {}/{} failed: {e}. The operator's service account \
+                     needs get, create and patch on coordination.k8s.io leases in {}",
+                    config.namespace, config.name, config.namespace
+                ));
+            }
+        }
+    }
+    telemetry.health.set_role(Role::Leading);
+    telemetry.metrics.set_leader(true);
+
+    let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {
+        vec![None]
+    } else {
+        args.namespaces.iter().cloned().map(Some).collect()
+    };
+    info!(namespaces = ?args.namespaces, "starting the CafeDeployment and InPlaceSet controllers and the service traffic component");
+    let controllers = futures::future::join_all(scopes.iter().map(|scope| {
+        let namespace = scope.as_deref();
+        let (client, telemetry) = (client.clone(), telemetry.clone());
+        let concurrency = args.concurrency;
+        let stops = (stopped(), stopped(), stopped());
+        async move {
             tokio::join!(
                 cafe_operator::inplaceset::controller::run(
                     client.clone(),
                     namespace,
-                    args.concurrency,
-                    stopped(),
+                    concurrency,
+                    telemetry.clone(),
+                    stops.0,
                 ),
                 cafe_operator::traffic::component::run(
                     client.clone(),
                     namespace,
-                    args.concurrency,
-                    stopped(),
+                    concurrency,
+                    telemetry.clone(),
+                    stops.1,
                 ),
                 cafe_operator::cafedeployment::controller::run(
                     client.clone(),
                     namespace,
-                    args.concurrency,
-                    stopped(),
+                    concurrency,
+                    telemetry.clone(),
+                    stops.2,
                 ),
             )
-        };
-        let deadline = async {
-            stopped().await;
-            tokio::time::sleep(STOP_GRACE).await;
-        };
-        tokio::select! {
-            _ = controllers => {}
-            () = deadline => warn!("controllers did not stop within {STOP_GRACE:?}; exiting anyway"),
         }
-        // What this run cost the API server, by verb and resource.
-        let requests: Vec<String> = counters
-            .snapshot()
-            .into_iter()
-            .map(|((verb, resource), n)| format!("{verb} {resource}={n}"))
-            .collect();
-        info!(requests = %requests.join(", "), "stopped; API requests made");
-        ExitCode::SUCCESS
-    })
+    }));
+    let deadline = async {
+        stopped().await;
+        tokio::time::sleep(STOP_GRACE).await;
+    };
+    let lost = async {
+        match leadership.as_mut() {
+            Some(held) => held.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = controllers => {}
+        () = deadline => warn!("controllers did not stop within {STOP_GRACE:?}; exiting anyway"),
+        () = lost => {
+            // Another replica may lead now: writing on would race it. Exit at
+            // once; every pod is in a state the next leader resumes from.
+            error!("lost the leader Lease; exiting so that only one replica writes");
+            std::process::exit(1);
+        }
+    }
+    if let Some(held) = leadership {
+        held.release().await;
+    }
+    // What this run cost the API server, by verb and resource.
+    let requests: Vec<String> = counters
+        .by_verb()
+        .into_iter()
+        .map(|((verb, resource), n)| format!("{verb} {resource}={n}"))
+        .collect();
+    info!(requests = %requests.join(", "), "stopped; API requests made");
+    Ok(())
 }

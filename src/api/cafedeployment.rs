@@ -359,6 +359,18 @@ pub enum Phase {
     Stalled,
 }
 
+impl Phase {
+    /// Every phase, for gauges that report 1 for the current one and 0 for the rest.
+    pub const ALL: [Phase; 6] = [
+        Phase::Healthy,
+        Phase::Progressing,
+        Phase::WaitingForConfirm,
+        Phase::Paused,
+        Phase::RollingBack,
+        Phase::Stalled,
+    ];
+}
+
 /// The release in progress (or the last one).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

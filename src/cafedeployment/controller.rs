@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
@@ -29,7 +29,7 @@ use crate::api::{
 use crate::inplaceset::revision;
 use crate::release::plan::groups;
 use crate::release::state::{self, Input};
-use crate::runtime::scoped_api;
+use crate::runtime::{Telemetry, scoped_api};
 use crate::topology::distribute;
 
 const MANAGER: &str = "cafe-operator-cafedeployment";
@@ -47,6 +47,7 @@ pub enum Error {
 struct Context {
     client: Client,
     recorder: Recorder,
+    telemetry: Telemetry,
 }
 
 impl Context {
@@ -740,9 +741,13 @@ fn compute_status(
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn reconcile(obj: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
-    tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_once(obj, ctx))
-        .await
-        .unwrap_or(Err(Error::Timeout(RECONCILE_TIMEOUT)))
+    let telemetry = ctx.telemetry.clone();
+    let bounded = async {
+        tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_once(obj, ctx))
+            .await
+            .unwrap_or(Err(Error::Timeout(RECONCILE_TIMEOUT)))
+    };
+    telemetry.metrics.measure("cafedeployment", bounded).await
 }
 
 fn error_policy(cd: Arc<CafeDeployment>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -755,15 +760,26 @@ pub async fn run(
     client: Client,
     namespace: Option<&str>,
     concurrency: u16,
+    telemetry: Telemetry,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let cds: Api<CafeDeployment> = scoped_api(&client, namespace);
     let sets: Api<InPlaceSet> = scoped_api(&client, namespace);
+    let (store, writer) = reflector::store();
+    let cd_events = telemetry
+        .health
+        .track("cafedeployments", watcher(cds, watcher::Config::default()))
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    telemetry.metrics.observe_cafedeployments(store.clone());
+    let controller = Controller::for_stream(cd_events, store);
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client, "cafe-operator".into()),
+        telemetry,
     });
-    Controller::new(cds, watcher::Config::default())
+    controller
         .owns(sets, watcher::Config::default())
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)

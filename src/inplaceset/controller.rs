@@ -26,7 +26,8 @@ use super::{pods, revision};
 use crate::api::count::resolve;
 use crate::api::names::{REVISION_LABEL, condition, gate_reason};
 use crate::api::{InPlaceSet, InPlaceSetStatus, UpdateMode};
-use crate::runtime::scoped_api;
+use crate::runtime::health::CacheSync;
+use crate::runtime::{Telemetry, scoped_api};
 use crate::traffic::{gate, service};
 
 /// The field manager of the InPlaceSet status.
@@ -54,7 +55,10 @@ pub enum Error {
 
 pub struct Context {
     pub client: Client,
+    telemetry: Telemetry,
     pub pods: Store<Pod>,
+    /// Whether `pods` has listed once (a reconcile must not plan from an empty cache).
+    pods_synced: CacheSync,
     pub services: Store<Service>,
     pub recorder: Recorder,
     /// Pods created per set (by uid) that the watch cache has not shown yet:
@@ -247,10 +251,10 @@ async fn act(
 }
 
 async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.pods
-        .wait_until_ready()
+    ctx.pods_synced
+        .wait()
         .await
-        .map_err(|_| Error::CacheStopped)?;
+        .map_err(|()| Error::CacheStopped)?;
     if set.metadata.deletion_timestamp.is_some() {
         // Garbage collection removes the pods; their drain is the components' part.
         return Ok(Action::await_change());
@@ -508,9 +512,13 @@ fn selector_string(set: &InPlaceSet) -> String {
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn reconcile(obj: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Error> {
-    tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_once(obj, ctx))
-        .await
-        .unwrap_or(Err(Error::Timeout(RECONCILE_TIMEOUT)))
+    let telemetry = ctx.telemetry.clone();
+    let bounded = async {
+        tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_once(obj, ctx))
+            .await
+            .unwrap_or(Err(Error::Timeout(RECONCILE_TIMEOUT)))
+    };
+    telemetry.metrics.measure("inplaceset", bounded).await
 }
 
 fn error_policy(set: Arc<InPlaceSet>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -535,6 +543,7 @@ pub async fn run(
     client: Client,
     namespace: Option<&str>,
     concurrency: u16,
+    telemetry: Telemetry,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let sets: Api<InPlaceSet> = scoped_api(&client, namespace);
@@ -542,30 +551,48 @@ pub async fn run(
     let (reader, writer) = reflector::store();
     // Only pods the operator created carry the revision label; managedFields
     // are dropped so the cache stays small as pods grow.
-    let pod_events = watcher(pods_api, watcher::Config::default().labels(REVISION_LABEL))
+    let (pod_events, pods_synced) = telemetry.health.track_synced(
+        "pods",
+        watcher(pods_api, watcher::Config::default().labels(REVISION_LABEL)),
+    );
+    let pod_events = pod_events
         .default_backoff()
         .modify(|pod| pod.managed_fields_mut().clear())
         .reflect(writer)
         .touched_objects();
     let (service_reader, service_writer) = reflector::store();
     let services_api: Api<Service> = scoped_api(&client, namespace);
-    let service_events = watcher(services_api, watcher::Config::default())
+    let service_events = telemetry
+        .health
+        .track(
+            "services",
+            watcher(services_api, watcher::Config::default()),
+        )
         .default_backoff()
         .modify(|s| s.managed_fields_mut().clear())
         .reflect(service_writer)
         .touched_objects();
     let recorder = Recorder::new(client.clone(), "cafe-operator".into());
+    telemetry.metrics.observe_pods(reader.clone());
     let ctx = Arc::new(Context {
         client,
+        telemetry: telemetry.clone(),
         pods: reader,
+        pods_synced,
         services: service_reader,
         recorder,
         created: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
         acted_on: Mutex::new(HashMap::new()),
     });
-    let controller = Controller::new(sets, watcher::Config::default());
-    let sets_store = controller.store();
+    let (sets_store, sets_writer) = reflector::store();
+    let set_events = telemetry
+        .health
+        .track("inplacesets", watcher(sets, watcher::Config::default()))
+        .default_backoff()
+        .reflect(sets_writer)
+        .applied_objects();
+    let controller = Controller::for_stream(set_events, sets_store.clone());
     controller
         .owns_stream(pod_events)
         // A Service that starts or stops publishing not-ready addresses changes

@@ -1,26 +1,98 @@
-//! The Kubernetes client, with every API request counted by verb and resource
-//! (what the operator costs the API server; reported on shutdown).
+//! The Kubernetes client, with every API request counted by verb, resource and
+//! outcome (what the operator costs the API server; on `/metrics` and in the
+//! shutdown log).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
+use futures::future::BoxFuture;
 use kube::client::ClientBuilder;
 use kube::{Client, Config};
 
-/// API requests by (verb, resource), e.g. ("patch", "pods/status").
+/// (verb, resource, outcome), e.g. ("patch", "pods/status", "success").
+pub type RequestKey = (String, String, &'static str);
+
+/// API requests by (verb, resource, outcome).
 #[derive(Clone, Default)]
-pub struct ApiCounters(Arc<Mutex<BTreeMap<(String, String), u64>>>);
+pub struct ApiCounters(Arc<Mutex<BTreeMap<RequestKey, u64>>>);
 
 impl ApiCounters {
-    fn record(&self, method: &http::Method, path: &str, query: Option<&str>) {
-        let key = classify(method, path, query);
+    fn record(&self, (verb, resource): (String, String), outcome: &'static str) {
         if let Ok(mut map) = self.0.lock() {
-            *map.entry(key).or_default() += 1;
+            *map.entry((verb, resource, outcome)).or_default() += 1;
         }
     }
 
-    pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
+    pub fn snapshot(&self) -> BTreeMap<RequestKey, u64> {
         self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Requests by (verb, resource), whatever their outcome.
+    pub fn by_verb(&self) -> BTreeMap<(String, String), u64> {
+        let mut out = BTreeMap::new();
+        for ((verb, resource, _), n) in self.snapshot() {
+            *out.entry((verb, resource)).or_default() += n;
+        }
+        out
+    }
+}
+
+/// The outcome of a request as a bounded label: `success`, `conflict`,
+/// `not_found`, `client_error`, `server_error` or `transport_error`.
+pub fn outcome(status: Option<http::StatusCode>) -> &'static str {
+    match status.map(|s| s.as_u16()) {
+        None => "transport_error",
+        Some(409) => "conflict",
+        Some(404) => "not_found",
+        Some(s) if s < 400 => "success",
+        Some(s) if s < 500 => "client_error",
+        Some(_) => "server_error",
+    }
+}
+
+/// A tower layer that counts each request once its response (or failure) is known.
+#[derive(Clone)]
+struct CountLayer(ApiCounters);
+
+impl<S> tower::Layer<S> for CountLayer {
+    type Service = Counted<S>;
+    fn layer(&self, inner: S) -> Counted<S> {
+        Counted {
+            inner,
+            counters: self.0.clone(),
+        }
+    }
+}
+
+struct Counted<S> {
+    inner: S,
+    counters: ApiCounters,
+}
+
+impl<S, B> tower::Service<http::Request<kube::client::Body>> for Counted<S>
+where
+    S: tower::Service<http::Request<kube::client::Body>, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<kube::client::Body>) -> Self::Future {
+        let key = classify(req.method(), req.uri().path(), req.uri().query());
+        let counters = self.counters.clone();
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let result = response.await;
+            let status = result.as_ref().ok().map(http::Response::status);
+            counters.record(key, outcome(status));
+            result
+        })
     }
 }
 
@@ -63,12 +135,9 @@ pub fn classify(method: &http::Method, path: &str, query: Option<&str>) -> (Stri
 pub async fn counted_client() -> Result<(Client, ApiCounters), kube::Error> {
     let config = Config::infer().await.map_err(kube::Error::InferConfig)?;
     let counters = ApiCounters::default();
-    let recorder = counters.clone();
-    let layer = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
-        recorder.record(req.method(), req.uri().path(), req.uri().query());
-        req
-    });
-    let client = ClientBuilder::try_from(config)?.with_layer(&layer).build();
+    let client = ClientBuilder::try_from(config)?
+        .with_layer(&CountLayer(counters.clone()))
+        .build();
     Ok((client, counters))
 }
 
@@ -114,5 +183,20 @@ mod tests {
             ),
             "patch inplacesets/status"
         );
+    }
+
+    #[test]
+    fn outcomes_are_a_bounded_set() {
+        use http::StatusCode;
+        assert_eq!(outcome(Some(StatusCode::OK)), "success");
+        assert_eq!(outcome(Some(StatusCode::CREATED)), "success");
+        assert_eq!(outcome(Some(StatusCode::CONFLICT)), "conflict");
+        assert_eq!(outcome(Some(StatusCode::NOT_FOUND)), "not_found");
+        assert_eq!(outcome(Some(StatusCode::FORBIDDEN)), "client_error");
+        assert_eq!(
+            outcome(Some(StatusCode::SERVICE_UNAVAILABLE)),
+            "server_error"
+        );
+        assert_eq!(outcome(None), "transport_error");
     }
 }

@@ -1,9 +1,20 @@
 //! The imperative shell around the controllers: the client, start-up checks.
 
 pub mod client;
+pub mod health;
+pub mod leader;
+pub mod metrics;
+pub mod serve;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{Api, Client};
+
+/// What the controllers report to `/metrics` and `/readyz`.
+#[derive(Clone)]
+pub struct Telemetry {
+    pub metrics: metrics::Metrics,
+    pub health: health::Health,
+}
 
 /// Why the operator cannot start, in words a user can act on.
 #[derive(Debug, thiserror::Error)]

@@ -22,13 +22,14 @@ use tracing::{info, warn};
 use super::service::{self, Action as Step, EndpointIndex, PodView};
 use crate::api::names::{REVISION_LABEL, traffic_finalizer};
 use crate::inplaceset::pods::declared_components;
-use crate::runtime::scoped_api;
+use crate::runtime::{Telemetry, scoped_api};
 
 /// The name of the built-in component (and of its finalizer's last segment).
 pub const NAME: &str = "service";
 
 struct Context {
     client: Client,
+    telemetry: Telemetry,
     services: Store<Service>,
     index: Arc<RwLock<EndpointIndex>>,
     recorder: Recorder,
@@ -54,6 +55,14 @@ fn in_traffic(pod: &Pod) -> bool {
 }
 
 async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let telemetry = ctx.telemetry.clone();
+    telemetry
+        .metrics
+        .measure("traffic-service", reconcile_pod(pod, ctx))
+        .await
+}
+
+async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error> {
     let finalizer = traffic_finalizer(NAME);
     let view = PodView {
         declared: declared_components(&pod).iter().any(|c| c == NAME),
@@ -175,6 +184,7 @@ pub async fn run(
     client: Client,
     namespace: Option<&str>,
     concurrency: u16,
+    telemetry: Telemetry,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let pods_api: Api<Pod> = scoped_api(&client, namespace);
@@ -182,7 +192,12 @@ pub async fn run(
     let slices_api: Api<EndpointSlice> = scoped_api(&client, namespace);
 
     let (pod_reader, pod_writer) = reflector::store();
-    let pods = watcher(pods_api, watcher::Config::default().labels(REVISION_LABEL))
+    let health = &telemetry.health;
+    let pods = health
+        .track(
+            "traffic pods",
+            watcher(pods_api, watcher::Config::default().labels(REVISION_LABEL)),
+        )
         .default_backoff()
         .modify(|p| p.managed_fields_mut().clear())
         .reflect(pod_writer)
@@ -190,7 +205,11 @@ pub async fn run(
 
     let (service_reader, service_writer) = reflector::store();
     let pods_for_services = pod_reader.clone();
-    let services = watcher(services_api, watcher::Config::default())
+    let services = health
+        .track(
+            "traffic services",
+            watcher(services_api, watcher::Config::default()),
+        )
         .default_backoff()
         .modify(|s| s.managed_fields_mut().clear())
         .reflect(service_writer)
@@ -198,7 +217,11 @@ pub async fn run(
 
     let index = Arc::new(RwLock::new(EndpointIndex::default()));
     let writer_index = index.clone();
-    let slices = watcher(slices_api, watcher::Config::default())
+    let slices = health
+        .track(
+            "endpointslices",
+            watcher(slices_api, watcher::Config::default()),
+        )
         .default_backoff()
         .map(move |event| {
             if let (Ok(event), Ok(mut index)) = (&event, writer_index.write()) {
@@ -215,6 +238,7 @@ pub async fn run(
 
     let ctx = Arc::new(Context {
         client: client.clone(),
+        telemetry,
         services: service_reader,
         index,
         recorder: Recorder::new(client, "cafe-operator-traffic-service".into()),

@@ -7,18 +7,44 @@ use std::process::{Child, Command, Stdio};
 
 pub struct Operator {
     child: Option<Child>,
-    namespace: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
     pub log: PathBuf,
 }
 
 impl Operator {
+    /// The operator watching `namespace`, its endpoints off (tests run in parallel).
     pub fn start(namespace: &str) -> Self {
+        Self::launch(namespace, &[], &[])
+    }
+
+    /// One operator process of possibly several in `namespace`: `name` tells
+    /// their logs apart; `args` replace the default of each flag they set.
+    pub fn launch(name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-logs");
         let _ = std::fs::create_dir_all(&dir);
-        let log = dir.join(format!("{namespace}.log"));
+        let log = dir.join(format!("{name}.log"));
+        let namespace = name.split('@').next().unwrap_or(name);
+        let mut all: Vec<String> = vec!["run".to_string()];
+        // Defaults, unless the caller sets the flag.
+        for (flag, value) in [
+            ("--namespace", namespace),
+            ("--log-level", "info"),
+            ("--metrics-bind-address", "0"),
+            ("--health-probe-bind-address", "0"),
+        ] {
+            if !args.contains(&flag) {
+                all.extend([flag.to_string(), value.to_string()]);
+            }
+        }
+        all.extend(args.iter().map(|s| s.to_string()));
         let mut op = Self {
             child: None,
-            namespace: namespace.to_string(),
+            args: all,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             log,
         };
         op.spawn();
@@ -32,13 +58,21 @@ impl Operator {
             .open(&self.log)
             .expect("operator log file");
         let child = Command::new(env!("CARGO_BIN_EXE_cafe-operator"))
-            .args(["run", "--namespace", &self.namespace, "--log-level", "info"])
+            .args(&self.args)
+            .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log file"))
             .stderr(out)
             .spawn()
             .expect("start cafe-operator");
         self.child = Some(child);
+    }
+
+    /// The exit status, if the process has exited on its own.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// SIGKILL: no graceful shutdown, like a crashed or evicted operator.

@@ -1,0 +1,180 @@
+//! Leader election through a coordination.k8s.io Lease, so that two replicas
+//! are safe: only the holder runs the controllers (and so only it writes); a
+//! standby takes over once the holder's lease expires, or at once when the
+//! holder releases it on a graceful stop.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
+use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Where the Lease lives and who competes for it.
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    pub namespace: String,
+    pub name: String,
+    pub identity: String,
+    /// How long a holder's claim lasts without renewal: the longest a standby
+    /// waits after the holder dies.
+    pub duration: Duration,
+}
+
+/// The namespace the operator runs in: the service account's, else `default`.
+pub fn own_namespace() -> String {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".to_string())
+}
+
+/// A name that tells replicas apart in the Lease: host name and process id.
+pub fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "cafe-operator".to_string());
+    format!("{host}_{}", std::process::id())
+}
+
+/// Renewal starts this long before the claim would expire: a third of it,
+/// like controller-runtime's 15 s lease renewed within 10 s.
+fn renew_grace(duration: Duration) -> u64 {
+    (duration.as_secs() / 3).max(1)
+}
+
+/// The lease, held.
+pub struct Leadership {
+    held: watch::Receiver<bool>,
+    task: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
+    leases: Api<Lease>,
+    config: LeaseConfig,
+}
+
+/// Waits until this replica holds the Lease. `Ok(None)` if `stop` resolves first.
+pub async fn acquire(
+    client: Client,
+    config: &LeaseConfig,
+    stop: impl Future<Output = ()>,
+) -> Result<Option<Leadership>, LeaseManagerError> {
+    let manager = LeaseManagerBuilder::new(client.clone(), &config.name)
+        .with_namespace(&config.namespace)
+        .with_identity(&config.identity)
+        .with_duration(config.duration.as_secs().max(2))
+        .with_grace(renew_grace(config.duration))
+        .with_field_manager("cafe-operator-leader-election")
+        .build()
+        .await?;
+    let (mut held, task) = manager.watch().await;
+    let won = tokio::select! {
+        changed = held.wait_for(|leader| *leader) => changed.is_ok(),
+        () = stop => false,
+    };
+    if !won {
+        // Stopped first, or the manager ended (its error is the answer).
+        drop(held);
+        return match task.await {
+            Ok(Err(e)) => Err(e),
+            _ => Ok(None),
+        };
+    }
+    Ok(Some(Leadership {
+        held,
+        task,
+        leases: Api::namespaced(client, &config.namespace),
+        config: config.clone(),
+    }))
+}
+
+/// Whether the claim still stands, from what the Lease shows at `now` (unix
+/// seconds): held by us and renewed within its duration.
+pub fn claim_stands(lease: &Lease, identity: &str, now: i64) -> bool {
+    let Some(spec) = lease.spec.as_ref() else {
+        return false;
+    };
+    let ours = spec.holder_identity.as_deref() == Some(identity);
+    let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
+    let renewed = spec.renew_time.as_ref().map_or(0, |t| t.0.as_second());
+    ours && renewed + duration > now
+}
+
+impl Leadership {
+    /// Resolves if the Lease is lost: the manager says so, the Lease shows
+    /// another holder or an expired claim, or it cannot be read for longer
+    /// than the claim lasts (a partitioned leader must stop before a standby
+    /// may start).
+    pub async fn lost(&mut self) {
+        let period = (self.config.duration / 5).max(Duration::from_secs(1));
+        let watchdog = async {
+            let mut confirmed = Instant::now();
+            loop {
+                tokio::time::sleep(period).await;
+                let now = k8s_openapi::jiff::Timestamp::now().as_second();
+                match self.leases.get(&self.config.name).await {
+                    Ok(lease) if claim_stands(&lease, &self.config.identity, now) => {
+                        confirmed = Instant::now();
+                    }
+                    Ok(lease) => {
+                        let holder = lease.spec.and_then(|s| s.holder_identity);
+                        tracing::error!(?holder, "the leader Lease is no longer ours");
+                        return;
+                    }
+                    Err(e) if confirmed.elapsed() + period >= self.config.duration => {
+                        tracing::error!(error = %e, "cannot confirm the leader Lease before it expires");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot read the leader Lease; retrying"),
+                }
+            }
+        };
+        let held = &mut self.held;
+        tokio::select! {
+            _ = held.wait_for(|leader| !*leader) => {}
+            () = watchdog => {}
+        }
+    }
+
+    /// Gives the Lease up so a standby can take over without waiting for it to expire.
+    pub async fn release(self) {
+        drop(self.held);
+        match tokio::time::timeout(Duration::from_secs(5), self.task).await {
+            Ok(Ok(Ok(_))) => tracing::info!("released the leader Lease"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "cannot release the leader Lease"),
+            _ => tracing::warn!("the leader Lease was not released within 5s; it will expire"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_stands_while_ours_and_renewed_within_its_duration() {
+        use k8s_openapi::api::coordination::v1::LeaseSpec;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+        let lease = |holder: &str, renewed: i64| Lease {
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.to_string()),
+                lease_duration_seconds: Some(15),
+                renew_time: Some(MicroTime(
+                    k8s_openapi::jiff::Timestamp::from_second(renewed).unwrap(),
+                )),
+                ..LeaseSpec::default()
+            }),
+            ..Lease::default()
+        };
+        assert!(claim_stands(&lease("a", 100), "a", 110));
+        assert!(!claim_stands(&lease("a", 100), "a", 115), "expired");
+        assert!(!claim_stands(&lease("b", 100), "a", 101), "taken over");
+        assert!(!claim_stands(&Lease::default(), "a", 0));
+    }
+
+    #[test]
+    fn renewal_starts_a_third_of_the_lease_before_expiry() {
+        assert_eq!(renew_grace(Duration::from_secs(15)), 5);
+        assert_eq!(renew_grace(Duration::from_secs(2)), 1);
+    }
+}
