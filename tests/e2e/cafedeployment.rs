@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::operator::Operator;
 use crate::support::{TestNs, pod_ready};
 
-fn image(p: &Pod) -> String {
+pub(crate) fn image(p: &Pod) -> String {
     p.spec
         .as_ref()
         .and_then(|s| s.containers.first())
@@ -22,7 +22,7 @@ fn image(p: &Pod) -> String {
 }
 
 /// (uid, ip, cell of its node) of every live pod of app=demo.
-async fn pods_by_cell(ns: &TestNs) -> Vec<(Pod, String)> {
+pub(crate) async fn pods_by_cell(ns: &TestNs) -> Vec<(Pod, String)> {
     let pods: Api<Pod> = ns.api();
     let nodes: Api<Node> = Api::all(ns.client.clone());
     let mut out = Vec::new();
@@ -51,7 +51,7 @@ async fn pods_by_cell(ns: &TestNs) -> Vec<(Pod, String)> {
     out
 }
 
-async fn phase(cds: &Api<CafeDeployment>) -> Option<Phase> {
+pub(crate) async fn phase(cds: &Api<CafeDeployment>) -> Option<Phase> {
     cds.get("demo").await.ok()?.status?.phase
 }
 
@@ -103,7 +103,7 @@ async fn create_demo_paused_at_each_group(ns: &TestNs) {
 
 /// CAFE's example, created and confirmed until all 10 pods are Ready (5 per
 /// cell) and the release Healthy.
-async fn create_demo(ns: &TestNs) {
+pub(crate) async fn create_demo(ns: &TestNs) {
     create_demo_paused_at_each_group(ns).await;
     confirm_until_healthy(ns).await;
     let cds: Api<CafeDeployment> = ns.api();
@@ -147,7 +147,7 @@ async fn live_pods_settle(ns: &TestNs, want: Phase, per_cell_wanted: usize) -> V
     .await
 }
 
-fn restarts(p: &Pod) -> i32 {
+pub(crate) fn restarts(p: &Pod) -> i32 {
     p.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
@@ -182,7 +182,7 @@ fn kubectl_rollback(ns: &str, revision: i64) {
 }
 
 /// Waits until all 10 pods run `wanted`, Ready, and the release is Healthy.
-async fn wait_all_on(ns: &TestNs, wanted: &str) {
+pub(crate) async fn wait_all_on(ns: &TestNs, wanted: &str) {
     let cds: Api<CafeDeployment> = ns.api();
     ns.wait(
         &format!("all 10 pods Ready on {wanted}, Healthy"),
@@ -199,7 +199,7 @@ async fn wait_all_on(ns: &TestNs, wanted: &str) {
 }
 
 /// Releases a new image by patching the template, as `kubectl patch` would.
-async fn release_image(cds: &Api<CafeDeployment>, image: &str) {
+pub(crate) async fn release_image(cds: &Api<CafeDeployment>, image: &str) {
     let patch =
         json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}});
     cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
@@ -207,7 +207,7 @@ async fn release_image(cds: &Api<CafeDeployment>, image: &str) {
         .expect("release");
 }
 
-fn kubectl_annotate_confirm(ns: &str) {
+pub(crate) fn kubectl_annotate_confirm(ns: &str) {
     kubectl(
         ns,
         &[
@@ -483,7 +483,7 @@ async fn a_paused_release_holds_its_group_and_resumes_when_unpaused() {
 }
 
 /// Confirms every wait until the release is Healthy.
-async fn confirm_until_healthy(ns: &TestNs) {
+pub(crate) async fn confirm_until_healthy(ns: &TestNs) {
     let cds: Api<CafeDeployment> = ns.api();
     ns.wait(
         "the release to finish, confirming each wait",

@@ -10,6 +10,8 @@ mod support;
 
 mod cafedeployment;
 mod cluster_smoke;
+mod examples;
 mod inplaceset;
+mod production;
 mod traffic;
 mod validation;

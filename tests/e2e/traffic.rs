@@ -24,10 +24,10 @@ const RPC: &str = "traffic.cafe.sofastack.io/rpc";
 const GATE: &str = "cafe.sofastack.io/traffic-ready";
 
 /// The example external component, run as the user would run it.
-struct ExampleComponent(Child);
+pub(crate) struct ExampleComponent(Child);
 
 impl ExampleComponent {
-    fn start(namespace: &str) -> Self {
+    pub(crate) fn start(namespace: &str) -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rpc-component.sh");
         let child = Command::new("bash")
             .args([script, namespace, "rpc"])

@@ -1,0 +1,500 @@
+//! Running for real: the endpoints a cluster operator scrapes and probes,
+//! two replicas under leader election, and the Helm chart's identity doing a
+//! whole release with exactly the rights the chart grants.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cafe_operator::api::{CafeDeployment, Phase};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::cafedeployment::{
+    confirm_until_healthy, create_demo, image, kubectl_annotate_confirm, phase, pods_by_cell,
+    release_image, restarts, wait_all_on,
+};
+use crate::operator::Operator;
+use crate::support::{TestNs, pod_ready};
+use crate::traffic::ExampleComponent;
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// GET over plain HTTP/1.0: (status code, body); `None` if nothing answers.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// The value of the series `name{labels}` in a Prometheus text page.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn metrics_and_probes_report_what_the_operator_does_and_sees() {
+    let ns = TestNs::new("metrics").await;
+    let (metrics_port, probe_port) = (free_port(), free_port());
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let probe_addr = format!("127.0.0.1:{probe_port}");
+    let _op = Operator::launch(
+        &ns.name,
+        &[
+            "--metrics-bind-address",
+            &metrics_addr,
+            "--health-probe-bind-address",
+            &probe_addr,
+        ],
+        &[],
+    );
+    ns.wait(
+        "/readyz to answer 200 once the caches synced",
+        60,
+        || async {
+            http_get(probe_port, "/readyz")
+                .filter(|(status, _)| *status == 200)
+                .map(|(_, body)| assert!(body.contains("caches synced"), "{body}"))
+        },
+    )
+    .await;
+    assert_eq!(http_get(probe_port, "/healthz").map(|(s, _)| s), Some(200));
+    create_demo(&ns).await;
+
+    let labels = format!("namespace=\"{}\",name=\"demo\"", ns.name);
+    let page = ns
+        .wait(
+            "/metrics to show the Healthy CafeDeployment",
+            30,
+            || async {
+                let (_, page) = http_get(metrics_port, "/metrics")?;
+                let healthy = format!("cafe_cafedeployment_phase{{{labels},phase=\"Healthy\"}}");
+                (sample(&page, &healthy) == Some(1.0)).then_some(page)
+            },
+        )
+        .await;
+    let expect = |series: &str, check: &dyn Fn(f64) -> bool| {
+        let value = sample(&page, series);
+        assert!(value.is_some_and(check), "{series} = {value:?} in:\n{page}");
+    };
+    expect(
+        &format!("cafe_cafedeployment_phase{{{labels},phase=\"Progressing\"}}"),
+        &|v| v == 0.0,
+    );
+    expect(
+        &format!("cafe_cafedeployment_release_group{{{labels}}}"),
+        &|v| v == 3.0,
+    );
+    expect(
+        &format!("cafe_cafedeployment_release_groups{{{labels}}}"),
+        &|v| v == 3.0,
+    );
+    expect("cafe_pods{lifecycle_state=\"Serving\"}", &|v| v == 10.0);
+    expect("cafe_leader", &|v| v == 1.0);
+    for controller in ["cafedeployment", "inplaceset", "traffic-service"] {
+        expect(
+            &format!("cafe_reconciles_total{{controller=\"{controller}\"}}"),
+            &|v| v > 0.0,
+        );
+        expect(
+            &format!("cafe_reconcile_duration_seconds_count{{controller=\"{controller}\"}}"),
+            &|v| v > 0.0,
+        );
+    }
+    expect(
+        "cafe_api_requests_total{verb=\"create\",resource=\"pods\",outcome=\"success\"}",
+        &|v| v == 10.0,
+    );
+    expect(
+        "cafe_api_requests_total{verb=\"patch\",resource=\"pods/status\",outcome=\"success\"}",
+        &|v| v >= 10.0,
+    );
+}
+
+/// Who holds the Lease `cafe-operator` in the test namespace.
+async fn holder(ns: &TestNs) -> Option<String> {
+    let leases: Api<Lease> = ns.api();
+    leases
+        .get_opt("cafe-operator")
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+}
+
+fn replica(ns: &TestNs, identity: &str, probe_port: u16) -> Operator {
+    let probe = format!("127.0.0.1:{probe_port}");
+    Operator::launch(
+        &format!("{}@{identity}", ns.name),
+        &[
+            "--leader-elect",
+            "--leader-election-namespace",
+            &ns.name,
+            "--leader-election-identity",
+            identity,
+            "--health-probe-bind-address",
+            &probe,
+        ],
+        &[],
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn a_standby_replica_finishes_the_release_when_the_leader_dies() {
+    let ns = TestNs::new("failover").await;
+    let (probe_a, probe_b) = (free_port(), free_port());
+    let mut a = replica(&ns, "replica-a", probe_a);
+    ns.wait("replica-a to hold the Lease", 30, || async {
+        (holder(&ns).await.as_deref() == Some("replica-a")).then_some(())
+    })
+    .await;
+    let _b = replica(&ns, "replica-b", probe_b);
+    ns.wait("replica-b to answer /readyz as a standby", 30, || async {
+        http_get(probe_b, "/readyz")
+            .filter(|(s, body)| *s == 200 && body.contains("standby"))
+            .map(|_| ())
+    })
+    .await;
+
+    create_demo(&ns).await;
+    let before: BTreeMap<String, String> = pods_by_cell(&ns)
+        .await
+        .into_iter()
+        .map(|(p, _)| {
+            (
+                p.uid().unwrap_or_default(),
+                p.status.and_then(|s| s.pod_ip).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let cds: Api<CafeDeployment> = ns.api();
+    release_image(&cds, "nginx:1.26").await;
+    ns.wait("the Beta group to finish", 120, || async {
+        (phase(&cds).await == Some(Phase::WaitingForConfirm)).then_some(())
+    })
+    .await;
+    kubectl_annotate_confirm(&ns.name);
+    // Mid-release: the second group is moving.
+    ns.wait("a pod of the second group to start moving", 60, || async {
+        let moved = pods_by_cell(&ns)
+            .await
+            .iter()
+            .filter(|(p, _)| image(p) == "nginx:1.26")
+            .count();
+        (moved > 2).then_some(())
+    })
+    .await;
+    a.kill();
+    let killed = Instant::now();
+    ns.wait("replica-b to take the Lease", 60, || async {
+        (holder(&ns).await.as_deref() == Some("replica-b")).then_some(())
+    })
+    .await;
+    let failover = killed.elapsed();
+    eprintln!("leader failover after SIGKILL: {failover:?} (lease duration 15s)");
+    assert!(failover < Duration::from_secs(20), "{failover:?}");
+
+    confirm_until_healthy(&ns).await;
+    wait_all_on(&ns, "nginx:1.26").await;
+    for (p, _) in pods_by_cell(&ns).await {
+        let uid = p.uid().unwrap_or_default();
+        assert_eq!(restarts(&p), 1, "{} was updated exactly once", p.name_any());
+        let ip = p.status.and_then(|s| s.pod_ip).unwrap_or_default();
+        assert_eq!(before.get(&uid), Some(&ip), "the same pods and IPs");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn a_leader_whose_lease_is_taken_stops_writing_at_once() {
+    let ns = TestNs::new("lease-lost").await;
+    let mut a = replica(&ns, "replica-a", free_port());
+    ns.wait("replica-a to hold the Lease", 30, || async {
+        (holder(&ns).await.as_deref() == Some("replica-a")).then_some(())
+    })
+    .await;
+    // Someone else holds the Lease now (as after a partition in which it expired).
+    let leases: Api<Lease> = ns.api();
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    );
+    let patch =
+        json!({"spec": {"holderIdentity": "intruder", "renewTime": now, "acquireTime": now}});
+    leases
+        .patch(
+            "cafe-operator",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("take the Lease");
+    let taken = Instant::now();
+    let status = loop {
+        if let Some(status) = a.exited() {
+            break status;
+        }
+        assert!(
+            taken.elapsed() < Duration::from_secs(20),
+            "replica-a still runs 20s after its Lease was taken"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "a leader whose Lease was taken exited after {:?}",
+        taken.elapsed()
+    );
+    assert!(!status.success(), "a lost Lease is an error exit: {status}");
+    let log = std::fs::read_to_string(&a.log).unwrap_or_default();
+    assert!(log.contains("lost the leader Lease"), "{log}");
+}
+
+fn helm(args: &[&str]) -> String {
+    let out = Command::new("helm")
+        .args(args)
+        .output()
+        .expect("helm on PATH (make test puts the pinned one there)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "helm {args:?}:\n{text}");
+    text
+}
+
+fn kubectl_out(args: &[&str]) -> (bool, String) {
+    let out = Command::new("kubectl")
+        .args(args)
+        .output()
+        .expect("kubectl on PATH");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/cafe-operator");
+
+#[test]
+#[ignore = "needs helm: make test"]
+fn the_chart_lints_clean_in_both_modes() {
+    helm(&["lint", "--strict", CHART]);
+    helm(&[
+        "lint",
+        "--strict",
+        CHART,
+        "--set",
+        "watchNamespaces={a,b}",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+    ]);
+}
+
+/// Installs the chart as the release `release` in `ns` and returns a
+/// kubeconfig that authenticates as the chart's ServiceAccount (a token from
+/// the TokenRequest API), so the operator runs with exactly the chart's rights.
+fn install_chart(ns: &TestNs, release: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec![
+        "install",
+        release,
+        CHART,
+        "--namespace",
+        &ns.name,
+        "--set",
+        "image.repository=cafe-operator",
+        "--set",
+        "image.tag=e2e",
+        "--wait",
+        "--timeout",
+        "120s",
+    ];
+    args.extend_from_slice(extra);
+    helm(&args);
+    let sa = format!("{release}-cafe-operator");
+    let (ok, token) = kubectl_out(&["-n", &ns.name, "create", "token", &sa, "--duration", "1h"]);
+    assert!(ok && !token.is_empty(), "a token for {sa}");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-kubeconfigs");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(format!("{}.kubeconfig", ns.name));
+    let admin = std::env::var("KUBECONFIG").expect("KUBECONFIG");
+    let (ok, raw) = kubectl_out(&["config", "view", "--raw", "--minify"]);
+    assert!(ok, "the admin kubeconfig {admin}");
+    std::fs::write(&path, raw).expect("write kubeconfig");
+    let path_text = path.to_string_lossy().to_string();
+    for args in [
+        vec!["config", "set-credentials", "chart-sa", "--token", &token],
+        vec!["config", "set-context", "--current", "--user", "chart-sa"],
+    ] {
+        let status = Command::new("kubectl")
+            .args(&args)
+            .env("KUBECONFIG", &path_text)
+            .output()
+            .expect("kubectl");
+        assert!(status.status.success(), "kubectl {args:?}");
+    }
+    path
+}
+
+/// `kubectl auth can-i` as the chart's ServiceAccount.
+fn can_i(ns: &TestNs, release: &str, args: &[&str]) -> bool {
+    let user = format!("system:serviceaccount:{}:{release}-cafe-operator", ns.name);
+    let mut all = vec!["auth", "can-i", "--as", &user];
+    all.extend_from_slice(args);
+    kubectl_out(&all).1 == "yes"
+}
+
+/// A release with both traffic components, run by an operator that holds
+/// only the chart's rights; returns its log.
+async fn release_as_the_chart(ns: &TestNs, kubeconfig: &Path) -> String {
+    let kubeconfig = kubeconfig.to_string_lossy().to_string();
+    let mut op = Operator::launch(
+        &format!("{}@chart", ns.name),
+        &["--leader-elect", "--leader-election-namespace", &ns.name],
+        &[("KUBECONFIG", &kubeconfig)],
+    );
+    let _rpc = ExampleComponent::start(&ns.name);
+    ns.create::<Service>(json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "shop"},
+        "spec": {"selector": {"app": "demo"}, "ports": [{"port": 8080}]}
+    }))
+    .await;
+    ns.create::<CafeDeployment>(json!({
+        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+        "metadata": {"name": "demo"},
+        "spec": {
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "demo"}},
+            "template": {"metadata": {"labels": {"app": "demo"}},
+                         "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}},
+            "topology": {"values": ["cell-a", "cell-b"]},
+            "strategy": {"upgradeType": "Beta", "batchSize": 2},
+            "traffic": {"components": ["service", "rpc"]}
+        }
+    }))
+    .await;
+    let cds: Api<CafeDeployment> = ns.api();
+    ns.wait("4 Ready pods, Healthy", 180, || async {
+        let pods = pods_by_cell(ns).await;
+        let ok = pods.len() == 4 && pods.iter().all(|(p, _)| pod_ready(p));
+        (ok && phase(&cds).await == Some(Phase::Healthy)).then_some(())
+    })
+    .await;
+    release_image(&cds, "nginx:1.26").await;
+    let pods: Api<Pod> = ns.api();
+    ns.wait(
+        "all 4 pods on nginx:1.26, Ready, back in both components",
+        180,
+        || async {
+            let all = pods
+                .list(&ListParams::default().labels("app=demo"))
+                .await
+                .ok()?
+                .items;
+            let ok = all.len() == 4
+                && all.iter().all(|p| {
+                    image(p) == "nginx:1.26"
+                        && pod_ready(p)
+                        && restarts(p) == 1
+                        && p.finalizers().len() == 2
+                });
+            (ok && phase(&cds).await == Some(Phase::Healthy)).then_some(())
+        },
+    )
+    .await;
+    op.stop()
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane and helm: make test"]
+async fn the_charts_cluster_wide_identity_is_enough_for_a_release_and_no_more() {
+    let ns = TestNs::new("helm-cluster").await;
+    let release = "cw";
+    let kubeconfig = install_chart(&ns, release, &[]);
+    // What the chart created.
+    let deployment = format!("deployment/{release}-cafe-operator");
+    let (ok, replicas) = kubectl_out(&[
+        "-n",
+        &ns.name,
+        "get",
+        &deployment,
+        "-o",
+        "jsonpath={.status.availableReplicas}",
+    ]);
+    assert!(
+        ok && replicas == "2",
+        "2 available replicas, got {replicas:?}"
+    );
+    let (ok, _) = kubectl_out(&["-n", &ns.name, "get", "service", "cw-cafe-operator-metrics"]);
+    assert!(ok, "the metrics Service");
+
+    assert!(can_i(
+        &ns,
+        release,
+        &["patch", "pods/status", "-n", "default"]
+    ));
+    for denied in [
+        ["list", "secrets", "-A"],
+        ["delete", "nodes", "-A"],
+        ["update", "pods", "-A"],
+        ["create", "customresourcedefinitions", "-A"],
+        ["get", "configmaps", "-A"],
+    ] {
+        assert!(
+            !can_i(&ns, release, &denied),
+            "the chart must not grant {denied:?}"
+        );
+    }
+
+    let log = release_as_the_chart(&ns, &kubeconfig).await;
+    assert!(!log.contains("forbidden"), "no request was refused:\n{log}");
+    helm(&["uninstall", release, "--namespace", &ns.name]);
+    let (_, crd) = kubectl_out(&[
+        "get",
+        "crd",
+        "cafedeployments.cafe.sofastack.io",
+        "-o",
+        "name",
+    ]);
+    assert!(!crd.is_empty(), "the CRDs stay after uninstall");
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane and helm: make test"]
+async fn the_charts_namespaced_identity_works_in_its_namespace_only() {
+    let ns = TestNs::new("helm-ns").await;
+    let release = "nsd";
+    let watch = format!("watchNamespaces={{{}}}", ns.name);
+    let kubeconfig = install_chart(&ns, release, &["--set", &watch]);
+    assert!(can_i(
+        &ns,
+        release,
+        &["patch", "pods/status", "-n", &ns.name]
+    ));
+    assert!(!can_i(&ns, release, &["list", "pods", "-n", "default"]));
+    assert!(!can_i(&ns, release, &["list", "pods", "-A"]));
+    let log = release_as_the_chart(&ns, &kubeconfig).await;
+    assert!(!log.contains("forbidden"), "no request was refused:\n{log}");
+    helm(&["uninstall", release, "--namespace", &ns.name]);
+}
