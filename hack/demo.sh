@@ -26,7 +26,10 @@ kubectl wait --for condition=Established --timeout=60s \
     crd/cafedeployments.cafe.sofastack.io crd/inplacesets.cafe.sofastack.io
 
 step "Starting the operator (log: .cluster/logs/operator.log)"
-"$OPERATOR" run >"$LOGS/operator.log" 2>&1 &
+METRICS_ADDR="127.0.0.1:${CAFE_DEMO_METRICS_PORT:-18080}"
+"$OPERATOR" run --leader-elect --leader-election-namespace default \
+    --metrics-bind-address "$METRICS_ADDR" --health-probe-bind-address 0 \
+    >"$LOGS/operator.log" 2>&1 &
 OPERATOR_PID=$!
 trap 'kill -TERM $OPERATOR_PID 2>/dev/null || true; wait $OPERATOR_PID 2>/dev/null || true' EXIT
 
@@ -115,6 +118,10 @@ say_ "Same pods and IPs as before the release: every pod was updated in place, d
 step "Bad input is refused with a message that says what to change"
 sed 's/batchSize: 4/batchSize: 0/' examples/demo.yaml |
     kubectl -n "$NS" apply --server-side --force-conflicts --dry-run=server -f - 2>&1 | sed 's/^/   /' || true
+
+step "What the operator reports on /metrics (curl http://$METRICS_ADDR/metrics)"
+curl -s "http://$METRICS_ADDR/metrics" | grep -E "^cafe_(cafedeployment_phase.*Healthy|cafedeployment_release_group|pods|leader|reconciles_total)" |
+    sed 's/^/   /' || true
 
 step "Done. The cluster keeps running:"
 say_ "export KUBECONFIG=$KUBECONFIG_FILE"
