@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
@@ -29,7 +29,7 @@ use crate::api::{
 use crate::inplaceset::revision;
 use crate::release::plan::groups;
 use crate::release::state::{self, Input};
-use crate::runtime::{Telemetry, scoped_api};
+use crate::runtime::{Telemetry, run_until_stopped, scoped_api};
 use crate::topology::distribute;
 
 const MANAGER: &str = "cafe-operator-cafedeployment";
@@ -736,18 +736,11 @@ fn compute_status(
     status
 }
 
-/// No reconcile may hang an object forever (a request the API server never
-/// answers would): past this, it fails and is retried with backoff.
-const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
-
 async fn reconcile(obj: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
     let telemetry = ctx.telemetry.clone();
-    let bounded = async {
-        tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_once(obj, ctx))
-            .await
-            .unwrap_or(Err(Error::Timeout(RECONCILE_TIMEOUT)))
-    };
-    telemetry.metrics.measure("cafedeployment", bounded).await
+    telemetry
+        .reconcile("cafedeployment", reconcile_once(obj, ctx), Error::Timeout)
+        .await
 }
 
 fn error_policy(cd: Arc<CafeDeployment>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -766,12 +759,13 @@ pub async fn run(
     let cds: Api<CafeDeployment> = scoped_api(&client, namespace);
     let sets: Api<InPlaceSet> = scoped_api(&client, namespace);
     let (store, writer) = reflector::store();
-    let cd_events = telemetry
-        .health
-        .track("cafedeployments", watcher(cds, watcher::Config::default()))
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects();
+    let (cd_events, synced) = telemetry.health.track_synced(
+        "cafedeployments",
+        watcher(cds, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer),
+    );
+    let cd_events = cd_events.applied_objects();
     telemetry.metrics.observe_cafedeployments(store.clone());
     let controller = Controller::for_stream(cd_events, store);
     let ctx = Arc::new(Context {
@@ -779,11 +773,12 @@ pub async fn run(
         recorder: Recorder::new(client, "cafe-operator".into()),
         telemetry,
     });
-    controller
+    let shutdown = shutdown.shared();
+    let run = controller
         .owns(sets, watcher::Config::default())
         .with_config(controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+        .for_each(|_| async {});
+    run_until_stopped(run, shutdown, &[synced]).await;
 }

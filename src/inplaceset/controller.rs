@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -27,7 +27,7 @@ use crate::api::count::resolve;
 use crate::api::names::{REVISION_LABEL, condition, gate_reason};
 use crate::api::{InPlaceSet, InPlaceSetStatus, UpdateMode};
 use crate::runtime::health::CacheSync;
-use crate::runtime::{Telemetry, scoped_api};
+use crate::runtime::{Telemetry, run_until_stopped, scoped_api};
 use crate::traffic::{gate, service};
 
 /// The field manager of the InPlaceSet status.
@@ -507,18 +507,11 @@ fn selector_string(set: &InPlaceSet) -> String {
     parts.join(",")
 }
 
-/// No reconcile may hang an object forever (a request the API server never
-/// answers would): past this, it fails and is retried with backoff.
-const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
-
 async fn reconcile(obj: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     let telemetry = ctx.telemetry.clone();
-    let bounded = async {
-        tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_once(obj, ctx))
-            .await
-            .unwrap_or(Err(Error::Timeout(RECONCILE_TIMEOUT)))
-    };
-    telemetry.metrics.measure("inplaceset", bounded).await
+    telemetry
+        .reconcile("inplaceset", reconcile_once(obj, ctx), Error::Timeout)
+        .await
 }
 
 fn error_policy(set: Arc<InPlaceSet>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -550,27 +543,28 @@ pub async fn run(
     let pods_api: Api<Pod> = scoped_api(&client, namespace);
     let (reader, writer) = reflector::store();
     // Only pods the operator created carry the revision label; managedFields
-    // are dropped so the cache stays small as pods grow.
+    // are dropped so the cache stays small as pods grow. A cache counts as
+    // synced only after the reflector applied the list (observed downstream
+    // of `reflect`), or a reconcile could plan from an empty store.
     let (pod_events, pods_synced) = telemetry.health.track_synced(
         "pods",
-        watcher(pods_api, watcher::Config::default().labels(REVISION_LABEL)),
+        watcher(pods_api, watcher::Config::default().labels(REVISION_LABEL))
+            .default_backoff()
+            .modify(|pod| pod.managed_fields_mut().clear())
+            .reflect(writer),
     );
-    let pod_events = pod_events
-        .default_backoff()
-        .modify(|pod| pod.managed_fields_mut().clear())
-        .reflect(writer)
-        .touched_objects();
+    let pod_events = pod_events.touched_objects();
     let (service_reader, service_writer) = reflector::store();
     let services_api: Api<Service> = scoped_api(&client, namespace);
     let service_events = telemetry
         .health
         .track(
             "services",
-            watcher(services_api, watcher::Config::default()),
+            watcher(services_api, watcher::Config::default())
+                .default_backoff()
+                .modify(|s| s.managed_fields_mut().clear())
+                .reflect(service_writer),
         )
-        .default_backoff()
-        .modify(|s| s.managed_fields_mut().clear())
-        .reflect(service_writer)
         .touched_objects();
     let recorder = Recorder::new(client.clone(), "cafe-operator".into());
     telemetry.metrics.observe_pods(reader.clone());
@@ -578,7 +572,7 @@ pub async fn run(
         client,
         telemetry: telemetry.clone(),
         pods: reader,
-        pods_synced,
+        pods_synced: pods_synced.clone(),
         services: service_reader,
         recorder,
         created: Mutex::new(HashMap::new()),
@@ -586,14 +580,16 @@ pub async fn run(
         acted_on: Mutex::new(HashMap::new()),
     });
     let (sets_store, sets_writer) = reflector::store();
-    let set_events = telemetry
-        .health
-        .track("inplacesets", watcher(sets, watcher::Config::default()))
-        .default_backoff()
-        .reflect(sets_writer)
-        .applied_objects();
+    let (set_events, sets_synced) = telemetry.health.track_synced(
+        "inplacesets",
+        watcher(sets, watcher::Config::default())
+            .default_backoff()
+            .reflect(sets_writer),
+    );
+    let set_events = set_events.applied_objects();
     let controller = Controller::for_stream(set_events, sets_store.clone());
-    controller
+    let shutdown = shutdown.shared();
+    let run = controller
         .owns_stream(pod_events)
         // A Service that starts or stops publishing not-ready addresses changes
         // the TrafficUnsafe condition of the sets whose pods it selects.
@@ -617,9 +613,9 @@ pub async fn run(
                 .collect::<Vec<_>>()
         })
         .with_config(controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .map_err(|e| warn!(error = %e, "controller"))
-        .for_each(|_| async {})
-        .await;
+        .for_each(|_| async {});
+    run_until_stopped(run, shutdown, &[sets_synced, pods_synced]).await;
 }

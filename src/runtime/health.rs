@@ -110,6 +110,10 @@ impl Health {
 pub struct CacheSync(tokio::sync::watch::Receiver<bool>);
 
 impl CacheSync {
+    pub fn is_synced(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// `Err` if the watch stream was dropped before it ever synced.
     pub async fn wait(&self) -> Result<(), ()> {
         let mut rx = self.0.clone();

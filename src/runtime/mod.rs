@@ -16,6 +16,50 @@ pub struct Telemetry {
     pub health: health::Health,
 }
 
+/// No reconcile may hang an object forever (a request the API server never
+/// answers would): past this, it fails and is retried with backoff.
+pub const RECONCILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Telemetry {
+    /// Runs one reconcile of `controller`, bounded by `RECONCILE_TIMEOUT`
+    /// (then `timed_out` is its error) and counted in the metrics.
+    pub async fn reconcile<T, E>(
+        &self,
+        controller: &'static str,
+        reconcile: impl Future<Output = Result<T, E>>,
+        timed_out: impl FnOnce(std::time::Duration) -> E,
+    ) -> Result<T, E> {
+        let bounded = async {
+            tokio::time::timeout(RECONCILE_TIMEOUT, reconcile)
+                .await
+                .unwrap_or_else(|_| Err(timed_out(RECONCILE_TIMEOUT)))
+        };
+        self.metrics.measure(controller, bounded).await
+    }
+}
+
+/// Runs a controller until it ends. A stop that comes before its caches
+/// synced ends it at once: kube's graceful shutdown stops polling the watch
+/// streams and then waits for the store to become ready, which it never
+/// does; and a controller whose caches never synced has reconciled nothing.
+pub async fn run_until_stopped(
+    run: impl Future<Output = ()>,
+    stop: impl Future<Output = ()>,
+    caches: &[health::CacheSync],
+) {
+    let unsynced_stop = async {
+        stop.await;
+        if caches.iter().all(health::CacheSync::is_synced) {
+            // Synced: the graceful shutdown finishes the running reconciles.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = run => {}
+        () = unsynced_stop => {}
+    }
+}
+
 /// Why the operator cannot start, in words a user can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Patch, PatchParams};
@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use super::service::{self, Action as Step, EndpointIndex, PodView};
 use crate::api::names::{REVISION_LABEL, traffic_finalizer};
 use crate::inplaceset::pods::declared_components;
-use crate::runtime::{Telemetry, scoped_api};
+use crate::runtime::{Telemetry, run_until_stopped, scoped_api};
 
 /// The name of the built-in component (and of its finalizer's last segment).
 pub const NAME: &str = "service";
@@ -38,8 +38,12 @@ struct Context {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Error(#[from] kube::Error);
+enum Error {
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+    #[error("reconcile did not finish within {0:?}; retrying")]
+    Timeout(Duration),
+}
 
 fn in_traffic(pod: &Pod) -> bool {
     let condition = |t: &str| {
@@ -57,8 +61,7 @@ fn in_traffic(pod: &Pod) -> bool {
 async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error> {
     let telemetry = ctx.telemetry.clone();
     telemetry
-        .metrics
-        .measure("traffic-service", reconcile_pod(pod, ctx))
+        .reconcile("traffic-service", reconcile_pod(pod, ctx), Error::Timeout)
         .await
 }
 
@@ -193,35 +196,30 @@ pub async fn run(
 
     let (pod_reader, pod_writer) = reflector::store();
     let health = &telemetry.health;
-    let pods = health
-        .track(
-            "traffic pods",
-            watcher(pods_api, watcher::Config::default().labels(REVISION_LABEL)),
-        )
-        .default_backoff()
-        .modify(|p| p.managed_fields_mut().clear())
-        .reflect(pod_writer)
-        .touched_objects();
+    let (pods, synced) = health.track_synced(
+        "traffic pods",
+        watcher(pods_api, watcher::Config::default().labels(REVISION_LABEL))
+            .default_backoff()
+            .modify(|p| p.managed_fields_mut().clear())
+            .reflect(pod_writer),
+    );
+    let pods = pods.touched_objects();
 
     let (service_reader, service_writer) = reflector::store();
     let pods_for_services = pod_reader.clone();
     let services = health
         .track(
             "traffic services",
-            watcher(services_api, watcher::Config::default()),
+            watcher(services_api, watcher::Config::default())
+                .default_backoff()
+                .modify(|s| s.managed_fields_mut().clear())
+                .reflect(service_writer),
         )
-        .default_backoff()
-        .modify(|s| s.managed_fields_mut().clear())
-        .reflect(service_writer)
         .touched_objects();
 
     let index = Arc::new(RwLock::new(EndpointIndex::default()));
     let writer_index = index.clone();
-    let slices = health
-        .track(
-            "endpointslices",
-            watcher(slices_api, watcher::Config::default()),
-        )
+    let slice_events = watcher(slices_api, watcher::Config::default())
         .default_backoff()
         .map(move |event| {
             if let (Ok(event), Ok(mut index)) = (&event, writer_index.write()) {
@@ -233,7 +231,9 @@ pub async fn run(
                 }
             }
             event
-        })
+        });
+    let slices = health
+        .track("endpointslices", slice_events)
         .touched_objects();
 
     let ctx = Arc::new(Context {
@@ -244,7 +244,8 @@ pub async fn run(
         recorder: Recorder::new(client, "cafe-operator-traffic-service".into()),
         warned: Mutex::new(HashSet::new()),
     });
-    Controller::for_stream(pods, pod_reader)
+    let shutdown = shutdown.shared();
+    let run = Controller::for_stream(pods, pod_reader)
         .watches_stream(slices, |slice: EndpointSlice| {
             let namespace = slice.metadata.namespace.clone().unwrap_or_default();
             slice
@@ -267,8 +268,8 @@ pub async fn run(
                 .collect::<Vec<_>>()
         })
         .with_config(controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+        .for_each(|_| async {});
+    run_until_stopped(run, shutdown, &[synced]).await;
 }

@@ -5,13 +5,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use cafe_operator::api::{CafeDeployment, Phase};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::operator::Operator;
-use crate::support::{TestNs, pod_ready};
+use crate::support::{TestNs, pod_ready, pods_on_nodes};
 
 pub(crate) fn image(p: &Pod) -> String {
     p.spec
@@ -21,34 +21,23 @@ pub(crate) fn image(p: &Pod) -> String {
         .unwrap_or_default()
 }
 
-/// (uid, ip, cell of its node) of every live pod of app=demo.
+/// Every live pod of app=demo with the cell of its node.
 pub(crate) async fn pods_by_cell(ns: &TestNs) -> Vec<(Pod, String)> {
-    let pods: Api<Pod> = ns.api();
-    let nodes: Api<Node> = Api::all(ns.client.clone());
-    let mut out = Vec::new();
-    for p in pods
-        .list(&ListParams::default().labels("app=demo"))
+    pods_on_nodes(ns, "demo", "cafe.sofastack.io/cell").await
+}
+
+/// uid -> IP of every live pod of app=demo (to prove updates kept both).
+pub(crate) async fn pod_identities(ns: &TestNs) -> BTreeMap<String, String> {
+    pods_by_cell(ns)
         .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-    {
-        if p.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let node = p
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default();
-        let cell = nodes
-            .get(&node)
-            .await
-            .ok()
-            .and_then(|n| n.labels().get("cafe.sofastack.io/cell").cloned())
-            .unwrap_or_default();
-        out.push((p, cell));
-    }
-    out
+        .into_iter()
+        .map(|(p, _)| {
+            (
+                p.uid().unwrap_or_default(),
+                p.status.and_then(|s| s.pod_ip).unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 pub(crate) async fn phase(cds: &Api<CafeDeployment>) -> Option<Phase> {
@@ -227,16 +216,7 @@ async fn cafes_example_releases_beta_then_confirmed_batches_in_place() {
     let _op = Operator::start(&ns.name);
     create_demo(&ns).await;
     let cds: Api<CafeDeployment> = ns.api();
-    let identity: BTreeMap<String, String> = pods_by_cell(&ns)
-        .await
-        .into_iter()
-        .map(|(p, _)| {
-            (
-                p.uid().unwrap_or_default(),
-                p.status.and_then(|s| s.pod_ip).unwrap_or_default(),
-            )
-        })
-        .collect();
+    let identity = pod_identities(&ns).await;
 
     release_image(&cds, "nginx:1.26").await;
 

@@ -6,13 +6,11 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use cafe_operator::api::{CafeDeployment, Phase};
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 use crate::cafedeployment::{image, restarts};
 use crate::operator::Operator;
-use crate::support::{TestNs, pod_ready};
+use crate::support::{TestNs, pod_ready, pods_on_nodes};
 use crate::traffic::ExampleComponent;
 
 fn apply(ns: &TestNs, example: &str) {
@@ -26,36 +24,6 @@ fn apply(ns: &TestNs, example: &str) {
         "kubectl apply -f {example}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Live pods of `app`, each with the value of `node_label` on its node.
-async fn placed(ns: &TestNs, app: &str, node_label: &str) -> Vec<(Pod, String)> {
-    let pods: Api<Pod> = ns.api();
-    let nodes: Api<Node> = Api::all(ns.client.clone());
-    let mut out = Vec::new();
-    let listed = pods
-        .list(&ListParams::default().labels(&format!("app={app}")))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
-    for p in listed {
-        if p.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let node = p
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default();
-        let value = nodes
-            .get(&node)
-            .await
-            .ok()
-            .and_then(|n| n.labels().get(node_label).cloned())
-            .unwrap_or_default();
-        out.push((p, value));
-    }
-    out
 }
 
 /// Waits (confirming any wait) until `name` is Healthy with every pod Ready
@@ -80,7 +48,7 @@ async fn healthy_on(
                 Some(Phase::Healthy) => {}
                 _ => return None,
             }
-            let pods = placed(ns, name, node_label).await;
+            let pods = pods_on_nodes(ns, name, node_label).await;
             let ok = pods.len() == usize::try_from(cd.spec.replicas).unwrap_or(0)
                 && pods.iter().all(|(p, _)| pod_ready(p) && image(p) == wanted);
             ok.then(|| {
@@ -127,7 +95,7 @@ async fn example_story(
     let expected: BTreeMap<String, usize> =
         expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     assert_eq!(per, expected, "{example}: pods per {node_label}");
-    let uids: Vec<String> = placed(&ns, name, node_label)
+    let uids: Vec<String> = pods_on_nodes(&ns, name, node_label)
         .await
         .iter()
         .map(|(p, _)| p.uid().unwrap_or_default())
@@ -144,7 +112,7 @@ async fn example_story(
     .await
     .expect("release nginx:1.26");
     healthy_on(&ns, name, "nginx:1.26", node_label).await;
-    for (p, _) in placed(&ns, name, node_label).await {
+    for (p, _) in pods_on_nodes(&ns, name, node_label).await {
         assert!(
             uids.contains(&p.uid().unwrap_or_default()),
             "updated in place"

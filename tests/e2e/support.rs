@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod, ServiceAccount};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -233,4 +233,34 @@ pub fn pod_condition(pod: &Pod, type_: &str) -> Option<String> {
 
 pub fn pod_ready(pod: &Pod) -> bool {
     pod_condition(pod, "Ready").as_deref() == Some("True")
+}
+
+/// Live pods of `app`, each with the value of `node_label` on its node.
+pub async fn pods_on_nodes(ns: &TestNs, app: &str, node_label: &str) -> Vec<(Pod, String)> {
+    let pods: Api<Pod> = ns.api();
+    let nodes: Api<Node> = Api::all(ns.client.clone());
+    let mut out = Vec::new();
+    let listed = pods
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    for p in listed {
+        if p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let node = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        let value = nodes
+            .get(&node)
+            .await
+            .ok()
+            .and_then(|n| n.labels().get(node_label).cloned())
+            .unwrap_or_default();
+        out.push((p, value));
+    }
+    out
 }
