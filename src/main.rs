@@ -296,11 +296,15 @@ async fn operate(args: RunArgs) -> Result<(), String> {
     if let Some(held) = leadership {
         held.release().await;
     }
-    // What this run cost the API server, by verb and resource.
+    // What this run cost the API server, by verb and resource; requests
+    // that did not succeed are listed apart with their outcome.
     let requests: Vec<String> = counters
-        .by_verb()
+        .snapshot()
         .into_iter()
-        .map(|((verb, resource), n)| format!("{verb} {resource}={n}"))
+        .map(|((verb, resource, outcome), n)| match outcome {
+            "success" => format!("{verb} {resource}={n}"),
+            other => format!("{verb} {resource} ({other})={n}"),
+        })
         .collect();
     info!(requests = %requests.join(", "), "stopped; API requests made");
     Ok(())

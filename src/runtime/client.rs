@@ -27,15 +27,6 @@ impl ApiCounters {
     pub fn snapshot(&self) -> BTreeMap<RequestKey, u64> {
         self.0.lock().map(|m| m.clone()).unwrap_or_default()
     }
-
-    /// Requests by (verb, resource), whatever their outcome.
-    pub fn by_verb(&self) -> BTreeMap<(String, String), u64> {
-        let mut out = BTreeMap::new();
-        for ((verb, resource, _), n) in self.snapshot() {
-            *out.entry((verb, resource)).or_default() += n;
-        }
-        out
-    }
 }
 
 /// The outcome of a request as a bounded label: `success`, `conflict`,
