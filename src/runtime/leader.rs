@@ -45,12 +45,22 @@ fn renew_grace(duration: Duration) -> u64 {
     (duration.as_secs() / 3).max(1)
 }
 
-/// The lease, held.
-pub struct Leadership {
-    held: watch::Receiver<bool>,
-    task: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
-    leases: Api<Lease>,
-    config: LeaseConfig,
+/// How often a standby looks for a released Lease: the manager alone would
+/// sleep until the claim it last saw expires, so a graceful handover would
+/// take up to the whole lease duration.
+const RELEASE_CHECK: Duration = Duration::from_secs(2);
+
+/// Resolves once the Lease shows no holder (released by a stopping leader).
+async fn released(leases: &Api<Lease>, name: &str) {
+    loop {
+        tokio::time::sleep(RELEASE_CHECK).await;
+        if let Ok(Some(lease)) = leases.get_opt(name).await {
+            let holder = lease.spec.and_then(|s| s.holder_identity);
+            if holder.is_none_or(|h| h.is_empty()) {
+                return;
+            }
+        }
+    }
 }
 
 /// Waits until this replica holds the Lease. `Ok(None)` if `stop` resolves first.
@@ -59,33 +69,62 @@ pub async fn acquire(
     config: &LeaseConfig,
     stop: impl Future<Output = ()>,
 ) -> Result<Option<Leadership>, LeaseManagerError> {
-    let manager = LeaseManagerBuilder::new(client.clone(), &config.name)
-        .with_namespace(&config.namespace)
-        .with_identity(&config.identity)
-        .with_duration(config.duration.as_secs().max(2))
-        .with_grace(renew_grace(config.duration))
-        .with_field_manager("cafe-operator-leader-election")
-        .build()
-        .await?;
-    let (mut held, task) = manager.watch().await;
-    let won = tokio::select! {
-        changed = held.wait_for(|leader| *leader) => changed.is_ok(),
-        () = stop => false,
-    };
-    if !won {
-        // Stopped first, or the manager ended (its error is the answer).
-        drop(held);
-        return match task.await {
-            Ok(Err(e)) => Err(e),
-            _ => Ok(None),
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
+    tokio::pin!(stop);
+    loop {
+        let manager = LeaseManagerBuilder::new(client.clone(), &config.name)
+            .with_namespace(&config.namespace)
+            .with_identity(&config.identity)
+            .with_duration(config.duration.as_secs().max(2))
+            .with_grace(renew_grace(config.duration))
+            .with_field_manager("cafe-operator-leader-election")
+            .build()
+            .await?;
+        let (mut held, task) = manager.watch().await;
+        enum Next {
+            Won,
+            Stop,
+            Retry,
+        }
+        let next = tokio::select! {
+            changed = held.wait_for(|leader| *leader) => {
+                if changed.is_ok() { Next::Won } else { Next::Stop }
+            }
+            () = &mut stop => Next::Stop,
+            // A fresh manager claims a released Lease at once.
+            () = released(&leases, &config.name) => Next::Retry,
         };
+        match next {
+            Next::Won => {
+                return Ok(Some(Leadership {
+                    held,
+                    task,
+                    leases,
+                    config: config.clone(),
+                }));
+            }
+            Next::Retry => {
+                drop(held);
+                let _ = task.await;
+            }
+            Next::Stop => {
+                // Stopped first, or the manager ended (its error is the answer).
+                drop(held);
+                return match task.await {
+                    Ok(Err(e)) => Err(e),
+                    _ => Ok(None),
+                };
+            }
+        }
     }
-    Ok(Some(Leadership {
-        held,
-        task,
-        leases: Api::namespaced(client, &config.namespace),
-        config: config.clone(),
-    }))
+}
+
+/// The lease, held.
+pub struct Leadership {
+    held: watch::Receiver<bool>,
+    task: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
+    leases: Api<Lease>,
+    config: LeaseConfig,
 }
 
 /// Whether the claim still stands, from what the Lease shows at `now` (unix
