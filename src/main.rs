@@ -309,3 +309,53 @@ async fn operate(args: RunArgs) -> Result<(), String> {
     info!(requests = %requests.join(", "), "stopped; API requests made");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let mut all = vec!["cafe-operator", "run"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all).map(|c| c.command) {
+            Ok(Command::Run(args)) => args,
+            Ok(Command::Crd) => panic!("parsed as crd"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn flags_read_like_controller_runtime_with_our_defaults() {
+        let d = run_args(&[]);
+        assert!(d.namespaces.is_empty(), "all namespaces by default");
+        assert_eq!(d.metrics_bind_address, ":8080");
+        assert_eq!(d.health_probe_bind_address, ":8081");
+        assert!(!d.leader_elect);
+        assert_eq!(d.leader_election_lease_duration, 15);
+
+        let a = run_args(&[
+            "--namespace",
+            "shop,payments",
+            "--namespace",
+            "risk",
+            "--leader-elect",
+            "--log-format",
+            "json",
+        ]);
+        assert_eq!(a.namespaces, ["shop", "payments", "risk"]);
+        assert!(a.leader_elect);
+        assert!(matches!(a.log_format, LogFormat::Json));
+    }
+
+    #[test]
+    fn a_lease_shorter_than_two_seconds_is_refused() {
+        let all = [
+            "cafe-operator",
+            "run",
+            "--leader-election-lease-duration",
+            "1",
+        ];
+        let err = Cli::try_parse_from(all).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("2..=3600")));
+    }
+}
