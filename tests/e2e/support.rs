@@ -167,35 +167,45 @@ impl Drop for TestNs {
                 };
                 // The test's operator and components are gone: remove their
                 // finalizers, or the namespace would stay Terminating forever.
+                // Again after the delete, for a write that was still in flight.
                 let pods: Api<Pod> = Api::namespaced(client.clone(), &name);
-                for p in pods
-                    .list(&ListParams::default())
-                    .await
-                    .map(|l| l.items)
-                    .unwrap_or_default()
-                {
-                    let keep: Vec<String> = p
-                        .finalizers()
-                        .iter()
-                        .filter(|f| !f.starts_with("traffic.cafe.sofastack.io/"))
-                        .cloned()
-                        .collect();
-                    if keep.len() != p.finalizers().len() {
-                        let patch = json!({"metadata": {"finalizers": keep}});
-                        let _ = pods
-                            .patch(
-                                &p.name_any(),
-                                &PatchParams::default(),
-                                &Patch::Merge(&patch),
-                            )
-                            .await;
-                    }
-                }
                 let namespaces: Api<Namespace> = Api::all(client);
-                let _ = namespaces.delete(&name, &DeleteParams::background()).await;
+                for round in 0..3 {
+                    strip_traffic_finalizers(&pods).await;
+                    if round == 0 {
+                        let _ = namespaces.delete(&name, &DeleteParams::background()).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             });
         })
         .join();
+    }
+}
+
+async fn strip_traffic_finalizers(pods: &Api<Pod>) {
+    for p in pods
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+    {
+        let keep: Vec<String> = p
+            .finalizers()
+            .iter()
+            .filter(|f| !f.starts_with("traffic.cafe.sofastack.io/"))
+            .cloned()
+            .collect();
+        if keep.len() != p.finalizers().len() {
+            let patch = json!({"metadata": {"finalizers": keep}});
+            let _ = pods
+                .patch(
+                    &p.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await;
+        }
     }
 }
 

@@ -28,12 +28,15 @@ pub(crate) struct ExampleComponent(Child);
 
 impl ExampleComponent {
     pub(crate) fn start(namespace: &str) -> Self {
+        use std::os::unix::process::CommandExt;
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rpc-component.sh");
         let child = Command::new("bash")
             .args([script, namespace, "rpc"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group, so that stopping it stops its kubectl children too.
+            .process_group(0)
             .spawn()
             .expect("start examples/rpc-component.sh (needs kubectl on PATH)");
         Self(child)
@@ -42,7 +45,10 @@ impl ExampleComponent {
 
 impl Drop for ExampleComponent {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // The whole group: a kubectl still running after bash is gone could add
+        // a finalizer back after the test's cleanup removed it.
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.0.wait();
     }
 }
