@@ -338,6 +338,17 @@ fn the_chart_lints_clean_in_both_modes() {
         "--set",
         "metrics.serviceMonitor.enabled=true",
     ]);
+    // values.schema.json refuses a bad value and names it.
+    let out = Command::new("helm")
+        .args(["lint", CHART, "--set", "logging.format=xml"])
+        .output()
+        .expect("helm");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "logging.format=xml must fail lint");
+    assert!(
+        text.contains("/logging/format") && text.contains("json"),
+        "{text}"
+    );
 }
 
 /// Installs the chart as the release `release` in `ns` and returns a
