@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
@@ -24,7 +24,7 @@ use crate::api::count::resolve;
 use crate::api::names::{UPGRADE_CONFIRMED_ANNOTATION, condition};
 use crate::api::{
     CafeDeployment, CafeDeploymentStatus, CellStatus, ConfirmationWait, InPlaceSet, Phase,
-    ReleaseStatus, UpgradeType,
+    ReleaseStatus, UpgradeType, observed_condition,
 };
 use crate::inplaceset::revision;
 use crate::release::plan::groups;
@@ -675,20 +675,15 @@ fn compute_status(
     });
     let complete = phase == Phase::Healthy;
     let cond = |type_: &str, ok: bool, reason: &str| {
-        let status_text = if ok { "True" } else { "False" };
-        let since = previous
-            .conditions
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status_text)
-            .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
-        Condition {
-            type_: type_.to_string(),
-            status: status_text.to_string(),
-            reason: reason.to_string(),
-            message: message.clone(),
-            observed_generation: cd.metadata.generation,
-            last_transition_time: since,
-        }
+        observed_condition(
+            &previous.conditions,
+            type_,
+            ok,
+            reason,
+            message.clone(),
+            cd.metadata.generation,
+            now,
+        )
     };
     let progress_reason = if complete {
         "NewRevisionAvailable"

@@ -5,8 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::lifecycle::{Decision, PodFacts, Waiting};
 use super::plan::SetSpec;
-use crate::api::InPlaceSetStatus;
 use crate::api::names::condition;
+use crate::api::{InPlaceSetStatus, observed_condition};
 
 /// One pod and what was decided for it this round.
 pub struct Observed<'a> {
@@ -97,24 +97,15 @@ fn set_condition(
     message: String,
     inputs: &Inputs,
 ) {
-    let status = if status { "True" } else { "False" }.to_string();
-    // The transition time moves only when the status does, so a steady state
-    // computes an identical status and nothing is written.
-    let last_transition_time = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map_or_else(
-            || inputs.now_time.clone(),
-            |c| c.last_transition_time.clone(),
-        );
-    conditions.push(Condition {
-        type_: type_.to_string(),
+    conditions.push(observed_condition(
+        previous,
+        type_,
         status,
-        reason: reason.to_string(),
+        reason,
         message,
-        observed_generation: inputs.generation,
-        last_transition_time,
-    });
+        inputs.generation,
+        &inputs.now_time,
+    ));
 }
 
 pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
