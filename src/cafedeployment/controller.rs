@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::warn;
@@ -29,7 +29,7 @@ use crate::api::{
 use crate::inplaceset::revision;
 use crate::release::plan::groups;
 use crate::release::state::{self, Input};
-use crate::runtime::{Telemetry, run_until_stopped, scoped_api};
+use crate::runtime::{Telemetry, run_until_stopped, scoped_api, watch_cache};
 use crate::topology::distribute;
 
 const MANAGER: &str = "cafe-operator-cafedeployment";
@@ -753,12 +753,11 @@ pub async fn run(
 ) {
     let cds: Api<CafeDeployment> = scoped_api(&client, namespace);
     let sets: Api<InPlaceSet> = scoped_api(&client, namespace);
-    let (store, writer) = reflector::store();
-    let (cd_events, synced) = telemetry.health.track_synced(
+    let (store, cd_events, synced) = watch_cache(
+        &telemetry.health,
         "cafedeployments",
-        watcher(cds, watcher::Config::default())
-            .default_backoff()
-            .reflect(writer),
+        cds,
+        watcher::Config::default(),
     );
     let cd_events = cd_events.applied_objects();
     telemetry.metrics.observe_cafedeployments(store.clone());

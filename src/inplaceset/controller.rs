@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -27,7 +27,7 @@ use crate::api::count::resolve;
 use crate::api::names::{REVISION_LABEL, condition, gate_reason};
 use crate::api::{InPlaceSet, InPlaceSetStatus, UpdateMode};
 use crate::runtime::health::CacheSync;
-use crate::runtime::{Telemetry, run_until_stopped, scoped_api};
+use crate::runtime::{Telemetry, run_until_stopped, scoped_api, watch_cache};
 use crate::traffic::{gate, service};
 
 /// The field manager of the InPlaceSet status.
@@ -541,31 +541,15 @@ pub async fn run(
 ) {
     let sets: Api<InPlaceSet> = scoped_api(&client, namespace);
     let pods_api: Api<Pod> = scoped_api(&client, namespace);
-    let (reader, writer) = reflector::store();
-    // Only pods the operator created carry the revision label; managedFields
-    // are dropped so the cache stays small as pods grow. A cache counts as
-    // synced only after the reflector applied the list (observed downstream
-    // of `reflect`), or a reconcile could plan from an empty store.
-    let (pod_events, pods_synced) = telemetry.health.track_synced(
-        "pods",
-        watcher(pods_api, watcher::Config::default().labels(REVISION_LABEL))
-            .default_backoff()
-            .modify(|pod| pod.managed_fields_mut().clear())
-            .reflect(writer),
-    );
+    // Only pods the operator created carry the revision label.
+    let health = &telemetry.health;
+    let pod_config = watcher::Config::default().labels(REVISION_LABEL);
+    let (reader, pod_events, pods_synced) = watch_cache(health, "pods", pods_api, pod_config);
     let pod_events = pod_events.touched_objects();
-    let (service_reader, service_writer) = reflector::store();
     let services_api: Api<Service> = scoped_api(&client, namespace);
-    let service_events = telemetry
-        .health
-        .track(
-            "services",
-            watcher(services_api, watcher::Config::default())
-                .default_backoff()
-                .modify(|s| s.managed_fields_mut().clear())
-                .reflect(service_writer),
-        )
-        .touched_objects();
+    let (service_reader, service_events, _) =
+        watch_cache(health, "services", services_api, watcher::Config::default());
+    let service_events = service_events.touched_objects();
     let recorder = Recorder::new(client.clone(), "cafe-operator".into());
     telemetry.metrics.observe_pods(reader.clone());
     let ctx = Arc::new(Context {
@@ -579,13 +563,8 @@ pub async fn run(
         failures: Mutex::new(HashMap::new()),
         acted_on: Mutex::new(HashMap::new()),
     });
-    let (sets_store, sets_writer) = reflector::store();
-    let (set_events, sets_synced) = telemetry.health.track_synced(
-        "inplacesets",
-        watcher(sets, watcher::Config::default())
-            .default_backoff()
-            .reflect(sets_writer),
-    );
+    let (sets_store, set_events, sets_synced) =
+        watch_cache(health, "inplacesets", sets, watcher::Config::default());
     let set_events = set_events.applied_objects();
     let controller = Controller::for_stream(set_events, sets_store.clone());
     let shutdown = shutdown.shared();

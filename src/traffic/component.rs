@@ -13,7 +13,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use super::service::{self, Action as Step, EndpointIndex, PodView};
 use crate::api::names::{REVISION_LABEL, traffic_finalizer};
 use crate::inplaceset::pods::declared_components;
-use crate::runtime::{Telemetry, run_until_stopped, scoped_api};
+use crate::runtime::{Telemetry, run_until_stopped, scoped_api, watch_cache};
 
 /// The name of the built-in component (and of its finalizer's last segment).
 pub const NAME: &str = "service";
@@ -194,28 +194,18 @@ pub async fn run(
     let services_api: Api<Service> = scoped_api(&client, namespace);
     let slices_api: Api<EndpointSlice> = scoped_api(&client, namespace);
 
-    let (pod_reader, pod_writer) = reflector::store();
     let health = &telemetry.health;
-    let (pods, synced) = health.track_synced(
-        "traffic pods",
-        watcher(pods_api, watcher::Config::default().labels(REVISION_LABEL))
-            .default_backoff()
-            .modify(|p| p.managed_fields_mut().clear())
-            .reflect(pod_writer),
-    );
+    let pod_config = watcher::Config::default().labels(REVISION_LABEL);
+    let (pod_reader, pods, synced) = watch_cache(health, "traffic pods", pods_api, pod_config);
     let pods = pods.touched_objects();
-
-    let (service_reader, service_writer) = reflector::store();
+    let (service_reader, services, _) = watch_cache(
+        health,
+        "traffic services",
+        services_api,
+        watcher::Config::default(),
+    );
+    let services = services.touched_objects();
     let pods_for_services = pod_reader.clone();
-    let services = health
-        .track(
-            "traffic services",
-            watcher(services_api, watcher::Config::default())
-                .default_backoff()
-                .modify(|s| s.managed_fields_mut().clear())
-                .reflect(service_writer),
-        )
-        .touched_objects();
 
     let index = Arc::new(RwLock::new(EndpointIndex::default()));
     let writer_index = index.clone();
