@@ -40,6 +40,16 @@ pub(crate) async fn pod_identities(ns: &TestNs) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The revision demo is releasing (or released last).
+async fn update_revision(cds: &Api<CafeDeployment>) -> String {
+    cds.get("demo")
+        .await
+        .expect("cd")
+        .status
+        .and_then(|s| s.update_revision)
+        .expect("status.updateRevision")
+}
+
 pub(crate) async fn phase(cds: &Api<CafeDeployment>) -> Option<Phase> {
     cds.get("demo").await.ok()?.status?.phase
 }
@@ -313,13 +323,7 @@ async fn rolling_back_a_waiting_beta_group_reverts_only_the_updated_pods() {
     let _op = Operator::start(&ns.name);
     create_demo(&ns).await;
     let cds: Api<CafeDeployment> = ns.api();
-    let first_revision = cds
-        .get("demo")
-        .await
-        .expect("cd")
-        .status
-        .and_then(|s| s.update_revision)
-        .expect("a revision");
+    let first_revision = update_revision(&cds).await;
 
     release_image(&cds, "nginx:1.26").await;
     settle(&ns, Phase::WaitingForConfirm, 1).await;
@@ -685,13 +689,7 @@ async fn rolling_back_to_an_older_revision_after_two_releases() {
     let _op = Operator::start(&ns.name);
     create_demo(&ns).await;
     let cds: Api<CafeDeployment> = ns.api();
-    let first = cds
-        .get("demo")
-        .await
-        .expect("cd")
-        .status
-        .and_then(|s| s.update_revision)
-        .expect("revision 1");
+    let first = update_revision(&cds).await;
     for wanted in ["nginx:1.26", "nginx:1.27"] {
         release_image(&cds, wanted).await;
         // Wait until this release is under way before confirming its waits.

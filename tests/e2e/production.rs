@@ -142,6 +142,30 @@ async fn holder(ns: &TestNs) -> Option<String> {
         .holder_identity
 }
 
+/// Waits (up to `seconds`) until `identity` holds the Lease.
+async fn wait_holder(ns: &TestNs, identity: &str, seconds: u64) {
+    ns.wait(
+        &format!("{identity} to hold the Lease"),
+        seconds,
+        || async { (holder(ns).await.as_deref() == Some(identity)).then_some(()) },
+    )
+    .await;
+}
+
+/// Waits until the replica answering /readyz on `probe_port` is a ready standby.
+async fn wait_standby(ns: &TestNs, identity: &str, probe_port: u16) {
+    ns.wait(
+        &format!("{identity} to answer /readyz as a standby"),
+        30,
+        || async {
+            http_get(probe_port, "/readyz")
+                .filter(|(s, body)| *s == 200 && body.contains("standby"))
+                .map(|_| ())
+        },
+    )
+    .await;
+}
+
 fn replica(ns: &TestNs, identity: &str, probe_port: u16) -> Operator {
     let probe = format!("127.0.0.1:{probe_port}");
     Operator::launch(
@@ -165,17 +189,9 @@ async fn a_standby_replica_finishes_the_release_when_the_leader_dies() {
     let ns = TestNs::new("failover").await;
     let (probe_a, probe_b) = (free_port(), free_port());
     let mut a = replica(&ns, "replica-a", probe_a);
-    ns.wait("replica-a to hold the Lease", 30, || async {
-        (holder(&ns).await.as_deref() == Some("replica-a")).then_some(())
-    })
-    .await;
+    wait_holder(&ns, "replica-a", 30).await;
     let _b = replica(&ns, "replica-b", probe_b);
-    ns.wait("replica-b to answer /readyz as a standby", 30, || async {
-        http_get(probe_b, "/readyz")
-            .filter(|(s, body)| *s == 200 && body.contains("standby"))
-            .map(|_| ())
-    })
-    .await;
+    wait_standby(&ns, "replica-b", probe_b).await;
 
     create_demo(&ns).await;
     let before = pod_identities(&ns).await;
@@ -198,10 +214,7 @@ async fn a_standby_replica_finishes_the_release_when_the_leader_dies() {
     .await;
     a.kill();
     let killed = Instant::now();
-    ns.wait("replica-b to take the Lease", 60, || async {
-        (holder(&ns).await.as_deref() == Some("replica-b")).then_some(())
-    })
-    .await;
+    wait_holder(&ns, "replica-b", 60).await;
     let failover = killed.elapsed();
     eprintln!("leader failover after SIGKILL: {failover:?} (lease duration 15s)");
     assert!(failover < Duration::from_secs(20), "{failover:?}");
@@ -221,28 +234,17 @@ async fn a_standby_replica_finishes_the_release_when_the_leader_dies() {
 async fn a_stopped_leader_releases_its_lease_to_the_standby() {
     let ns = TestNs::new("handover").await;
     let mut a = replica(&ns, "replica-a", free_port());
-    ns.wait("replica-a to hold the Lease", 30, || async {
-        (holder(&ns).await.as_deref() == Some("replica-a")).then_some(())
-    })
-    .await;
+    wait_holder(&ns, "replica-a", 30).await;
     let probe_b = free_port();
     let _b = replica(&ns, "replica-b", probe_b);
-    ns.wait("replica-b to answer /readyz as a standby", 30, || async {
-        http_get(probe_b, "/readyz")
-            .filter(|(s, body)| *s == 200 && body.contains("standby"))
-            .map(|_| ())
-    })
-    .await;
+    wait_standby(&ns, "replica-b", probe_b).await;
     // Settled: the standby has seen the claim and sleeps until it would expire.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let stopping = Instant::now();
     let log = a.stop();
     let stopped = stopping.elapsed();
     assert!(log.contains("released the leader Lease"), "{log}");
-    ns.wait("replica-b to take the Lease", 30, || async {
-        (holder(&ns).await.as_deref() == Some("replica-b")).then_some(())
-    })
-    .await;
+    wait_holder(&ns, "replica-b", 30).await;
     let handover = stopping.elapsed();
     eprintln!(
         "SIGTERM: the leader stopped in {stopped:?}; the standby held the Lease {handover:?} after the signal"
@@ -259,10 +261,7 @@ async fn a_stopped_leader_releases_its_lease_to_the_standby() {
 async fn a_leader_whose_lease_is_taken_stops_writing_at_once() {
     let ns = TestNs::new("lease-lost").await;
     let mut a = replica(&ns, "replica-a", free_port());
-    ns.wait("replica-a to hold the Lease", 30, || async {
-        (holder(&ns).await.as_deref() == Some("replica-a")).then_some(())
-    })
-    .await;
+    wait_holder(&ns, "replica-a", 30).await;
     // Someone else holds the Lease now (as after a partition in which it expired).
     let leases: Api<Lease> = ns.api();
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
