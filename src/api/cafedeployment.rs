@@ -383,6 +383,14 @@ pub struct ReleaseStatus {
     /// Groups completed so far.
     #[serde(default)]
     pub group: i32,
+    /// Groups opened so far (their pods may move). Recorded before any
+    /// InPlaceSet is written, never inferred: a restarted operator resumes here.
+    #[serde(default)]
+    pub opened: i32,
+    /// Per cell, the pods that exist on the stable revision by right, when not
+    /// all of them do (a first creation interrupted by a new template).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub baseline: BTreeMap<String, i32>,
     /// Groups in the plan.
     #[serde(default)]
     pub groups: i32,

@@ -57,6 +57,15 @@ pub struct InPlaceSetSpec {
     pub selector: LabelSelector,
     /// The pod template; a change is applied in place where possible.
     pub template: PodTemplateSpec,
+    /// The stable revision's template: the pods the partition keeps, pods
+    /// created below the partition, and pods on any third revision run it.
+    /// Unset: pods not on `template` stay as they are and new pods use
+    /// `template`. The CafeDeployment sets it to its stable revision; it is a
+    /// copy of a template the API server already validated, so its schema is
+    /// left open (the CRD would otherwise carry the pod schema twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub stable_template: Option<PodTemplateSpec>,
     /// Seconds a pod must be ready (and back in traffic) before it counts as available.
     #[serde(default)]
     #[schemars(range(min = 0))]
@@ -73,6 +82,14 @@ pub struct InPlaceSetSpec {
 
 fn default_progress_deadline() -> i32 {
     600
+}
+
+fn any_object(_: &mut schemars::SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "nullable": true,
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
 }
 
 fn inplaceset_spec_rules(schema: &mut Schema) {
@@ -104,8 +121,9 @@ pub struct InPlaceSetStrategy {
     #[serde(default = "zero")]
     pub partition: IntOrString,
     /// Pods that may be out of service at once because of an update: an
-    /// integer >= 1 or a percentage (rounded up). A pod that does not get
-    /// ready uses its share, so a broken image never spreads past this.
+    /// integer or a percentage (rounded up). A pod that does not get ready
+    /// uses its share, so a broken image never spreads past this. 0 moves no
+    /// serving pod (the CafeDeployment hands out its budget cell by cell).
     #[serde(default = "one")]
     pub max_unavailable: IntOrString,
     #[serde(default)]
@@ -141,8 +159,8 @@ fn inplaceset_strategy_rules(schema: &mut Schema) {
             rules::PARTITION_COUNT_OR_PERCENT,
             rules::Rule {
                 rule: "!has(self.maxUnavailable) || \
-                       string(self.maxUnavailable).matches('^([1-9][0-9]*|(100|[1-9][0-9]?)%)$')",
-                message: "maxUnavailable must be an integer >= 1 or a percentage from 1% to \
+                       string(self.maxUnavailable).matches('^([0-9]+|(100|[1-9]?[0-9])%)$')",
+                message: "maxUnavailable must be an integer >= 0 or a percentage from 0% to \
                           100%, e.g. 1 or \"25%\"",
                 field_path: ".maxUnavailable",
             },
@@ -170,6 +188,9 @@ pub struct InPlaceSetStatus {
     /// minReadySeconds and registered by every traffic component).
     #[serde(default)]
     pub updated_available_replicas: i32,
+    /// Pods on the stable revision (`spec.stableTemplate`) that are available.
+    #[serde(default)]
+    pub stable_available_replicas: i32,
     /// Pods no node can take (PodScheduled=False, reason Unschedulable).
     #[serde(default)]
     pub unschedulable_replicas: i32,
@@ -185,6 +206,9 @@ pub struct InPlaceSetStatus {
     /// The revision of the current template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_revision: Option<String>,
+    /// The revision of `spec.stableTemplate`, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

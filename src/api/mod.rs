@@ -64,6 +64,16 @@ pub struct Traffic {
     #[serde(default = "default_drain_timeout")]
     #[schemars(range(min = 1))]
     pub drain_timeout_seconds: i32,
+    /// Seconds a pod waits after every component deregistered it before it is
+    /// changed or deleted, so that proxies and load balancers following the
+    /// EndpointSlices converge (see docs/traffic-protocol.md).
+    #[serde(default = "default_settle")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub settle_seconds: i32,
+}
+
+fn default_settle() -> i32 {
+    3
 }
 
 fn default_components() -> Vec<String> {
@@ -79,6 +89,7 @@ impl Default for Traffic {
         Self {
             components: default_components(),
             drain_timeout_seconds: default_drain_timeout(),
+            settle_seconds: default_settle(),
         }
     }
 }

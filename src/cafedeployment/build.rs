@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::core::v1::{
     Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    PodTemplateSpec,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
@@ -15,6 +16,22 @@ use crate::api::{
 /// The annotation on each InPlaceSet naming the CafeDeployment revision its
 /// template carries.
 pub const REVISION_ANNOTATION: &str = "cafe.sofastack.io/cafedeployment-revision";
+/// The annotation on each InPlaceSet naming the CafeDeployment revision its
+/// stable template carries.
+pub const STABLE_REVISION_ANNOTATION: &str = "cafe.sofastack.io/cafedeployment-stable-revision";
+
+/// What a cell's InPlaceSet is built from.
+pub struct CellSet<'a> {
+    pub cell: &'a str,
+    pub replicas: usize,
+    pub partition: usize,
+    pub max_unavailable: usize,
+    pub paused: bool,
+    /// The update template and its CafeDeployment revision name.
+    pub update: (&'a PodTemplateSpec, &'a str),
+    /// The stable template and its revision name, when there is one.
+    pub stable: Option<(&'a PodTemplateSpec, &'a str)>,
+}
 
 /// The cells, in order. `unitType: None` is one unit, named by its single
 /// value or "default".
@@ -47,24 +64,19 @@ pub fn inplaceset_name(cd: &CafeDeployment, cell: &str) -> String {
     format!("{}-{}", cd.name_any(), cell)
 }
 
-/// A cell's InPlaceSet: the CafeDeployment's template pinned to the cell by a
-/// required node affinity and the cell label, `replicas` pods, `partition`
-/// pods kept on older revisions. The CafeDeployment paces the release through
-/// partitions, so the InPlaceSet may move a whole group at once.
-pub fn inplaceset(
-    cd: &CafeDeployment,
+/// A CafeDeployment template as a cell runs it: the cell label, and a
+/// required node affinity to the cell's nodes.
+pub fn cell_template(
+    topology: &Topology,
+    template: &PodTemplateSpec,
     cell: &str,
-    replicas: usize,
-    partition: usize,
-    revision: &str,
-) -> InPlaceSet {
-    let spec = &cd.spec;
-    let mut template = spec.template.clone();
+) -> PodTemplateSpec {
+    let mut template = template.clone();
     let meta = template.metadata.get_or_insert_with(Default::default);
     meta.labels
         .get_or_insert_with(Default::default)
         .insert(CELL_LABEL.to_string(), cell.to_string());
-    if let Some(key) = unit_key(&spec.topology) {
+    if let Some(key) = unit_key(topology) {
         let pod_spec = template.spec.get_or_insert_with(Default::default);
         require_node_label(
             pod_spec.affinity.get_or_insert_with(Affinity::default),
@@ -72,33 +84,57 @@ pub fn inplaceset(
             cell,
         );
     }
+    template
+}
+
+/// A cell's InPlaceSet: the update and stable templates pinned to the cell,
+/// `replicas` pods, `partition` of them kept on the stable revision, and the
+/// cell's share of the unavailability budget. The CafeDeployment paces the
+/// release through these, so the InPlaceSet may move its share at once.
+pub fn inplaceset(cd: &CafeDeployment, cell: &CellSet) -> InPlaceSet {
+    let spec = &cd.spec;
+    let template = cell_template(&spec.topology, cell.update.0, cell.cell);
+    let stable_template = cell
+        .stable
+        .map(|(t, _)| cell_template(&spec.topology, t, cell.cell));
+    let (replicas, partition) = (cell.replicas, cell.partition);
+    let cell_name = cell.cell;
     let mut selector = spec.selector.clone();
     selector
         .match_labels
         .get_or_insert_with(Default::default)
-        .insert(CELL_LABEL.to_string(), cell.to_string());
+        .insert(CELL_LABEL.to_string(), cell_name.to_string());
 
     let mut set = InPlaceSet::new(
-        &inplaceset_name(cd, cell),
+        &inplaceset_name(cd, cell_name),
         InPlaceSetSpec {
             replicas: i32::try_from(replicas).unwrap_or(i32::MAX),
             selector,
             template,
+            stable_template,
             min_ready_seconds: spec.strategy.min_ready_seconds,
             progress_deadline_seconds: spec.strategy.progress_deadline_seconds,
             strategy: InPlaceSetStrategy {
                 partition: IntOrString::Int(i32::try_from(partition).unwrap_or(i32::MAX)),
-                max_unavailable: IntOrString::String("100%".to_string()),
+                max_unavailable: IntOrString::Int(
+                    i32::try_from(cell.max_unavailable).unwrap_or(i32::MAX),
+                ),
                 update_mode: spec.strategy.update_mode,
-                paused: spec.strategy.pause,
+                paused: cell.paused,
             },
             traffic: spec.traffic.clone(),
         },
     );
     set.metadata.namespace = cd.namespace();
-    set.metadata.labels = Some([(CELL_LABEL.to_string(), cell.to_string())].into());
-    set.metadata.annotations =
-        Some([(REVISION_ANNOTATION.to_string(), revision.to_string())].into());
+    set.metadata.labels = Some([(CELL_LABEL.to_string(), cell_name.to_string())].into());
+    let mut annotations = std::collections::BTreeMap::from([(
+        REVISION_ANNOTATION.to_string(),
+        cell.update.1.to_string(),
+    )]);
+    if let Some((_, stable)) = cell.stable {
+        annotations.insert(STABLE_REVISION_ANNOTATION.to_string(), stable.to_string());
+    }
+    set.metadata.annotations = Some(annotations);
     set.metadata.owner_references = cd.controller_owner_ref(&()).map(|o| vec![o]);
     set
 }
@@ -151,10 +187,27 @@ mod tests {
         .expect("cd")
     }
 
+    fn cell_set<'a>(
+        d: &'a CafeDeployment,
+        cell: &'a str,
+        replicas: usize,
+        partition: usize,
+    ) -> CellSet<'a> {
+        CellSet {
+            cell,
+            replicas,
+            partition,
+            max_unavailable: 1,
+            paused: false,
+            update: (&d.spec.template, "r2"),
+            stable: Some((&d.spec.template, "r1")),
+        }
+    }
+
     #[test]
     fn a_cell_set_is_pinned_to_its_cell_and_selects_only_its_pods() {
         let d = cd(json!({"values": ["cell-a", "cell-b"]}));
-        let set = inplaceset(&d, "cell-b", 5, 4, "r1");
+        let set = inplaceset(&d, &cell_set(&d, "cell-b", 5, 4));
         assert_eq!(set.name_any(), "demo-cell-b");
         let labels = set.spec.selector.match_labels.clone().unwrap_or_default();
         assert_eq!(labels.get(CELL_LABEL).map(String::as_str), Some("cell-b"));
@@ -176,6 +229,15 @@ mod tests {
         assert_eq!(expr["key"], CELL_NODE_LABEL);
         assert_eq!(expr["values"], json!(["cell-b"]));
         assert_eq!(set.spec.strategy.partition, IntOrString::Int(4));
+        let stable = set
+            .spec
+            .stable_template
+            .clone()
+            .expect("the stable template");
+        assert_eq!(
+            stable, set.spec.template,
+            "pinned to the cell like the update"
+        );
         assert_eq!(set.owner_references()[0].uid, "u-1");
     }
 
@@ -202,7 +264,7 @@ mod tests {
         let none = cd(json!({"unitType": "None"}));
         assert_eq!(unit_key(&none.spec.topology), None);
         assert_eq!(cells(&none.spec.topology), vec!["default"]);
-        let set = inplaceset(&none, "default", 3, 0, "r1");
+        let set = inplaceset(&none, &cell_set(&none, "default", 3, 0));
         assert!(set.spec.template.spec.and_then(|s| s.affinity).is_none());
     }
 }

@@ -1,5 +1,8 @@
 //! The CafeDeployment controller: one InPlaceSet per cell, releases paced by
-//! the group plan through the cells' partitions, confirmation between groups.
+//! the group plan through the cells' partitions and budgets, confirmation
+//! between groups. `decide` is pure; `controller` observes and applies.
 
 pub mod build;
 pub mod controller;
+pub mod decide;
+pub mod reschedule;

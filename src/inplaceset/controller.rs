@@ -2,13 +2,13 @@
 //! decide (plan + lifecycle step, pure), act (minimal pod writes), report
 //! (status, only when it changed; an event per pod transition).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{self, Action, Controller};
@@ -19,8 +19,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::lifecycle::{Decision, PodFacts, Target, step};
-use super::plan::{SetSpec, plan};
+use super::lifecycle::{Decision, Intent, PodFacts, Target, Timing, Toward, Waiting, step};
+use super::plan::{Revisions, SetSpec, plan};
 use super::status::{Inputs, Observed, compute};
 use super::{pods, revision};
 use crate::api::count::resolve;
@@ -71,6 +71,66 @@ pub struct Context {
     /// on again: a stale cache must not repeat a write (the gate would be
     /// written twice). Entries expire after a short window.
     acted_on: Mutex<HashMap<String, (String, Instant)>>,
+    /// When each drained pod (by uid) was first seen drained: the settle time
+    /// runs from there. Lost on restart, so a new leader waits it again.
+    drained: Mutex<HashMap<String, HashMap<String, i64>>>,
+}
+
+/// The set's two templates and their revisions.
+struct Templates<'a> {
+    update: (&'a PodTemplateSpec, Target),
+    stable: Option<(&'a PodTemplateSpec, Target)>,
+}
+
+impl<'a> Templates<'a> {
+    fn new(set: &'a InPlaceSet) -> Self {
+        let target = |t: &PodTemplateSpec| Target {
+            revision: revision::revision(t),
+            shape: revision::shape(t),
+        };
+        let update = (&set.spec.template, target(&set.spec.template));
+        let stable = set
+            .spec
+            .stable_template
+            .as_ref()
+            .map(|t| (t, target(t)))
+            .filter(|(_, s)| s.revision != update.1.revision);
+        Self { update, stable }
+    }
+
+    fn toward(&self, toward: Toward) -> &(&'a PodTemplateSpec, Target) {
+        match (toward, &self.stable) {
+            (Toward::Stable, Some(stable)) => stable,
+            _ => &self.update,
+        }
+    }
+
+    fn target_of(&self, intent: Intent) -> &Target {
+        match intent {
+            Intent::Update(toward) => &self.toward(toward).1,
+            _ => &self.update.1,
+        }
+    }
+
+    /// The template a pod on `revision` was made from, when it is one of ours.
+    fn of_revision(&self, revision: Option<&str>) -> Option<&'a PodTemplateSpec> {
+        [Some(&self.update), self.stable.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|(_, t)| Some(t.revision.as_str()) == revision)
+            .map(|(template, _)| *template)
+    }
+
+    fn revisions(&self) -> Revisions {
+        Revisions {
+            update: self.update.1.revision.clone(),
+            update_shape: self.update.1.shape.clone(),
+            stable: self
+                .stable
+                .as_ref()
+                .map(|(_, t)| (t.revision.clone(), t.shape.clone())),
+        }
+    }
 }
 
 fn now() -> (i64, Time) {
@@ -130,6 +190,34 @@ impl Context {
         entry.len()
     }
 
+    fn creation_failed(&self, uid: &str, name: &str) {
+        if let Ok(mut created) = self.created.lock()
+            && let Some(entry) = created.get_mut(uid)
+        {
+            entry.retain(|(n, _)| n != name);
+        }
+    }
+
+    /// Fills in since when each drained pod of set `uid` has been seen
+    /// drained; pods no longer drained (or gone) are forgotten.
+    fn note_drained(&self, uid: &str, facts: &mut [PodFacts], now: i64) {
+        let Ok(mut drained) = self.drained.lock() else {
+            return;
+        };
+        let before = drained.remove(uid).unwrap_or_default();
+        let mut now_drained = HashMap::new();
+        for f in facts.iter_mut() {
+            if f.gate.open == Some(false) && f.still_registered().is_empty() {
+                let since = before.get(&f.name).copied().unwrap_or(now);
+                f.drained_since = Some(since);
+                now_drained.insert(f.name.clone(), since);
+            }
+        }
+        if !now_drained.is_empty() {
+            drained.insert(uid.to_string(), now_drained);
+        }
+    }
+
     fn expect_created(&self, uid: &str, name: String) {
         if let Ok(mut created) = self.created.lock() {
             created
@@ -152,10 +240,10 @@ type Moved = (EventType, &'static str, String, Option<String>);
 /// Applies one pod's decision. Returns the event to record, if the pod moved.
 async fn act(
     api: &Api<Pod>,
-    set: &InPlaceSet,
+    templates: &Templates<'_>,
     pod: &Pod,
     facts: &PodFacts,
-    decision: &Decision,
+    (intent, decision): (Intent, &Decision),
     time: &Time,
 ) -> Result<Option<Moved>, kube::Error> {
     let name = facts.name.as_str();
@@ -195,8 +283,13 @@ async fn act(
             if !drained {
                 return Ok(None);
             }
-            let target = revision::revision(&set.spec.template);
-            let patch = pods::in_place_patch(&fresh, &set.spec.template, &target);
+            let Intent::Update(toward) = intent else {
+                return Ok(None);
+            };
+            let (template, target) = templates.toward(toward);
+            let target = &target.revision;
+            let previous = templates.of_revision(fresh_facts.revision.as_deref());
+            let patch = pods::in_place_patch(&fresh, template, previous, target);
             match api
                 .patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
                 .await
@@ -250,6 +343,97 @@ async fn act(
     }
 }
 
+/// At most this many pods are created per reconcile; the next reconcile
+/// creates more, so one huge set never holds a worker or ignores a shutdown.
+const CREATIONS_PER_RECONCILE: usize = 256;
+
+/// Creates what the plan asks for (less what is still on its way), on the
+/// update revision first, then the stable one. Each creation is expected
+/// under its name before the request is sent. Returns whether more remain.
+async fn create_pods(
+    ctx: &Context,
+    api: &Api<Pod>,
+    set: &InPlaceSet,
+    templates: &Templates<'_>,
+    the_plan: &super::plan::Plan,
+    owned: &[Arc<Pod>],
+) -> (Result<(), kube::Error>, bool) {
+    let uid = set.uid().unwrap_or_default();
+    let mut pending = ctx.pending_creations(&uid, owned);
+    let mut kinds = Vec::new();
+    for (count, toward) in [
+        (the_plan.create, Toward::Update),
+        (the_plan.create_stable, Toward::Stable),
+    ] {
+        let on_the_way = pending.min(count);
+        pending -= on_the_way;
+        kinds.extend(std::iter::repeat_n(toward, count - on_the_way));
+    }
+    let more = kinds.len() > CREATIONS_PER_RECONCILE;
+    kinds.truncate(CREATIONS_PER_RECONCILE);
+    if kinds.is_empty() {
+        return (Ok(()), false);
+    }
+    let pp = &PostParams::default();
+    let mut first_error = None;
+    let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for chunk in kinds.chunks(WRITE_CONCURRENCY) {
+        let mut batch = Vec::new();
+        for toward in chunk {
+            let (template, target) = templates.toward(*toward);
+            let name = pods::pod_name(&set.name_any(), entropy());
+            ctx.expect_created(&uid, name.clone());
+            let pod = pods::new_pod(set, template, &target.revision, &target.shape, name);
+            batch.push(async move {
+                let result = api.create(pp, &pod).await;
+                (pod.name_any(), target.revision.clone(), result)
+            });
+        }
+        for (name, revision, result) in futures::future::join_all(batch).await {
+            match result {
+                Ok(_) => names.entry(revision).or_default().push(name),
+                Err(e) => {
+                    // Refused: not coming. (A transport error may hide a
+                    // creation; the expectation then simply expires.)
+                    if matches!(&e, kube::Error::Api(_)) {
+                        ctx.creation_failed(&uid, &name);
+                    }
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    for (revision, names) in names {
+        ctx.event(
+            set,
+            EventType::Normal,
+            "CreatedPods",
+            format!(
+                "created {} pod(s) on revision {revision}: {}",
+                names.len(),
+                names.join(", ")
+            ),
+        )
+        .await;
+    }
+    (first_error.map_or(Ok(()), Err), more)
+}
+
+/// Entropy for pod names: the clock and a counter, mixed.
+fn entropy() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut x = nanos ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id());
+    // splitmix64 finaliser: nearby inputs give unrelated names.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.pods_synced
         .wait()
@@ -264,26 +448,23 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let (now, time) = now();
 
+    let templates = Templates::new(&set);
     let template = &set.spec.template;
-    let target = Target {
-        revision: revision::revision(template),
-        shape: revision::shape(template),
-    };
     let owned: Vec<Arc<Pod>> = ctx
         .pods
         .state()
         .into_iter()
         .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && owned_by(p, &uid))
         .collect();
-    let facts: Vec<PodFacts> = owned.iter().map(|p| pods::facts(p)).collect();
+    let mut facts: Vec<PodFacts> = owned.iter().map(|p| pods::facts(p)).collect();
+    ctx.note_drained(&uid, &mut facts, now);
 
     let replicas = usize::try_from(set.spec.replicas).unwrap_or(0);
     let strategy = &set.spec.strategy;
     let partition = resolve(&strategy.partition, replicas, false)
         .map_err(|e| Error::InvalidSpec(format!("partition {e}")))?;
     let max_unavailable = resolve(&strategy.max_unavailable, replicas, true)
-        .map_err(|e| Error::InvalidSpec(format!("maxUnavailable {e}")))?
-        .max(1);
+        .map_err(|e| Error::InvalidSpec(format!("maxUnavailable {e}")))?;
     let spec = SetSpec {
         replicas,
         partition,
@@ -292,30 +473,35 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         recreate: strategy.update_mode == UpdateMode::ReCreate,
         min_ready_seconds: i64::from(set.spec.min_ready_seconds),
     };
-    let drain_timeout = i64::from(set.spec.traffic.drain_timeout_seconds);
-    let the_plan = plan(&facts, &spec, &target, now);
+    let timing = Timing {
+        drain_timeout_seconds: i64::from(set.spec.traffic.drain_timeout_seconds),
+        settle_seconds: i64::from(set.spec.traffic.settle_seconds),
+    };
+    let the_plan = plan(&facts, &spec, &templates.revisions(), now);
+    let intents: Vec<Intent> = facts.iter().map(|f| the_plan.intent(&f.name)).collect();
     let decisions: Vec<Decision> = facts
         .iter()
-        .map(|f| step(f, the_plan.intent(&f.name), &target, drain_timeout, now))
+        .zip(&intents)
+        .map(|(f, i)| step(f, *i, templates.target_of(*i), &timing, now))
         .collect();
 
     // Act on the pods, a bounded number of writes at a time.
-    let work: Vec<(&Arc<Pod>, &PodFacts, &Decision)> = owned
+    let work: Vec<(&Arc<Pod>, &PodFacts, Intent, &Decision)> = owned
         .iter()
         .zip(&facts)
-        .zip(&decisions)
-        .filter(|(_, d)| !matches!(d, Decision::Steady | Decision::Wait(_)))
+        .zip(intents.iter().zip(&decisions))
+        .filter(|(_, (_, d))| !matches!(d, Decision::Steady | Decision::Wait(_)))
         .filter(|((p, _), _)| !ctx.stale(p))
-        .map(|((p, f), d)| (p, f, d))
+        .map(|((p, f), (i, d))| (p, f, *i, d))
         .collect();
     let mut results = Vec::new();
     for chunk in work.chunks(WRITE_CONCURRENCY) {
         let mut batch = Vec::new();
-        for (pod, f, d) in chunk {
-            batch.push(act(&api, &set, pod, f, d, &time));
+        for (pod, f, i, d) in chunk {
+            batch.push(act(&api, &templates, pod, f, (*i, d), &time));
         }
         let done = futures::future::join_all(batch).await;
-        for ((pod, _, _), result) in chunk.iter().zip(&done) {
+        for ((pod, _, _, _), result) in chunk.iter().zip(&done) {
             if let (Ok(Some((_, _, _, Some(written)))), Some(uid)) = (result, pod.uid()) {
                 ctx.remember_write(uid, written.clone());
             }
@@ -336,51 +522,10 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         }
     }
 
-    let create = the_plan
-        .create
-        .saturating_sub(ctx.pending_creations(&uid, &owned));
     // Pause stops updates, not scaling: lost pods are replaced and replicas honoured.
-    if create > 0 {
-        let new = pods::new_pod(&set, &target.revision, &target.shape);
-        let pp = PostParams::default();
-        let mut created = Vec::new();
-        let mut left = create;
-        while left > 0 {
-            let n = left.min(WRITE_CONCURRENCY);
-            let mut batch = Vec::new();
-            for _ in 0..n {
-                batch.push(api.create(&pp, &new));
-            }
-            created.extend(futures::future::join_all(batch).await);
-            left -= n;
-        }
-        let mut names = Vec::new();
-        for c in created {
-            match c {
-                Ok(pod) => {
-                    let name = pod.name_any();
-                    ctx.expect_created(&uid, name.clone());
-                    names.push(name);
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        if !names.is_empty() {
-            ctx.event(
-                &set,
-                EventType::Normal,
-                "CreatedPods",
-                format!(
-                    "created {} pod(s) on revision {}: {}",
-                    names.len(),
-                    target.revision,
-                    names.join(", ")
-                ),
-            )
-            .await;
-        }
+    let (created, more) = create_pods(&ctx, &api, &set, &templates, &the_plan, &owned).await;
+    if let Err(e) = created {
+        first_error.get_or_insert(e);
     }
 
     // Status, written only when it changed.
@@ -407,7 +552,8 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     let status = compute(&Inputs {
         observed: &observed,
         spec: &spec,
-        revision: &target.revision,
+        revision: &templates.update.1.revision,
+        stable_revision: templates.stable.as_ref().map(|(_, t)| t.revision.as_str()),
         generation: set.metadata.generation,
         selector: selector_string(&set),
         progress_deadline_seconds: i64::from(set.spec.progress_deadline_seconds),
@@ -436,6 +582,9 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     }
     if let Ok(mut failures) = ctx.failures.lock() {
         failures.remove(&ObjectRef::from_obj(&*set));
+    }
+    if more {
+        return Ok(Action::requeue(Duration::from_millis(200)));
     }
     Ok(next_wake(&facts, &decisions, &spec, &set, now))
 }
@@ -474,6 +623,9 @@ fn next_wake(
             && let Some(since) = f.ready_since
         {
             deadlines.push(since + spec.min_ready_seconds);
+        }
+        if let (Decision::Wait(Waiting::Settling), Some(since)) = (d, f.drained_since) {
+            deadlines.push(since + i64::from(set.spec.traffic.settle_seconds));
         }
         if let Decision::Wait(_) = d {
             let since = f.gate.since.max(f.created);
@@ -562,6 +714,7 @@ pub async fn run(
         created: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
         acted_on: Mutex::new(HashMap::new()),
+        drained: Mutex::new(HashMap::new()),
     });
     let (sets_store, set_events, sets_synced) =
         watch_cache(health, "inplacesets", sets, watcher::Config::default());

@@ -19,15 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::names::gate_reason;
 
-/// The state of the operator's readiness gate condition on a pod.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Gate {
-    /// `None` when the condition does not exist yet: the pod is not in traffic.
-    pub open: Option<bool>,
-    pub reason: String,
-    /// When the condition last changed (unix seconds).
-    pub since: i64,
-}
+pub use crate::traffic::gate::Gate;
 
 /// What a container runs, from the pod's status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -91,6 +83,10 @@ pub struct PodFacts {
     pub ready_since: Option<i64>,
     /// When the scheduler found no node for the pod (PodScheduled=False, Unschedulable).
     pub unschedulable_since: Option<i64>,
+    /// Since when the operator has seen the pod drained (gate closed, every
+    /// component let go); kept in memory, so a restart waits the settle time
+    /// again, never less.
+    pub drained_since: Option<i64>,
 }
 
 impl PodFacts {
@@ -144,15 +140,34 @@ pub struct Target {
     pub shape: String,
 }
 
+/// Which of the set's two revisions a pod moves to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Toward {
+    /// The set's template.
+    Update,
+    /// The stable template (below the partition).
+    Stable,
+}
+
 /// What the set-level plan wants from a pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Intent {
     /// Stay; a pod not yet in traffic is let in once its containers are ready.
     Keep,
-    /// Move to the target revision in place.
-    Update,
+    /// Move to that revision in place.
+    Update(Toward),
     /// Drain, then delete (scale-in, or a change that cannot be made in place).
     Delete,
+}
+
+/// The time limits of the lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// A drain taking longer stalls (the pod stays out of traffic, unchanged).
+    pub drain_timeout_seconds: i64,
+    /// How long a drained pod waits before it is changed, so that proxies and
+    /// load balancers that follow the EndpointSlices converge.
+    pub settle_seconds: i64,
 }
 
 /// Why a pod waits on something outside the operator.
@@ -166,6 +181,8 @@ pub enum Waiting {
     Verifying(Vec<String>),
     /// Being deleted; kubelet and the components' finalizers decide when it goes.
     Terminating,
+    /// Drained; waiting the settle time before the pod is changed.
+    Settling,
 }
 
 /// The one thing to do next for a pod.
@@ -187,12 +204,12 @@ pub enum Decision {
     DrainTimedOut(Vec<String>),
 }
 
-/// The next step for one pod.
+/// The next step for one pod. `target` is the revision `intent` moves it to.
 pub fn step(
     pod: &PodFacts,
     intent: Intent,
     target: &Target,
-    drain_timeout_seconds: i64,
+    timing: &Timing,
     now: i64,
 ) -> Decision {
     if pod.terminating {
@@ -203,32 +220,46 @@ pub fn step(
             pod,
             gate_reason::DRAINING_FOR_DELETE,
             Decision::Delete,
-            drain_timeout_seconds,
+            timing,
             now,
         ),
-        Intent::Update if pod.revision.as_deref() == Some(target.revision.as_str()) => {
+        Intent::Update(_) if pod.revision.as_deref() == Some(target.revision.as_str()) => {
             verify(pod, target)
         }
-        Intent::Update => drain(
+        Intent::Update(_) => drain(
             pod,
             gate_reason::DRAINING_FOR_UPDATE,
             Decision::PatchInPlace,
-            drain_timeout_seconds,
+            timing,
             now,
         ),
         Intent::Keep => admit(pod),
     }
 }
 
-/// Out of traffic first, then wait until no declared component routes to the pod.
-fn drain(pod: &PodFacts, reason: &'static str, then: Decision, timeout: i64, now: i64) -> Decision {
+/// Out of traffic first, then wait until no declared component routes to the
+/// pod, then the settle time.
+fn drain(
+    pod: &PodFacts,
+    reason: &'static str,
+    then: Decision,
+    timing: &Timing,
+    now: i64,
+) -> Decision {
     if pod.gate.open == Some(true) {
         return Decision::GateOff(reason);
     }
     let still = pod.still_registered();
     if still.is_empty() {
-        return then;
+        if pod.components.is_empty() || timing.settle_seconds <= 0 {
+            return then;
+        }
+        return match pod.drained_since {
+            Some(since) if now - since >= timing.settle_seconds => then,
+            _ => Decision::Wait(Waiting::Settling),
+        };
     }
+    let timeout = timing.drain_timeout_seconds;
     // A missing gate never counted as "in traffic", so its clock starts at creation.
     let since = if pod.gate.open.is_some() {
         pod.gate.since
@@ -308,6 +339,10 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 10_000;
+    const T300: Timing = Timing {
+        drain_timeout_seconds: 300,
+        settle_seconds: 0,
+    };
 
     fn target() -> Target {
         Target {
@@ -392,7 +427,13 @@ mod tests {
 
     #[test]
     fn an_update_takes_the_pod_out_of_traffic_first() {
-        let d = step(&serving(), Intent::Update, &target(), 300, NOW);
+        let d = step(
+            &serving(),
+            Intent::Update(Toward::Update),
+            &target(),
+            &T300,
+            NOW,
+        );
         assert_eq!(d, Decision::GateOff(gate_reason::DRAINING_FOR_UPDATE));
     }
 
@@ -400,11 +441,37 @@ mod tests {
     fn the_spec_is_not_patched_while_any_component_still_routes_to_the_pod() {
         let mut p = gate_off(serving(), gate_reason::DRAINING_FOR_UPDATE, NOW - 10);
         p.registered.remove("service");
-        let d = step(&p, Intent::Update, &target(), 300, NOW);
+        let d = step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW);
         assert_eq!(d, Decision::Wait(Waiting::Draining(vec!["rpc".into()])));
         p.registered.clear();
         assert_eq!(
-            step(&p, Intent::Update, &target(), 300, NOW),
+            step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
+            Decision::PatchInPlace
+        );
+    }
+
+    #[test]
+    fn a_drained_pod_waits_the_settle_time_before_it_changes() {
+        let mut p = gate_off(serving(), gate_reason::DRAINING_FOR_UPDATE, NOW - 10);
+        p.registered.clear();
+        let timing = Timing {
+            drain_timeout_seconds: 300,
+            settle_seconds: 5,
+        };
+        let intent = Intent::Update(Toward::Update);
+        assert_eq!(
+            step(&p, intent, &target(), &timing, NOW),
+            Decision::Wait(Waiting::Settling),
+            "not seen drained before: the clock starts now"
+        );
+        p.drained_since = Some(NOW - 4);
+        assert_eq!(
+            step(&p, intent, &target(), &timing, NOW),
+            Decision::Wait(Waiting::Settling)
+        );
+        p.drained_since = Some(NOW - 5);
+        assert_eq!(
+            step(&p, intent, &target(), &timing, NOW),
             Decision::PatchInPlace
         );
     }
@@ -412,7 +479,7 @@ mod tests {
     #[test]
     fn a_drain_past_its_timeout_stalls_naming_the_component() {
         let p = gate_off(serving(), gate_reason::DRAINING_FOR_UPDATE, NOW - 301);
-        let d = step(&p, Intent::Update, &target(), 300, NOW);
+        let d = step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW);
         assert_eq!(
             d,
             Decision::DrainTimedOut(vec!["service".into(), "rpc".into()])
@@ -424,17 +491,17 @@ mod tests {
         let p = patched(serving());
         // The old container still runs: same containerID and restartCount.
         assert_eq!(
-            step(&p, Intent::Update, &target(), 300, NOW),
+            step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
             Decision::Wait(Waiting::Verifying(vec!["app".into()]))
         );
         let p = restarted(p, false);
         assert_eq!(
-            step(&p, Intent::Update, &target(), 300, NOW),
+            step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
             Decision::Wait(Waiting::Verifying(vec!["app".into()]))
         );
         let p = restarted(p, true);
         assert_eq!(
-            step(&p, Intent::Update, &target(), 300, NOW),
+            step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
             Decision::GateOn
         );
     }
@@ -447,19 +514,19 @@ mod tests {
             run.image_id = "id-26".into();
         }
         assert!(matches!(
-            step(&p, Intent::Update, &target(), 300, NOW),
+            step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
             Decision::Wait(Waiting::Verifying(_))
         ));
     }
 
     #[test]
     fn deletion_drains_first_and_a_new_pod_enters_traffic_when_ready() {
-        let d = step(&serving(), Intent::Delete, &target(), 300, NOW);
+        let d = step(&serving(), Intent::Delete, &target(), &T300, NOW);
         assert_eq!(d, Decision::GateOff(gate_reason::DRAINING_FOR_DELETE));
         let mut p = gate_off(serving(), gate_reason::DRAINING_FOR_DELETE, NOW);
         p.registered.clear();
         assert_eq!(
-            step(&p, Intent::Delete, &target(), 300, NOW),
+            step(&p, Intent::Delete, &target(), &T300, NOW),
             Decision::Delete
         );
 
@@ -467,12 +534,12 @@ mod tests {
         new.gate = Gate::default();
         new.registered.clear();
         assert_eq!(
-            step(&new, Intent::Keep, &target(), 300, NOW),
+            step(&new, Intent::Keep, &target(), &T300, NOW),
             Decision::GateOn
         );
         new.containers[0].run = None;
         assert_eq!(
-            step(&new, Intent::Keep, &target(), 300, NOW),
+            step(&new, Intent::Keep, &target(), &T300, NOW),
             Decision::Wait(Waiting::ContainersStarting)
         );
     }
@@ -483,7 +550,7 @@ mod tests {
         p.components.clear();
         p.registered.clear();
         assert_eq!(
-            step(&p, Intent::Update, &target(), 300, NOW),
+            step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
             Decision::PatchInPlace
         );
         let mut s = serving();
@@ -504,9 +571,9 @@ mod tests {
     fn a_terminating_pod_is_left_to_kubelet_and_the_components() {
         let mut p = serving();
         p.terminating = true;
-        for intent in [Intent::Keep, Intent::Update, Intent::Delete] {
+        for intent in [Intent::Keep, Intent::Update(Toward::Update), Intent::Delete] {
             assert_eq!(
-                step(&p, intent, &target(), 300, NOW),
+                step(&p, intent, &target(), &T300, NOW),
                 Decision::Wait(Waiting::Terminating)
             );
         }

@@ -1,10 +1,21 @@
-//! The set-level plan: how many pods to create, which to delete, which to
-//! update now. Pure; the lifecycle step then moves each pod.
+//! The set-level plan: how many pods to create and on which revision, which
+//! to delete, which to move now and where to. Pure; the lifecycle step then
+//! moves each pod.
+//!
+//! The set keeps `replicas` pods: `replicas - partition` on the template's
+//! revision (the update), the rest on the stable revision when the spec names
+//! one (`stableTemplate`, CloneSet's semantics with an explicit baseline). New
+//! pods fill the update's share first, then the stable share; a pod on a third
+//! revision (a stray, e.g. from a release a new template replaced) moves to the
+//! update while its share is short, else back to stable; pods beyond the
+//! update's share move back to stable. Without a stable template, pods off the
+//! template stay until the partition lets them move, and new pods use the template.
 //!
 //! Deletion order on scale-in (first deleted first): unscheduled pods, then
-//! pods that are not Ready, then pods on an older revision, then the newest;
-//! the pod name breaks ties. Update order: unavailable pods first (they serve
-//! no traffic, so updating them costs nothing), then the oldest; name breaks ties.
+//! pods that are not Ready, then strays and pods of whichever revision holds
+//! more than its share, then the newest; the pod name breaks ties. Move order:
+//! unavailable pods first (they serve no traffic, so moving them costs
+//! nothing), then the oldest; name breaks ties.
 //!
 //! A pod already in its lifecycle (gate closed with reason DrainingForUpdate or
 //! DrainingForDelete) always finishes it, even when the set is paused or the
@@ -13,14 +24,14 @@
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
-use super::lifecycle::{Intent, PodFacts, Target};
+use super::lifecycle::{Intent, PodFacts, Toward};
 use crate::api::names::gate_reason;
 
 /// What the set asks for, with percentages already resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SetSpec {
     pub replicas: usize,
-    /// Pods that stay on older revisions.
+    /// Pods that stay on older revisions (on the stable one, when named).
     pub partition: usize,
     /// Pods that may be unavailable at once because of this set's own actions.
     pub max_unavailable: usize,
@@ -31,10 +42,42 @@ pub struct SetSpec {
     pub min_ready_seconds: i64,
 }
 
+/// The revisions of the set: the template's, and the stable one when the spec
+/// names a different one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Revisions {
+    pub update: String,
+    pub update_shape: String,
+    pub stable: Option<(String, String)>,
+}
+
+impl Revisions {
+    fn on_update(&self, p: &PodFacts) -> bool {
+        p.revision.as_deref() == Some(self.update.as_str())
+    }
+
+    fn on_stable(&self, p: &PodFacts) -> bool {
+        self.stable
+            .as_ref()
+            .is_some_and(|(r, _)| p.revision.as_deref() == Some(r.as_str()))
+    }
+
+    /// Can a pod move to `toward` in place?
+    fn in_place(&self, p: &PodFacts, toward: Toward) -> bool {
+        let shape = match (toward, &self.stable) {
+            (Toward::Stable, Some((_, shape))) => shape,
+            _ => &self.update_shape,
+        };
+        p.shape.as_deref() == Some(shape.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
-    /// New pods to create on the target revision.
+    /// New pods to create on the update revision.
     pub create: usize,
+    /// New pods to create on the stable revision.
+    pub create_stable: usize,
     /// One intent per pod, by name.
     pub intents: BTreeMap<String, Intent>,
 }
@@ -45,11 +88,7 @@ impl Plan {
     }
 }
 
-fn on_target(p: &PodFacts, target: &Target) -> bool {
-    p.revision.as_deref() == Some(target.revision.as_str())
-}
-
-pub fn plan(pods: &[PodFacts], spec: &SetSpec, target: &Target, now: i64) -> Plan {
+pub fn plan(pods: &[PodFacts], spec: &SetSpec, revs: &Revisions, now: i64) -> Plan {
     let mut intents = BTreeMap::new();
     let leaving = |p: &PodFacts| p.terminating || p.draining_for(gate_reason::DRAINING_FOR_DELETE);
     let mut live: Vec<&PodFacts> = Vec::new();
@@ -60,14 +99,30 @@ pub fn plan(pods: &[PodFacts], spec: &SetSpec, target: &Target, now: i64) -> Pla
             live.push(p);
         }
     }
+    let has_stable = revs.stable.is_some();
+    let want_update = spec.replicas - spec.partition.min(spec.replicas);
+    let want_stable = spec.replicas - want_update;
 
-    // Scale in.
+    // Scale in, taking from whichever revision holds more than its share.
     if live.len() > spec.replicas {
+        let updated = live.iter().filter(|p| revs.on_update(p)).count();
+        let stable = live.iter().filter(|p| revs.on_stable(p)).count();
+        let rank = |p: &PodFacts| {
+            let surplus = if revs.on_update(p) {
+                updated > want_update
+            } else if revs.on_stable(p) {
+                stable > want_stable
+            } else {
+                true
+            };
+            !surplus
+        };
         live.sort_by_key(|p| {
             (
                 p.scheduled,
                 p.ready,
-                on_target(p, target),
+                rank(p),
+                revs.on_update(p),
                 Reverse(p.created),
                 p.name.clone(),
             )
@@ -76,59 +131,120 @@ pub fn plan(pods: &[PodFacts], spec: &SetSpec, target: &Target, now: i64) -> Pla
             intents.insert(p.name.clone(), Intent::Delete);
         }
     }
-    let create = spec.replicas - live.len().min(spec.replicas);
 
-    // Update: in-flight pods finish, then new ones start within partition and budget.
+    // Who goes where: pods in their lifecycle finish it; the update's share is
+    // filled from strays, then stable pods; its surplus goes back to stable.
     let in_flight = |p: &PodFacts| p.draining_for(gate_reason::DRAINING_FOR_UPDATE);
-    for p in live.iter().filter(|p| in_flight(p)) {
-        intents.insert(p.name.clone(), Intent::Update);
-    }
-    let old: Vec<&PodFacts> = live
-        .iter()
-        .copied()
-        .filter(|p| !on_target(p, target))
-        .collect();
-    let wanted = old.len().saturating_sub(spec.partition);
-    let in_flight_old = old.iter().filter(|p| in_flight(p)).count();
-    let unavailable = live
-        .iter()
-        .filter(|p| !p.available(spec.min_ready_seconds, now))
-        .count();
-    let mut budget = spec.max_unavailable.saturating_sub(unavailable);
-    let mut room = if spec.paused {
-        0
-    } else {
-        wanted.saturating_sub(in_flight_old)
-    };
-
-    let mut candidates: Vec<&PodFacts> = old.into_iter().filter(|p| !in_flight(p)).collect();
-    candidates.sort_by_key(|p| {
+    let mut updated = live.iter().filter(|p| revs.on_update(p)).count();
+    let mut to_update: Vec<&PodFacts> = Vec::new();
+    let mut to_stable: Vec<&PodFacts> = Vec::new();
+    let mut by_age = live.clone();
+    by_age.sort_by_key(|p| {
         (
             p.available(spec.min_ready_seconds, now),
             p.created,
             p.name.clone(),
         )
     });
-    for p in candidates {
-        if room == 0 {
-            break;
-        }
-        if p.available(spec.min_ready_seconds, now) {
-            if budget == 0 {
-                break;
+    for p in by_age.iter().filter(|p| in_flight(p)) {
+        if revs.on_update(p) {
+            if has_stable && updated > want_update {
+                updated -= 1;
+                to_stable.push(p);
+            } else {
+                to_update.push(p);
             }
-            budget -= 1;
-        }
-        let in_place = !spec.recreate && p.shape.as_deref() == Some(target.shape.as_str());
-        let intent = if in_place {
-            Intent::Update
+        } else if updated < want_update || !has_stable {
+            updated += 1;
+            to_update.push(p);
         } else {
-            Intent::Delete
-        };
-        intents.insert(p.name.clone(), intent);
-        room -= 1;
+            to_stable.push(p);
+        }
     }
-    Plan { create, intents }
+    let created_update = if has_stable {
+        want_update
+            .saturating_sub(updated)
+            .min(spec.replicas.saturating_sub(live.len()))
+    } else {
+        spec.replicas.saturating_sub(live.len())
+    };
+    let create_stable = spec.replicas.saturating_sub(live.len()) - created_update;
+    updated += created_update;
+
+    let settled = |p: &&&PodFacts| !in_flight(p);
+    let strays: Vec<&PodFacts> = by_age
+        .iter()
+        .filter(settled)
+        .filter(|p| !revs.on_update(p) && !revs.on_stable(p))
+        .copied()
+        .collect();
+    let stables: Vec<&PodFacts> = by_age
+        .iter()
+        .filter(settled)
+        .filter(|p| revs.on_stable(p))
+        .copied()
+        .collect();
+    let mut candidates: Vec<(&PodFacts, Toward)> = Vec::new();
+    for p in strays.iter().chain(&stables) {
+        if updated < want_update {
+            updated += 1;
+            candidates.push((p, Toward::Update));
+        } else if has_stable && !revs.on_stable(p) {
+            candidates.push((p, Toward::Stable));
+        }
+    }
+    if has_stable && updated > want_update {
+        let surplus = updated - want_update;
+        candidates.extend(
+            by_age
+                .iter()
+                .filter(settled)
+                .filter(|p| revs.on_update(p))
+                .take(surplus)
+                .map(|p| (*p, Toward::Stable)),
+        );
+    }
+    for p in to_update {
+        intents.insert(p.name.clone(), Intent::Update(Toward::Update));
+    }
+    for p in to_stable {
+        intents.insert(p.name.clone(), Intent::Update(Toward::Stable));
+    }
+
+    // New moves start within the unavailability budget, unless paused.
+    let unavailable = live
+        .iter()
+        .filter(|p| !p.available(spec.min_ready_seconds, now))
+        .count();
+    let mut budget = spec.max_unavailable.saturating_sub(unavailable);
+    if !spec.paused {
+        candidates.sort_by_key(|(p, _)| {
+            (
+                p.available(spec.min_ready_seconds, now),
+                p.created,
+                p.name.clone(),
+            )
+        });
+        for (p, toward) in candidates {
+            if p.available(spec.min_ready_seconds, now) {
+                if budget == 0 {
+                    break;
+                }
+                budget -= 1;
+            }
+            let intent = if !spec.recreate && revs.in_place(p, toward) {
+                Intent::Update(toward)
+            } else {
+                Intent::Delete
+            };
+            intents.insert(p.name.clone(), intent);
+        }
+    }
+    Plan {
+        create: created_update,
+        create_stable,
+        intents,
+    }
 }
 
 #[cfg(test)]
@@ -139,10 +255,18 @@ mod tests {
 
     const NOW: i64 = 10_000;
 
-    fn target() -> Target {
-        Target {
-            revision: "new".into(),
-            shape: "s".into(),
+    fn target() -> Revisions {
+        Revisions {
+            update: "new".into(),
+            update_shape: "s".into(),
+            stable: None,
+        }
+    }
+
+    fn with_stable() -> Revisions {
+        Revisions {
+            stable: Some(("old".into(), "s".into())),
+            ..target()
         }
     }
 
@@ -183,9 +307,13 @@ mod tests {
     fn partition_keeps_that_many_pods_on_the_old_revision() {
         let pods: Vec<_> = (0..5).map(|i| pod(i, "old", true)).collect();
         let p = plan(&pods, &spec(5, 3, 5), &target(), NOW);
-        assert_eq!(count(&p, Intent::Update), 2);
-        assert_eq!(p.intent("p00"), Intent::Update, "oldest first");
-        assert_eq!(p.intent("p01"), Intent::Update);
+        assert_eq!(count(&p, Intent::Update(Toward::Update)), 2);
+        assert_eq!(
+            p.intent("p00"),
+            Intent::Update(Toward::Update),
+            "oldest first"
+        );
+        assert_eq!(p.intent("p01"), Intent::Update(Toward::Update));
         assert_eq!(p.create, 0);
     }
 
@@ -193,7 +321,7 @@ mod tests {
     fn max_unavailable_bounds_how_many_start_at_once() {
         let pods: Vec<_> = (0..5).map(|i| pod(i, "old", true)).collect();
         let p = plan(&pods, &spec(5, 0, 1), &target(), NOW);
-        assert_eq!(count(&p, Intent::Update), 1);
+        assert_eq!(count(&p, Intent::Update(Toward::Update)), 1);
     }
 
     #[test]
@@ -201,7 +329,11 @@ mod tests {
         let mut pods: Vec<_> = (0..5).map(|i| pod(i, "old", true)).collect();
         pods[0] = pod(0, "new", false);
         let p = plan(&pods, &spec(5, 0, 1), &target(), NOW);
-        assert_eq!(count(&p, Intent::Update), 0, "the budget is used up");
+        assert_eq!(
+            count(&p, Intent::Update(Toward::Update)),
+            0,
+            "the budget is used up"
+        );
     }
 
     #[test]
@@ -210,10 +342,10 @@ mod tests {
         pods.push(pod(3, "old", false));
         // The unavailable pod uses the whole budget of 1 already.
         let p = plan(&pods, &spec(4, 0, 1), &target(), NOW);
-        assert_eq!(p.intent("p03"), Intent::Update);
-        assert_eq!(count(&p, Intent::Update), 1);
+        assert_eq!(p.intent("p03"), Intent::Update(Toward::Update));
+        assert_eq!(count(&p, Intent::Update(Toward::Update)), 1);
         let p = plan(&pods, &spec(4, 0, 2), &target(), NOW);
-        assert_eq!(count(&p, Intent::Update), 2);
+        assert_eq!(count(&p, Intent::Update(Toward::Update)), 2);
     }
 
     #[test]
@@ -253,8 +385,59 @@ mod tests {
         let mut paused = spec(3, 0, 3);
         paused.paused = true;
         let p = plan(&pods, &paused, &target(), NOW);
-        assert_eq!(p.intent("p01"), Intent::Update);
-        assert_eq!(count(&p, Intent::Update), 1, "no new pod starts");
+        assert_eq!(p.intent("p01"), Intent::Update(Toward::Update));
+        assert_eq!(
+            count(&p, Intent::Update(Toward::Update)),
+            1,
+            "no new pod starts"
+        );
+    }
+
+    #[test]
+    fn new_pods_fill_the_update_share_then_the_stable_share() {
+        let pods: Vec<_> = (0..5).map(|i| pod(i, "old", true)).collect();
+        // 10 pods, 1 on the update: 5 new ones, 1 of them on the update.
+        let p = plan(&pods, &spec(10, 9, 1), &with_stable(), NOW);
+        assert_eq!((p.create, p.create_stable), (1, 4));
+        assert_eq!(
+            count(&p, Intent::Update(Toward::Update)),
+            0,
+            "created, not moved"
+        );
+        // Without a stable template, new pods use the template.
+        let p = plan(&pods, &spec(10, 9, 1), &target(), NOW);
+        assert_eq!((p.create, p.create_stable), (5, 0));
+    }
+
+    #[test]
+    fn strays_move_to_the_update_while_its_share_is_short_else_back_to_stable() {
+        let mut pods: Vec<_> = (0..5).map(|i| pod(i, "old", true)).collect();
+        pods[0] = pod(0, "stray", true);
+        pods[1] = pod(1, "stray", true);
+        let p = plan(&pods, &spec(5, 4, 5), &with_stable(), NOW);
+        assert_eq!(p.intent("p00"), Intent::Update(Toward::Update));
+        assert_eq!(p.intent("p01"), Intent::Update(Toward::Stable));
+        assert_eq!(count(&p, Intent::Update(Toward::Update)), 1);
+    }
+
+    #[test]
+    fn pods_beyond_the_update_share_go_back_to_stable_and_scale_in_takes_them_first() {
+        let pods: Vec<_> = (0..4)
+            .map(|i| pod(i, if i < 3 { "new" } else { "old" }, true))
+            .collect();
+        let p = plan(&pods, &spec(4, 3, 4), &with_stable(), NOW);
+        assert_eq!(count(&p, Intent::Update(Toward::Stable)), 2);
+        let p = plan(&pods, &spec(2, 1, 4), &with_stable(), NOW);
+        assert_eq!(count(&p, Intent::Delete), 2);
+        assert_eq!(p.intent("p03"), Intent::Keep, "the stable pod is kept");
+        assert_eq!(count(&p, Intent::Update(Toward::Stable)), 0);
+    }
+
+    #[test]
+    fn a_budget_of_zero_moves_no_serving_pod() {
+        let pods: Vec<_> = (0..3).map(|i| pod(i, "old", true)).collect();
+        let p = plan(&pods, &spec(3, 0, 0), &with_stable(), NOW);
+        assert!(p.intents.values().all(|i| *i == Intent::Keep));
     }
 
     fn arb_pod() -> impl Strategy<Value = PodFacts> {
@@ -292,7 +475,7 @@ mod tests {
             mut pods in proptest::collection::vec(arb_pod(), 0..20),
             replicas in 0usize..20,
             partition in 0usize..20,
-            max_unavailable in 1usize..5,
+            max_unavailable in 0usize..5,
             paused in any::<bool>(),
         ) {
             for (i, p) in pods.iter_mut().enumerate() {
@@ -322,14 +505,14 @@ mod tests {
             prop_assert!(remaining
                 .iter()
                 .filter(|q| in_flight(q))
-                .all(|q| intent(q) == Intent::Update));
+                .all(|q| intent(q) == Intent::Update(Toward::Update)));
 
             let old = remaining.iter().filter(|q| is_old(q)).count();
             let old_in_flight = remaining.iter().filter(|q| is_old(q) && in_flight(q)).count();
             let started: Vec<&PodFacts> = remaining
                 .iter()
                 .copied()
-                .filter(|q| is_old(q) && !in_flight(q) && intent(q) == Intent::Update)
+                .filter(|q| is_old(q) && !in_flight(q) && intent(q) == Intent::Update(Toward::Update))
                 .collect();
             if paused {
                 prop_assert!(started.is_empty());

@@ -89,31 +89,28 @@ pub fn facts(pod: &Pod) -> PodFacts {
                     .as_ref()
                     .map_or(0, |t| t.0.as_second())
             }),
+        drained_since: None,
     }
 }
 
-/// The components a pod declared at creation (its annotation), in order.
-pub fn declared_components(pod: &Pod) -> Vec<String> {
-    pod.annotations()
-        .get(TRAFFIC_COMPONENTS_ANNOTATION)
-        .map(|a| {
-            a.split(',')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub use crate::traffic::declared_components;
 
-/// A new pod of the set, on the target revision. The readiness gate and the
-/// declared components are written now: neither can be added to a pod later
-/// (gates are immutable; components must be known before the pod is ready).
-pub fn new_pod(set: &InPlaceSet, revision: &str, shape: &str) -> Pod {
-    let template: &PodTemplateSpec = &set.spec.template;
+/// A new pod of the set, named `name`, on `template` (of `revision`). The
+/// readiness gate and the declared components are written now: neither can be
+/// added to a pod later (gates are immutable; components must be known before
+/// the pod is ready). The name is chosen here, not by the API server, so the
+/// creation is expected under that name before the request is sent: a
+/// reconcile cut short mid-request never creates the pod twice.
+pub fn new_pod(
+    set: &InPlaceSet,
+    template: &PodTemplateSpec,
+    revision: &str,
+    shape: &str,
+    name: String,
+) -> Pod {
     let mut metadata = template.metadata.clone().unwrap_or_default();
-    metadata.name = None;
-    metadata.generate_name = Some(format!("{}-", set.name_any()));
+    metadata.name = Some(name);
+    metadata.generate_name = None;
     metadata.namespace = set.namespace();
     metadata
         .labels
@@ -141,13 +138,36 @@ pub fn new_pod(set: &InPlaceSet, revision: &str, shape: &str) -> Pod {
     }
 }
 
+/// A pod name for `set`: its name and five random characters, as the API
+/// server's generateName would make it.
+pub fn pod_name(set: &str, entropy: u64) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut n = entropy;
+    let suffix: String = (0..5)
+        .map(|_| {
+            let c = ALPHABET[(n % ALPHABET.len() as u64) as usize] as char;
+            n /= ALPHABET.len() as u64;
+            c
+        })
+        .collect();
+    // Pod names are at most 253 characters; a set name leaves room in practice.
+    format!("{}-{suffix}", &set[..set.len().min(247)])
+}
+
 /// The in-place patch (strategic merge) that moves a drained pod to the
 /// template: container images by name, the template's labels and annotations,
-/// the revision label and the in-place record. `resourceVersion` makes it a
+/// the revision label and the in-place record. Labels and annotations the pod
+/// got from `previous` (the template of the revision it runs, when known) that
+/// `template` no longer has are removed. `resourceVersion` makes it a
 /// precondition: if anything changed the pod since it was read (fresh, after
 /// the drain), the API server refuses the patch and the next reconcile decides
 /// again.
-pub fn in_place_patch(pod: &Pod, template: &PodTemplateSpec, revision: &str) -> Value {
+pub fn in_place_patch(
+    pod: &Pod,
+    template: &PodTemplateSpec,
+    previous: Option<&PodTemplateSpec>,
+    revision: &str,
+) -> Value {
     let facts = facts(pod);
     let wanted: BTreeMap<String, String> = template
         .spec
@@ -182,13 +202,34 @@ pub fn in_place_patch(pod: &Pod, template: &PodTemplateSpec, revision: &str) -> 
         before,
     };
     let template_meta = template.metadata.clone().unwrap_or_default();
-    let mut labels = template_meta.labels.unwrap_or_default();
-    labels.insert(REVISION_LABEL.to_string(), revision.to_string());
-    let mut annotations = template_meta.annotations.unwrap_or_default();
+    let previous_meta = previous
+        .and_then(|t| t.metadata.clone())
+        .unwrap_or_default();
+    let mut labels = serde_json::Map::new();
+    for key in previous_meta.labels.unwrap_or_default().keys() {
+        labels.insert(key.clone(), Value::Null);
+    }
+    for (k, v) in template_meta.labels.unwrap_or_default() {
+        labels.insert(k, Value::String(v));
+    }
+    labels.insert(REVISION_LABEL.to_string(), json!(revision));
+    let mut annotations: serde_json::Map<String, Value> = serde_json::Map::new();
+    for key in previous_meta.annotations.unwrap_or_default().keys() {
+        annotations.insert(key.clone(), Value::Null);
+    }
+    for (k, v) in template_meta.annotations.unwrap_or_default() {
+        annotations.insert(k, Value::String(v));
+    }
     annotations.insert(
         IN_PLACE_RECORD_ANNOTATION.to_string(),
-        serde_json::to_string(&record).unwrap_or_default(),
+        json!(serde_json::to_string(&record).unwrap_or_default()),
     );
+    // The operator's own annotations are never removed.
+    for own in [TRAFFIC_COMPONENTS_ANNOTATION, SHAPE_ANNOTATION] {
+        if annotations.get(own) == Some(&Value::Null) {
+            annotations.remove(own);
+        }
+    }
     json!({
         "metadata": {
             "resourceVersion": pod.resource_version(),
@@ -224,8 +265,10 @@ mod tests {
 
     #[test]
     fn a_new_pod_carries_the_gate_components_revision_and_owner() {
-        let pod = new_pod(&set(), "r1", "s1");
-        assert_eq!(pod.metadata.generate_name.as_deref(), Some("web-"));
+        let s = set();
+        let pod = new_pod(&s, &s.spec.template, "r1", "s1", pod_name("web", 42));
+        assert!(pod.name_any().starts_with("web-") && pod.name_any().len() == 9);
+        assert_ne!(pod_name("web", 42), pod_name("web", 43));
         assert_eq!(
             pod.labels().get(REVISION_LABEL).map(String::as_str),
             Some("r1")
@@ -282,7 +325,22 @@ mod tests {
 
     #[test]
     fn the_in_place_patch_changes_only_changed_images_and_records_them() {
-        let patch = in_place_patch(&running_pod(), &set().spec.template, "r1");
+        let mut previous = set().spec.template;
+        previous.metadata = Some(
+            serde_json::from_value(json!({
+                "labels": {"app": "web", "tier": "old"},
+                "annotations": {"note": "gone"}
+            }))
+            .expect("meta"),
+        );
+        let patch = in_place_patch(&running_pod(), &set().spec.template, Some(&previous), "r1");
+        assert_eq!(
+            patch["metadata"]["labels"]["tier"],
+            Value::Null,
+            "a removed label is removed"
+        );
+        assert_eq!(patch["metadata"]["labels"]["app"], "web");
+        assert_eq!(patch["metadata"]["annotations"]["note"], Value::Null);
         assert_eq!(patch["metadata"]["resourceVersion"], "42");
         assert_eq!(patch["metadata"]["labels"][REVISION_LABEL], "r1");
         assert_eq!(

@@ -25,6 +25,8 @@ pub struct Inputs<'a> {
     pub observed: &'a [Observed<'a>],
     pub spec: &'a SetSpec,
     pub revision: &'a str,
+    /// The stable revision, when the spec names one other than `revision`.
+    pub stable_revision: Option<&'a str>,
     pub generation: Option<i64>,
     pub selector: String,
     pub progress_deadline_seconds: i64,
@@ -131,11 +133,17 @@ pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
         updated_replicas: count(&updated),
         updated_ready_replicas: count(&|p| updated(p) && p.ready),
         updated_available_replicas: count(&|p| updated(p) && available(p)),
+        stable_available_replicas: count(&|p| {
+            inputs.stable_revision.is_some()
+                && p.revision.as_deref() == inputs.stable_revision
+                && available(p)
+        }),
         unschedulable_replicas: count(&|p| p.unschedulable_since.is_some()),
         unschedulable_since: live.iter().filter_map(|p| p.unschedulable_since).min(),
         selector: Some(inputs.selector.clone()),
         current_revision: inputs.previous.current_revision.clone(),
         update_revision: Some(inputs.revision.to_string()),
+        stable_revision: inputs.stable_revision.map(str::to_string),
         conditions: Vec::new(),
     };
     let complete = status.replicas == replicas

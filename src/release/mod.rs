@@ -1,5 +1,130 @@
-//! Releasing a new pod template in groups: the group planner. (The release
-//! state machine of the CafeDeployment controller builds on it.)
+//! Releasing a pod template over cells, pure. One planner serves every kind
+//! of change — a creation from zero, a new template, a rollback, a scale, a
+//! pin or a cell moved, a pod lost — from one recorded baseline:
+//!
+//! - [`plan`]: the groups (closed form, O(cells) per question);
+//! - [`baseline`]: what is recorded about the release (stable revision,
+//!   groups opened, the stable pods by right);
+//! - [`progress`]: which group opens now (confirmation, pause, rollback);
+//! - [`cells`]: what each cell's InPlaceSet is given (pods, partition, budget),
+//!   surge-first when cells shrink.
+//!
+//! The invariants (DESIGN.md section 5), which the property tests below drive
+//! random sequences of changes against:
+//! (a) per cell, the pods on the update revision never exceed
+//!     `moved_after(opened)` of the plan, and pods off the stable revision
+//!     never grow beyond that allowance;
+//! (b) pods taken out of traffic at once over all cells never exceed one
+//!     group, nor `replicas - 1`.
 
+pub mod baseline;
+pub mod cells;
 pub mod plan;
-pub mod state;
+pub mod progress;
+
+use std::collections::BTreeMap;
+
+use baseline::Record;
+use cells::{Observed, Target};
+use plan::Plan;
+use progress::Progress;
+
+/// Everything a release decision is made from.
+#[derive(Clone, Debug)]
+pub struct Input<'a> {
+    /// As recorded in status.
+    pub record: &'a Record,
+    /// The revision of the current template.
+    pub update: &'a str,
+    /// Desired pods per cell, in `values` order.
+    pub cells: &'a [(String, usize)],
+    /// Per cell of `cells`: its InPlaceSet, if there is one.
+    pub active: &'a [Option<Observed>],
+    /// Sets of cells no longer in `values`.
+    pub removed: &'a [Observed],
+    pub beta: bool,
+    pub batch: usize,
+    pub need_confirm: bool,
+    pub paused: bool,
+    /// The annotation `cafe.sofastack.io/upgrade-confirmed` is "true".
+    pub confirmed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Record this before acting on the targets.
+    pub record: Record,
+    pub progress: Progress,
+    pub targets: Vec<Target>,
+    /// Pods that may be out of traffic at once over all cells.
+    pub budget: usize,
+    /// A confirmation wait begins: reset the annotation to "false" first.
+    pub begins_waiting: bool,
+}
+
+pub fn decide(input: &Input) -> Decision {
+    let given: BTreeMap<String, usize> = input
+        .cells
+        .iter()
+        .zip(input.active)
+        .filter_map(|((name, _), o)| Some((name.clone(), o.as_ref()?.given?)))
+        .collect();
+    let record = input.record.for_template(input.update, &given);
+    let sizes: Vec<usize> = input.cells.iter().map(|(_, n)| *n).collect();
+    let plan = Plan::new(&sizes, input.beta && !record.rollback, input.batch);
+    let updated: Vec<usize> = input
+        .active
+        .iter()
+        .map(|o| {
+            o.as_ref()
+                .filter(|o| o.fresh)
+                .map_or(0, |o| o.updated_available)
+        })
+        .collect();
+    let completed = if input.removed.is_empty() {
+        plan.covered_by(&updated)
+    } else {
+        // A removed cell still holds pods: the release is not over.
+        plan.covered_by(&updated)
+            .min(plan.groups().saturating_sub(1))
+    };
+    let progress_input = progress::Input {
+        groups: plan.groups(),
+        opened: record.opened,
+        completed,
+        need_confirm: input.need_confirm,
+        paused: input.paused,
+        rollback: record.rollback || record.releases_stable(),
+        awaiting: record.awaiting,
+        confirmed: input.confirmed,
+    };
+    let progress = progress::decide(&progress_input);
+    let begins_waiting = progress.begins_waiting(&progress_input);
+    let mut record = Record {
+        opened: progress.opened,
+        awaiting: progress.awaiting,
+        ..record
+    };
+    if progress.phase == progress::Phase::Complete {
+        record = record.complete();
+    }
+    let targets = cells::targets(
+        &record,
+        &plan,
+        progress.opened,
+        input.cells,
+        input.active,
+        input.removed,
+    );
+    let desired: usize = sizes.iter().sum();
+    Decision {
+        record,
+        progress,
+        targets,
+        budget: cells::budget(&plan, desired),
+        begins_waiting,
+    }
+}
+
+#[cfg(test)]
+mod tests;

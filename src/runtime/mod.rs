@@ -1,5 +1,6 @@
 //! The imperative shell around the controllers: the client, start-up checks.
 
+pub mod backoff;
 pub mod client;
 pub mod health;
 pub mod leader;

@@ -19,9 +19,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::declared_components;
 use super::service::{self, Action as Step, EndpointIndex, PodView};
 use crate::api::names::{REVISION_LABEL, traffic_finalizer};
-use crate::inplaceset::pods::declared_components;
 use crate::runtime::{Telemetry, run_until_stopped, scoped_api, watch_cache};
 
 /// The name of the built-in component (and of its finalizer's last segment).

@@ -8,8 +8,17 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
-use super::super::api::names::TRAFFIC_GATE;
-use crate::inplaceset::lifecycle::Gate;
+use crate::api::names::TRAFFIC_GATE;
+
+/// The state of the operator's readiness gate condition on a pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Gate {
+    /// `None` when the condition does not exist yet: the pod is not in traffic.
+    pub open: Option<bool>,
+    pub reason: String,
+    /// When the condition last changed (unix seconds).
+    pub since: i64,
+}
 
 /// The status patch that opens or closes the gate.
 pub fn patch(open: bool, reason: &str, message: &str, now_rfc3339: &str) -> Value {

@@ -1,0 +1,565 @@
+//! The CafeDeployment decision, pure: from the object, its cells' InPlaceSets
+//! and its revision history (all read from caches), and `now`, what to write —
+//! the confirmation reset, the status (the release record), each cell's
+//! InPlaceSet, the sets to delete, and the events. No client: every rule is a
+//! unit test.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use super::build::{self, CellSet, REVISION_ANNOTATION, STABLE_REVISION_ANNOTATION};
+use super::reschedule::rescheduled_sizes;
+use crate::api::count::resolve;
+use crate::api::names::{CELL_LABEL, UPGRADE_CONFIRMED_ANNOTATION, condition};
+use crate::api::{
+    CafeDeployment, CafeDeploymentStatus, CellStatus, ConfirmationWait, InPlaceSet, Phase,
+    ReleaseStatus, UpgradeType, observed_condition,
+};
+use crate::release::baseline::Record;
+use crate::release::cells::{Observed, Target};
+use crate::release::progress;
+use crate::release::{self, Input};
+use crate::topology::distribute;
+
+/// What the controller read.
+pub struct Observation<'a> {
+    pub cd: &'a CafeDeployment,
+    /// The InPlaceSets this CafeDeployment owns (any cell, also removed ones).
+    pub sets: Vec<&'a InPlaceSet>,
+    /// Templates of the recorded revisions, by revision name.
+    pub history: &'a BTreeMap<String, PodTemplateSpec>,
+    /// The name of the current template's revision (`<cd>-<hash>`).
+    pub update: &'a str,
+    pub now: &'a Time,
+}
+
+/// An event to publish on the CafeDeployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// What to write, in order: the confirmation reset, the status, the sets.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Reset `upgrade-confirmed` to "false" before recording a new wait.
+    pub reset_confirmation: bool,
+    pub status: CafeDeploymentStatus,
+    /// Each cell's InPlaceSet as it should be (applied where it differs).
+    pub sets: Vec<InPlaceSet>,
+    /// Sets of removed cells, drained empty: delete them.
+    pub delete: Vec<String>,
+    pub notes: Vec<Note>,
+    /// Seconds until a time-based look is due (autoReschedule).
+    pub wake: Option<i64>,
+}
+
+/// The release as recorded in status.
+pub fn record_of(status: &CafeDeploymentStatus) -> Record {
+    let release = status.release.as_ref();
+    let revision = release
+        .map(|r| r.revision.clone())
+        .filter(|r| !r.is_empty());
+    Record {
+        stable: status.current_revision.clone(),
+        opened: release.map_or(0, |r| usize::try_from(r.opened).unwrap_or(0)),
+        rollback: release.is_some_and(|r| r.rollback),
+        awaiting: release
+            .and_then(|r| r.awaiting_confirmation.as_ref())
+            .filter(|w| Some(&w.revision) == revision.as_ref())
+            .map(|w| usize::try_from(w.group).unwrap_or(0)),
+        baseline: release
+            .map(|r| &r.baseline)
+            .filter(|b| !b.is_empty())
+            .map(|b| {
+                b.iter()
+                    .map(|(k, v)| (k.clone(), usize::try_from(*v).unwrap_or(0)))
+                    .collect()
+            }),
+        revision,
+    }
+}
+
+fn cell_of(set: &InPlaceSet) -> String {
+    set.labels().get(CELL_LABEL).cloned().unwrap_or_default()
+}
+
+/// A set as the release sees it: its counts are trusted only when its status
+/// describes its current spec and it carries the revisions of `record`.
+fn observe(set: &InPlaceSet, update: &str, record: &Record) -> Observed {
+    let status = set.status.clone().unwrap_or_default();
+    let annotation = |key: &str| set.annotations().get(key).cloned();
+    let carries = annotation(REVISION_ANNOTATION).as_deref() == Some(update)
+        && annotation(STABLE_REVISION_ANNOTATION) == record.stable.clone().filter(|s| s != update);
+    let fresh = carries && status.observed_generation == set.metadata.generation;
+    let count = |n: i32| usize::try_from(n).unwrap_or(0);
+    Observed {
+        name: cell_of(set),
+        given: usize::try_from(set.spec.replicas).ok(),
+        live: count(status.replicas),
+        available: count(status.available_replicas),
+        updated_available: if fresh {
+            count(status.updated_available_replicas)
+        } else {
+            0
+        },
+        stable_available: if fresh {
+            count(status.stable_available_replicas)
+        } else {
+            0
+        },
+        fresh,
+    }
+}
+
+pub fn decide(obs: &Observation) -> Outcome {
+    let cd = obs.cd;
+    let spec = &cd.spec;
+    let previous = cd.status.clone().unwrap_or_default();
+    let now = obs.now.0.as_second();
+    let replicas = usize::try_from(spec.replicas).unwrap_or(0);
+    let cells = build::cells(&spec.topology);
+    let distribution = match distribute(replicas, &cells, &spec.topology.unit_replicas) {
+        Ok(d) => d,
+        Err(e) => return invalid(cd, &previous, obs.now, e.to_string()),
+    };
+    let batch = match resolve(&spec.strategy.batch_size, replicas, false) {
+        Ok(b) => b.max(1),
+        Err(e) => return invalid(cd, &previous, obs.now, format!("strategy.batchSize {e}")),
+    };
+    let by_cell: BTreeMap<String, &InPlaceSet> =
+        obs.sets.iter().map(|s| (cell_of(s), *s)).collect();
+    let active_sets: Vec<Option<&InPlaceSet>> =
+        cells.iter().map(|c| by_cell.get(c).copied()).collect();
+    let (sizes, away, wake) =
+        rescheduled_sizes(cd, &previous, &cells, &distribution, &active_sets, now);
+    let sized: Vec<(String, usize)> = cells.iter().cloned().zip(sizes.iter().copied()).collect();
+
+    let record = record_of(&previous);
+    let active: Vec<Option<Observed>> = active_sets
+        .iter()
+        .map(|s| s.map(|s| observe(s, obs.update, &record)))
+        .collect();
+    let removed_sets: Vec<&InPlaceSet> = obs
+        .sets
+        .iter()
+        .filter(|s| !cells.contains(&cell_of(s)))
+        .copied()
+        .collect();
+    let removed: Vec<Observed> = removed_sets
+        .iter()
+        .map(|s| observe(s, obs.update, &record))
+        .collect();
+    let confirmed = cd
+        .annotations()
+        .get(UPGRADE_CONFIRMED_ANNOTATION)
+        .map(String::as_str)
+        == Some("true");
+    let decision = release::decide(&Input {
+        record: &record,
+        update: obs.update,
+        cells: &sized,
+        active: &active,
+        removed: &removed,
+        beta: spec.strategy.upgrade_type == UpgradeType::Beta,
+        batch,
+        need_confirm: spec.strategy.need_waiting_for_confirm,
+        paused: spec.strategy.pause,
+        confirmed,
+    });
+
+    let mut notes = Vec::new();
+    let stable_template = decision
+        .record
+        .stable
+        .as_ref()
+        .filter(|s| s.as_str() != obs.update)
+        .and_then(|s| obs.history.get(s).map(|t| (t, s.as_str())));
+    let mut sets = Vec::new();
+    let mut delete = Vec::new();
+    for target in &decision.targets {
+        let existing = by_cell.get(&target.name);
+        if target.retiring {
+            let Some(set) = existing else { continue };
+            let live = set.status.as_ref().map_or(0, |s| s.replicas);
+            if target.replicas == 0 && live == 0 && set.spec.replicas == 0 {
+                delete.push(set.name_any());
+                notes.push(note(
+                    false,
+                    "RemovedCell",
+                    format!(
+                        "cell {} drained; its InPlaceSet {} deleted",
+                        target.name,
+                        set.name_any()
+                    ),
+                ));
+                continue;
+            }
+            if usize::try_from(set.spec.replicas).ok() != Some(target.replicas) {
+                notes.push(note(
+                    false,
+                    "DrainingCell",
+                    format!(
+                        "cell {} was removed from topology.values: {} of its pods stay until \
+                         their replacements are in traffic",
+                        target.name, target.replicas
+                    ),
+                ));
+            }
+            sets.push(retiring_set(set, target));
+            continue;
+        }
+        sets.push(build::inplaceset(
+            cd,
+            &CellSet {
+                cell: &target.name,
+                replicas: target.replicas,
+                partition: target.partition,
+                max_unavailable: target.max_unavailable,
+                paused: spec.strategy.pause,
+                update: (&spec.template, obs.update),
+                stable: stable_template,
+            },
+        ));
+    }
+
+    let status = compute_status(cd, obs, &sized, &away, &active_sets, &decision, &previous);
+    if status.phase != previous.phase
+        && let Some(phase) = status.phase
+    {
+        let message = status
+            .release
+            .as_ref()
+            .map(|r| r.message.clone())
+            .unwrap_or_default();
+        notes.push(note(
+            phase == Phase::Stalled,
+            &format!("{phase:?}"),
+            message,
+        ));
+    }
+    if decision.begins_waiting {
+        let name = cd.name_any();
+        notes.push(note(
+            false,
+            "WaitingForConfirm",
+            format!(
+                "group {} of {} done; confirm group {} with: kubectl annotate cafedeployment \
+                 {name} {UPGRADE_CONFIRMED_ANNOTATION}=true --overwrite",
+                decision.progress.completed,
+                decision.progress.groups,
+                decision.progress.completed + 1
+            ),
+        ));
+    }
+    Outcome {
+        reset_confirmation: decision.begins_waiting,
+        status,
+        sets,
+        delete,
+        notes,
+        wake,
+    }
+}
+
+fn note(warning: bool, reason: &str, message: String) -> Note {
+    Note {
+        warning,
+        reason: reason.to_string(),
+        message,
+    }
+}
+
+/// A removed cell's set keeps its templates; it only shrinks, paused.
+fn retiring_set(set: &InPlaceSet, target: &Target) -> InPlaceSet {
+    let mut desired = InPlaceSet::new(&set.name_any(), set.spec.clone());
+    desired.spec.replicas = i32::try_from(target.replicas).unwrap_or(i32::MAX);
+    desired.spec.strategy.partition =
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(desired.spec.replicas);
+    desired.spec.strategy.max_unavailable =
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0);
+    desired.spec.strategy.paused = true;
+    desired.metadata.namespace = set.namespace();
+    desired.metadata.labels = set.metadata.labels.clone();
+    desired.metadata.annotations = set.metadata.annotations.clone();
+    desired.metadata.owner_references = set.metadata.owner_references.clone();
+    desired
+}
+
+/// The spec cannot be acted on (a rule the API server cannot check): say so,
+/// for this generation, and change nothing until the spec changes.
+fn invalid(
+    cd: &CafeDeployment,
+    previous: &CafeDeploymentStatus,
+    now: &Time,
+    why: String,
+) -> Outcome {
+    let mut status = previous.clone();
+    status.observed_generation = cd.metadata.generation;
+    status.phase = Some(Phase::Stalled);
+    let message = format!("invalid spec: {why}");
+    if let Some(release) = status.release.as_mut() {
+        release.message = message.clone();
+    }
+    let cond = |type_: &str, ok: bool, reason: &str| {
+        observed_condition(
+            &previous.conditions,
+            type_,
+            ok,
+            reason,
+            message.clone(),
+            cd.metadata.generation,
+            now,
+        )
+    };
+    status.conditions = vec![
+        cond(condition::READY, false, condition::INVALID_SPEC),
+        cond(condition::RECONCILING, false, condition::INVALID_SPEC),
+        cond(condition::STALLED, true, condition::INVALID_SPEC),
+        cond(condition::PROGRESSING, false, condition::INVALID_SPEC),
+    ];
+    let notes = if previous.phase != Some(Phase::Stalled)
+        || previous.observed_generation != cd.metadata.generation
+    {
+        vec![note(true, condition::INVALID_SPEC, message)]
+    } else {
+        Vec::new()
+    };
+    Outcome {
+        status,
+        notes,
+        ..Outcome::default()
+    }
+}
+
+fn compute_status(
+    cd: &CafeDeployment,
+    obs: &Observation,
+    distribution: &[(String, usize)],
+    away: &[usize],
+    observed: &[Option<&InPlaceSet>],
+    decision: &release::Decision,
+    previous: &CafeDeploymentStatus,
+) -> CafeDeploymentStatus {
+    let revision = obs.update;
+    let record = &decision.record;
+    let progress = &decision.progress;
+    let mut status = CafeDeploymentStatus {
+        observed_generation: cd.metadata.generation,
+        selector: Some(
+            cd.spec
+                .selector
+                .match_labels
+                .iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        current_revision: record.stable.clone(),
+        update_revision: Some(revision.to_string()),
+        ..CafeDeploymentStatus::default()
+    };
+    let mut rows = Vec::new();
+    // Counts over every set, removed cells included: pods are pods.
+    for set in &obs.sets {
+        let s = set.status.clone().unwrap_or_default();
+        status.replicas += s.replicas;
+        status.ready_replicas += s.ready_replicas;
+        status.available_replicas += s.available_replicas;
+        let carries = set
+            .annotations()
+            .get(REVISION_ANNOTATION)
+            .map(String::as_str)
+            == Some(revision);
+        if carries {
+            status.updated_replicas += s.updated_replicas;
+            status.updated_ready_replicas += s.updated_ready_replicas;
+        }
+    }
+    for (i, ((cell, size), set)) in distribution.iter().zip(observed).enumerate() {
+        let s = set.and_then(|s| s.status.clone()).unwrap_or_default();
+        let carries = set.is_some_and(|s| {
+            s.annotations().get(REVISION_ANNOTATION).map(String::as_str) == Some(revision)
+        });
+        rows.push(CellStatus {
+            name: cell.clone(),
+            replicas: i32::try_from(*size).unwrap_or(i32::MAX),
+            updated: if carries { s.updated_replicas } else { 0 },
+            ready: s.ready_replicas,
+            available: s.available_replicas,
+            rescheduled_away: i32::try_from(away.get(i).copied().unwrap_or(0)).unwrap_or(0),
+        });
+    }
+    let cells_text = rows
+        .iter()
+        .map(|r| format!("{} {}/{}", r.name, r.updated, r.replicas))
+        .collect::<Vec<_>>()
+        .join(", ");
+    status.cells = rows;
+    let name = cd.name_any();
+    let creating = record.stable.is_none();
+    let rollback = record.rollback
+        || (record.releases_stable() && progress.phase != progress::Phase::Complete);
+    let (phase, message) = match &progress.phase {
+        progress::Phase::Complete
+            if !obs
+                .sets
+                .iter()
+                .any(|s| !distribution.iter().any(|(c, _)| *c == cell_of(s))) =>
+        {
+            (
+                Phase::Healthy,
+                format!(
+                    "all {} pods run {revision} ({cells_text})",
+                    cd.spec.replicas
+                ),
+            )
+        }
+        progress::Phase::Complete => (
+            Phase::Progressing,
+            format!("moving pods out of removed cells ({cells_text})"),
+        ),
+        progress::Phase::WaitingForConfirm(group) => (
+            Phase::WaitingForConfirm,
+            format!(
+                "group {} of {} done ({cells_text}); confirm to continue: kubectl annotate \
+                 cafedeployment {name} {UPGRADE_CONFIRMED_ANNOTATION}=true --overwrite",
+                group - 1,
+                progress.groups
+            ),
+        ),
+        progress::Phase::Paused => (
+            Phase::Paused,
+            format!(
+                "paused after group {} of {} ({cells_text}); resume: kubectl patch cafedeployment \
+                 {name} --type merge -p '{{\"spec\":{{\"strategy\":{{\"pause\":false}}}}}}'",
+                progress.completed, progress.groups
+            ),
+        ),
+        progress::Phase::Progressing => (
+            if rollback {
+                Phase::RollingBack
+            } else {
+                Phase::Progressing
+            },
+            format!(
+                "{} group {} of {} ({cells_text})",
+                if creating {
+                    "creating the pods of"
+                } else if rollback {
+                    "rolling back"
+                } else {
+                    "releasing"
+                },
+                progress.opened,
+                progress.groups
+            ),
+        ),
+    };
+    // A stalled cell stalls the release: say which and why, and how to recover.
+    let stalled = distribution
+        .iter()
+        .zip(observed)
+        .find_map(|((cell, _), set)| {
+            let s = set.as_ref()?.status.as_ref()?;
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == condition::STALLED && c.status == "True")
+                .map(|c| (cell.clone(), c.reason.clone(), c.message.clone()))
+        });
+    let (phase, message) = match (&stalled, phase) {
+        (Some((cell, reason, why)), p) if p != Phase::Healthy => (
+            Phase::Stalled,
+            format!(
+                "cell {cell}: {reason}: {why}. Roll back with: kubectl patch cafedeployment \
+                 {name} --type merge -p '{{\"spec\":{{\"rollbackTo\":{{\"revision\":0}}}}}}'"
+            ),
+        ),
+        _ => (phase, message),
+    };
+    let done = i32::try_from(progress.completed).unwrap_or(i32::MAX);
+    let total = i32::try_from(progress.groups).unwrap_or(i32::MAX);
+    status.phase = Some(phase);
+    status.release = Some(ReleaseStatus {
+        revision: record
+            .revision
+            .clone()
+            .unwrap_or_else(|| revision.to_string()),
+        rollback: record.rollback && phase != Phase::Healthy,
+        group: done,
+        opened: i32::try_from(progress.opened).unwrap_or(i32::MAX),
+        groups: total,
+        progress: format!("{done}/{total}"),
+        message: message.clone(),
+        awaiting_confirmation: record.awaiting.map(|group| ConfirmationWait {
+            revision: revision.to_string(),
+            group: i32::try_from(group).unwrap_or(i32::MAX),
+        }),
+        baseline: record
+            .baseline
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), i32::try_from(*v).unwrap_or(i32::MAX)))
+            .collect(),
+    });
+    let complete = phase == Phase::Healthy;
+    let cond = |type_: &str, ok: bool, reason: &str| {
+        observed_condition(
+            &previous.conditions,
+            type_,
+            ok,
+            reason,
+            message.clone(),
+            cd.metadata.generation,
+            obs.now,
+        )
+    };
+    let available = status.available_replicas >= cd.spec.replicas;
+    status.conditions = vec![
+        cond(
+            condition::AVAILABLE,
+            available,
+            if available {
+                "MinimumReplicasAvailable"
+            } else {
+                "MinimumReplicasUnavailable"
+            },
+        ),
+        cond(
+            condition::PROGRESSING,
+            phase != Phase::Stalled,
+            if phase == Phase::Stalled {
+                "ProgressDeadlineExceeded"
+            } else if complete {
+                "NewRevisionAvailable"
+            } else {
+                "ReplicaSetUpdated"
+            },
+        ),
+        cond(
+            condition::READY,
+            complete,
+            if complete { "Ready" } else { "Releasing" },
+        ),
+        cond(
+            condition::RECONCILING,
+            !complete,
+            if complete { "Ready" } else { "Releasing" },
+        ),
+        cond(
+            condition::STALLED,
+            stalled.is_some() && !complete,
+            stalled
+                .as_ref()
+                .filter(|_| !complete)
+                .map_or("NotStalled", |(_, reason, _)| reason.as_str()),
+        ),
+    ];
+    status
+}

@@ -1,0 +1,318 @@
+//! What each cell's InPlaceSet is given, pure: how many pods, how many of
+//! them stay on the stable revision (the partition), and how many may leave
+//! traffic at once (maxUnavailable).
+//!
+//! - **Blast radius.** A cell holds at most `moved_after(opened)` pods off the
+//!   stable revision. Pods the stable revision does not cover yet (a creation,
+//!   or the rest of an interrupted one) come only as groups open.
+//! - **Surge first.** A cell that must shrink (a scale-in, a pin moved, a cell
+//!   removed from `values`) gives up pods only while the pods available over
+//!   the whole CafeDeployment exceed the desired count, so replacements
+//!   elsewhere are in traffic before the pods they replace leave it.
+//!   Unavailable pods go first: they serve nothing.
+//! - **Budget.** Pods taken out of traffic at once, over all cells, never
+//!   exceed one group (the largest group of the plan), nor leave a Service
+//!   without an endpoint (at most `replicas - 1`). Cells with pods to move get
+//!   the budget: the open group's share first, the rest round-robin.
+
+use super::baseline::Record;
+use super::plan::Plan;
+
+/// One cell as its InPlaceSet reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub name: String,
+    /// The set's spec.replicas (None: no set yet).
+    pub given: Option<usize>,
+    /// Live (not terminating) pods.
+    pub live: usize,
+    pub available: usize,
+    /// Available pods on the update / the stable revision.
+    pub updated_available: usize,
+    pub stable_available: usize,
+    /// The set's status describes its current spec.
+    pub fresh: bool,
+}
+
+/// What a cell's InPlaceSet is given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    pub replicas: usize,
+    /// Pods that stay on the stable revision.
+    pub partition: usize,
+    pub max_unavailable: usize,
+    /// Removed from `topology.values`: drained away, then deleted.
+    pub retiring: bool,
+}
+
+/// The cells of the spec (`sizes`, in `values` order) and the removed ones.
+pub fn targets(
+    record: &Record,
+    plan: &Plan,
+    opened: usize,
+    cells: &[(String, usize)],
+    active: &[Option<Observed>],
+    removed: &[Observed],
+) -> Vec<Target> {
+    let desired: usize = cells.iter().map(|(_, n)| *n).sum();
+    let allowed = if record.releases_stable() {
+        cells.iter().map(|(_, n)| *n).collect()
+    } else {
+        plan.moved_after(opened)
+    };
+    let mut out: Vec<Target> = cells
+        .iter()
+        .zip(&allowed)
+        .map(|((name, size), allowed)| {
+            let stable = record.stable_slots(name, *size);
+            let replicas = stable + (*allowed).min(size - stable);
+            Target {
+                name: name.clone(),
+                replicas,
+                partition: replicas - (*allowed).min(replicas),
+                max_unavailable: 0,
+                retiring: false,
+            }
+        })
+        .collect();
+    out.extend(removed.iter().map(|o| Target {
+        name: o.name.clone(),
+        replicas: 0,
+        partition: 0,
+        max_unavailable: 0,
+        retiring: true,
+    }));
+    let observed: Vec<Option<&Observed>> = active
+        .iter()
+        .map(Option::as_ref)
+        .chain(removed.iter().map(Some))
+        .collect();
+    hold_shrinking_cells(&mut out, &observed, desired, plan.largest_group());
+    allocate_budget(&mut out, &observed, plan, opened, desired);
+    out
+}
+
+/// Surge first: shrinking cells keep their pods until the rest of the
+/// CafeDeployment has enough available pods without them.
+fn hold_shrinking_cells(
+    out: &mut [Target],
+    observed: &[Option<&Observed>],
+    desired: usize,
+    budget: usize,
+) {
+    let available: usize = observed.iter().flatten().map(|o| o.available).sum();
+    let leaving: usize = observed
+        .iter()
+        .flatten()
+        .map(|o| o.live.saturating_sub(o.given.unwrap_or(0)))
+        .sum();
+    let mut surplus = available
+        .saturating_sub(desired)
+        .min(budget.saturating_sub(leaving));
+    // Removed cells first, then the others in `values` order.
+    let mut order: Vec<usize> = (0..out.len()).filter(|i| out[*i].retiring).collect();
+    order.extend((0..out.len()).filter(|i| !out[*i].retiring));
+    for i in order {
+        let Some(o) = observed[i] else { continue };
+        let target = &mut out[i];
+        // A held pod that is lost is not replaced: holding only delays a drain.
+        let given = o.given.unwrap_or(0).min(o.live.max(target.replicas));
+        if given <= target.replicas {
+            continue;
+        }
+        let excess = given - target.replicas;
+        let unavailable = o.live.saturating_sub(o.available).min(excess);
+        let cut = (unavailable + surplus).min(excess);
+        surplus -= cut - unavailable.min(cut);
+        let kept = given - cut;
+        // Held pods stay where they are: the partition grows with them.
+        let moving = target.replicas - target.partition;
+        target.replicas = kept;
+        target.partition = kept - moving.min(kept);
+    }
+}
+
+/// Pods that may be out of traffic at once: one group, and never the last
+/// available pod (`replicas - 1`, but at least one so a release can move).
+pub fn budget(plan: &Plan, desired: usize) -> usize {
+    plan.largest_group().min(desired.saturating_sub(1).max(1))
+}
+
+fn allocate_budget(
+    out: &mut [Target],
+    observed: &[Option<&Observed>],
+    plan: &Plan,
+    opened: usize,
+    desired: usize,
+) {
+    let mut room = budget(plan, desired);
+    let share = plan.group(opened);
+    let work: Vec<usize> = out
+        .iter()
+        .zip(observed)
+        .enumerate()
+        .map(|(i, (t, o))| {
+            if t.retiring {
+                return 0;
+            }
+            let share = share.get(i).copied().unwrap_or(0);
+            match o {
+                Some(o) if o.fresh && o.given == Some(t.replicas) => {
+                    let update = t.replicas - t.partition;
+                    update.saturating_sub(o.updated_available)
+                        + t.partition.saturating_sub(o.stable_available)
+                }
+                // Not observed yet: ask for the group's share.
+                _ => share,
+            }
+        })
+        .collect();
+    for (i, t) in out.iter_mut().enumerate() {
+        let want = work[i].min(share.get(i).copied().unwrap_or(0)).min(room);
+        t.max_unavailable = want;
+        room -= want;
+    }
+    while room > 0 {
+        let mut gave = false;
+        for (i, t) in out.iter_mut().enumerate() {
+            if room > 0 && work[i] > t.max_unavailable {
+                t.max_unavailable += 1;
+                room -= 1;
+                gave = true;
+            }
+        }
+        if !gave {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cells(sizes: &[usize]) -> Vec<(String, usize)> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("c{i}"), *n))
+            .collect()
+    }
+
+    fn serving(name: &str, n: usize, updated: usize) -> Observed {
+        Observed {
+            name: name.into(),
+            given: Some(n),
+            live: n,
+            available: n,
+            updated_available: updated,
+            stable_available: n - updated,
+            fresh: true,
+        }
+    }
+
+    fn stable(r: &str) -> Record {
+        Record {
+            stable: Some(r.into()),
+            revision: Some("r2".into()),
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn a_release_moves_only_the_opened_groups_per_cell() {
+        let plan = Plan::new(&[5, 5], true, 4);
+        let obs = vec![Some(serving("c0", 5, 0)), Some(serving("c1", 5, 0))];
+        let t = targets(&stable("r1"), &plan, 1, &cells(&[5, 5]), &obs, &[]);
+        assert_eq!(
+            t.iter()
+                .map(|t| (t.replicas, t.partition, t.max_unavailable))
+                .collect::<Vec<_>>(),
+            vec![(5, 4, 1), (5, 4, 1)]
+        );
+    }
+
+    #[test]
+    fn scaling_out_mid_release_adds_stable_pods_only() {
+        // 10 -> 20 while the Beta group (1+1) waits.
+        let plan = Plan::new(&[10, 10], true, 4);
+        let obs = vec![Some(serving("c0", 5, 1)), Some(serving("c1", 5, 1))];
+        let t = targets(&stable("r1"), &plan, 1, &cells(&[10, 10]), &obs, &[]);
+        assert!(t.iter().all(|t| t.replicas == 10 && t.partition == 9));
+    }
+
+    #[test]
+    fn a_first_creation_creates_only_what_the_groups_opened() {
+        let record = Record {
+            revision: Some("r1".into()),
+            ..Record::default()
+        };
+        let plan = Plan::new(&[5, 5], true, 4);
+        let t = targets(&record, &plan, 2, &cells(&[5, 5]), &[None, None], &[]);
+        assert!(t.iter().all(|t| t.replicas == 3 && t.partition == 0));
+    }
+
+    #[test]
+    fn an_interrupted_creation_creates_the_rest_with_the_new_release() {
+        let record = Record {
+            stable: Some("r1".into()),
+            revision: Some("r2".into()),
+            baseline: Some([("c0".to_string(), 3), ("c1".to_string(), 3)].into()),
+            ..Record::default()
+        };
+        let plan = Plan::new(&[5, 5], true, 4);
+        let beta = targets(&record, &plan, 1, &cells(&[5, 5]), &[None, None], &[]);
+        // One new pod per cell on r2; the three r1 pods stay.
+        assert!(beta.iter().all(|t| (t.replicas, t.partition) == (4, 3)));
+        let second = targets(&record, &plan, 2, &cells(&[5, 5]), &[None, None], &[]);
+        // Three on r2: two new, one r1 pod updated in place.
+        assert!(second.iter().all(|t| (t.replicas, t.partition) == (5, 2)));
+    }
+
+    #[test]
+    fn a_moved_cell_drains_only_as_replacements_become_available() {
+        let record = Record {
+            stable: Some("r1".into()),
+            revision: Some("r1".into()),
+            opened: usize::MAX,
+            ..Record::default()
+        };
+        let plan = Plan::new(&[4], false, 1);
+        let old = serving("a", 4, 4);
+        let mut new = Observed {
+            name: "b".into(),
+            given: Some(4),
+            live: 4,
+            fresh: true,
+            ..Observed::default()
+        };
+        let t = targets(
+            &record,
+            &plan,
+            1,
+            &cells(&[4]),
+            &[Some(new.clone())],
+            std::slice::from_ref(&old),
+        );
+        assert_eq!(t[1].replicas, 4, "no replacement available yet: keep all");
+        new.available = 2;
+        let t = targets(&record, &plan, 1, &cells(&[4]), &[Some(new)], &[old]);
+        assert_eq!(
+            t[1].replicas, 3,
+            "two available, one pod per group of budget"
+        );
+    }
+
+    #[test]
+    fn two_pods_never_leave_traffic_together() {
+        let plan = Plan::new(&[1, 1], true, 4);
+        let obs = vec![Some(serving("c0", 1, 0)), Some(serving("c1", 1, 0))];
+        let t = targets(&stable("r1"), &plan, 1, &cells(&[1, 1]), &obs, &[]);
+        assert_eq!(
+            t.iter().map(|t| t.max_unavailable).sum::<usize>(),
+            1,
+            "the Service keeps one endpoint"
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! How far a release goes this round, pure: from the recorded groups opened,
+//! the groups completed (observed), pause and the confirmation state.
+//!
+//! Groups *opened* are recorded; groups *completed* are observed (their pods
+//! run the revision and are available). A group opens only once every opened
+//! one completed, so at most one group moves at a time. The only other
+//! remembered state is the confirmation wait (group), so that a "true" written
+//! before the wait began never confirms a later group.
+
+/// What the progress decision needs.
+#[derive(Clone, Debug, Default)]
+pub struct Input {
+    pub groups: usize,
+    /// Recorded: groups opened so far (may exceed `groups` after a scale-in).
+    pub opened: usize,
+    /// Observed: groups whose pods are all on the revision and available.
+    pub completed: usize,
+    pub need_confirm: bool,
+    pub paused: bool,
+    /// A rollback releases at once: no confirmation waits.
+    pub rollback: bool,
+    /// The recorded wait (a group of this release).
+    pub awaiting: Option<usize>,
+    /// The annotation `cafe.sofastack.io/upgrade-confirmed` is "true".
+    pub confirmed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Progressing,
+    /// Waiting for the user to confirm before this group (1-based) starts.
+    WaitingForConfirm(usize),
+    Paused,
+    Complete,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Groups opened after this decision (record it before acting on it).
+    pub opened: usize,
+    pub completed: usize,
+    pub groups: usize,
+    pub phase: Phase,
+    /// The wait to record; `Some` and different from the input's means the
+    /// wait begins now: reset the annotation to "false" first.
+    pub awaiting: Option<usize>,
+}
+
+impl Progress {
+    pub fn begins_waiting(&self, input: &Input) -> bool {
+        self.awaiting.is_some() && self.awaiting != input.awaiting
+    }
+}
+
+pub fn decide(input: &Input) -> Progress {
+    let groups = input.groups;
+    let completed = input.completed.min(groups);
+    let mut opened = input.opened.min(groups).max(completed);
+    let mut awaiting = None;
+    let phase = if completed >= groups {
+        opened = groups;
+        Phase::Complete
+    } else if completed < opened {
+        // The open group is still moving. Pause stops new groups here; the
+        // InPlaceSets are paused too, so pods that have not started stay put.
+        if input.paused {
+            Phase::Paused
+        } else {
+            Phase::Progressing
+        }
+    } else if input.paused {
+        // A wait stays on record through a pause: a confirmation given while
+        // paused counts once the release resumes.
+        if opened > 0 && input.need_confirm && !input.rollback {
+            awaiting = Some(opened + 1);
+        }
+        Phase::Paused
+    } else if opened == 0 || !input.need_confirm || input.rollback {
+        // The first group starts on its own; without confirmation, so does every next one.
+        opened += 1;
+        Phase::Progressing
+    } else {
+        let next = opened + 1;
+        if input.awaiting == Some(next) && input.confirmed {
+            opened = next;
+            Phase::Progressing
+        } else {
+            awaiting = Some(next);
+            Phase::WaitingForConfirm(next)
+        }
+    };
+    Progress {
+        opened,
+        completed,
+        groups,
+        phase,
+        awaiting,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(opened: usize, completed: usize) -> Input {
+        Input {
+            groups: 3,
+            opened,
+            completed,
+            need_confirm: true,
+            ..Input::default()
+        }
+    }
+
+    #[test]
+    fn the_first_group_opens_on_its_own_then_each_waits_for_a_confirmation() {
+        let p = decide(&input(0, 0));
+        assert_eq!((p.opened, p.phase), (1, Phase::Progressing));
+        let i = input(1, 1);
+        let p = decide(&i);
+        assert_eq!(p.phase, Phase::WaitingForConfirm(2));
+        assert!(p.begins_waiting(&i));
+        let confirmed = Input {
+            awaiting: Some(2),
+            confirmed: true,
+            ..input(1, 1)
+        };
+        assert_eq!(decide(&confirmed).opened, 2);
+    }
+
+    #[test]
+    fn a_true_from_an_earlier_wait_confirms_nothing() {
+        let stale = Input {
+            awaiting: Some(2),
+            confirmed: true,
+            ..input(2, 2)
+        };
+        let p = decide(&stale);
+        assert_eq!(
+            (p.opened, p.phase.clone()),
+            (2, Phase::WaitingForConfirm(3))
+        );
+        assert!(p.begins_waiting(&stale));
+    }
+
+    #[test]
+    fn nothing_opens_while_a_group_moves_or_while_paused() {
+        assert_eq!(decide(&input(2, 1)).opened, 2);
+        let paused = Input {
+            paused: true,
+            ..input(1, 1)
+        };
+        let p = decide(&paused);
+        assert_eq!((p.opened, p.phase, p.awaiting), (1, Phase::Paused, Some(2)));
+    }
+
+    #[test]
+    fn a_recorded_group_is_never_closed_and_a_smaller_plan_completes() {
+        // Scale-in shrank the plan to 2 groups while 3 were open.
+        let p = decide(&Input {
+            groups: 2,
+            opened: 3,
+            completed: 2,
+            ..Input::default()
+        });
+        assert_eq!((p.opened, p.phase), (2, Phase::Complete));
+    }
+
+    #[test]
+    fn a_rollback_never_waits() {
+        let p = decide(&Input {
+            rollback: true,
+            ..input(1, 1)
+        });
+        assert_eq!((p.opened, p.phase), (2, Phase::Progressing));
+    }
+}

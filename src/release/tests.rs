@@ -1,0 +1,375 @@
+//! Random sequences of what users and pods do mid-release, against a model of
+//! the InPlaceSets, checking the invariants after every step and that every
+//! release converges once the changes stop.
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// A pod in the model: its revision, and whether it is out of traffic
+/// because the operator is moving it (it comes back on the next step).
+#[derive(Clone, Debug)]
+struct Pod {
+    rev: u32,
+    moving: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Set {
+    pods: Vec<Pod>,
+    given: usize,
+    partition: usize,
+    max_unavailable: usize,
+    paused: bool,
+    update: u32,
+    stable: Option<u32>,
+}
+
+impl Set {
+    fn observe(&self, name: &str) -> Observed {
+        let available = |p: &&Pod| !p.moving;
+        Observed {
+            name: name.to_string(),
+            given: Some(self.given),
+            live: self.pods.len(),
+            available: self.pods.iter().filter(available).count(),
+            updated_available: self
+                .pods
+                .iter()
+                .filter(available)
+                .filter(|p| p.rev == self.update)
+                .count(),
+            stable_available: self
+                .pods
+                .iter()
+                .filter(available)
+                .filter(|p| Some(p.rev) == self.stable && p.rev != self.update)
+                .count(),
+            fresh: true,
+        }
+    }
+
+    /// One round of the InPlaceSet: moving pods land, then scale, create, move.
+    fn step(&mut self) {
+        for p in &mut self.pods {
+            p.moving = false;
+        }
+        // Scale-in: not-ready pods would go first; here, strays then surplus.
+        while self.pods.len() > self.given {
+            let stray = self
+                .pods
+                .iter()
+                .position(|p| p.rev != self.update && Some(p.rev) != self.stable);
+            let idx = stray.unwrap_or(self.pods.len() - 1);
+            self.pods.remove(idx);
+        }
+        let want_update = self.given - self.partition.min(self.given);
+        let on_update = |pods: &[Pod], u: u32| pods.iter().filter(|p| p.rev == u).count();
+        while self.pods.len() < self.given {
+            let rev = match self.stable {
+                Some(s) if on_update(&self.pods, self.update) >= want_update => s,
+                _ => self.update,
+            };
+            self.pods.push(Pod { rev, moving: true });
+        }
+        if self.paused {
+            return;
+        }
+        let mut budget = self.max_unavailable;
+        for i in 0..self.pods.len() {
+            if budget == 0 {
+                break;
+            }
+            let updated = on_update(&self.pods, self.update);
+            let p = &self.pods[i];
+            let to = if p.rev == self.update {
+                match self.stable {
+                    Some(s) if updated > want_update => Some(s),
+                    _ => None,
+                }
+            } else if updated < want_update {
+                Some(self.update)
+            } else if Some(p.rev) != self.stable {
+                self.stable
+            } else {
+                None
+            };
+            if let Some(rev) = to {
+                self.pods[i] = Pod { rev, moving: true };
+                budget -= 1;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Template,
+    Scale(usize),
+    Cells(Vec<bool>),
+    Confirm,
+    Pause(bool),
+    Rollback,
+    LosePod(usize),
+    Tick,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        1 => Just(Op::Template),
+        1 => (0usize..24).prop_map(Op::Scale),
+        1 => proptest::collection::vec(any::<bool>(), 3).prop_map(Op::Cells),
+        3 => Just(Op::Confirm),
+        1 => any::<bool>().prop_map(Op::Pause),
+        1 => Just(Op::Rollback),
+        1 => (0usize..3).prop_map(Op::LosePod),
+        6 => Just(Op::Tick),
+    ]
+}
+
+const CELLS: [&str; 3] = ["a", "b", "c"];
+
+struct World {
+    record: Record,
+    template: u32,
+    replicas: usize,
+    values: Vec<bool>,
+    sets: BTreeMap<String, Set>,
+    paused: bool,
+    confirmed: bool,
+    next_template: u32,
+    beta: bool,
+    batch: usize,
+}
+
+impl World {
+    fn cells(&self) -> Vec<(String, usize)> {
+        let names: Vec<&str> = CELLS
+            .iter()
+            .zip(&self.values)
+            .filter(|(_, on)| **on)
+            .map(|(c, _)| *c)
+            .collect();
+        let n = names.len().max(1);
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (
+                    c.to_string(),
+                    self.replicas / n + usize::from(i < self.replicas % n),
+                )
+            })
+            .collect()
+    }
+
+    /// One reconcile of the CafeDeployment, then one round of every set.
+    fn reconcile(&mut self) -> Decision {
+        let cells = self.cells();
+        let update = format!("r{}", self.template);
+        let active: Vec<Option<Observed>> = cells
+            .iter()
+            .map(|(c, _)| self.sets.get(c).map(|s| s.observe(c)))
+            .collect();
+        let removed: Vec<Observed> = self
+            .sets
+            .iter()
+            .filter(|(c, _)| !cells.iter().any(|(n, _)| n == *c))
+            .map(|(c, s)| s.observe(c))
+            .collect();
+        let decision = decide(&Input {
+            record: &self.record,
+            update: &update,
+            cells: &cells,
+            active: &active,
+            removed: &removed,
+            beta: self.beta,
+            batch: self.batch,
+            need_confirm: true,
+            paused: self.paused,
+            confirmed: self.confirmed,
+        });
+        if decision.begins_waiting {
+            self.confirmed = false;
+        }
+        self.record = decision.record.clone();
+        let rev = |r: &Option<String>| {
+            r.as_deref()
+                .and_then(|r| r.strip_prefix('r'))
+                .and_then(|n| n.parse::<u32>().ok())
+        };
+        for t in &decision.targets {
+            if t.retiring
+                && t.replicas == 0
+                && self.sets.get(&t.name).is_some_and(|s| s.pods.is_empty())
+            {
+                self.sets.remove(&t.name);
+                continue;
+            }
+            let set = self.sets.entry(t.name.clone()).or_default();
+            set.given = t.replicas;
+            set.partition = t.partition;
+            set.max_unavailable = t.max_unavailable;
+            set.paused = self.paused || t.retiring;
+            if !t.retiring {
+                set.update = self.template;
+                set.stable = rev(&self.record.stable);
+            }
+        }
+        decision
+    }
+
+    fn tick(&mut self) {
+        for set in self.sets.values_mut() {
+            set.step();
+        }
+    }
+}
+
+/// Pods on the template's revision per cell, before a round.
+fn on_template(world: &World) -> BTreeMap<String, usize> {
+    world
+        .sets
+        .iter()
+        .map(|(c, s)| {
+            (
+                c.clone(),
+                s.pods.iter().filter(|p| p.rev == world.template).count(),
+            )
+        })
+        .collect()
+}
+
+fn check(
+    world: &World,
+    decision: &Decision,
+    before: &BTreeMap<String, usize>,
+) -> Result<(), TestCaseError> {
+    let cells = world.cells();
+    let sizes: Vec<usize> = cells.iter().map(|(_, n)| *n).collect();
+    let plan = Plan::new(&sizes, world.beta && !decision.record.rollback, world.batch);
+    let allowed = if decision.record.releases_stable() {
+        sizes.clone()
+    } else {
+        plan.moved_after(decision.progress.opened)
+    };
+    let stable_rev = decision
+        .record
+        .stable
+        .as_deref()
+        .and_then(|r| r.strip_prefix('r'))
+        .and_then(|n| n.parse::<u32>().ok());
+    // (a) per cell, pods on the update revision within what the groups opened
+    // (pods that existed before a re-plan are never added to, only moved off).
+    for ((name, _), allowed) in cells.iter().zip(&allowed) {
+        if let Some(set) = world.sets.get(name)
+            && Some(world.template) != stable_rev
+        {
+            let on_update = set.pods.iter().filter(|p| p.rev == world.template).count();
+            let had = before.get(name).copied().unwrap_or(0);
+            prop_assert!(
+                on_update <= (*allowed).max(had),
+                "cell {name}: {on_update} pods on r{} but the groups opened allow {allowed} ({:?})",
+                world.template,
+                decision.record
+            );
+        }
+    }
+    // (b) the budget handed out is one group at most, and leaves an endpoint.
+    let handed: usize = decision.targets.iter().map(|t| t.max_unavailable).sum();
+    let desired: usize = sizes.iter().sum();
+    prop_assert!(handed <= decision.budget);
+    prop_assert!(decision.budget <= desired.saturating_sub(1).max(1));
+    let _ = &plan;
+    let moving: usize = world
+        .sets
+        .values()
+        .map(|s| s.pods.iter().filter(|p| p.moving).count())
+        .sum();
+    let _ = moving;
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    #[test]
+    fn invariants_hold_after_every_change_and_every_release_converges(
+        ops in proptest::collection::vec(op(), 0..40),
+        replicas in 1usize..16,
+        beta in any::<bool>(),
+        batch in 1usize..6,
+    ) {
+        let mut world = World {
+            record: Record::default(),
+            template: 1,
+            replicas,
+            values: vec![true, true, false],
+            sets: BTreeMap::new(),
+            paused: false,
+            confirmed: false,
+            next_template: 2,
+            beta,
+            batch,
+        };
+        for op in ops {
+            match op {
+                Op::Template => {
+                    world.template = world.next_template;
+                    world.next_template += 1;
+                }
+                Op::Scale(n) => world.replicas = n,
+                Op::Cells(on) => {
+                    if on.iter().any(|b| *b) {
+                        world.values = on;
+                    }
+                }
+                Op::Confirm => world.confirmed = true,
+                Op::Pause(p) => world.paused = p,
+                Op::Rollback => {
+                    if let Some(stable) = world.record.stable.as_deref()
+                        .and_then(|r| r.strip_prefix('r'))
+                        .and_then(|n| n.parse::<u32>().ok())
+                    {
+                        world.template = stable;
+                        world.record.rollback = true;
+                    }
+                }
+                Op::LosePod(cell) => {
+                    if let Some(set) = world.sets.get_mut(CELLS[cell]) {
+                        set.pods.pop();
+                    }
+                }
+                Op::Tick => {}
+            }
+            let before = on_template(&world);
+            let d = world.reconcile();
+            world.tick();
+            check(&world, &d, &before)?;
+        }
+        // Converges: unpaused, confirming every wait.
+        world.paused = false;
+        let mut done = false;
+        for _ in 0..400 {
+            world.confirmed = true;
+            let before = on_template(&world);
+            let d = world.reconcile();
+            world.tick();
+            check(&world, &d, &before)?;
+            let cells = world.cells();
+            let settled = world.sets.keys().all(|c| cells.iter().any(|(n, _)| n == c))
+                && cells.iter().all(|(c, n)| world.sets.get(c).map_or(0, |s| s.pods.len()) == *n);
+            if d.progress.phase == progress::Phase::Complete && settled {
+                done = true;
+                break;
+            }
+        }
+        prop_assert!(done, "the release did not converge: {:?}", world.record);
+        let cells = world.cells();
+        for (name, size) in &cells {
+            let set = world.sets.get(name);
+            let pods = set.map_or(0, |s| s.pods.len());
+            prop_assert_eq!(pods, *size, "cell {}", name);
+            prop_assert!(set.is_none_or(|s| s.pods.iter().all(|p| p.rev == world.template)));
+        }
+    }
+}
