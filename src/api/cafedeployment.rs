@@ -91,12 +91,26 @@ fn cafe_deployment_spec_rules(schema: &mut Schema) {
             rules::SELECTOR_MATCHES_TEMPLATE,
             rules::SELECTOR_IMMUTABLE,
             Rule {
+                // Percentages resolve against replicas, rounded down, as the
+                // operator resolves them.
+                rule: "!has(self.topology.unitReplicas) || \
+                       self.topology.unitReplicas.map(k, \
+                         string(self.topology.unitReplicas[k]).endsWith('%') \
+                         ? int(string(self.topology.unitReplicas[k]).replace('%', '')) \
+                           * self.replicas / 100 \
+                         : int(string(self.topology.unitReplicas[k]))).sum() <= self.replicas",
+                message: "topology.unitReplicas pins more pods than spec.replicas (a percentage \
+                          is of replicas, rounded down): lower the pinned counts or raise replicas",
+                field_path: ".topology.unitReplicas",
+            },
+            Rule {
                 rule: "!has(self.topology.unitReplicas) || \
                        self.topology.unitReplicas.filter(k, \
-                         string(self.topology.unitReplicas[k]).matches('^[0-9]+$'))\
-                       .map(k, int(string(self.topology.unitReplicas[k]))).sum() <= self.replicas",
-                message: "topology.unitReplicas pins more pods than spec.replicas: \
-                          lower the pinned counts or raise replicas",
+                         string(self.topology.unitReplicas[k]).endsWith('%')) \
+                       .map(k, int(string(self.topology.unitReplicas[k]).replace('%', ''))) \
+                       .sum() <= 100",
+                message: "topology.unitReplicas percentages add up to more than 100%: \
+                          lower them so that together they pin at most all replicas",
                 field_path: ".topology.unitReplicas",
             },
         ],

@@ -26,6 +26,7 @@ use super::{pods, revision};
 use crate::api::count::resolve;
 use crate::api::names::{REVISION_LABEL, condition, gate_reason};
 use crate::api::{InPlaceSet, InPlaceSetStatus, UpdateMode};
+use crate::runtime::backoff::Backoff;
 use crate::runtime::health::CacheSync;
 use crate::runtime::{Telemetry, run_until_stopped, scoped_api, watch_cache};
 use crate::traffic::{gate, service};
@@ -65,7 +66,7 @@ pub struct Context {
     /// without this, a fast second reconcile would create them again.
     created: Mutex<HashMap<String, Vec<(String, Instant)>>>,
     /// Consecutive failures per set, for the error backoff.
-    failures: Mutex<HashMap<ObjectRef<InPlaceSet>, u32>>,
+    backoff: Backoff<ObjectRef<InPlaceSet>>,
     /// Pods written to, by uid, with the resourceVersion our write produced.
     /// Until the cache shows that version (or a later one), the pod is not acted
     /// on again: a stale cache must not repeat a write (the gate would be
@@ -580,9 +581,7 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     if let Some(e) = first_error {
         return Err(e.into());
     }
-    if let Ok(mut failures) = ctx.failures.lock() {
-        failures.remove(&ObjectRef::from_obj(&*set));
-    }
+    ctx.backoff.succeeded(&ObjectRef::from_obj(&*set));
     if more {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
@@ -667,18 +666,9 @@ async fn reconcile(obj: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Er
 }
 
 fn error_policy(set: Arc<InPlaceSet>, error: &Error, ctx: Arc<Context>) -> Action {
-    let failures = ctx
-        .failures
-        .lock()
-        .map(|mut f| {
-            let n = f.entry(ObjectRef::from_obj(&*set)).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
-        })
-        .unwrap_or(1);
-    // 1s, 2s, 4s, ... up to 5 minutes: an invalid spec or a failing API call
-    // never turns into a hot loop.
-    let delay = Duration::from_secs(1u64 << failures.min(8)).min(Duration::from_secs(300));
+    // 0.5s, 1s, 2s, ... up to 5 minutes, with jitter: an invalid spec or a
+    // failing API call never turns into a hot loop.
+    let delay = ctx.backoff.failed(ObjectRef::from_obj(&*set));
     warn!(set = %set.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -712,7 +702,7 @@ pub async fn run(
         services: service_reader,
         recorder,
         created: Mutex::new(HashMap::new()),
-        failures: Mutex::new(HashMap::new()),
+        backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
         acted_on: Mutex::new(HashMap::new()),
         drained: Mutex::new(HashMap::new()),
     });

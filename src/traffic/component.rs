@@ -22,6 +22,8 @@ use tracing::{info, warn};
 use super::declared_components;
 use super::service::{self, Action as Step, EndpointIndex, PodView};
 use crate::api::names::{REVISION_LABEL, traffic_finalizer};
+use crate::runtime::backoff::Backoff;
+use crate::runtime::health::CacheSync;
 use crate::runtime::{Telemetry, run_until_stopped, scoped_api, watch_cache};
 
 /// The name of the built-in component (and of its finalizer's last segment).
@@ -30,6 +32,11 @@ pub const NAME: &str = "service";
 struct Context {
     client: Client,
     telemetry: Telemetry,
+    /// Pods, Services and EndpointSlices have all listed once: until then no
+    /// decision is made (empty data would read as "routed nowhere" and let a
+    /// finalizer go while the pod is still an endpoint).
+    synced: Vec<CacheSync>,
+    backoff: Backoff<ObjectRef<Pod>>,
     services: Store<Service>,
     index: Arc<RwLock<EndpointIndex>>,
     recorder: Recorder,
@@ -66,6 +73,10 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error> {
 }
 
 async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.synced.iter().all(CacheSync::is_synced) {
+        // Fail closed: keep whatever finalizer the pod has, look again soon.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let finalizer = traffic_finalizer(NAME);
     let view = PodView {
         declared: declared_components(&pod).iter().any(|c| c == NAME),
@@ -141,7 +152,10 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         )
         .await
     {
-        Ok(_) => info!(pod = %pod.name_any(), action = ?step, "service component"),
+        Ok(_) => {
+            ctx.backoff.succeeded(&ObjectRef::from_obj(&*pod));
+            info!(pod = %pod.name_any(), action = ?step, "service component");
+        }
         // A failed test (the pod changed) or a vanished pod: the next event decides again.
         Err(kube::Error::Api(s)) if s.code == 422 || s.code == 404 || s.code == 409 => {}
         Err(e) => return Err(e.into()),
@@ -177,9 +191,10 @@ async fn warn_unsafe(ctx: &Context, pod: &Pod, service: &str) {
     }
 }
 
-fn error_policy(_pod: Arc<Pod>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(error = %error, "service component");
-    Action::requeue(Duration::from_secs(2))
+fn error_policy(pod: Arc<Pod>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.failed(ObjectRef::from_obj(&*pod));
+    warn!(pod = %pod.name_any(), error = %error, retry_in = ?delay, "service component");
+    Action::requeue(delay)
 }
 
 /// Runs the `service` component until `shutdown` resolves.
@@ -198,7 +213,7 @@ pub async fn run(
     let pod_config = watcher::Config::default().labels(REVISION_LABEL);
     let (pod_reader, pods, synced) = watch_cache(health, "traffic pods", pods_api, pod_config);
     let pods = pods.touched_objects();
-    let (service_reader, services, _) = watch_cache(
+    let (service_reader, services, services_synced) = watch_cache(
         health,
         "traffic services",
         services_api,
@@ -222,13 +237,18 @@ pub async fn run(
             }
             event
         });
-    let slices = health
-        .track("endpointslices", slice_events)
-        .touched_objects();
+    let (slices, slices_synced) = health.track_synced("endpointslices", slice_events);
+    let slices = slices.touched_objects();
 
     let ctx = Arc::new(Context {
         client: client.clone(),
         telemetry,
+        synced: vec![
+            synced.clone(),
+            services_synced.clone(),
+            slices_synced.clone(),
+        ],
+        backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
         services: service_reader,
         index,
         recorder: Recorder::new(client, "cafe-operator-traffic-service".into()),
@@ -261,5 +281,5 @@ pub async fn run(
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {});
-    run_until_stopped(run, shutdown, &[synced]).await;
+    run_until_stopped(run, shutdown, &[synced, services_synced, slices_synced]).await;
 }
