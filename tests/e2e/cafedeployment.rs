@@ -5,11 +5,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use cafe_operator::api::{CafeDeployment, Phase};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use crate::lossless::Lossless;
 use crate::operator::Operator;
 use crate::support::{TestNs, pod_ready, pods_on_nodes};
 
@@ -81,9 +82,21 @@ async fn settle(ns: &TestNs, want: Phase, new_per_cell: usize) -> BTreeMap<Strin
     .await
 }
 
+/// A Service selecting the demo's pods, so that every release drains through
+/// real EndpointSlices.
+pub(crate) async fn demo_service(ns: &TestNs) {
+    ns.create::<Service>(json!({
+        "metadata": {"name": "demo"},
+        "spec": {"selector": {"app": "demo"}, "ports": [{"port": 80}]}
+    }))
+    .await;
+}
+
 /// Creates CAFE's example: 10 pods over cell-a and cell-b, Beta, batchSize 4,
-/// with confirmation. The pods are then created group by group.
-async fn create_demo_paused_at_each_group(ns: &TestNs) {
+/// with confirmation, behind the Service `demo`. The pods are then created
+/// group by group.
+pub(crate) async fn create_demo_paused_at_each_group(ns: &TestNs) {
+    demo_service(ns).await;
     ns.create::<CafeDeployment>(json!({
         "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
         "metadata": {"name": "demo"},
@@ -225,6 +238,7 @@ async fn cafes_example_releases_beta_then_confirmed_batches_in_place() {
     let ns = TestNs::new("cd-cafe").await;
     let _op = Operator::start(&ns.name);
     create_demo(&ns).await;
+    let lossless = Lossless::start(&ns, "demo").await;
     let cds: Api<CafeDeployment> = ns.api();
     let identity = pod_identities(&ns).await;
 
@@ -268,6 +282,8 @@ async fn cafes_example_releases_beta_then_confirmed_batches_in_place() {
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True")
     );
+    let summary = lossless.verify().await;
+    assert!(summary.min_ready >= 1, "the Service kept an endpoint");
 }
 
 #[tokio::test]
@@ -275,6 +291,7 @@ async fn cafes_example_releases_beta_then_confirmed_batches_in_place() {
 async fn a_new_cafedeployment_creates_its_pods_group_by_group_with_confirmation() {
     let ns = TestNs::new("cd-scaleout").await;
     let _op = Operator::start(&ns.name);
+    let lossless = Lossless::start(&ns, "demo").await;
     create_demo_paused_at_each_group(&ns).await;
     let cds: Api<CafeDeployment> = ns.api();
 
@@ -314,6 +331,8 @@ async fn a_new_cafedeployment_creates_its_pods_group_by_group_with_confirmation(
     );
     let status = cds.get("demo").await.expect("cd").status.expect("status");
     assert_eq!(status.current_revision, status.update_revision);
+    let summary = lossless.verify().await;
+    assert!(summary.min_ready >= 1, "the Service kept an endpoint");
 }
 
 #[tokio::test]
@@ -322,6 +341,7 @@ async fn rolling_back_a_waiting_beta_group_reverts_only_the_updated_pods() {
     let ns = TestNs::new("cd-rollback").await;
     let _op = Operator::start(&ns.name);
     create_demo(&ns).await;
+    let lossless = Lossless::start(&ns, "demo").await;
     let cds: Api<CafeDeployment> = ns.api();
     let first_revision = update_revision(&cds).await;
 
@@ -373,6 +393,8 @@ async fn rolling_back_a_waiting_beta_group_reverts_only_the_updated_pods() {
         events.contains("RollingBack"),
         "a RollingBack event:\n{events}"
     );
+    let summary = lossless.verify().await;
+    assert!(summary.min_ready >= 1, "the Service kept an endpoint");
 }
 
 #[tokio::test]
@@ -381,6 +403,7 @@ async fn a_crashloop_in_the_beta_group_stalls_clearly_and_rollback_recovers() {
     let ns = TestNs::new("cd-crashloop").await;
     let _op = Operator::start(&ns.name);
     create_demo(&ns).await;
+    let lossless = Lossless::start(&ns, "demo").await;
     let cds: Api<CafeDeployment> = ns.api();
     let patch = json!({"spec": {
         "strategy": {"progressDeadlineSeconds": 5},
@@ -417,6 +440,8 @@ async fn a_crashloop_in_the_beta_group_stalls_clearly_and_rollback_recovers() {
 
     kubectl_rollback(&ns.name, 0);
     wait_all_on(&ns, "nginx:1.25").await;
+    let summary = lossless.verify().await;
+    assert!(summary.min_ready >= 1, "the Service kept an endpoint");
 }
 
 #[tokio::test]
@@ -425,6 +450,7 @@ async fn a_paused_release_holds_its_group_and_resumes_when_unpaused() {
     let ns = TestNs::new("cd-pause").await;
     let _op = Operator::start(&ns.name);
     create_demo(&ns).await;
+    let lossless = Lossless::start(&ns, "demo").await;
     let cds: Api<CafeDeployment> = ns.api();
     release_image(&cds, "nginx:1.26").await;
     settle(&ns, Phase::WaitingForConfirm, 1).await;
@@ -464,6 +490,8 @@ async fn a_paused_release_holds_its_group_and_resumes_when_unpaused() {
     settle(&ns, Phase::WaitingForConfirm, 3).await;
     kubectl_annotate_confirm(&ns.name);
     settle(&ns, Phase::Healthy, 5).await;
+    let summary = lossless.verify().await;
+    assert!(summary.min_ready >= 1, "the Service kept an endpoint");
 }
 
 /// Confirms every wait until the release is Healthy.
@@ -503,6 +531,7 @@ async fn replicas_and_cells_change_during_a_release() {
     let ns = TestNs::new("cd-scale").await;
     let _op = Operator::start(&ns.name);
     create_demo(&ns).await;
+    let lossless = Lossless::start(&ns, "demo").await;
     let cds: Api<CafeDeployment> = ns.api();
     release_image(&cds, "nginx:1.26").await;
     settle(&ns, Phase::WaitingForConfirm, 1).await;
@@ -586,6 +615,8 @@ async fn replicas_and_cells_change_during_a_release() {
         events.contains("DrainingCell") && events.contains("RemovedCell"),
         "{events}"
     );
+    let summary = lossless.verify().await;
+    assert!(summary.min_ready >= 1, "the Service kept an endpoint");
 }
 
 #[tokio::test]
@@ -594,6 +625,7 @@ async fn invalid_updates_are_refused_and_the_running_release_goes_on() {
     let ns = TestNs::new("cd-invalid").await;
     let _op = Operator::start(&ns.name);
     create_demo(&ns).await;
+    let lossless = Lossless::start(&ns, "demo").await;
     let cds: Api<CafeDeployment> = ns.api();
     release_image(&cds, "nginx:1.26").await;
     settle(&ns, Phase::WaitingForConfirm, 1).await;
@@ -622,6 +654,8 @@ async fn invalid_updates_are_refused_and_the_running_release_goes_on() {
     settle(&ns, Phase::WaitingForConfirm, 1).await;
     kubectl_annotate_confirm(&ns.name);
     settle(&ns, Phase::WaitingForConfirm, 3).await;
+    let summary = lossless.verify().await;
+    assert!(summary.min_ready >= 1, "the Service kept an endpoint");
 }
 
 #[tokio::test]
@@ -688,6 +722,7 @@ async fn rolling_back_to_an_older_revision_after_two_releases() {
     let ns = TestNs::new("cd-history").await;
     let _op = Operator::start(&ns.name);
     create_demo(&ns).await;
+    let lossless = Lossless::start(&ns, "demo").await;
     let cds: Api<CafeDeployment> = ns.api();
     let first = update_revision(&cds).await;
     for wanted in ["nginx:1.26", "nginx:1.27"] {
@@ -725,4 +760,6 @@ async fn rolling_back_to_an_older_revision_after_two_releases() {
         },
     )
     .await;
+    let summary = lossless.verify().await;
+    assert!(summary.min_ready >= 1, "the Service kept an endpoint");
 }

@@ -5,6 +5,7 @@
 
 #[path = "../corpus/mod.rs"]
 mod corpus;
+mod lossless;
 mod operator;
 mod support;
 
@@ -12,6 +13,7 @@ mod cafedeployment;
 mod cluster_smoke;
 mod examples;
 mod inplaceset;
+mod midflight;
 mod production;
 mod traffic;
 mod validation;
