@@ -8,6 +8,7 @@
 //! - the Service never had zero ready endpoints once it had one.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,6 +72,9 @@ pub struct Summary {
 
 pub struct Lossless {
     log: Arc<Mutex<Vec<Version>>>,
+    /// Lists completed by the pod and the slice watch (a restart of the API
+    /// server makes both list again).
+    lists: Arc<[AtomicUsize; 2]>,
     tasks: Vec<JoinHandle<()>>,
     service: String,
     /// Pods the test itself deleted: their loss is the test's doing.
@@ -81,13 +85,23 @@ impl Lossless {
     /// Starts recording `service`'s EndpointSlices and the namespace's pods.
     pub async fn start(ns: &TestNs, service: &str) -> Self {
         let log = Arc::new(Mutex::new(Vec::new()));
+        let lists = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
         let pods: Api<Pod> = ns.api();
         let pod_log = log.clone();
+        let pod_lists = lists.clone();
         let pod_task = tokio::spawn(async move {
             let mut s = watcher(pods, watcher::Config::default())
-                .applied_objects()
+                .default_backoff()
                 .boxed();
-            while let Some(Ok(p)) = s.next().await {
+            while let Some(event) = s.next().await {
+                let p = match event {
+                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => p,
+                    Ok(watcher::Event::InitDone) => {
+                        pod_lists[0].fetch_add(1, Ordering::SeqCst);
+                        continue;
+                    }
+                    _ => continue,
+                };
                 let v = Version::Pod {
                     rv: rv_of(&p.metadata),
                     uid: p.uid().unwrap_or_default(),
@@ -115,9 +129,18 @@ impl Lossless {
         let config =
             watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}"));
         let slice_log = log.clone();
+        let slice_lists = lists.clone();
         let slice_task = tokio::spawn(async move {
-            let mut s = watcher(slices, config).applied_objects().boxed();
-            while let Some(Ok(slice)) = s.next().await {
+            let mut s = watcher(slices, config).default_backoff().boxed();
+            while let Some(event) = s.next().await {
+                let slice = match event {
+                    Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => s,
+                    Ok(watcher::Event::InitDone) => {
+                        slice_lists[1].fetch_add(1, Ordering::SeqCst);
+                        continue;
+                    }
+                    _ => continue,
+                };
                 let endpoints = slice
                     .endpoints
                     .iter()
@@ -144,10 +167,19 @@ impl Lossless {
         tokio::time::sleep(Duration::from_secs(1)).await;
         Self {
             log,
+            lists,
             tasks: vec![pod_task, slice_task],
             service: service.to_string(),
             excused: Vec::new(),
         }
+    }
+
+    /// How many lists each watch (pods, slices) completed.
+    pub fn lists(&self) -> [usize; 2] {
+        [
+            self.lists[0].load(Ordering::SeqCst),
+            self.lists[1].load(Ordering::SeqCst),
+        ]
     }
 
     /// The test deletes this pod itself: its deletion is not checked.

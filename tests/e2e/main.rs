@@ -10,6 +10,7 @@ mod operator;
 mod support;
 
 mod cafedeployment;
+mod chaos;
 mod cluster_smoke;
 mod examples;
 mod inplaceset;

@@ -83,6 +83,16 @@ impl Operator {
         }
     }
 
+    /// SIGSTOP / SIGCONT: the process is frozen, its connections left open.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(c) = &self.child {
+            let signal = if frozen { "-STOP" } else { "-CONT" };
+            let _ = Command::new("kill")
+                .args([signal, &c.id().to_string()])
+                .status();
+        }
+    }
+
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
