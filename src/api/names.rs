@@ -42,6 +42,10 @@ pub const IN_PLACE_RECORD_ANNOTATION: &str = "cafe.sofastack.io/in-place-update"
 /// Pod annotation written at creation: the shape of the pod's template (what an
 /// in-place update cannot change). Equal shapes mean a change can be in place.
 pub const SHAPE_ANNOTATION: &str = "cafe.sofastack.io/template-shape";
+/// Pod annotation written at creation and by each in-place patch: the label
+/// and annotation keys the pod got from its template, so that a key the next
+/// template drops is removed from the pod (and keys others added are kept).
+pub const TEMPLATE_KEYS_ANNOTATION: &str = "cafe.sofastack.io/template-keys";
 
 /// Reasons of the traffic gate condition. They record where a pod is in its
 /// lifecycle, so that the state survives an operator restart without extra writes.

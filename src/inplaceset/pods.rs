@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::lifecycle::{Container, ContainerBefore, ContainerRun, InPlaceRecord, PodFacts};
 use crate::api::InPlaceSet;
 use crate::api::names::{
-    IN_PLACE_RECORD_ANNOTATION, REVISION_LABEL, SHAPE_ANNOTATION, TRAFFIC_COMPONENTS_ANNOTATION,
-    TRAFFIC_FINALIZER_PREFIX, TRAFFIC_GATE,
+    IN_PLACE_RECORD_ANNOTATION, REVISION_LABEL, SHAPE_ANNOTATION, TEMPLATE_KEYS_ANNOTATION,
+    TRAFFIC_COMPONENTS_ANNOTATION, TRAFFIC_FINALIZER_PREFIX, TRAFFIC_GATE,
 };
 use crate::traffic::gate;
 
@@ -122,6 +122,10 @@ pub fn new_pod(
         set.spec.traffic.components.join(","),
     );
     annotations.insert(SHAPE_ANNOTATION.to_string(), shape.to_string());
+    annotations.insert(
+        TEMPLATE_KEYS_ANNOTATION.to_string(),
+        TemplateKeys::of(template).to_string(),
+    );
     metadata.owner_references = set.controller_owner_ref(&()).map(|o| vec![o]);
 
     let mut spec = template.spec.clone().unwrap_or_default();
@@ -135,6 +139,36 @@ pub fn new_pod(
         metadata,
         spec: Some(spec),
         status: None,
+    }
+}
+
+/// The label and annotation keys a template gives a pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TemplateKeys {
+    #[serde(default)]
+    pub labels: BTreeSet<String>,
+    #[serde(default)]
+    pub annotations: BTreeSet<String>,
+}
+
+impl TemplateKeys {
+    pub fn of(template: &PodTemplateSpec) -> Self {
+        let meta = template.metadata.clone().unwrap_or_default();
+        Self {
+            labels: meta.labels.unwrap_or_default().into_keys().collect(),
+            annotations: meta.annotations.unwrap_or_default().into_keys().collect(),
+        }
+    }
+
+    /// What a pod recorded at creation or at its last in-place patch.
+    pub fn recorded(pod: &Pod) -> Option<Self> {
+        serde_json::from_str(pod.annotations().get(TEMPLATE_KEYS_ANNOTATION)?).ok()
+    }
+}
+
+impl std::fmt::Display for TemplateKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&serde_json::to_string(self).unwrap_or_default())
     }
 }
 
@@ -157,8 +191,9 @@ pub fn pod_name(set: &str, entropy: u64) -> String {
 /// The in-place patch (strategic merge) that moves a drained pod to the
 /// template: container images by name, the template's labels and annotations,
 /// the revision label and the in-place record. Labels and annotations the pod
-/// got from `previous` (the template of the revision it runs, when known) that
-/// `template` no longer has are removed. `resourceVersion` makes it a
+/// got from its template (recorded on the pod; else `previous`, the template
+/// of the revision it runs, when known) that `template` no longer has are
+/// removed; keys others added are kept. `resourceVersion` makes it a
 /// precondition: if anything changed the pod since it was read (fresh, after
 /// the drain), the API server refuses the patch and the next reconcile decides
 /// again.
@@ -202,11 +237,11 @@ pub fn in_place_patch(
         before,
     };
     let template_meta = template.metadata.clone().unwrap_or_default();
-    let previous_meta = previous
-        .and_then(|t| t.metadata.clone())
+    let had = TemplateKeys::recorded(pod)
+        .or_else(|| previous.map(TemplateKeys::of))
         .unwrap_or_default();
     let mut labels = serde_json::Map::new();
-    for key in previous_meta.labels.unwrap_or_default().keys() {
+    for key in &had.labels {
         labels.insert(key.clone(), Value::Null);
     }
     for (k, v) in template_meta.labels.unwrap_or_default() {
@@ -214,7 +249,7 @@ pub fn in_place_patch(
     }
     labels.insert(REVISION_LABEL.to_string(), json!(revision));
     let mut annotations: serde_json::Map<String, Value> = serde_json::Map::new();
-    for key in previous_meta.annotations.unwrap_or_default().keys() {
+    for key in &had.annotations {
         annotations.insert(key.clone(), Value::Null);
     }
     for (k, v) in template_meta.annotations.unwrap_or_default() {
@@ -223,6 +258,10 @@ pub fn in_place_patch(
     annotations.insert(
         IN_PLACE_RECORD_ANNOTATION.to_string(),
         json!(serde_json::to_string(&record).unwrap_or_default()),
+    );
+    annotations.insert(
+        TEMPLATE_KEYS_ANNOTATION.to_string(),
+        json!(TemplateKeys::of(template).to_string()),
     );
     // The operator's own annotations are never removed.
     for own in [TRAFFIC_COMPONENTS_ANNOTATION, SHAPE_ANNOTATION] {
@@ -341,6 +380,28 @@ mod tests {
         );
         assert_eq!(patch["metadata"]["labels"]["app"], "web");
         assert_eq!(patch["metadata"]["annotations"]["note"], Value::Null);
+        // Keys recorded on the pod: only those are removed, others' are kept.
+        let mut pod = running_pod();
+        pod.metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(
+                TEMPLATE_KEYS_ANNOTATION.to_string(),
+                r#"{"labels":["app","canary"]}"#.to_string(),
+            );
+        let patch = in_place_patch(&pod, &set().spec.template, Some(&previous), "r1");
+        assert_eq!(patch["metadata"]["labels"]["canary"], Value::Null);
+        assert!(
+            patch["metadata"]["labels"].get("tier").is_none(),
+            "not ours: kept"
+        );
+        let keys: TemplateKeys = serde_json::from_str(
+            patch["metadata"]["annotations"][TEMPLATE_KEYS_ANNOTATION]
+                .as_str()
+                .expect("keys"),
+        )
+        .expect("keys json");
+        assert_eq!(keys.labels, ["app".to_string()].into());
         assert_eq!(patch["metadata"]["resourceVersion"], "42");
         assert_eq!(patch["metadata"]["labels"][REVISION_LABEL], "r1");
         assert_eq!(

@@ -701,3 +701,63 @@ async fn a_drain_that_times_out_stalls_naming_the_pod_and_the_component() {
         "a warning event names the component:\n{report}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn labels_and_annotations_dropped_from_the_template_leave_the_pods_in_place() {
+    let ns = TestNs::new("ips-labels").await;
+    let _op = Operator::start(&ns.name);
+    let mut body = set("lbl", 2, "nginx:1.25", &[]);
+    body["spec"]["template"]["metadata"] = json!({
+        "labels": {"app": "lbl", "tier": "canary"},
+        "annotations": {"example.com/note": "old"}
+    });
+    ns.create::<InPlaceSet>(body).await;
+    let before = wait_ready(&ns, "lbl", 2, Some("nginx:1.25")).await;
+    // Someone else labels a pod: that label is not the template's to remove.
+    let pods: Api<Pod> = ns.api();
+    let theirs = json!({"metadata": {"labels": {"example.com/owner": "team-a"}}});
+    pods.patch(
+        &before[0].name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&theirs),
+    )
+    .await
+    .expect("a label of someone else");
+
+    let sets: Api<InPlaceSet> = ns.api();
+    patch_set(
+        &sets,
+        "lbl",
+        json!({"spec": {"template": {
+            "metadata": {"labels": {"tier": null}, "annotations": {"example.com/note": null}},
+            "spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}
+        }}}),
+    )
+    .await;
+    let after = wait_ready(&ns, "lbl", 2, Some("nginx:1.26")).await;
+    let uids = |pods: &[Pod]| pods.iter().filter_map(|p| p.uid()).collect::<BTreeSet<_>>();
+    assert_eq!(uids(&before), uids(&after), "updated in place");
+    for p in &after {
+        assert!(
+            !p.labels().contains_key("tier"),
+            "{}: {:?}",
+            p.name_any(),
+            p.labels()
+        );
+        assert!(!p.annotations().contains_key("example.com/note"));
+        assert_eq!(p.labels().get("app").map(String::as_str), Some("lbl"));
+    }
+    let labelled = after
+        .iter()
+        .find(|p| p.name_any() == before[0].name_any())
+        .expect("the same pod");
+    assert_eq!(
+        labelled
+            .labels()
+            .get("example.com/owner")
+            .map(String::as_str),
+        Some("team-a"),
+        "a label the template never had is kept"
+    );
+}
