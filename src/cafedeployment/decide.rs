@@ -291,6 +291,27 @@ fn retiring_set(set: &InPlaceSet, target: &Target) -> InPlaceSet {
     desired
 }
 
+/// Builds this observation's conditions, all with `message` and
+/// `generation`; each keeps its transition time unless its status moved.
+fn conditions<'a>(
+    previous: &'a CafeDeploymentStatus,
+    message: &'a str,
+    generation: Option<i64>,
+    now: &'a Time,
+) -> impl Fn(&str, bool, &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition + 'a {
+    move |type_, ok, reason| {
+        observed_condition(
+            &previous.conditions,
+            type_,
+            ok,
+            reason,
+            message.to_string(),
+            generation,
+            now,
+        )
+    }
+}
+
 /// The spec cannot be acted on (a rule the API server cannot check): say so,
 /// for this generation, and change nothing until the spec changes.
 fn invalid(
@@ -306,17 +327,7 @@ fn invalid(
     if let Some(release) = status.release.as_mut() {
         release.message = message.clone();
     }
-    let cond = |type_: &str, ok: bool, reason: &str| {
-        observed_condition(
-            &previous.conditions,
-            type_,
-            ok,
-            reason,
-            message.clone(),
-            cd.metadata.generation,
-            now,
-        )
-    };
+    let cond = conditions(previous, &message, cd.metadata.generation, now);
     status.conditions = vec![
         cond(condition::READY, false, condition::INVALID_SPEC),
         cond(condition::RECONCILING, false, condition::INVALID_SPEC),
@@ -326,7 +337,7 @@ fn invalid(
     let notes = if previous.phase != Some(Phase::Stalled)
         || previous.observed_generation != cd.metadata.generation
     {
-        vec![note(true, condition::INVALID_SPEC, message)]
+        vec![note(true, condition::INVALID_SPEC, message.clone())]
     } else {
         Vec::new()
     };
@@ -509,17 +520,7 @@ fn compute_status(
             .collect(),
     });
     let complete = phase == Phase::Healthy;
-    let cond = |type_: &str, ok: bool, reason: &str| {
-        observed_condition(
-            &previous.conditions,
-            type_,
-            ok,
-            reason,
-            message.clone(),
-            cd.metadata.generation,
-            obs.now,
-        )
-    };
+    let cond = conditions(previous, &message, cd.metadata.generation, obs.now);
     let available = status.available_replicas >= cd.spec.replicas;
     status.conditions = vec![
         cond(
@@ -562,4 +563,106 @@ fn compute_status(
         ),
     ];
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cd(generation: i64, status: serde_json::Value) -> CafeDeployment {
+        serde_json::from_value(json!({
+            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+            "metadata": {"name": "demo", "namespace": "shop", "uid": "u-1",
+                         "generation": generation, "resourceVersion": "7"},
+            "spec": {
+                "replicas": 10,
+                "selector": {"matchLabels": {"app": "demo"}},
+                "template": {"metadata": {"labels": {"app": "demo"}},
+                             "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}},
+                "topology": {"values": ["cell-a", "cell-b"],
+                             "unitReplicas": {"cell-a": "70%", "cell-b": "70%"}},
+                "strategy": {"batchSize": 4, "needWaitingForConfirm": true}
+            },
+            "status": status
+        }))
+        .expect("cd")
+    }
+
+    fn condition<'a>(status: &'a CafeDeploymentStatus, type_: &str) -> &'a str {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map_or("", |c| c.status.as_str())
+    }
+
+    #[test]
+    fn an_invalid_spec_is_stalled_for_this_generation_and_never_reads_ready() {
+        // Ready at generation 1; generation 2 pins 140% (the API server's rule
+        // would refuse it; an older CRD without the rule would not).
+        let ready = json!({
+            "observedGeneration": 1, "phase": "Healthy", "currentRevision": "demo-1",
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+                            "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+        });
+        let cd = cd(2, ready);
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let history = BTreeMap::new();
+        let out = decide(&Observation {
+            cd: &cd,
+            sets: Vec::new(),
+            history: &history,
+            update: "demo-2",
+            now: &now,
+        });
+        assert_eq!(out.status.observed_generation, Some(2));
+        assert_eq!(out.status.phase, Some(Phase::Stalled));
+        assert_eq!(condition(&out.status, condition::READY), "False");
+        assert_eq!(condition(&out.status, condition::STALLED), "True");
+        let stalled = out
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::STALLED)
+            .expect("Stalled");
+        assert_eq!(stalled.reason, condition::INVALID_SPEC);
+        assert!(
+            stalled.message.contains("topology.unitReplicas"),
+            "{}",
+            stalled.message
+        );
+        assert!(
+            out.sets.is_empty() && out.delete.is_empty(),
+            "nothing is acted on"
+        );
+        assert_eq!(out.notes.len(), 1, "one Warning event");
+    }
+
+    #[test]
+    fn the_release_record_round_trips_through_status() {
+        let record = Record {
+            stable: Some("demo-1".into()),
+            revision: Some("demo-2".into()),
+            opened: 2,
+            rollback: false,
+            awaiting: Some(3),
+            baseline: Some([("cell-a".to_string(), 3)].into()),
+        };
+        let status = CafeDeploymentStatus {
+            current_revision: record.stable.clone(),
+            release: Some(ReleaseStatus {
+                revision: "demo-2".into(),
+                opened: 2,
+                awaiting_confirmation: Some(ConfirmationWait {
+                    revision: "demo-2".into(),
+                    group: 3,
+                }),
+                baseline: [("cell-a".to_string(), 3)].into(),
+                ..ReleaseStatus::default()
+            }),
+            ..CafeDeploymentStatus::default()
+        };
+        assert_eq!(record_of(&status), record);
+    }
 }

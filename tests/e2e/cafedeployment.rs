@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::lossless::Lossless;
 use crate::operator::Operator;
-use crate::support::{TestNs, pod_ready, pods_on_nodes};
+use crate::support::{TestNs, cafedeployment, pod_ready, pods_on_nodes};
 
 pub(crate) fn image(p: &Pod) -> String {
     p.spec
@@ -97,19 +97,14 @@ pub(crate) async fn demo_service(ns: &TestNs) {
 /// group by group.
 pub(crate) async fn create_demo_paused_at_each_group(ns: &TestNs) {
     demo_service(ns).await;
-    ns.create::<CafeDeployment>(json!({
-        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
-        "metadata": {"name": "demo"},
-        "spec": {
-            "replicas": 10,
-            "selector": {"matchLabels": {"app": "demo"}},
-            "template": {"metadata": {"labels": {"app": "demo"}},
-                         "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}},
-            "topology": {"values": ["cell-a", "cell-b"]},
-            "strategy": {"upgradeType": "Beta", "batchSize": 4, "needWaitingForConfirm": true},
-            "traffic": {"components": ["service"]}
-        }
-    }))
+    ns.create::<CafeDeployment>(cafedeployment(
+        "demo",
+        "demo",
+        10,
+        &["cell-a", "cell-b"],
+        json!({"upgradeType": "Beta", "batchSize": 4, "needWaitingForConfirm": true}),
+        json!({"components": ["service"]}),
+    ))
     .await;
 }
 

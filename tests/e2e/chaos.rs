@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::cafedeployment::{demo_service, image, phase, pods_by_cell, release_image, restarts};
 use crate::lossless::Lossless;
 use crate::operator::Operator;
-use crate::support::{TestNs, pod_ready};
+use crate::support::{TestNs, cafedeployment, pod_ready};
 use crate::traffic::ExampleComponent;
 
 const PODS: usize = 24;
@@ -69,19 +69,14 @@ async fn thirty_sigkills_and_an_api_server_restart_lose_nothing_and_update_each_
     let mut op = Operator::start(&ns.name);
     let _rpc = ExampleComponent::start(&ns.name);
     demo_service(&ns).await;
-    ns.create::<CafeDeployment>(json!({
-        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
-        "metadata": {"name": "demo"},
-        "spec": {
-            "replicas": PODS,
-            "selector": {"matchLabels": {"app": "demo"}},
-            "template": {"metadata": {"labels": {"app": "demo"}},
-                         "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}},
-            "topology": {"values": ["cell-a", "cell-b", "cell-c"]},
-            "strategy": {"upgradeType": "Batch", "batchSize": 2},
-            "traffic": {"components": ["service", "rpc"], "settleSeconds": 1}
-        }
-    }))
+    ns.create::<CafeDeployment>(cafedeployment(
+        "demo",
+        "demo",
+        PODS as i64,
+        &["cell-a", "cell-b", "cell-c"],
+        json!({"upgradeType": "Batch", "batchSize": 2}),
+        json!({"components": ["service", "rpc"], "settleSeconds": 1}),
+    ))
     .await;
     let cds: Api<CafeDeployment> = ns.api();
     ns.wait("24 pods released on nginx:1.25", 240, || async {

@@ -19,7 +19,7 @@ use crate::cafedeployment::{
 };
 use crate::lossless::Lossless;
 use crate::operator::Operator;
-use crate::support::{TestNs, pod_ready};
+use crate::support::{TestNs, cafedeployment, pod_ready};
 
 /// (cell, image) -> Ready live pods.
 async fn census(ns: &TestNs) -> BTreeMap<(String, String), usize> {
@@ -203,19 +203,14 @@ async fn moving_a_cafedeployment_to_another_cell_keeps_its_service_full() {
     let ns = TestNs::new("mid-move").await;
     let _op = Operator::start(&ns.name);
     demo_service(&ns).await;
-    ns.create::<CafeDeployment>(json!({
-        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
-        "metadata": {"name": "demo"},
-        "spec": {
-            "replicas": 4,
-            "selector": {"matchLabels": {"app": "demo"}},
-            "template": {"metadata": {"labels": {"app": "demo"}},
-                         "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}},
-            "topology": {"values": ["cell-a"]},
-            "strategy": {"upgradeType": "Batch", "batchSize": 1},
-            "traffic": {"components": ["service"]}
-        }
-    }))
+    ns.create::<CafeDeployment>(cafedeployment(
+        "demo",
+        "demo",
+        4,
+        &["cell-a"],
+        json!({"upgradeType": "Batch", "batchSize": 1}),
+        json!({"components": ["service"]}),
+    ))
     .await;
     let img = "nginx:1.25";
     settle_on(&ns, Phase::Healthy, &[("cell-a", img, 4)]).await;
@@ -280,19 +275,14 @@ async fn bad_pins_are_refused_and_an_absurd_replica_count_stays_small_and_stoppa
     // 100,000,000 replicas in groups of one: the Beta group (one pod per
     // cell) is created, the plan counts its groups, nothing else moves, and
     // another CafeDeployment is served meanwhile.
-    ns.create::<CafeDeployment>(json!({
-        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
-        "metadata": {"name": "huge"},
-        "spec": {
-            "replicas": 100_000_000,
-            "selector": {"matchLabels": {"app": "huge"}},
-            "template": {"metadata": {"labels": {"app": "huge"}},
-                         "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}},
-            "topology": {"values": ["cell-a", "cell-b"]},
-            "strategy": {"upgradeType": "Beta", "batchSize": 1, "needWaitingForConfirm": true},
-            "traffic": {"components": []}
-        }
-    }))
+    ns.create::<CafeDeployment>(cafedeployment(
+        "huge",
+        "huge",
+        100_000_000,
+        &["cell-a", "cell-b"],
+        json!({"upgradeType": "Beta", "batchSize": 1, "needWaitingForConfirm": true}),
+        json!({"components": []}),
+    ))
     .await;
     let status = ns
         .wait(

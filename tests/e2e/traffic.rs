@@ -4,18 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cafe_operator::api::InPlaceSet;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use crate::lossless::{Lossless, Version};
 use crate::operator::Operator;
 use crate::support::{TestNs, pod_condition, pod_ready, wait_set_condition};
 
@@ -51,96 +48,6 @@ impl Drop for ExampleComponent {
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.0.wait();
     }
-}
-
-/// A recorded object version, ordered globally by resourceVersion (pods and
-/// EndpointSlices share etcd's revision counter).
-#[derive(Clone, Debug)]
-enum Version {
-    Pod {
-        rv: u64,
-        uid: String,
-        image: String,
-        gate: Option<String>,
-        finalizers: Vec<String>,
-    },
-    Slice {
-        rv: u64,
-        /// (pod uid, ready) per endpoint.
-        endpoints: Vec<(String, bool)>,
-    },
-}
-
-impl Version {
-    fn rv(&self) -> u64 {
-        match self {
-            Version::Pod { rv, .. } | Version::Slice { rv, .. } => *rv,
-        }
-    }
-}
-
-fn rv_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> u64 {
-    meta.resource_version
-        .as_deref()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn record(ns: &TestNs, service: &str) -> Arc<Mutex<Vec<Version>>> {
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let pods: Api<Pod> = ns.api();
-    let pod_log = log.clone();
-    tokio::spawn(async move {
-        let mut s = watcher(pods, watcher::Config::default())
-            .applied_objects()
-            .boxed();
-        while let Some(Ok(p)) = s.next().await {
-            let v = Version::Pod {
-                rv: rv_of(&p.metadata),
-                uid: p.uid().unwrap_or_default(),
-                image: p
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.containers.first())
-                    .and_then(|c| c.image.clone())
-                    .unwrap_or_default(),
-                gate: pod_condition(&p, GATE),
-                finalizers: p.finalizers().to_vec(),
-            };
-            if let Ok(mut l) = pod_log.lock() {
-                l.push(v);
-            }
-        }
-    });
-    let slices: Api<EndpointSlice> = ns.api();
-    let config =
-        watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}"));
-    let slice_log = log.clone();
-    tokio::spawn(async move {
-        let mut s = watcher(slices, config).applied_objects().boxed();
-        while let Some(Ok(slice)) = s.next().await {
-            let endpoints = slice
-                .endpoints
-                .iter()
-                .map(|e| {
-                    (
-                        e.target_ref
-                            .as_ref()
-                            .and_then(|t| t.uid.clone())
-                            .unwrap_or_default(),
-                        e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true),
-                    )
-                })
-                .collect();
-            if let Ok(mut l) = slice_log.lock() {
-                l.push(Version::Slice {
-                    rv: rv_of(&slice.metadata),
-                    endpoints,
-                });
-            }
-        }
-    });
-    log
 }
 
 #[tokio::test]
@@ -185,15 +92,8 @@ async fn a_release_drains_every_pod_from_the_service_and_rpc_before_changing_it(
     )
     .await;
 
-    let log = record(&ns, "shop");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let start_rv = log
-        .lock()
-        .expect("log")
-        .iter()
-        .map(Version::rv)
-        .max()
-        .unwrap_or(0);
+    let log = Lossless::start(&ns, "shop").await;
+    let start_rv = log.versions().iter().map(Version::rv).max().unwrap_or(0);
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}});
     sets.patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -216,20 +116,19 @@ async fn a_release_drains_every_pod_from_the_service_and_rpc_before_changing_it(
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let mut versions: Vec<Version> = log
-        .lock()
-        .expect("log")
-        .iter()
+    let versions: Vec<Version> = log
+        .versions()
+        .into_iter()
         .filter(|v| v.rv() > start_rv)
-        .cloned()
         .collect();
-    versions.sort_by_key(Version::rv);
 
     // Per pod: when its spec changed, when its gate closed, when it was back.
     let mut changed: BTreeMap<String, u64> = BTreeMap::new();
     for v in &versions {
-        if let Version::Pod { rv, uid, image, .. } = v
-            && image == "nginx:1.26"
+        if let Version::Pod {
+            rv, uid, images, ..
+        } = v
+            && images.first().map(String::as_str) == Some("nginx:1.26")
         {
             changed.entry(uid.clone()).or_insert(*rv);
         }
@@ -241,7 +140,7 @@ async fn a_release_drains_every_pod_from_the_service_and_rpc_before_changing_it(
     for (i, (change_rv, uid)) in order.iter().enumerate() {
         // 1. Its endpoint turned not-ready before the spec changed.
         let endpoint_off = versions.iter().any(|v| {
-            matches!(v, Version::Slice { rv, endpoints }
+            matches!(v, Version::Slice { rv, endpoints, .. }
                 if rv < change_rv && endpoints.iter().any(|(u, ready)| u == uid && !ready))
         });
         assert!(
@@ -268,11 +167,11 @@ async fn a_release_drains_every_pod_from_the_service_and_rpc_before_changing_it(
             Version::Pod {
                 rv,
                 uid: u,
-                image,
+                images,
                 finalizers,
                 ..
             } if u == uid
-                && image == "nginx:1.26"
+                && images.first().map(String::as_str) == Some("nginx:1.26")
                 && finalizers.iter().any(|f| f == SERVICE)
                 && finalizers.iter().any(|f| f == RPC) =>
             {
@@ -295,19 +194,13 @@ async fn a_release_drains_every_pod_from_the_service_and_rpc_before_changing_it(
             );
         }
     }
-    // 4. The Service always had a ready endpoint.
-    let min_ready = versions
-        .iter()
-        .filter_map(|v| match v {
-            Version::Slice { endpoints, .. } => {
-                Some(endpoints.iter().filter(|(_, ready)| *ready).count())
-            }
-            Version::Pod { .. } => None,
-        })
-        .min()
-        .unwrap_or(0);
-    println!("fewest ready endpoints during the release: {min_ready}");
-    assert!(min_ready >= 1, "the Service never had zero ready endpoints");
+    // 4. The shared checker: every change and deletion after a drain, and the
+    // Service always had a ready endpoint.
+    let summary = log.verify().await;
+    assert!(
+        summary.min_ready >= 1,
+        "the Service never had zero ready endpoints"
+    );
 }
 
 #[tokio::test]
