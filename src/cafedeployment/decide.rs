@@ -291,6 +291,51 @@ fn retiring_set(set: &InPlaceSet, target: &Target) -> InPlaceSet {
     desired
 }
 
+/// The kstatus reading of a phase, so that `kubectl wait --for=condition=Ready`,
+/// Helm's and Flux's kstatus checks and Argo CD tell "working" (Reconciling),
+/// "waiting for a person" (neither Reconciling nor Stalled, Ready=False with
+/// reason WaitingForConfirm or Paused), "stuck" (Stalled) and "done" (Ready)
+/// apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Health<'a> {
+    pub ready: bool,
+    pub reconciling: bool,
+    pub stalled: bool,
+    pub progressing: bool,
+    /// The reason of Ready, Reconciling and Progressing.
+    pub reason: &'a str,
+    pub stalled_reason: &'a str,
+}
+
+impl<'a> Health<'a> {
+    pub fn of(phase: Phase, stall: Option<&'a str>) -> Self {
+        let (ready, reconciling, reason) = match phase {
+            Phase::Healthy => (true, false, "NewRevisionAvailable"),
+            Phase::WaitingForConfirm => (false, false, "WaitingForConfirm"),
+            Phase::Paused => (false, false, "Paused"),
+            Phase::Stalled => (false, false, "ProgressDeadlineExceeded"),
+            Phase::Progressing | Phase::RollingBack => (false, true, "ReplicaSetUpdated"),
+        };
+        let stalled = phase == Phase::Stalled;
+        Self {
+            ready,
+            reconciling,
+            stalled,
+            progressing: !stalled,
+            reason: if stalled {
+                stall.unwrap_or(reason)
+            } else {
+                reason
+            },
+            stalled_reason: if stalled {
+                stall.unwrap_or("ProgressDeadlineExceeded")
+            } else {
+                "NotStalled"
+            },
+        }
+    }
+}
+
 /// Builds this observation's conditions, all with `message` and
 /// `generation`; each keeps its transition time unless its status moved.
 fn conditions<'a>(
@@ -519,9 +564,12 @@ fn compute_status(
             .map(|(k, v)| (k.clone(), i32::try_from(*v).unwrap_or(i32::MAX)))
             .collect(),
     });
-    let complete = phase == Phase::Healthy;
     let cond = conditions(previous, &message, cd.metadata.generation, obs.now);
     let available = status.available_replicas >= cd.spec.replicas;
+    let health = Health::of(
+        phase,
+        stalled.as_ref().map(|(_, reason, _)| reason.as_str()),
+    );
     status.conditions = vec![
         cond(
             condition::AVAILABLE,
@@ -532,35 +580,10 @@ fn compute_status(
                 "MinimumReplicasUnavailable"
             },
         ),
-        cond(
-            condition::PROGRESSING,
-            phase != Phase::Stalled,
-            if phase == Phase::Stalled {
-                "ProgressDeadlineExceeded"
-            } else if complete {
-                "NewRevisionAvailable"
-            } else {
-                "ReplicaSetUpdated"
-            },
-        ),
-        cond(
-            condition::READY,
-            complete,
-            if complete { "Ready" } else { "Releasing" },
-        ),
-        cond(
-            condition::RECONCILING,
-            !complete,
-            if complete { "Ready" } else { "Releasing" },
-        ),
-        cond(
-            condition::STALLED,
-            stalled.is_some() && !complete,
-            stalled
-                .as_ref()
-                .filter(|_| !complete)
-                .map_or("NotStalled", |(_, reason, _)| reason.as_str()),
-        ),
+        cond(condition::PROGRESSING, health.progressing, health.reason),
+        cond(condition::READY, health.ready, health.reason),
+        cond(condition::RECONCILING, health.reconciling, health.reason),
+        cond(condition::STALLED, health.stalled, health.stalled_reason),
     ];
     status
 }
@@ -637,6 +660,22 @@ mod tests {
             "nothing is acted on"
         );
         assert_eq!(out.notes.len(), 1, "one Warning event");
+    }
+
+    #[test]
+    fn health_tells_working_waiting_stuck_and_done_apart() {
+        let h = Health::of(Phase::WaitingForConfirm, None);
+        assert!(!h.ready && !h.reconciling && !h.stalled);
+        assert_eq!(h.reason, "WaitingForConfirm");
+        let h = Health::of(Phase::Paused, None);
+        assert!(!h.ready && !h.reconciling && !h.stalled && h.reason == "Paused");
+        let h = Health::of(Phase::Progressing, None);
+        assert!(!h.ready && h.reconciling && !h.stalled);
+        let h = Health::of(Phase::Stalled, Some("DrainTimeout"));
+        assert!(!h.ready && !h.reconciling && h.stalled && !h.progressing);
+        assert_eq!(h.stalled_reason, "DrainTimeout");
+        let h = Health::of(Phase::Healthy, None);
+        assert!(h.ready && !h.reconciling && !h.stalled);
     }
 
     #[test]
