@@ -15,6 +15,7 @@ mod cluster_smoke;
 mod examples;
 mod inplaceset;
 mod midflight;
+mod plugin;
 mod production;
 mod traffic;
 mod validation;

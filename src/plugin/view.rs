@@ -1,0 +1,439 @@
+//! What `kubectl cafe` draws, pure: a release's header and its tree
+//! (cell -> InPlaceSet -> pods), the one-line summary of `list`, the next
+//! action, and the verdict that `get -w` and `status` share.
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use crate::api::names::{
+    REVISION_LABEL, TRAFFIC_FINALIZER_PREFIX, TRAFFIC_GATE, UPGRADE_CONFIRMED_ANNOTATION,
+    gate_reason,
+};
+use crate::api::{CafeDeployment, InPlaceSet, Phase, UpgradeType};
+use crate::traffic::declared_components;
+
+/// The objects of one CafeDeployment as the plugin read them.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub cd: CafeDeployment,
+    pub sets: Vec<InPlaceSet>,
+    pub pods: Vec<Pod>,
+    /// Seconds since the epoch, for ages.
+    pub now: i64,
+}
+
+/// How a watch or `status` ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The release is complete (exit 0).
+    Complete,
+    /// Waiting for a person, and the caller counts that as success (exit 0).
+    Waiting,
+    /// Stalled (exit 1).
+    Stalled,
+}
+
+impl Verdict {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Complete | Verdict::Waiting => 0,
+            Verdict::Stalled => 1,
+        }
+    }
+}
+
+/// The verdict on a CafeDeployment now, if its release has ended (or waits
+/// and `success_on_wait`). A status older than the spec decides nothing.
+pub fn verdict(cd: &CafeDeployment, success_on_wait: bool) -> Option<Verdict> {
+    let status = cd.status.as_ref()?;
+    if status.observed_generation != cd.metadata.generation {
+        return None;
+    }
+    match status.phase? {
+        Phase::Healthy => Some(Verdict::Complete),
+        Phase::Stalled => Some(Verdict::Stalled),
+        Phase::WaitingForConfirm | Phase::Paused if success_on_wait => Some(Verdict::Waiting),
+        _ => None,
+    }
+}
+
+pub fn icon(phase: Option<Phase>) -> &'static str {
+    match phase {
+        Some(Phase::Healthy) => "✔",
+        Some(Phase::Progressing) => "↻",
+        Some(Phase::WaitingForConfirm) => "⏸",
+        Some(Phase::Paused) => "‖",
+        Some(Phase::RollingBack) => "↺",
+        Some(Phase::Stalled) => "✖",
+        None => "?",
+    }
+}
+
+/// What the user can do next, as a command.
+pub fn next_action(cd: &CafeDeployment) -> String {
+    let name = cd.name_any();
+    let phase = cd.status.as_ref().and_then(|s| s.phase);
+    match phase {
+        Some(Phase::WaitingForConfirm) => {
+            let confirmed = cd
+                .annotations()
+                .get(UPGRADE_CONFIRMED_ANNOTATION)
+                .map(String::as_str)
+                == Some("true");
+            if confirmed {
+                "confirmed; the next group starts".to_string()
+            } else {
+                format!("kubectl cafe confirm {name}   (or: kubectl cafe rollback {name})")
+            }
+        }
+        Some(Phase::Paused) => format!("kubectl cafe resume {name}"),
+        Some(Phase::Stalled) => format!("kubectl cafe rollback {name}   (or fix the template)"),
+        Some(Phase::Healthy) => "nothing: the release is complete".to_string(),
+        Some(Phase::Progressing | Phase::RollingBack) => "wait: pods are moving".to_string(),
+        None => "wait: not reconciled yet".to_string(),
+    }
+}
+
+/// `[█████░░░░░]` for `done` of `total`.
+pub fn bar(done: i32, total: i32, width: usize) -> String {
+    let filled = if total <= 0 {
+        width
+    } else {
+        (usize::try_from(done.clamp(0, total)).unwrap_or(0) * width)
+            / usize::try_from(total).unwrap_or(1)
+    };
+    format!("[{}{}]", "█".repeat(filled), "░".repeat(width - filled))
+}
+
+/// A pod's place in the lifecycle, in one word.
+pub fn pod_state(pod: &Pod, update_revision: Option<&str>) -> &'static str {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return "terminating";
+    }
+    let gate = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == TRAFFIC_GATE));
+    let registered = registered(pod);
+    let declared = declared_components(pod);
+    match gate {
+        None => "starting",
+        Some(g) if g.status == "True" => {
+            if declared.iter().all(|c| registered.contains(c)) {
+                "serving"
+            } else {
+                "restoring"
+            }
+        }
+        Some(g) => {
+            let reason = g.reason.as_deref().unwrap_or_default();
+            let held = declared.iter().any(|c| registered.contains(c));
+            if held {
+                "draining"
+            } else if reason == gate_reason::DRAINING_FOR_DELETE {
+                "deleting"
+            } else if pod.labels().get(REVISION_LABEL).map(String::as_str) == update_revision {
+                "verifying"
+            } else {
+                "updating"
+            }
+        }
+    }
+}
+
+fn registered(pod: &Pod) -> Vec<String> {
+    pod.finalizers()
+        .iter()
+        .filter_map(|f| f.strip_prefix(TRAFFIC_FINALIZER_PREFIX))
+        .map(str::to_string)
+        .collect()
+}
+
+fn age(seconds: i64) -> String {
+    match seconds.max(0) {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn restarts(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum())
+}
+
+fn strategy(cd: &CafeDeployment) -> String {
+    let s = &cd.spec.strategy;
+    let batch = match &s.batch_size {
+        IntOrString::Int(n) => n.to_string(),
+        IntOrString::String(p) => p.clone(),
+    };
+    format!(
+        "{}, batch {batch}, {}{}",
+        match s.upgrade_type {
+            UpgradeType::Beta => "Beta first",
+            UpgradeType::Batch => "batches",
+        },
+        if s.need_waiting_for_confirm {
+            "confirm each group"
+        } else {
+            "no confirmation"
+        },
+        if s.pause { ", PAUSED" } else { "" }
+    )
+}
+
+/// The header of `get`.
+pub fn header(snap: &Snapshot) -> Vec<String> {
+    let cd = &snap.cd;
+    let status = cd.status.clone().unwrap_or_default();
+    let release = status.release.clone().unwrap_or_default();
+    let phase = status
+        .phase
+        .map_or("Unknown".to_string(), |p| format!("{p:?}"));
+    let stable = status
+        .current_revision
+        .clone()
+        .unwrap_or_else(|| "-".into());
+    let update = status.update_revision.clone().unwrap_or_else(|| "-".into());
+    vec![
+        format!(
+            "Name:      {}   (namespace {})",
+            cd.name_any(),
+            cd.namespace().unwrap_or_default()
+        ),
+        format!("Phase:     {} {phase}", icon(status.phase)),
+        format!("Message:   {}", release.message),
+        format!("Next:      {}", next_action(cd)),
+        format!("Strategy:  {}", strategy(cd)),
+        if stable == update {
+            format!("Revision:  {update} (stable)")
+        } else {
+            format!("Revision:  {stable} (stable) -> {update} (update)")
+        },
+        format!(
+            "Group:     {}/{} {}",
+            release.group,
+            release.groups,
+            bar(release.group, release.groups, 24)
+        ),
+        format!(
+            "Replicas:  {} desired, {} ready, {} updated, {} available",
+            cd.spec.replicas,
+            status.ready_replicas,
+            status.updated_replicas,
+            status.available_replicas
+        ),
+    ]
+}
+
+/// The tree of `get`: each cell's InPlaceSet and its pods.
+pub fn tree(snap: &Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut sets: Vec<&InPlaceSet> = snap.sets.iter().collect();
+    sets.sort_by_key(|s| s.name_any());
+    for set in sets {
+        let status = set.status.clone().unwrap_or_default();
+        let cell = set
+            .labels()
+            .get(crate::api::names::CELL_LABEL)
+            .cloned()
+            .unwrap_or_else(|| "-".into());
+        let partition = match &set.spec.strategy.partition {
+            IntOrString::Int(n) => n.to_string(),
+            IntOrString::String(p) => p.clone(),
+        };
+        out.push(format!(
+            "{cell}  ⟶ InPlaceSet {}  partition {partition}  updated {}/{}  ready {}{}",
+            set.name_any(),
+            status.updated_replicas,
+            set.spec.replicas,
+            status.ready_replicas,
+            if set.spec.strategy.paused {
+                "  paused"
+            } else {
+                ""
+            },
+        ));
+        let uid = set.uid();
+        let mut pods: Vec<&Pod> = snap
+            .pods
+            .iter()
+            .filter(|p| {
+                p.owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == uid.as_ref())
+            })
+            .collect();
+        pods.sort_by_key(|p| p.name_any());
+        let update = status.update_revision.as_deref();
+        for (i, pod) in pods.iter().enumerate() {
+            let last = i + 1 == pods.len();
+            let revision = pod.labels().get(REVISION_LABEL).map(String::as_str);
+            let which = if revision == update {
+                "update"
+            } else if revision == status.stable_revision.as_deref() || update.is_none() {
+                "stable"
+            } else {
+                "old"
+            };
+            let image = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers.first())
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default();
+            let created = pod
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(snap.now, |t| t.0.as_second());
+            let traffic = registered(pod);
+            out.push(format!(
+                "   {} {}  {image} ({which})  {}  traffic [{}]  restarts {}  age {}",
+                if last { "└─" } else { "├─" },
+                pod.name_any(),
+                pod_state(pod, update),
+                traffic.join(","),
+                restarts(pod),
+                age(snap.now - created)
+            ));
+        }
+    }
+    out
+}
+
+/// One line of `list`: name, phase, group, what it waits for.
+pub fn list_line(cd: &CafeDeployment, with_namespace: bool) -> String {
+    let status = cd.status.clone().unwrap_or_default();
+    let release = status.release.clone().unwrap_or_default();
+    let phase = status.phase.map_or("Unknown".into(), |p| format!("{p:?}"));
+    let waits = match status.phase {
+        Some(Phase::WaitingForConfirm) => "a person: confirm or roll back".to_string(),
+        Some(Phase::Paused) => "a person: resume".to_string(),
+        Some(Phase::Stalled) => "a fix: roll back or correct the template".to_string(),
+        Some(Phase::Progressing | Phase::RollingBack) => "pods to move".to_string(),
+        Some(Phase::Healthy) => "-".to_string(),
+        None => "the operator".to_string(),
+    };
+    let name = if with_namespace {
+        format!(
+            "{:<20} {:<24}",
+            cd.namespace().unwrap_or_default(),
+            cd.name_any()
+        )
+    } else {
+        format!("{:<24}", cd.name_any())
+    };
+    format!(
+        "{name} {} {:<18} {:>7} {waits}",
+        icon(status.phase),
+        phase,
+        format!("{}/{}", release.group, release.groups)
+    )
+}
+
+pub fn list_heading(with_namespace: bool) -> String {
+    let name = if with_namespace {
+        format!("{:<20} {:<24}", "NAMESPACE", "NAME")
+    } else {
+        format!("{:<24}", "NAME")
+    };
+    format!("{name}   {:<18} {:>7} WAITING FOR", "PHASE", "GROUP")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cd(phase: &str, generation: i64, observed: i64) -> CafeDeployment {
+        serde_json::from_value(json!({
+            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+            "metadata": {"name": "demo", "namespace": "shop", "generation": generation},
+            "spec": {
+                "replicas": 10,
+                "selector": {"matchLabels": {"app": "demo"}},
+                "template": {"metadata": {"labels": {"app": "demo"}},
+                             "spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}},
+                "topology": {"values": ["cell-a", "cell-b"]},
+                "strategy": {"batchSize": 4, "needWaitingForConfirm": true}
+            },
+            "status": {"observedGeneration": observed, "phase": phase,
+                       "currentRevision": "demo-1", "updateRevision": "demo-2",
+                       "release": {"revision": "demo-2", "group": 1, "groups": 3,
+                                   "message": "group 1 of 3 done"}}
+        }))
+        .expect("cd")
+    }
+
+    fn pod(gate: Option<(&str, &str)>, finalizers: &[&str], revision: &str) -> Pod {
+        let conditions: Vec<serde_json::Value> = gate
+            .map(|(status, reason)| {
+                vec![json!({"type": TRAFFIC_GATE, "status": status, "reason": reason})]
+            })
+            .unwrap_or_default();
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "labels": {REVISION_LABEL: revision},
+                         "annotations": {"cafe.sofastack.io/traffic-components": "service,rpc"},
+                         "finalizers": finalizers.iter().map(|c| format!("{TRAFFIC_FINALIZER_PREFIX}{c}")).collect::<Vec<_>>()},
+            "status": {"conditions": conditions}
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn the_verdict_is_the_same_for_get_w_and_status() {
+        assert_eq!(
+            verdict(&cd("Healthy", 2, 2), false),
+            Some(Verdict::Complete)
+        );
+        assert_eq!(verdict(&cd("Healthy", 3, 2), false), None, "stale status");
+        assert_eq!(verdict(&cd("Stalled", 2, 2), false), Some(Verdict::Stalled));
+        assert_eq!(verdict(&cd("WaitingForConfirm", 2, 2), false), None);
+        assert_eq!(
+            verdict(&cd("WaitingForConfirm", 2, 2), true),
+            Some(Verdict::Waiting)
+        );
+        assert_eq!(Verdict::Stalled.exit_code(), 1);
+    }
+
+    #[test]
+    fn pod_states_follow_the_lifecycle() {
+        assert_eq!(pod_state(&pod(None, &[], "r1"), Some("r2")), "starting");
+        let serving = pod(Some(("True", "Serving")), &["service", "rpc"], "r1");
+        assert_eq!(pod_state(&serving, Some("r2")), "serving");
+        let draining = pod(Some(("False", "DrainingForUpdate")), &["rpc"], "r1");
+        assert_eq!(pod_state(&draining, Some("r2")), "draining");
+        let drained = pod(Some(("False", "DrainingForUpdate")), &[], "r1");
+        assert_eq!(pod_state(&drained, Some("r2")), "updating");
+        let patched = pod(Some(("False", "DrainingForUpdate")), &[], "r2");
+        assert_eq!(pod_state(&patched, Some("r2")), "verifying");
+        let back = pod(Some(("True", "Serving")), &["service"], "r2");
+        assert_eq!(pod_state(&back, Some("r2")), "restoring");
+    }
+
+    #[test]
+    fn the_header_shows_phase_next_action_revisions_and_the_group_bar() {
+        let snap = Snapshot {
+            cd: cd("WaitingForConfirm", 2, 2),
+            sets: Vec::new(),
+            pods: Vec::new(),
+            now: 0,
+        };
+        let text = header(&snap).join("\n");
+        assert!(text.contains("⏸ WaitingForConfirm"), "{text}");
+        assert!(text.contains("kubectl cafe confirm demo"), "{text}");
+        assert!(
+            text.contains("demo-1 (stable) -> demo-2 (update)"),
+            "{text}"
+        );
+        assert!(text.contains("1/3 [████████░░░░░░░░░░░░░░░░]"), "{text}");
+        assert!(list_line(&snap.cd, false).contains("a person: confirm"));
+    }
+}
