@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test cluster-up cluster-down crds lint unit e2e
+.PHONY: help demo test cluster-up cluster-down crds lint unit e2e plugin
 
 help:
 	@echo "make demo          build, start the local control plane, run the operator on examples/demo.yaml"
@@ -10,6 +10,7 @@ help:
 	@echo "make cluster-up    start the local control plane (.cluster/kubeconfig)"
 	@echo "make cluster-down  stop it and remove its state"
 	@echo "make crds          regenerate crds/ from the Rust types"
+	@echo "make plugin        the kubectl cafe plugin's krew archive and manifest in dist/"
 
 demo:
 	hack/demo.sh
@@ -36,3 +37,6 @@ unit:
 
 e2e:
 	KUBECONFIG=$${KUBECONFIG:-$(CURDIR)/.cluster/kubeconfig} cargo test --test e2e -- --include-ignored
+
+plugin:
+	hack/plugin.sh

@@ -11,8 +11,10 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say_() { printf '   %s\n' "$*"; }
 
 step "Building cafe-operator (release)"
-cargo build --release --quiet
+cargo build --release --quiet --bins
 OPERATOR="$REPO_ROOT/target/release/cafe-operator"
+# `kubectl cafe` is the plugin binary kubectl-cafe, found on PATH.
+export PATH="$REPO_ROOT/target/release:$PATH"
 
 step "Starting the local control plane (the first run builds Kubernetes from source: 15-25 min)"
 tests/cluster/up.sh
@@ -91,9 +93,17 @@ cd_at() { [ "$(cd_field phase)" = "$1" ] && [ "$(cd_field release.group)" = "$2"
 CD_PODS='custom-columns=POD:.metadata.name,NODE:.spec.nodeName,IP:.status.podIP,IMAGE:.spec.containers[0].image,READY:.status.conditions[?(@.type=="Ready")].status'
 show_cd() { kubectl -n "$NS" get pods -l app=demo -o "$CD_PODS" --sort-by=.spec.nodeName | sed 's/^/   /'; }
 # Waits for groups 1 and 2, confirming each as a user would, then for Healthy.
+# With "plugin", through `kubectl cafe`; else with plain kubectl.
 confirm_groups() {
     for done in 1 2; do
         wait_for "group $done to finish" 180 cd_at WaitingForConfirm "$done"
+        if [ "${1:-}" = plugin ]; then
+            say_ "\$ kubectl cafe get demo"
+            kubectl cafe -n "$NS" get demo | sed 's/^/   /'
+            say_ "\$ kubectl cafe confirm demo"
+            kubectl cafe -n "$NS" confirm demo | sed 's/^/   /'
+            continue
+        fi
         kubectl -n "$NS" get cafedeployment demo
         show_cd
         say_ "status.release.message: $(cd_field release.message)"
@@ -101,6 +111,13 @@ confirm_groups() {
         say_ "\$ kubectl annotate cafedeployment demo cafe.sofastack.io/upgrade-confirmed=true --overwrite"
         kubectl -n "$NS" annotate cafedeployment demo cafe.sofastack.io/upgrade-confirmed=true --overwrite >/dev/null
     done
+    if [ "${1:-}" = plugin ]; then
+        say_ "\$ kubectl cafe status demo --timeout 3m     # blocks like kubectl rollout status"
+        kubectl cafe -n "$NS" status demo --timeout 3m | sed 's/^/   /'
+        say_ "\$ kubectl cafe history demo"
+        kubectl cafe -n "$NS" history demo | sed 's/^/   /'
+        return
+    fi
     wait_for "the last group" 180 cd_at Healthy 3
     kubectl -n "$NS" get cafedeployment demo
     show_cd
@@ -109,10 +126,10 @@ say_ "The first release creates the pods group by group: 1+1 (Beta), 2+2, 2+2."
 confirm_groups
 kubectl -n "$NS" get inplacesets -l cafe.sofastack.io/cell
 
-step "Releasing nginx:1.26: a Beta group (one pod per cell), then batches of 4, confirmed by you"
-kubectl -n "$NS" patch cafedeployment demo --type merge \
-    -p '{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"nginx:1.26"}]}}}}'
-confirm_groups
+step "Releasing nginx:1.26 with the kubectl plugin: a Beta group, then batches of 4, confirmed by you"
+say_ "\$ kubectl cafe set image demo app=nginx:1.26"
+kubectl cafe -n "$NS" set image demo app=nginx:1.26 | sed 's/^/   /'
+confirm_groups plugin
 say_ "Same pods and IPs as before the release: every pod was updated in place, drained first."
 
 step "Bad input is refused with a message that says what to change"

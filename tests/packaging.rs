@@ -63,3 +63,18 @@ fn the_image_is_multi_stage_static_and_non_root() {
         "{runtime}"
     );
 }
+
+#[test]
+fn the_krew_manifest_names_the_plugin_binary() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/plugin.yaml"))
+        .expect("plugin.yaml");
+    let manifest: serde_yaml::Value = serde_yaml::from_str(&text).expect("plugin.yaml parses");
+    assert_eq!(manifest["kind"].as_str(), Some("Plugin"));
+    assert_eq!(manifest["metadata"]["name"].as_str(), Some("cafe"));
+    let platform = &manifest["spec"]["platforms"][0];
+    assert_eq!(platform["bin"].as_str(), Some("kubectl-cafe"));
+    assert!(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin/kubectl-cafe.rs")).exists(),
+        "the binary krew installs is built by this crate"
+    );
+}
