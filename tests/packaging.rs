@@ -74,7 +74,11 @@ fn the_krew_manifest_names_the_plugin_binary() {
     let platform = &manifest["spec"]["platforms"][0];
     assert_eq!(platform["bin"].as_str(), Some("kubectl-cafe"));
     assert!(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin/kubectl-cafe.rs")).exists(),
+        std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/bin/kubectl-cafe.rs"
+        ))
+        .exists(),
         "the binary krew installs is built by this crate"
     );
 }

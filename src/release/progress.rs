@@ -56,9 +56,14 @@ pub fn decide(input: &Input) -> Progress {
     let groups = input.groups;
     let completed = input.completed.min(groups);
     let mut opened = input.opened.min(groups).max(completed);
-    let mut awaiting = None;
+    // A wait on record for the next group stays on record while the groups
+    // opened stay as they are: a moment when the sets' status lags their spec
+    // (completed reads lower) must not end it, or it would begin again and
+    // reset a confirmation the user gave meanwhile.
+    let mut awaiting = input.awaiting.filter(|g| *g == opened + 1);
     let phase = if completed >= groups {
         opened = groups;
+        awaiting = None;
         Phase::Complete
     } else if completed < opened {
         // The open group is still moving. Pause stops new groups here; the
@@ -78,11 +83,13 @@ pub fn decide(input: &Input) -> Progress {
     } else if opened == 0 || !input.need_confirm || input.rollback {
         // The first group starts on its own; without confirmation, so does every next one.
         opened += 1;
+        awaiting = None;
         Phase::Progressing
     } else {
         let next = opened + 1;
         if input.awaiting == Some(next) && input.confirmed {
             opened = next;
+            awaiting = None;
             Phase::Progressing
         } else {
             awaiting = Some(next);
@@ -164,6 +171,27 @@ mod tests {
             ..Input::default()
         });
         assert_eq!((p.opened, p.phase), (2, Phase::Complete));
+    }
+
+    #[test]
+    fn a_wait_on_record_survives_a_moment_of_stale_observation() {
+        // Waiting for group 2, paused; the sets' status lags (completed reads 0).
+        let lagging = Input {
+            paused: true,
+            awaiting: Some(2),
+            confirmed: true,
+            ..input(1, 0)
+        };
+        let p = decide(&lagging);
+        assert_eq!(p.awaiting, Some(2));
+        assert!(!p.begins_waiting(&lagging), "the wait does not begin again");
+        // Unpaused and caught up: the confirmation given meanwhile counts.
+        let p = decide(&Input {
+            awaiting: Some(2),
+            confirmed: true,
+            ..input(1, 1)
+        });
+        assert_eq!((p.opened, p.phase), (2, Phase::Progressing));
     }
 
     #[test]

@@ -111,6 +111,8 @@ enum Op {
     Pause(bool),
     Rollback,
     LosePod(usize),
+    /// This cell's set reports a status older than its spec for one round.
+    Stale(usize),
     Tick,
 }
 
@@ -123,6 +125,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(Op::Pause),
         1 => Just(Op::Rollback),
         1 => (0usize..3).prop_map(Op::LosePod),
+        2 => (0usize..3).prop_map(Op::Stale),
         6 => Just(Op::Tick),
     ]
 }
@@ -140,6 +143,10 @@ struct World {
     next_template: u32,
     beta: bool,
     batch: usize,
+    /// Cells whose next observation is stale.
+    stale: Vec<String>,
+    /// (template, group) of every wait that began: none begins twice.
+    waits: Vec<(u32, usize)>,
 }
 
 impl World {
@@ -167,9 +174,18 @@ impl World {
     fn reconcile(&mut self) -> Decision {
         let cells = self.cells();
         let update = format!("r{}", self.template);
+        let stale = std::mem::take(&mut self.stale);
         let active: Vec<Option<Observed>> = cells
             .iter()
-            .map(|(c, _)| self.sets.get(c).map(|s| s.observe(c)))
+            .map(|(c, _)| {
+                self.sets.get(c).map(|s| {
+                    let mut o = s.observe(c);
+                    if stale.contains(c) {
+                        o.fresh = false;
+                    }
+                    o
+                })
+            })
             .collect();
         let removed: Vec<Observed> = self
             .sets
@@ -191,6 +207,13 @@ impl World {
         });
         if decision.begins_waiting {
             self.confirmed = false;
+            let group = decision.record.awaiting.unwrap_or(0);
+            assert!(
+                !self.waits.contains(&(self.template, group)),
+                "the wait for group {group} of r{} began twice (a confirmation given meanwhile would be lost)",
+                self.template
+            );
+            self.waits.push((self.template, group));
         }
         self.record = decision.record.clone();
         let rev = |r: &Option<String>| {
@@ -310,6 +333,8 @@ proptest! {
             next_template: 2,
             beta,
             batch,
+            stale: Vec::new(),
+            waits: Vec::new(),
         };
         for op in ops {
             match op {
@@ -339,6 +364,7 @@ proptest! {
                         set.pods.pop();
                     }
                 }
+                Op::Stale(cell) => world.stale.push(CELLS[cell].to_string()),
                 Op::Tick => {}
             }
             let before = on_template(&world);
