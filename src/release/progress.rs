@@ -68,10 +68,12 @@ pub fn decide(input: &Input) -> Progress {
     } else if completed < opened {
         // The open group is still moving. Pause stops new groups here; the
         // InPlaceSets are paused too, so pods that have not started stay put.
-        if input.paused {
-            Phase::Paused
-        } else {
-            Phase::Progressing
+        // A wait kept on record means the group had completed: the phase says
+        // so too, rather than flicker while the sets' status catches up.
+        match (input.paused, awaiting) {
+            (true, _) => Phase::Paused,
+            (false, Some(next)) => Phase::WaitingForConfirm(next),
+            (false, None) => Phase::Progressing,
         }
     } else if input.paused {
         // A wait stays on record through a pause: a confirmation given while
@@ -185,6 +187,12 @@ mod tests {
         let p = decide(&lagging);
         assert_eq!(p.awaiting, Some(2));
         assert!(!p.begins_waiting(&lagging), "the wait does not begin again");
+        // Unpaused, still lagging: still waiting, no flicker to Progressing.
+        let p = decide(&Input {
+            awaiting: Some(2),
+            ..input(1, 0)
+        });
+        assert_eq!(p.phase, Phase::WaitingForConfirm(2));
         // Unpaused and caught up: the confirmation given meanwhile counts.
         let p = decide(&Input {
             awaiting: Some(2),
