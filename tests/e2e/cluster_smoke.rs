@@ -295,3 +295,58 @@ async fn a_pod_with_a_finalizer_stays_terminating_until_it_is_removed() {
         .collect();
     assert!(names.is_empty(), "no pod left: {names:?}");
 }
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn a_condition_written_without_a_transition_time_never_wedges_readiness() {
+    // Other controllers (OpenKruise among them) legally write conditions with
+    // `lastTransitionTime: null`; the simulated kubelet must keep computing Ready.
+    let ns = TestNs::new("smoke-null-time").await;
+    ns.create::<Pod>(json!({
+        "metadata": {"name": "untimed", "labels": {"app": "untimed"}},
+        "spec": {
+            "readinessGates": [{"conditionType": GATE}],
+            "containers": [{"name": "app", "image": "nginx:1.25"}]
+        }
+    }))
+    .await;
+    let pods: Api<Pod> = ns.api();
+    ns.wait("containers ready while the gate is missing", 60, || async {
+        let p = pods.get("untimed").await.ok()?;
+        (pod_condition(&p, "ContainersReady").as_deref() == Some("True")).then_some(())
+    })
+    .await;
+    let patch = json!({"status": {"conditions": [
+        {"type": "ContainersReady", "status": "True", "lastTransitionTime": null},
+        {"type": GATE, "status": "True", "lastTransitionTime": null}
+    ]}});
+    pods.patch_status(
+        "untimed",
+        &PatchParams::default(),
+        &Patch::Strategic(&patch),
+    )
+    .await
+    .expect("conditions without a transition time");
+    let untimed = pods.get("untimed").await.expect("pod");
+    let times: Vec<bool> = untimed
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .map(|cs| {
+            cs.iter()
+                .filter(|c| c.type_ == "ContainersReady")
+                .map(|c| c.last_transition_time.is_none())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        times,
+        vec![true],
+        "the time is gone, as another controller left it"
+    );
+    ns.wait("Ready once the gate is True", 30, || async {
+        let p = pods.get("untimed").await.ok()?;
+        pod_ready(&p).then_some(())
+    })
+    .await;
+}
