@@ -41,6 +41,29 @@ pub fn observed_condition(
     }
 }
 
+/// A label selector in the string form of `kubectl get -l` and of the scale
+/// subresource's `status.selector` (HPA reads it): labels and expressions.
+pub fn selector_string(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> String {
+    let mut parts: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            _ => format!("!{}", e.key),
+        });
+    }
+    parts.join(",")
+}
+
 /// How a pod moves to a new template.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum UpdateMode {
@@ -127,4 +150,25 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
         out.push_str(&serde_yaml::to_string(&crd)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_read_as_kubectl_writes_them() {
+        let selector = serde_json::from_value(serde_json::json!({
+            "matchLabels": {"app": "demo"},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["web", "api"]},
+                {"key": "canary", "operator": "DoesNotExist"}
+            ]
+        }))
+        .expect("selector");
+        assert_eq!(
+            selector_string(&selector),
+            "app=demo,tier in (web,api),!canary"
+        );
+    }
 }

@@ -407,16 +407,7 @@ fn compute_status(
     let progress = &decision.progress;
     let mut status = CafeDeploymentStatus {
         observed_generation: cd.metadata.generation,
-        selector: Some(
-            cd.spec
-                .selector
-                .match_labels
-                .iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
+        selector: Some(crate::api::selector_string(&cd.spec.selector)),
         current_revision: record.stable.clone(),
         update_revision: Some(revision.to_string()),
         ..CafeDeploymentStatus::default()

@@ -556,7 +556,7 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         revision: &templates.update.1.revision,
         stable_revision: templates.stable.as_ref().map(|(_, t)| t.revision.as_str()),
         generation: set.metadata.generation,
-        selector: selector_string(&set),
+        selector: crate::api::selector_string(&set.spec.selector),
         progress_deadline_seconds: i64::from(set.spec.progress_deadline_seconds),
         previous: &previous,
         now,
@@ -636,26 +636,6 @@ fn next_wake(
         Some(at) => Action::requeue(Duration::from_secs(u64::try_from(at - now).unwrap_or(1))),
         None => Action::requeue(Duration::from_secs(300)),
     }
-}
-
-fn selector_string(set: &InPlaceSet) -> String {
-    let selector = &set.spec.selector;
-    let mut parts: Vec<String> = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    for e in selector.match_expressions.iter().flatten() {
-        let values = e.values.clone().unwrap_or_default().join(",");
-        parts.push(match e.operator.as_str() {
-            "In" => format!("{} in ({values})", e.key),
-            "NotIn" => format!("{} notin ({values})", e.key),
-            "Exists" => e.key.clone(),
-            _ => format!("!{}", e.key),
-        });
-    }
-    parts.join(",")
 }
 
 async fn reconcile(obj: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Error> {

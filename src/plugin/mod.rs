@@ -302,14 +302,7 @@ fn now() -> i64 {
 }
 
 fn selector(cd: &CafeDeployment) -> String {
-    cd.spec
-        .selector
-        .match_labels
-        .iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    crate::api::selector_string(&cd.spec.selector)
 }
 
 /// Runs the command line; returns the exit code.
