@@ -58,9 +58,12 @@ pub fn decide(input: &Input) -> Progress {
     let mut opened = input.opened.min(groups).max(completed);
     // A wait on record for the next group stays on record while the groups
     // opened stay as they are: a moment when the sets' status lags their spec
-    // (completed reads lower) must not end it, or it would begin again and
-    // reset a confirmation the user gave meanwhile.
-    let mut awaiting = input.awaiting.filter(|g| *g == opened + 1);
+    // (completed reads lower), or a scale-in that shrinks the plan for a
+    // while, must not end it, or it would begin again and reset a
+    // confirmation the user gave meanwhile.
+    let mut awaiting = input
+        .awaiting
+        .filter(|g| *g == opened + 1 || *g == input.opened + 1);
     let phase = if completed >= groups {
         opened = groups;
         awaiting = None;
@@ -99,7 +102,13 @@ pub fn decide(input: &Input) -> Progress {
         }
     };
     Progress {
-        opened,
+        // The recorded frontier never goes back within a release: a plan made
+        // smaller by a scale-in and grown again reopens nothing and closes nothing.
+        opened: if phase == Phase::Complete {
+            groups
+        } else {
+            opened.max(input.opened)
+        },
         completed,
         groups,
         phase,
@@ -200,6 +209,32 @@ mod tests {
             ..input(1, 1)
         });
         assert_eq!((p.opened, p.phase), (2, Phase::Progressing));
+    }
+
+    #[test]
+    fn a_scale_in_and_out_neither_closes_groups_nor_restarts_a_wait() {
+        // Two groups open, waiting for the third; scaled in to a one-group plan
+        // whose pod is not available yet.
+        let small = decide(&Input {
+            groups: 1,
+            opened: 2,
+            completed: 0,
+            need_confirm: true,
+            awaiting: Some(3),
+            ..Input::default()
+        });
+        assert_eq!((small.opened, small.awaiting), (2, Some(3)));
+        // Scaled out again: still two open, the same wait, not begun again.
+        let again = Input {
+            awaiting: Some(3),
+            ..input(2, 2)
+        };
+        let big = decide(&again);
+        assert_eq!(
+            (big.opened, big.phase.clone()),
+            (2, Phase::WaitingForConfirm(3))
+        );
+        assert!(!big.begins_waiting(&again));
     }
 
     #[test]
