@@ -192,7 +192,6 @@ async fn roll_back(cd: &CafeDeployment, ctx: &Context, number: i64) -> Result<Ac
         .list(&ListParams::default().labels(&format!("{OWNER_LABEL}={uid}")))
         .await?
         .items;
-    let _ = &uid;
     let current = format!("{name}-{}", revision::revision(&cd.spec.template));
     let target = if number == 0 {
         history

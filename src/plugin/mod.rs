@@ -564,7 +564,6 @@ async fn history(s: &Session, name: &str) -> Result<u8, Failure> {
     );
     for (r, row) in items.iter().zip(&rows) {
         let mark = match (row["stable"].as_bool(), row["update"].as_bool()) {
-            (Some(true), Some(true)) => "stable",
             (Some(true), _) => "stable",
             (_, Some(true)) => "update",
             _ => "",
@@ -617,6 +616,30 @@ async fn set_image(s: &Session, name: &str, pairs: &[String]) -> Result<u8, Fail
     Ok(0)
 }
 
+/// A store of `api`'s objects kept current by a watch, and the stream that
+/// drives it (an item per change).
+fn follow<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (reflector::Store<K>, futures::stream::BoxStream<'static, ()>)
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (store, writer) = reflector::store();
+    let events = reflector(writer, watcher(api, config))
+        .default_backoff()
+        .map(|_| ())
+        .boxed();
+    (store, events)
+}
+
 /// `get -w` and `status`: follow the CafeDeployment, its sets and its pods by
 /// watch (no polling), redraw or report on every change, and end with the
 /// verdict — the same verdict with or without a watch.
@@ -628,39 +651,18 @@ async fn watch_release(
     draw: bool,
 ) -> Result<u8, Failure> {
     let cd = s.cd(name).await?;
-    let (cds, cd_writer) = reflector::store();
-    let (sets, set_writer) = reflector::store();
-    let (pods, pod_writer) = reflector::store();
-    let cd_events = reflector(
-        cd_writer,
-        watcher(
-            s.api::<CafeDeployment>(),
-            watcher::Config::default().fields(&format!("metadata.name={name}")),
-        ),
-    )
-    .default_backoff()
-    .map(|_| ())
-    .boxed();
-    let set_events = reflector(
-        set_writer,
-        watcher(
-            s.api::<InPlaceSet>(),
-            watcher::Config::default().labels(CELL_LABEL),
-        ),
-    )
-    .default_backoff()
-    .map(|_| ())
-    .boxed();
-    let pod_events = reflector(
-        pod_writer,
-        watcher(
-            s.api::<Pod>(),
-            watcher::Config::default().labels(&selector(&cd)),
-        ),
-    )
-    .default_backoff()
-    .map(|_| ())
-    .boxed();
+    let (cds, cd_events) = follow(
+        s.api::<CafeDeployment>(),
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+    );
+    let (sets, set_events) = follow(
+        s.api::<InPlaceSet>(),
+        watcher::Config::default().labels(CELL_LABEL),
+    );
+    let (pods, pod_events) = follow(
+        s.api::<Pod>(),
+        watcher::Config::default().labels(&selector(&cd)),
+    );
     let mut events = futures::stream::select_all([cd_events, set_events, pod_events]);
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let tty = std::io::stdout().is_terminal();
@@ -726,7 +728,7 @@ async fn watch_release(
                 .chain(view::tree(&snap))
                 .collect();
             if frame != last_frame {
-                redraw(&frame, tty, &last_frame);
+                redraw(&frame, tty);
                 last_frame = frame;
             }
         } else {
@@ -738,20 +740,16 @@ async fn watch_release(
         }
         if let Some(v) = view::verdict(&cd, success_on_wait) {
             if v == Verdict::Stalled {
-                eprintln!("error: {name} is stalled: {}", next_words(&cd));
+                eprintln!("error: {name} is stalled: {}", view::next_action(&cd));
             }
             return Ok(v.exit_code());
         }
     }
 }
 
-fn next_words(cd: &CafeDeployment) -> String {
-    view::next_action(cd)
-}
-
 /// Redraws in place: cursor home, each line cleared to its end, the rest of
 /// the screen cleared; no full clear, so nothing flickers.
-fn redraw(frame: &[String], tty: bool, _previous: &[String]) {
+fn redraw(frame: &[String], tty: bool) {
     let mut out = std::io::stdout().lock();
     if tty {
         let _ = write!(out, "\x1b[H");

@@ -303,13 +303,6 @@ fn check(
     let desired: usize = sizes.iter().sum();
     prop_assert!(handed <= decision.budget);
     prop_assert!(decision.budget <= desired.saturating_sub(1).max(1));
-    let _ = &plan;
-    let moving: usize = world
-        .sets
-        .values()
-        .map(|s| s.pods.iter().filter(|p| p.moving).count())
-        .sum();
-    let _ = moving;
     Ok(())
 }
 
