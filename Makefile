@@ -2,11 +2,12 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test cluster-up cluster-down crds lint unit e2e plugin
+.PHONY: help demo test bench cluster-up cluster-down crds lint unit e2e plugin
 
 help:
 	@echo "make demo          build, start the local control plane, run the operator on examples/demo.yaml"
 	@echo "make test          every check and test (fmt, clippy, unit, e2e on the local control plane)"
+	@echo "make bench         CafeDeployment vs Deployment on the local control plane (BENCH_ARGS=\"--pods 10000\")"
 	@echo "make cluster-up    start the local control plane (.cluster/kubeconfig)"
 	@echo "make cluster-down  stop it and remove its state"
 	@echo "make crds          regenerate crds/ from the Rust types"
@@ -17,6 +18,9 @@ demo:
 
 test:
 	hack/test.sh
+
+bench:
+	hack/bench.sh $(BENCH_ARGS)
 
 cluster-up:
 	tests/cluster/up.sh

@@ -75,6 +75,12 @@ impl Operator {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
+    /// The process id, while it runs (the benchmark reads its memory).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: no graceful shutdown, like a crashed or evicted operator.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

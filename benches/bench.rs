@@ -1,0 +1,904 @@
+//! `make bench`: a CafeDeployment release against a native Deployment on the
+//! same cluster, in one run, with the figures a reviewer asks for:
+//!
+//! (a) create and release of `--pods` pods over `--cells` cells in groups of
+//!     `--group`, against a Deployment with the same unavailability budget
+//!     (`maxSurge: 0`, `maxUnavailable: group`) on the same nodes;
+//! (b) the same release with the `service` traffic component behind a real
+//!     Service, checked by the lossless checker;
+//! (c) the operator's API requests per in-place-updated pod, by verb and resource;
+//! (d) `--fleet` CafeDeployments of `--fleet-pods` pods: operator memory once
+//!     all are healthy, writes during a quiet period, and the time to release
+//!     all of them at once;
+//! (e) the reaction latency from a confirmation to the first gate flip.
+//!
+//! It creates its own kwok nodes (`cafe-bench=true`, cells `bench-cell-*`),
+//! runs one operator process per part (release build, watching only that
+//! part's namespace), and removes everything it created when it ends.
+
+#[allow(dead_code)]
+#[path = "../tests/e2e/lossless.rs"]
+mod lossless;
+#[allow(dead_code)]
+#[path = "../tests/e2e/operator.rs"]
+mod operator;
+#[allow(dead_code)]
+#[path = "../tests/e2e/support.rs"]
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+
+use cafe_operator::api::CafeDeployment;
+use cafe_operator::api::names::TRAFFIC_GATE;
+use operator::Operator;
+use support::TestNs;
+
+#[derive(Parser, Clone)]
+#[command(about = "CafeDeployment against Deployment on the local control plane")]
+struct Args {
+    /// Pods in parts (a), (b) and (c).
+    #[arg(long, default_value_t = 1000)]
+    pods: usize,
+    /// Cells (two kwok nodes each).
+    #[arg(long, default_value_t = 10)]
+    cells: usize,
+    /// Pods per release group, and the Deployment's maxUnavailable.
+    #[arg(long, default_value_t = 100)]
+    group: usize,
+    /// CafeDeployments in part (d).
+    #[arg(long, default_value_t = 100)]
+    fleet: usize,
+    /// Pods per CafeDeployment in part (d).
+    #[arg(long, default_value_t = 100)]
+    fleet_pods: usize,
+    /// Seconds of the quiet period in part (d).
+    #[arg(long, default_value_t = 60)]
+    quiet_seconds: u64,
+    /// Confirmations timed in part (e).
+    #[arg(long, default_value_t = 30)]
+    samples: usize,
+    /// Parts to run, e.g. `a,c` (c needs a; b needs a Service).
+    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e")]
+    parts: Vec<char>,
+    /// Where the results are written (Markdown), besides the screen.
+    #[arg(long, default_value = "target/bench/results.md")]
+    out: String,
+    /// Ignored: cargo passes it to every bench target.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// Results, printed and written to `--out` as they come (a failed part
+/// keeps the figures of the parts before it).
+struct Report {
+    text: String,
+    out: String,
+}
+
+impl Report {
+    fn line(&mut self, s: impl AsRef<str>) {
+        println!("{}", s.as_ref());
+        let _ = writeln!(self.text, "{}", s.as_ref());
+        if let Err(e) = std::fs::write(&self.out, &self.text) {
+            eprintln!("cannot write {}: {e}", self.out);
+        }
+    }
+}
+
+const IMAGE_1: &str = "nginx:1.25";
+const IMAGE_2: &str = "nginx:1.26";
+const NODE_LABEL: &str = "cafe-bench";
+const WAIT: u64 = 1800;
+
+fn cell(i: usize) -> String {
+    format!("bench-cell-{i}")
+}
+
+/// Two kwok nodes per cell, room for many pods, their own pod CIDRs.
+async fn create_nodes(client: &Client, cells: usize) -> Vec<String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut names = Vec::new();
+    for c in 0..cells {
+        for n in 0..2 {
+            let i = c * 2 + n;
+            let name = format!("bench-{}-{n}", cell(c));
+            let node: Node = serde_json::from_value(json!({
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        "type": "kwok", NODE_LABEL: "true",
+                        "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                        "cafe.sofastack.io/cell": cell(c),
+                    },
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                },
+                "spec": {"podCIDR": format!("10.{}.0.0/16", 128 + i),
+                         "podCIDRs": [format!("10.{}.0.0/16", 128 + i)]},
+                "status": {
+                    "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "20000"},
+                    "capacity": {"cpu": "1000", "memory": "4Ti", "pods": "20000"},
+                },
+            }))
+            .expect("node literal");
+            if let Err(e) = nodes.create(&PostParams::default(), &node).await {
+                let exists = matches!(&e, kube::Error::Api(s) if s.code == 409);
+                assert!(exists, "cannot create node {name}: {e}");
+            }
+            names.push(name);
+        }
+    }
+    let lp = ListParams::default().labels(&format!("{NODE_LABEL}=true"));
+    wait_until("the bench nodes to be Ready", 120, || async {
+        let list = nodes.list(&lp).await.ok()?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        (ready == names.len()).then_some(())
+    })
+    .await;
+    names
+}
+
+async fn delete_nodes(client: &Client, names: &[String]) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    for name in names {
+        let _ = nodes.delete(name, &DeleteParams::default()).await;
+    }
+}
+
+/// Polls every 100 ms; panics after `seconds` naming what it waited for.
+async fn wait_until<T, F, Fut>(what: &str, seconds: u64, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {seconds}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Deletes the namespace and waits until it is gone (its pods with it).
+async fn remove(ns: TestNs) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ns.client.clone());
+    let name = ns.name.clone();
+    drop(ns);
+    wait_until(&format!("namespace {name} to be deleted"), 600, || async {
+        match namespaces.get_opt(&name).await {
+            Ok(None) => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+}
+
+fn cafedeployment(name: &str, args: &Args, replicas: usize, group: usize, traffic: Value) -> Value {
+    let cells: Vec<String> = (0..args.cells).map(cell).collect();
+    json!({
+        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"containers": [{"name": "app", "image": IMAGE_1}]}},
+            "topology": {"values": cells},
+            "strategy": {"upgradeType": "Batch", "batchSize": group},
+            "traffic": traffic,
+        }
+    })
+}
+
+fn set_image(image: &str) -> Value {
+    json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}})
+}
+
+/// All `replicas` pods ready and available on the current template, as the
+/// CafeDeployment reports it.
+fn cd_done(cd: &CafeDeployment, replicas: usize) -> bool {
+    let Some(s) = &cd.status else { return false };
+    let n = i32::try_from(replicas).unwrap_or(i32::MAX);
+    s.observed_generation == cd.metadata.generation
+        && s.replicas == n
+        && s.updated_ready_replicas == n
+        && s.available_replicas == n
+        && s.current_revision.is_some()
+        && s.current_revision == s.update_revision
+}
+
+fn deployment_done(d: &Deployment, replicas: usize) -> bool {
+    let Some(s) = &d.status else { return false };
+    let n = i32::try_from(replicas).unwrap_or(i32::MAX);
+    s.observed_generation == d.metadata.generation
+        && s.replicas == Some(n)
+        && s.updated_replicas == Some(n)
+        && s.ready_replicas == Some(n)
+        && s.available_replicas == Some(n)
+}
+
+async fn wait_cd(api: &Api<CafeDeployment>, name: &str, replicas: usize) -> Duration {
+    let start = Instant::now();
+    wait_until(
+        &format!("CafeDeployment {name} to be done"),
+        WAIT,
+        || async {
+            let cd = api.get(name).await.ok()?;
+            cd_done(&cd, replicas).then_some(())
+        },
+    )
+    .await;
+    start.elapsed()
+}
+
+/// The operator's `cafe_api_requests_total`, by (verb, resource), successes and failures.
+async fn requests(port: u16) -> BTreeMap<(String, String), u64> {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let text = fetch(&url).await;
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("cafe_api_requests_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let label = |key: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let n: f64 = value.trim().parse().unwrap_or(0.0);
+        *out.entry((label("verb"), label("resource"))).or_default() += n as u64;
+    }
+    out
+}
+
+/// A plain HTTP GET (the metrics endpoint is local, plain text).
+async fn fetch(url: &str) -> String {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return String::new();
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else {
+        return String::new();
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body).await;
+    body.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+fn is_write(verb: &str) -> bool {
+    matches!(verb, "create" | "patch" | "update" | "delete")
+}
+
+/// Requests made between two snapshots, per in-place-updated pod.
+fn per_pod(
+    report: &mut Report,
+    title: &str,
+    before: &BTreeMap<(String, String), u64>,
+    after: &BTreeMap<(String, String), u64>,
+    pods: usize,
+) -> f64 {
+    report.line(format!("\n{title}\n"));
+    report.line("| verb | resource | requests | per pod |");
+    report.line("|---|---|---:|---:|");
+    let mut writes = 0;
+    for ((verb, resource), n) in after {
+        let d = n - before.get(&(verb.clone(), resource.clone())).unwrap_or(&0);
+        if d == 0 || verb == "watch" {
+            continue;
+        }
+        if is_write(verb) {
+            writes += d;
+        }
+        report.line(format!(
+            "| {verb} | {resource} | {d} | {:.2} |",
+            d as f64 / pods as f64
+        ));
+    }
+    let per = writes as f64 / pods as f64;
+    report.line(format!("| **writes** | all | {writes} | **{per:.2}** |"));
+    per
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+/// An operator watching `ns`, its metrics on a local port.
+fn operator(ns: &str) -> (Operator, u16) {
+    let base = 18_480 + (std::process::id() % 1000) as u16 * 4;
+    let port = base + NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let bind = format!("127.0.0.1:{port}");
+    let op = Operator::launch(ns, &["--metrics-bind-address", &bind], &[]);
+    (op, port)
+}
+
+/// When each pod (by name) reached each stage of its in-place update, as
+/// seen by a watch: where a release's time goes.
+#[derive(Default)]
+struct Stages {
+    /// pod -> (gate closed, image changed, containers ready again, gate open, Ready)
+    seen: HashMap<String, [Option<Instant>; 5]>,
+}
+
+const STAGE_NAMES: [&str; 5] = [
+    "gate closed",
+    "image patched",
+    "containers ready",
+    "gate opened",
+    "pod Ready",
+];
+
+fn condition(p: &Pod, type_: &str) -> Option<String> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.clone())
+}
+
+fn image(p: &Pod) -> Option<String> {
+    p.spec.as_ref()?.containers.first()?.image.clone()
+}
+
+/// Records the stages of every pod of `ns` moving to `target` from now on.
+fn watch_stages(
+    ns: &TestNs,
+    target: &'static str,
+) -> (Arc<Mutex<Stages>>, tokio::task::JoinHandle<()>) {
+    let stages = Arc::new(Mutex::new(Stages::default()));
+    let log = stages.clone();
+    let pods: Api<Pod> = ns.api();
+    let task = tokio::spawn(async move {
+        let mut s = watcher(pods, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(Ok(p)) = s.next().await {
+            let now = Instant::now();
+            let Ok(mut st) = log.lock() else { return };
+            let e = st.seen.entry(p.name_any()).or_default();
+            let gate = condition(&p, TRAFFIC_GATE);
+            let on_target = image(&p).as_deref() == Some(target);
+            // The containers run the target image and are ready again.
+            let containers = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .all(|c| c.ready && c.image.contains(target.trim_start_matches("nginx")))
+                });
+            let ready = condition(&p, "Ready").as_deref() == Some("True");
+            let marks = [
+                gate.as_deref() == Some("False") || on_target,
+                on_target,
+                on_target && containers,
+                on_target && gate.as_deref() == Some("True"),
+                on_target && ready && gate.as_deref() == Some("True"),
+            ];
+            for (slot, hit) in e.iter_mut().zip(marks) {
+                if hit && slot.is_none() {
+                    *slot = Some(now);
+                }
+            }
+        }
+    });
+    (stages, task)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn report_stages(report: &mut Report, stages: &Stages, start: Instant) {
+    report.line("\nwhere the release's time went (per pod, from a watch):\n");
+    report.line("| stage | p50 | p90 | max |");
+    report.line("|---|---:|---:|---:|");
+    let mut rows: Vec<(String, Vec<f64>)> = vec![("release start -> gate closed".into(), vec![])];
+    for w in STAGE_NAMES.windows(2) {
+        rows.push((format!("{} -> {}", w[0], w[1]), vec![]));
+    }
+    for marks in stages.seen.values() {
+        let Some(first) = marks[0] else { continue };
+        rows[0]
+            .1
+            .push(first.saturating_duration_since(start).as_secs_f64());
+        for i in 0..4 {
+            if let (Some(a), Some(b)) = (marks[i], marks[i + 1]) {
+                rows[i + 1]
+                    .1
+                    .push(b.saturating_duration_since(a).as_secs_f64());
+            }
+        }
+    }
+    for (name, mut v) in rows {
+        v.sort_by(f64::total_cmp);
+        report.line(format!(
+            "| {name} | {:.2} s | {:.2} s | {:.2} s |",
+            percentile(&v, 0.5),
+            percentile(&v, 0.9),
+            v.last().copied().unwrap_or(0.0)
+        ));
+    }
+}
+
+/// (a) and (c): create and release `pods` pods, CafeDeployment then Deployment.
+async fn part_a(args: &Args, report: &mut Report) {
+    report.line(format!(
+        "\n## (a) {} pods, {} cells, groups of {}: CafeDeployment vs Deployment\n",
+        args.pods, args.cells, args.group
+    ));
+    // The Deployment first, on the same nodes, with the same budget.
+    let ns = TestNs::new("bench-deploy").await;
+    let deployments: Api<Deployment> = ns.api();
+    let body = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "bench"},
+        "spec": {
+            "replicas": args.pods,
+            "selector": {"matchLabels": {"app": "bench"}},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": 0, "maxUnavailable": args.group}},
+            "template": {"metadata": {"labels": {"app": "bench"}},
+                         "spec": {"nodeSelector": {NODE_LABEL: "true"},
+                                  "containers": [{"name": "app", "image": IMAGE_1}]}},
+        }
+    });
+    let start = Instant::now();
+    ns.create::<Deployment>(body).await;
+    let deploy_done = |what: &'static str| {
+        let api = deployments.clone();
+        let n = args.pods;
+        async move {
+            wait_until(what, WAIT, || async {
+                let d = api.get("bench").await.ok()?;
+                deployment_done(&d, n).then_some(())
+            })
+            .await
+        }
+    };
+    deploy_done("the Deployment to be ready").await;
+    let deploy_create = start.elapsed();
+    let start = Instant::now();
+    deployments
+        .patch(
+            "bench",
+            &PatchParams::default(),
+            &Patch::Merge(&set_image(IMAGE_2)),
+        )
+        .await
+        .expect("patch the Deployment");
+    deploy_done("the Deployment's rollout").await;
+    let deploy_release = start.elapsed();
+    remove(ns).await;
+
+    let ns = TestNs::new("bench-cd").await;
+    let (mut op, port) = operator(&ns.name);
+    let cds: Api<CafeDeployment> = ns.api();
+    let traffic = json!({"components": [], "settleSeconds": 0});
+    let start = Instant::now();
+    ns.create::<CafeDeployment>(cafedeployment(
+        "bench", args, args.pods, args.group, traffic,
+    ))
+    .await;
+    wait_cd(&cds, "bench", args.pods).await;
+    let cd_create = start.elapsed();
+    let before = requests(port).await;
+    let (stages, task) = watch_stages(&ns, IMAGE_2);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    cds.patch(
+        "bench",
+        &PatchParams::default(),
+        &Patch::Merge(&set_image(IMAGE_2)),
+    )
+    .await
+    .expect("patch the CafeDeployment");
+    let cd_release = wait_cd(&cds, "bench", args.pods).await;
+    let after = requests(port).await;
+    task.abort();
+
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    report.line("| | CafeDeployment | Deployment | ratio |");
+    report.line("|---|---:|---:|---:|");
+    report.line(format!(
+        "| create from zero -> all ready | {:.1} s | {:.1} s | **{:.2}x** |",
+        cd_create.as_secs_f64(),
+        deploy_create.as_secs_f64(),
+        ratio(cd_create, deploy_create)
+    ));
+    report.line(format!(
+        "| new image -> all ready | {:.1} s | {:.1} s | **{:.2}x** |",
+        cd_release.as_secs_f64(),
+        deploy_release.as_secs_f64(),
+        ratio(cd_release, deploy_release)
+    ));
+    if let Ok(st) = stages.lock() {
+        report_stages(report, &st, start);
+    }
+    if args.parts.contains(&'c') {
+        per_pod(
+            report,
+            "## (c) operator API requests per in-place-updated pod (no traffic component)",
+            &before,
+            &after,
+            args.pods,
+        );
+    }
+    // Idle: nothing to do, nothing written.
+    let before = requests(port).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = requests(port).await;
+    let idle: u64 = writes_between(&before, &after);
+    report.line(format!("\nwrites in 10 s idle after the release: {idle}"));
+    op.stop();
+    remove(ns).await;
+}
+
+fn writes_between(
+    before: &BTreeMap<(String, String), u64>,
+    after: &BTreeMap<(String, String), u64>,
+) -> u64 {
+    after
+        .iter()
+        .filter(|((verb, _), _)| is_write(verb))
+        .map(|(k, n)| n - before.get(k).unwrap_or(&0))
+        .sum()
+}
+
+/// (b): the same release behind a Service, drained by the `service` component.
+async fn part_b(args: &Args, report: &mut Report) {
+    report.line(format!(
+        "\n## (b) the same release with the `service` component ({} pods behind a Service)\n",
+        args.pods
+    ));
+    let ns = TestNs::new("bench-svc").await;
+    ns.create::<Service>(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "bench"},
+        "spec": {"selector": {"app": "bench"}, "ports": [{"port": 80}]}
+    }))
+    .await;
+    let (mut op, port) = operator(&ns.name);
+    let cds: Api<CafeDeployment> = ns.api();
+    let traffic = json!({"components": ["service"]});
+    ns.create::<CafeDeployment>(cafedeployment(
+        "bench", args, args.pods, args.group, traffic,
+    ))
+    .await;
+    wait_cd(&cds, "bench", args.pods).await;
+    let checker = lossless::Lossless::start(&ns, "bench").await;
+    let before = requests(port).await;
+    let (stages, task) = watch_stages(&ns, IMAGE_2);
+    let start = Instant::now();
+    cds.patch(
+        "bench",
+        &PatchParams::default(),
+        &Patch::Merge(&set_image(IMAGE_2)),
+    )
+    .await
+    .expect("patch the CafeDeployment");
+    let took = wait_cd(&cds, "bench", args.pods).await;
+    let after = requests(port).await;
+    task.abort();
+    let summary = checker.verify().await;
+    report.line(format!(
+        "new image -> all ready: **{:.1} s** (settleSeconds 3 per group); lossless: {} pods \
+         changed in place, {} deleted, never a changed pod still an endpoint, fewest ready \
+         endpoints {} of {}",
+        took.as_secs_f64(),
+        summary.changed,
+        summary.deleted,
+        summary.min_ready,
+        args.pods
+    ));
+    assert_eq!(
+        summary.changed, args.pods,
+        "every pod changed in place once"
+    );
+    if let Ok(st) = stages.lock() {
+        report_stages(report, &st, start);
+    }
+    if args.parts.contains(&'c') {
+        per_pod(
+            report,
+            "## (c) API requests per in-place-updated pod with the `service` component",
+            &before,
+            &after,
+            args.pods,
+        );
+    }
+    op.stop();
+    remove(ns).await;
+}
+
+/// (d): a fleet of CafeDeployments: memory, quiet writes, a mass release.
+async fn part_d(args: &Args, report: &mut Report) {
+    let total = args.fleet * args.fleet_pods;
+    report.line(format!(
+        "\n## (d) {} CafeDeployments x {} pods = {total} pods\n",
+        args.fleet, args.fleet_pods
+    ));
+    let ns = TestNs::new("bench-fleet").await;
+    let (mut op, port) = operator(&ns.name);
+    let pid = op.pid().expect("operator pid");
+    let cds: Api<CafeDeployment> = ns.api();
+    let group = (args.fleet_pods / 4).max(1);
+    let start = Instant::now();
+    for i in 0..args.fleet {
+        let traffic = json!({"components": [], "settleSeconds": 0});
+        let body = cafedeployment(&format!("fleet-{i}"), args, args.fleet_pods, group, traffic);
+        ns.create::<CafeDeployment>(body).await;
+    }
+    let all_done = || async {
+        let list = cds.list(&ListParams::default()).await.ok()?;
+        let done = list
+            .items
+            .iter()
+            .filter(|c| cd_done(c, args.fleet_pods))
+            .count();
+        (done == args.fleet).then_some(())
+    };
+    wait_until("the fleet to be ready", WAIT * 2, all_done).await;
+    let created = start.elapsed();
+    // Let the watch caches and allocator settle before reading memory.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss = rss_kib(pid, "VmRSS");
+    let before = requests(port).await;
+    tokio::time::sleep(Duration::from_secs(args.quiet_seconds)).await;
+    let after = requests(port).await;
+    let quiet = writes_between(&before, &after);
+    let rss_quiet = rss_kib(pid, "VmRSS");
+    let start = Instant::now();
+    for i in 0..args.fleet {
+        cds.patch(
+            &format!("fleet-{i}"),
+            &PatchParams::default(),
+            &Patch::Merge(&set_image(IMAGE_2)),
+        )
+        .await
+        .expect("patch a fleet CafeDeployment");
+    }
+    wait_until("the fleet's release", WAIT * 2, all_done).await;
+    let released = start.elapsed();
+    let peak = rss_kib(pid, "VmHWM");
+    let after_release = requests(port).await;
+    report.line("| | |");
+    report.line("|---|---:|");
+    report.line(format!(
+        "| create all -> all ready | {:.1} s |",
+        created.as_secs_f64()
+    ));
+    report.line(format!(
+        "| operator RSS once all are ready | **{:.0} MiB** |",
+        rss as f64 / 1024.0
+    ));
+    report.line(format!(
+        "| operator RSS after {} s quiet | {:.0} MiB |",
+        args.quiet_seconds,
+        rss_quiet as f64 / 1024.0
+    ));
+    report.line(format!(
+        "| API writes during {} s quiet | **{quiet}** |",
+        args.quiet_seconds
+    ));
+    report.line(format!(
+        "| release all at once (groups of {group}) -> all ready | **{:.1} s** |",
+        released.as_secs_f64()
+    ));
+    report.line(format!(
+        "| writes per pod in that release | {:.2} |",
+        writes_between(&after, &after_release) as f64 / total as f64
+    ));
+    report.line(format!(
+        "| operator peak RSS (VmHWM) | {:.0} MiB |",
+        peak as f64 / 1024.0
+    ));
+    op.stop();
+    remove(ns).await;
+}
+
+/// (e): confirmation -> first gate flip, on an otherwise idle operator.
+async fn part_e(args: &Args, report: &mut Report) {
+    report.line(format!(
+        "\n## (e) confirmation -> first gate flip ({} confirmations)\n",
+        args.samples
+    ));
+    let ns = TestNs::new("bench-confirm").await;
+    let (mut op, _port) = operator(&ns.name);
+    let cds: Api<CafeDeployment> = ns.api();
+    // Beta (one pod in each of two cells), then groups of one: a wait per pod.
+    let replicas = args.samples + 2;
+    let mut body = cafedeployment(
+        "confirm",
+        args,
+        replicas,
+        1,
+        json!({"components": [], "settleSeconds": 0}),
+    );
+    body["spec"]["topology"]["values"] = json!([cell(0), cell(1)]);
+    body["spec"]["strategy"] = json!({"upgradeType": "Beta", "batchSize": 1});
+    ns.create::<CafeDeployment>(body).await;
+    wait_cd(&cds, "confirm", replicas).await;
+
+    let flips: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let log = flips.clone();
+    let pods: Api<Pod> = ns.api();
+    let task = tokio::spawn(async move {
+        let mut open: HashMap<String, bool> = HashMap::new();
+        let mut s = watcher(pods, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(Ok(p)) = s.next().await {
+            let now = Instant::now();
+            let is_open = condition(&p, TRAFFIC_GATE).as_deref() == Some("True");
+            if open.insert(p.name_any(), is_open) == Some(true)
+                && !is_open
+                && let Ok(mut f) = log.lock()
+            {
+                f.push(now);
+            }
+        }
+    });
+    let mut release = set_image(IMAGE_2);
+    release["spec"]["strategy"] = json!({"needWaitingForConfirm": true});
+    cds.patch("confirm", &PatchParams::default(), &Patch::Merge(&release))
+        .await
+        .expect("release");
+    let waiting = || async {
+        let cd = cds.get("confirm").await.ok()?;
+        let s = cd.status?;
+        (s.observed_generation == cd.metadata.generation
+            && s.release.as_ref()?.awaiting_confirmation.is_some()
+            && s.phase == Some(cafe_operator::api::Phase::WaitingForConfirm))
+        .then_some(())
+    };
+    let mut latencies = Vec::new();
+    for _ in 0..args.samples {
+        wait_until("a confirmation wait", 120, waiting).await;
+        // Idle: let every watch settle first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t0 = Instant::now();
+        let patch =
+            json!({"metadata": {"annotations": {"cafe.sofastack.io/upgrade-confirmed": "true"}}});
+        cds.patch("confirm", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("confirm");
+        let flip = wait_until("the first gate flip after a confirmation", 60, || async {
+            flips.lock().ok()?.iter().find(|f| **f >= t0).copied()
+        })
+        .await;
+        latencies.push(flip.duration_since(t0).as_secs_f64() * 1000.0);
+        // The group must finish before the next wait can be confirmed.
+        wait_until("the group to finish", 120, || async {
+            let cd = cds.get("confirm").await.ok()?;
+            let s = cd.status?;
+            (s.phase != Some(cafe_operator::api::Phase::WaitingForConfirm)).then_some(())
+        })
+        .await;
+    }
+    task.abort();
+    latencies.sort_by(f64::total_cmp);
+    report.line(format!(
+        "confirmation -> first gate flip: p50 **{:.0} ms**, p99 **{:.0} ms**, max {:.0} ms (n={})",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(0.0),
+        latencies.len()
+    ));
+    op.stop();
+    remove(ns).await;
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
+    format!(
+        "{cpus} CPUs ({model}), {:.0} GiB",
+        mem as f64 / 1024.0 / 1024.0
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let client = support::client().await;
+    if let Some(dir) = std::path::Path::new(&args.out).parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let mut report = Report {
+        text: String::new(),
+        out: args.out.clone(),
+    };
+    report.line("# cafe-operator benchmark");
+    report.line(format!(
+        "\n{} · machine: {} · local control plane (kwok), {} cells of 2 nodes · operator: release build",
+        k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"),
+        machine(),
+        args.cells
+    ));
+    let nodes = create_nodes(&client, args.cells).await;
+    let run = async {
+        if args.parts.contains(&'a') {
+            part_a(&args, &mut report).await;
+        }
+        if args.parts.contains(&'b') {
+            part_b(&args, &mut report).await;
+        }
+        if args.parts.contains(&'e') {
+            part_e(&args, &mut report).await;
+        }
+        if args.parts.contains(&'d') {
+            part_d(&args, &mut report).await;
+        }
+    };
+    // A failed part still removes the nodes (its namespace goes with its guard).
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await;
+    delete_nodes(&client, &nodes).await;
+    println!("\nresults written to {}", args.out);
+    if outcome.is_err() {
+        std::process::exit(1);
+    }
+}

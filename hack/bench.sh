@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `make bench [BENCH_ARGS="--pods 10000 ..."]`: benches/bench.rs on the local
+# control plane. Starts the cluster unless one is running (and then stops it
+# again at the end); the benchmark removes the nodes and namespaces it made.
+# Results: the screen and target/bench/results.md (or --out FILE).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. tests/cluster/lib.sh
+
+started_cluster=0
+cleanup() {
+    if [ "$started_cluster" = 1 ]; then
+        tests/cluster/down.sh || true
+    fi
+}
+trap cleanup EXIT
+
+echo "== building the benchmark and the operator (release)"
+cargo bench --bench bench --no-run --quiet
+
+if [ -f "$PIDS/kube-apiserver.pid" ] && pid_alive kube-apiserver; then
+    echo "== reusing the running cluster ($KUBECONFIG_FILE)"
+else
+    started_cluster=1
+    tests/cluster/up.sh
+fi
+export KUBECONFIG="$KUBECONFIG_FILE"
+export PATH="$K8S_BIN:$PATH"
+
+echo "== installing the CRDs"
+cargo run --release --quiet -- crd | kubectl apply --server-side --force-conflicts -f - >/dev/null
+kubectl wait --for condition=Established --timeout=60s \
+    crd/cafedeployments.cafe.sofastack.io crd/inplacesets.cafe.sofastack.io >/dev/null
+
+cargo bench --bench bench -- "$@"
