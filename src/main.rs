@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cafe_operator::runtime::Telemetry;
+use cafe_operator::runtime::cache::Caches;
 use cafe_operator::runtime::health::{Health, Role};
 use cafe_operator::runtime::leader::{self, LeaseConfig};
 use cafe_operator::runtime::metrics::Metrics;
@@ -246,18 +247,26 @@ async fn operate(args: RunArgs) -> Result<(), String> {
         let namespace = scope.as_deref();
         let (client, telemetry) = (client.clone(), telemetry.clone());
         let concurrency = args.concurrency;
-        let stops = (stopped(), stopped(), stopped());
+        let stops = (stopped(), stopped(), stopped(), stopped());
+        // One watch per kind for the scope, shared by the three controllers.
+        let (caches, drive) = Caches::start(&client, namespace, &telemetry.health);
+        telemetry.metrics.observe_pods(caches.pods.store.clone());
+        telemetry
+            .metrics
+            .observe_cafedeployments(caches.cafedeployments.store.clone());
         async move {
+            // The controllers subscribe when first polled, before the watches start.
             tokio::join!(
                 cafe_operator::inplaceset::controller::run(
                     client.clone(),
-                    namespace,
+                    &caches,
                     concurrency,
                     telemetry.clone(),
                     stops.0,
                 ),
                 cafe_operator::traffic::component::run(
                     client.clone(),
+                    &caches,
                     namespace,
                     concurrency,
                     telemetry.clone(),
@@ -265,11 +274,17 @@ async fn operate(args: RunArgs) -> Result<(), String> {
                 ),
                 cafe_operator::cafedeployment::controller::run(
                     client.clone(),
-                    namespace,
+                    &caches,
                     concurrency,
                     telemetry.clone(),
                     stops.2,
                 ),
+                async {
+                    tokio::select! {
+                        () = drive => {}
+                        () = stops.3 => {}
+                    }
+                },
             )
         }
     }));

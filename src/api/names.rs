@@ -18,6 +18,9 @@ pub const CELL_LABEL: &str = "cafe.sofastack.io/cell";
 /// Only the hash, never `<name>-<hash>`, so it always fits a label value.
 pub const REVISION_LABEL: &str = "cafe.sofastack.io/revision";
 
+/// ControllerRevisions of a CafeDeployment carry its uid (names may be too long for a label).
+pub const CAFEDEPLOYMENT_UID_LABEL: &str = "cafe.sofastack.io/cafedeployment-uid";
+
 /// The readiness gate injected into every pod at creation. The operator owns
 /// this condition and only this one; kubelet derives `Ready` from it.
 pub const TRAFFIC_GATE: &str = "cafe.sofastack.io/traffic-ready";

@@ -19,22 +19,23 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
 use super::decide::{Observation, Outcome, decide};
-use crate::api::names::UPGRADE_CONFIRMED_ANNOTATION;
+use crate::api::names::{CAFEDEPLOYMENT_UID_LABEL as OWNER_LABEL, UPGRADE_CONFIRMED_ANNOTATION};
 use crate::api::{CafeDeployment, CafeDeploymentStatus, InPlaceSet, Phase, ReleaseStatus};
 use crate::inplaceset::revision;
 use crate::runtime::backoff::Backoff;
+use crate::runtime::cache::{Caches, OwnerIndex};
+use crate::runtime::coalesce::Coalesce;
 use crate::runtime::health::CacheSync;
-use crate::runtime::{Telemetry, run_until_stopped, scoped_api, watch_cache};
+use crate::runtime::{Telemetry, run_until_stopped};
 
 const MANAGER: &str = "cafe-operator-cafedeployment";
-/// ControllerRevisions of a CafeDeployment carry its uid (names may be too long for a label).
-const OWNER_LABEL: &str = "cafe.sofastack.io/cafedeployment-uid";
+/// How often the status is written while only its counts move.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -51,7 +52,12 @@ struct Context {
     recorder: Recorder,
     telemetry: Telemetry,
     sets: Store<InPlaceSet>,
-    sets_synced: CacheSync,
+    sets_by_owner: OwnerIndex,
+    revisions: Store<ControllerRevision>,
+    revisions_by_owner: OwnerIndex,
+    /// Sets and revisions have listed once.
+    synced: [CacheSync; 2],
+    status_writes: Coalesce<ObjectRef<CafeDeployment>>,
     /// The resourceVersion our last write produced, per CafeDeployment: a
     /// cached copy older than that is not decided on (it would reopen, close or
     /// re-confirm a group already recorded).
@@ -90,16 +96,22 @@ impl Context {
     }
 
     /// Writes the status when it changed, conditional on `rv`: a decision made
-    /// from an outdated copy is refused (409) and made again.
+    /// from an outdated copy is refused (409) and made again. A change of
+    /// counts only is written at most every `STATUS_EVERY`: `Ok(Err(wait))`
+    /// says when to look again.
     async fn write_status(
         &self,
         cd: &CafeDeployment,
         previous: &CafeDeploymentStatus,
         status: CafeDeploymentStatus,
         rv: Option<String>,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Result<Option<String>, Duration>, Error> {
         if status == *previous {
-            return Ok(rv);
+            return Ok(Ok(rv));
+        }
+        let key = ObjectRef::from_obj(cd);
+        if let Some(wait) = self.status_writes.due(&key, urgent(previous, &status)) {
+            return Ok(Err(wait));
         }
         let api: Api<CafeDeployment> =
             Api::namespaced(self.client.clone(), &cd.namespace().unwrap_or_default());
@@ -117,8 +129,42 @@ impl Context {
             )
             .await?;
         self.remember(cd, written.resource_version());
-        Ok(written.resource_version())
+        self.status_writes.wrote(key);
+        Ok(Ok(written.resource_version()))
     }
+}
+
+/// Whether a status change must be written at once: anything but counts
+/// (and the messages that quote them) moving.
+fn urgent(previous: &CafeDeploymentStatus, status: &CafeDeploymentStatus) -> bool {
+    let conditions = |s: &CafeDeploymentStatus| {
+        s.conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect::<Vec<_>>()
+    };
+    let record = |s: &CafeDeploymentStatus| {
+        s.release.as_ref().map(|r| {
+            (
+                r.revision.clone(),
+                r.rollback,
+                r.group,
+                r.opened,
+                r.baseline.clone(),
+                r.groups,
+                r.awaiting_confirmation.clone(),
+            )
+        })
+    };
+    previous.observed_generation != status.observed_generation
+        || previous.phase != status.phase
+        || previous.selector != status.selector
+        || previous.current_revision != status.current_revision
+        || previous.update_revision != status.update_revision
+        || record(previous) != record(status)
+        || conditions(previous) != conditions(status)
+        || (status.updated_ready_replicas == status.replicas)
+            != (previous.updated_ready_replicas == previous.replicas)
 }
 
 /// Makes sure the template has a ControllerRevision (numbered after the
@@ -132,10 +178,12 @@ async fn record_revision(
     let ns = cd.namespace().unwrap_or_default();
     let uid = cd.uid().unwrap_or_default();
     let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut existing = api
-        .list(&ListParams::default().labels(&format!("{OWNER_LABEL}={uid}")))
-        .await?
-        .items;
+    let mut existing: Vec<ControllerRevision> = ctx
+        .revisions_by_owner
+        .owned(&ctx.revisions, &ns, &uid)
+        .into_iter()
+        .map(|r| (*r).clone())
+        .collect();
     if !existing.iter().any(|r| r.name_any() == name) {
         let next = existing.iter().map(|r| r.revision).max().unwrap_or(0) + 1;
         let mut rev = ControllerRevision {
@@ -150,7 +198,8 @@ async fn record_revision(
         rev.metadata.owner_references = cd.controller_owner_ref(&()).map(|o| vec![o]);
         match api.create(&PostParams::default(), &rev).await {
             Ok(r) => existing.push(r),
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            // Made already (the cache has not shown it yet): it is this template.
+            Err(kube::Error::Api(s)) if s.code == 409 => existing.push(rev),
             Err(e) => return Err(e.into()),
         }
     }
@@ -167,7 +216,11 @@ async fn record_revision(
         .map(ResourceExt::name_any)
         .collect();
     for old in &trimmed {
-        let _ = api.delete(old, &Default::default()).await;
+        match api.delete(old, &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(existing
         .iter()
@@ -218,7 +271,9 @@ async fn roll_back(cd: &CafeDeployment, ctx: &Context, number: i64) -> Result<Ac
                 message: format!("rolling back to revision {} ({})", t.revision, t.name_any()),
                 ..ReleaseStatus::default()
             });
-            ctx.write_status(cd, &previous, status, cd.resource_version())
+            // Never held back: the phase changes, which is urgent.
+            let _ = ctx
+                .write_status(cd, &previous, status, cd.resource_version())
                 .await?;
             ctx.event(
                 cd,
@@ -260,10 +315,9 @@ async fn roll_back(cd: &CafeDeployment, ctx: &Context, number: i64) -> Result<Ac
 }
 
 async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.sets_synced
-        .wait()
-        .await
-        .map_err(|()| Error::CacheStopped)?;
+    for cache in &ctx.synced {
+        cache.wait().await.map_err(|()| Error::CacheStopped)?;
+    }
     if cd.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -281,18 +335,9 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
     );
     let history = record_revision(&cd, &ctx, &update).await?;
     let uid = cd.uid().unwrap_or_default();
-    let namespace = cd.namespace();
-    let owned: Vec<Arc<InPlaceSet>> = ctx
-        .sets
-        .state()
-        .into_iter()
-        .filter(|s| s.namespace() == namespace)
-        .filter(|s| {
-            s.owner_references()
-                .iter()
-                .any(|o| o.uid == uid && o.controller == Some(true))
-        })
-        .collect();
+    let namespace = cd.namespace().unwrap_or_default();
+    let mut owned: Vec<Arc<InPlaceSet>> = ctx.sets_by_owner.owned(&ctx.sets, &namespace, &uid);
+    owned.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let outcome = decide(&Observation {
         cd: &cd,
@@ -331,20 +376,23 @@ async fn apply(
         rv = written.resource_version();
         ctx.remember(cd, rv.clone());
     }
-    ctx.write_status(cd, &previous, outcome.status, rv).await?;
-    for desired in &outcome.sets {
+    let status_wait = ctx
+        .write_status(cd, &previous, outcome.status, rv)
+        .await?
+        .err();
+    // The sets that differ, written side by side: a group opens in every
+    // cell at once, not one cell after the other.
+    let writes = outcome.sets.iter().filter(|desired| {
         let current = owned.iter().find(|s| s.name_any() == desired.name_any());
-        let same = current
-            .is_some_and(|c| c.spec == desired.spec && c.annotations() == desired.annotations());
-        if !same {
-            sets.patch(
-                &desired.name_any(),
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(desired),
-            )
-            .await?;
-        }
-    }
+        !current.is_some_and(|c| c.spec == desired.spec && c.annotations() == desired.annotations())
+    });
+    let pp = PatchParams::apply(MANAGER).force();
+    let (sets, pp) = (&sets, &pp);
+    futures::future::try_join_all(writes.map(|desired| async move {
+        sets.patch(&desired.name_any(), pp, &Patch::Apply(desired))
+            .await
+    }))
+    .await?;
     for set in &outcome.delete {
         match sets.delete(set, &Default::default()).await {
             Ok(_) => {}
@@ -366,7 +414,8 @@ async fn apply(
     let wake = outcome
         .wake
         .map_or(300, |w| u64::try_from(w).unwrap_or(1).max(1));
-    Ok(Action::requeue(Duration::from_secs(wake)))
+    let wake = Duration::from_secs(wake);
+    Ok(Action::requeue(status_wait.map_or(wake, |w| w.min(wake))))
 }
 
 async fn reconcile(obj: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -390,44 +439,37 @@ fn error_policy(cd: Arc<CafeDeployment>, error: &Error, ctx: Arc<Context>) -> Ac
 /// Runs the CafeDeployment controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
-    namespace: Option<&str>,
+    caches: &Caches,
     concurrency: u16,
     telemetry: Telemetry,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let cds: Api<CafeDeployment> = scoped_api(&client, namespace);
-    let sets: Api<InPlaceSet> = scoped_api(&client, namespace);
-    let (store, cd_events, synced) = watch_cache(
-        &telemetry.health,
-        "cafedeployments",
-        cds,
-        watcher::Config::default(),
-    );
-    let cd_events = cd_events.applied_objects();
-    let (sets_store, set_events, sets_synced) = watch_cache(
-        &telemetry.health,
-        "cafedeployment inplacesets",
-        sets,
-        watcher::Config::default().labels(crate::api::names::CELL_LABEL),
-    );
-    let set_events = set_events.touched_objects();
-    telemetry.metrics.observe_cafedeployments(store.clone());
-    let controller = Controller::for_stream(cd_events, store);
+    let cd_events = caches.cafedeployments.subscribe();
+    let set_events = caches.sets.subscribe();
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client, "cafe-operator".into()),
         telemetry,
-        sets: sets_store,
-        sets_synced: sets_synced.clone(),
+        sets: caches.sets.store.clone(),
+        sets_by_owner: caches.sets_by_owner.clone(),
+        revisions: caches.revisions.store.clone(),
+        revisions_by_owner: caches.revisions_by_owner.clone(),
+        synced: [caches.sets.synced.clone(), caches.revisions.synced.clone()],
+        status_writes: Coalesce::new(STATUS_EVERY),
         written: Mutex::new(HashMap::new()),
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
     });
+    let synced = [
+        caches.cafedeployments.synced.clone(),
+        caches.sets.synced.clone(),
+        caches.revisions.synced.clone(),
+    ];
     let shutdown = shutdown.shared();
-    let run = controller
-        .owns_stream(set_events)
+    let run = Controller::for_shared_stream(cd_events, caches.cafedeployments.store.clone())
+        .owns_shared_stream(set_events)
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {});
-    run_until_stopped(run, shutdown, &[synced, sets_synced]).await;
+    run_until_stopped(run, shutdown, &synced).await;
 }

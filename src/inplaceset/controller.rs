@@ -1,34 +1,36 @@
 //! The InPlaceSet reconciler: read (the set, its pods from the watch cache),
 //! decide (plan + lifecycle step, pure), act (minimal pod writes), report
-//! (status, only when it changed; an event per pod transition).
+//! (status, only when it changed and spaced out while only counters move;
+//! events on the set's transitions, never one per pod).
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use super::lifecycle::{Decision, Intent, PodFacts, Target, Timing, Toward, Waiting, step};
 use super::plan::{Revisions, SetSpec, plan};
 use super::status::{Inputs, Observed, compute};
 use super::{pods, revision};
 use crate::api::count::resolve;
-use crate::api::names::{REVISION_LABEL, condition, gate_reason};
+use crate::api::names::{condition, gate_reason};
 use crate::api::{InPlaceSet, InPlaceSetStatus, UpdateMode};
 use crate::runtime::backoff::Backoff;
+use crate::runtime::cache::{Caches, OwnerIndex};
+use crate::runtime::coalesce::Coalesce;
 use crate::runtime::health::CacheSync;
-use crate::runtime::{Telemetry, run_until_stopped, scoped_api, watch_cache};
+use crate::runtime::{Telemetry, run_until_stopped};
 use crate::traffic::{gate, service};
 
 /// The field manager of the InPlaceSet status.
@@ -41,6 +43,8 @@ const CREATION_EXPECTATION: Duration = Duration::from_secs(60);
 /// How long a pod written to is not acted on again while the cache still
 /// shows the version it was written from.
 const STALE_CACHE_WINDOW: Duration = Duration::from_secs(10);
+/// How often a set's status is written while only its counters move.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -58,9 +62,14 @@ pub struct Context {
     pub client: Client,
     telemetry: Telemetry,
     pub pods: Store<Pod>,
+    /// The pods of each set, by its uid.
+    pods_by_set: OwnerIndex,
     /// Whether `pods` has listed once (a reconcile must not plan from an empty cache).
     pods_synced: CacheSync,
+    /// Counters-only status changes are written at most every `STATUS_EVERY`.
+    status_writes: Coalesce<String>,
     pub services: Store<Service>,
+    services_synced: CacheSync,
     pub recorder: Recorder,
     /// Pods created per set (by uid) that the watch cache has not shown yet:
     /// without this, a fast second reconcile would create them again.
@@ -137,12 +146,6 @@ impl<'a> Templates<'a> {
 fn now() -> (i64, Time) {
     let ts = k8s_openapi::jiff::Timestamp::now();
     (ts.as_second(), Time(ts))
-}
-
-fn owned_by(pod: &Pod, uid: &str) -> bool {
-    pod.owner_references()
-        .iter()
-        .any(|o| o.controller == Some(true) && o.uid == uid)
 }
 
 impl Context {
@@ -234,11 +237,11 @@ impl Context {
     }
 }
 
-/// A pod the operator moved: the event to record and the resourceVersion the
-/// write produced.
-type Moved = (EventType, &'static str, String, Option<String>);
+/// A pod the operator moved: what it did (for the log) and the
+/// resourceVersion the write produced.
+type Moved = (String, Option<String>);
 
-/// Applies one pod's decision. Returns the event to record, if the pod moved.
+/// Applies one pod's decision. Returns what it did, if the pod moved.
 async fn act(
     api: &Api<Pod>,
     templates: &Templates<'_>,
@@ -260,8 +263,6 @@ async fn act(
                 .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
                 .await?;
             Ok(Some((
-                EventType::Normal,
-                "DrainingPod",
                 format!(
                     "pod {name}: traffic gate closed ({reason}); waiting for {} to deregister it",
                     if components.is_empty() {
@@ -274,30 +275,23 @@ async fn act(
             )))
         }
         Decision::PatchInPlace => {
-            // Read fresh: the cache may predate the drain. Patch only a pod that
-            // is still drained, with its resourceVersion as a precondition.
-            let fresh = api.get(name).await?;
-            let fresh_facts = pods::facts(&fresh);
-            let drained = fresh_facts.gate.open == Some(false)
-                && fresh_facts.still_registered().is_empty()
-                && !fresh_facts.terminating;
-            if !drained {
-                return Ok(None);
-            }
+            // The cached pod is drained; the patch carries its resourceVersion
+            // as a precondition, so it applies only to exactly that drained
+            // version (no read needed): anything that changed the pod since
+            // (a component re-registering it, say) makes the API server refuse
+            // it, and the next reconcile decides again.
             let Intent::Update(toward) = intent else {
                 return Ok(None);
             };
             let (template, target) = templates.toward(toward);
             let target = &target.revision;
-            let previous = templates.of_revision(fresh_facts.revision.as_deref());
-            let patch = pods::in_place_patch(&fresh, template, previous, target);
+            let previous = templates.of_revision(facts.revision.as_deref());
+            let patch = pods::in_place_patch(pod, template, previous, target);
             match api
                 .patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
                 .await
             {
                 Ok(written) => Ok(Some((
-                    EventType::Normal,
-                    "UpdatingPodInPlace",
                     format!("pod {name}: drained; updating in place to revision {target}"),
                     written.resource_version(),
                 ))),
@@ -312,8 +306,6 @@ async fn act(
                 .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
                 .await?;
             Ok(Some((
-                EventType::Normal,
-                "PodInTraffic",
                 format!(
                     "pod {name}: ready on revision {}; traffic gate open",
                     facts.revision.clone().unwrap_or_default()
@@ -331,8 +323,6 @@ async fn act(
             };
             match api.delete(name, &dp).await {
                 Ok(deleted) => Ok(Some((
-                    EventType::Normal,
-                    "DeletedPod",
                     format!("pod {name}: drained; deleted"),
                     // A pod kept by finalizers comes back with its new version.
                     deleted.left().and_then(|p| p.resource_version()),
@@ -436,10 +426,9 @@ fn entropy() -> u64 {
 }
 
 async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.pods_synced
-        .wait()
-        .await
-        .map_err(|()| Error::CacheStopped)?;
+    for cache in [&ctx.pods_synced, &ctx.services_synced] {
+        cache.wait().await.map_err(|()| Error::CacheStopped)?;
+    }
     if set.metadata.deletion_timestamp.is_some() {
         // Garbage collection removes the pods; their drain is the components' part.
         return Ok(Action::await_change());
@@ -451,12 +440,8 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
 
     let templates = Templates::new(&set);
     let template = &set.spec.template;
-    let owned: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()) && owned_by(p, &uid))
-        .collect();
+    let mut owned: Vec<Arc<Pod>> = ctx.pods_by_set.owned(&ctx.pods, &namespace, &uid);
+    owned.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let mut facts: Vec<PodFacts> = owned.iter().map(|p| pods::facts(p)).collect();
     ctx.note_drained(&uid, &mut facts, now);
 
@@ -503,19 +488,18 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         }
         let done = futures::future::join_all(batch).await;
         for ((pod, _, _, _), result) in chunk.iter().zip(&done) {
-            if let (Ok(Some((_, _, _, Some(written)))), Some(uid)) = (result, pod.uid()) {
+            if let (Ok(Some((_, Some(written)))), Some(uid)) = (result, pod.uid()) {
                 ctx.remember_write(uid, written.clone());
             }
         }
         results.extend(done);
     }
+    // Pod moves are logged, not published: an event per pod write would
+    // cost the API server as much as the writes themselves.
     let mut first_error = None;
     for result in results {
         match result {
-            Ok(Some((type_, reason, note, _))) => {
-                info!(set = %set.name_any(), "{note}");
-                ctx.event(&set, type_, reason, note).await;
-            }
+            Ok(Some((note, _))) => debug!(set = %set.name_any(), "{note}"),
             Ok(None) => {}
             Err(e) => {
                 first_error.get_or_insert(e);
@@ -563,7 +547,13 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         now_time: time,
         unsafe_services: &unsafe_services,
     });
+    let mut status_wait = None;
     if status != previous {
+        status_wait = ctx
+            .status_writes
+            .due(&uid, urgent(&previous, &status, &spec));
+    }
+    if status != previous && status_wait.is_none() {
         report_stall_transition(&ctx, &set, &previous, &status).await;
         let sets: Api<InPlaceSet> = Api::namespaced(ctx.client.clone(), &namespace);
         let body = json!({
@@ -577,6 +567,7 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
             &Patch::Apply(&body),
         )
         .await?;
+        ctx.status_writes.wrote(uid.clone());
     }
     if let Some(e) = first_error {
         return Err(e.into());
@@ -585,7 +576,37 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     if more {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
-    Ok(next_wake(&facts, &decisions, &spec, &set, now))
+    let wake = next_wake(&facts, &decisions, &spec, &set, now);
+    Ok(match status_wait {
+        Some(wait) if wait < wake => Action::requeue(wait),
+        _ => Action::requeue(wake),
+    })
+}
+
+/// Whether a status change must be written at once: anything but counters
+/// moving mid-way. A set that reached its resting point (every pod there and
+/// available, its share on the update revision) is written at once, so the
+/// CafeDeployment sees a group complete without delay.
+fn urgent(previous: &InPlaceSetStatus, status: &InPlaceSetStatus, spec: &SetSpec) -> bool {
+    let conditions = |s: &InPlaceSetStatus| {
+        s.conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect::<Vec<_>>()
+    };
+    let replicas = i32::try_from(spec.replicas).unwrap_or(i32::MAX);
+    let share = i32::try_from(spec.replicas.saturating_sub(spec.partition)).unwrap_or(0);
+    let resting = status.replicas == replicas
+        && status.available_replicas == replicas
+        && status.updated_available_replicas >= share;
+    resting
+        || previous.observed_generation != status.observed_generation
+        || previous.current_revision != status.current_revision
+        || previous.update_revision != status.update_revision
+        || previous.stable_revision != status.stable_revision
+        || previous.selector != status.selector
+        || previous.unschedulable_since.is_some() != status.unschedulable_since.is_some()
+        || conditions(previous) != conditions(status)
 }
 
 /// A Warning event when the set becomes stalled (once, not every reconcile).
@@ -614,7 +635,7 @@ fn next_wake(
     spec: &SetSpec,
     set: &InPlaceSet,
     now: i64,
-) -> Action {
+) -> Duration {
     let mut deadlines = Vec::new();
     for (f, d) in facts.iter().zip(decisions) {
         if f.ready
@@ -633,8 +654,8 @@ fn next_wake(
         }
     }
     match deadlines.into_iter().filter(|d| *d > now).min() {
-        Some(at) => Action::requeue(Duration::from_secs(u64::try_from(at - now).unwrap_or(1))),
-        None => Action::requeue(Duration::from_secs(300)),
+        Some(at) => Duration::from_secs(u64::try_from(at - now).unwrap_or(1)),
+        None => Duration::from_secs(300),
     }
 }
 
@@ -656,46 +677,43 @@ fn error_policy(set: Arc<InPlaceSet>, error: &Error, ctx: Arc<Context>) -> Actio
 /// Runs the InPlaceSet controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
-    namespace: Option<&str>,
+    caches: &Caches,
     concurrency: u16,
     telemetry: Telemetry,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let sets: Api<InPlaceSet> = scoped_api(&client, namespace);
-    let pods_api: Api<Pod> = scoped_api(&client, namespace);
-    // Only pods the operator created carry the revision label.
-    let health = &telemetry.health;
-    let pod_config = watcher::Config::default().labels(REVISION_LABEL);
-    let (reader, pod_events, pods_synced) = watch_cache(health, "pods", pods_api, pod_config);
-    let pod_events = pod_events.touched_objects();
-    let services_api: Api<Service> = scoped_api(&client, namespace);
-    let (service_reader, service_events, _) =
-        watch_cache(health, "services", services_api, watcher::Config::default());
-    let service_events = service_events.touched_objects();
-    let recorder = Recorder::new(client.clone(), "cafe-operator".into());
-    telemetry.metrics.observe_pods(reader.clone());
+    // Subscribe first: the watches are driven once every controller has.
+    let set_events = caches.sets.subscribe();
+    let pod_events = caches.pods.subscribe();
+    let service_events = caches.services.subscribe();
+    let sets_store = caches.sets.store.clone();
     let ctx = Arc::new(Context {
-        client,
-        telemetry: telemetry.clone(),
-        pods: reader,
-        pods_synced: pods_synced.clone(),
-        services: service_reader,
-        recorder,
+        client: client.clone(),
+        telemetry,
+        pods: caches.pods.store.clone(),
+        pods_by_set: caches.pods_by_set.clone(),
+        pods_synced: caches.pods.synced.clone(),
+        status_writes: Coalesce::new(STATUS_EVERY),
+        services: caches.services.store.clone(),
+        services_synced: caches.services.synced.clone(),
+        recorder: Recorder::new(client, "cafe-operator".into()),
         created: Mutex::new(HashMap::new()),
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
         acted_on: Mutex::new(HashMap::new()),
         drained: Mutex::new(HashMap::new()),
     });
-    let (sets_store, set_events, sets_synced) =
-        watch_cache(health, "inplacesets", sets, watcher::Config::default());
-    let set_events = set_events.applied_objects();
-    let controller = Controller::for_stream(set_events, sets_store.clone());
+    let synced = [
+        caches.sets.synced.clone(),
+        caches.pods.synced.clone(),
+        caches.services.synced.clone(),
+    ];
+    let controller = Controller::for_shared_stream(set_events, sets_store.clone());
     let shutdown = shutdown.shared();
     let run = controller
-        .owns_stream(pod_events)
+        .owns_shared_stream(pod_events)
         // A Service that starts or stops publishing not-ready addresses changes
         // the TrafficUnsafe condition of the sets whose pods it selects.
-        .watches_stream(service_events, move |svc: Service| {
+        .watches_shared_stream(service_events, move |svc: Arc<Service>| {
             let namespace = svc.namespace();
             sets_store
                 .state()
@@ -717,7 +735,10 @@ pub async fn run(
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
-        .map_err(|e| warn!(error = %e, "controller"))
-        .for_each(|_| async {});
-    run_until_stopped(run, shutdown, &[sets_synced, pods_synced]).await;
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "controller");
+            }
+        });
+    run_until_stopped(run, shutdown, &synced).await;
 }

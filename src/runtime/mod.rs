@@ -1,7 +1,9 @@
 //! The imperative shell around the controllers: the client, start-up checks.
 
 pub mod backoff;
+pub mod cache;
 pub mod client;
+pub mod coalesce;
 pub mod health;
 pub mod leader;
 pub mod metrics;

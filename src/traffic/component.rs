@@ -17,14 +17,15 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use super::declared_components;
 use super::service::{self, Action as Step, EndpointIndex, PodView};
-use crate::api::names::{REVISION_LABEL, traffic_finalizer};
+use crate::api::names::traffic_finalizer;
 use crate::runtime::backoff::Backoff;
+use crate::runtime::cache::Caches;
 use crate::runtime::health::CacheSync;
-use crate::runtime::{Telemetry, run_until_stopped, scoped_api, watch_cache};
+use crate::runtime::{Telemetry, run_until_stopped, scoped_api};
 
 /// The name of the built-in component (and of its finalizer's last segment).
 pub const NAME: &str = "service";
@@ -154,7 +155,7 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     {
         Ok(_) => {
             ctx.backoff.succeeded(&ObjectRef::from_obj(&*pod));
-            info!(pod = %pod.name_any(), action = ?step, "service component");
+            debug!(pod = %pod.name_any(), action = ?step, "service component");
         }
         // A failed test (the pod changed) or a vanished pod: the next event decides again.
         Err(kube::Error::Api(s)) if s.code == 422 || s.code == 404 || s.code == 409 => {}
@@ -197,30 +198,24 @@ fn error_policy(pod: Arc<Pod>, error: &Error, ctx: Arc<Context>) -> Action {
     Action::requeue(delay)
 }
 
-/// Runs the `service` component until `shutdown` resolves.
+/// Runs the `service` component until `shutdown` resolves. Pods and
+/// Services come from the shared caches; EndpointSlices are watched here
+/// (this component is their only reader) into the endpoint index, never
+/// stored whole.
 pub async fn run(
     client: Client,
+    caches: &Caches,
     namespace: Option<&str>,
     concurrency: u16,
     telemetry: Telemetry,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let pods_api: Api<Pod> = scoped_api(&client, namespace);
-    let services_api: Api<Service> = scoped_api(&client, namespace);
-    let slices_api: Api<EndpointSlice> = scoped_api(&client, namespace);
-
-    let health = &telemetry.health;
-    let pod_config = watcher::Config::default().labels(REVISION_LABEL);
-    let (pod_reader, pods, synced) = watch_cache(health, "traffic pods", pods_api, pod_config);
-    let pods = pods.touched_objects();
-    let (service_reader, services, services_synced) = watch_cache(
-        health,
-        "traffic services",
-        services_api,
-        watcher::Config::default(),
-    );
-    let services = services.touched_objects();
+    let pods = caches.pods.subscribe();
+    let services = caches.services.subscribe();
+    let pod_reader = caches.pods.store.clone();
     let pods_for_services = pod_reader.clone();
+    let slices_api: Api<EndpointSlice> = scoped_api(&client, namespace);
+    let health = &telemetry.health;
 
     let index = Arc::new(RwLock::new(EndpointIndex::default()));
     let writer_index = index.clone();
@@ -240,22 +235,23 @@ pub async fn run(
     let (slices, slices_synced) = health.track_synced("endpointslices", slice_events);
     let slices = slices.touched_objects();
 
+    let synced = vec![
+        caches.pods.synced.clone(),
+        caches.services.synced.clone(),
+        slices_synced,
+    ];
     let ctx = Arc::new(Context {
         client: client.clone(),
         telemetry,
-        synced: vec![
-            synced.clone(),
-            services_synced.clone(),
-            slices_synced.clone(),
-        ],
+        synced: synced.clone(),
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
-        services: service_reader,
+        services: caches.services.store.clone(),
         index,
         recorder: Recorder::new(client, "cafe-operator-traffic-service".into()),
         warned: Mutex::new(HashSet::new()),
     });
     let shutdown = shutdown.shared();
-    let run = Controller::for_stream(pods, pod_reader)
+    let run = Controller::for_shared_stream(pods, pod_reader)
         .watches_stream(slices, |slice: EndpointSlice| {
             let namespace = slice.metadata.namespace.clone().unwrap_or_default();
             slice
@@ -267,7 +263,7 @@ pub async fn run(
                 .map(|name| ObjectRef::new(&name).within(&namespace))
                 .collect::<Vec<_>>()
         })
-        .watches_stream(services, move |svc: Service| {
+        .watches_shared_stream(services, move |svc: Arc<Service>| {
             let namespace = svc.namespace().unwrap_or_default();
             pods_for_services
                 .state()
@@ -281,5 +277,5 @@ pub async fn run(
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {});
-    run_until_stopped(run, shutdown, &[synced, services_synced, slices_synced]).await;
+    run_until_stopped(run, shutdown, &synced).await;
 }

@@ -320,14 +320,16 @@ async fn a_condition_written_without_a_transition_time_never_wedges_readiness() 
         {"type": "ContainersReady", "status": "True", "lastTransitionTime": null},
         {"type": GATE, "status": "True", "lastTransitionTime": null}
     ]}});
-    pods.patch_status(
-        "untimed",
-        &PatchParams::default(),
-        &Patch::Strategic(&patch),
-    )
-    .await
-    .expect("conditions without a transition time");
-    let untimed = pods.get("untimed").await.expect("pod");
+    // The pod as our write left it (a read afterwards could already show
+    // the simulated kubelet's next write).
+    let untimed = pods
+        .patch_status(
+            "untimed",
+            &PatchParams::default(),
+            &Patch::Strategic(&patch),
+        )
+        .await
+        .expect("conditions without a transition time");
     let times: Vec<bool> = untimed
         .status
         .as_ref()

@@ -1,0 +1,507 @@
+//! One watch per resource kind for the whole process, shared by every
+//! controller (in the spirit of controller-runtime's shared informers):
+//!
+//! - objects are trimmed to the fields the operator reads before they are
+//!   stored ([`trim`]), so 10,000 pods cost a few MiB, not hundreds;
+//! - one store per kind, read by every controller; pods are indexed by their
+//!   owning InPlaceSet, so a reconcile touches its own pods only;
+//! - every change — deletions included — is fanned out to each subscriber as
+//!   the stored `Arc`, never a copy.
+//!
+//! A relist (after the watch expired, or an API server restart) swaps the
+//! store in one step and fans out every object, and, as deletions, the
+//! objects the relist no longer shows.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::channel::mpsc::{UnboundedSender, unbounded};
+use futures::{Stream, StreamExt};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource};
+
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::Client;
+
+use super::health::{CacheSync, Health};
+use super::scoped_api;
+use crate::api::names::{CAFEDEPLOYMENT_UID_LABEL, REVISION_LABEL};
+use crate::api::{CafeDeployment, InPlaceSet};
+
+type Subscribers<K> = Arc<Mutex<Vec<UnboundedSender<Arc<K>>>>>;
+
+/// A watched kind: its store, whether it has listed, and its subscribers.
+pub struct Shared<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    pub store: Store<K>,
+    pub synced: CacheSync,
+    subscribers: Subscribers<K>,
+}
+
+impl<K> Clone for Shared<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            synced: self.synced.clone(),
+            subscribers: self.subscribers.clone(),
+        }
+    }
+}
+
+impl<K> Shared<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    /// Every change from now on (creations, updates, deletions), as stored.
+    /// Subscribe before the watch is driven, or the first list is missed.
+    pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + use<K>
+    where
+        K: Send + Sync,
+    {
+        let (tx, rx) = unbounded();
+        if let Ok(mut subscribers) = self.subscribers.lock() {
+            subscribers.push(tx);
+        }
+        rx
+    }
+}
+
+/// Starts a shared watch of `api`: returns the handle controllers read and
+/// subscribe through, and the future that drives the watch (run it until
+/// shutdown). `trim` strips each object before it is stored; `observe` sees
+/// every watch event first (to keep an index).
+pub fn watch<K, O>(
+    health: &Health,
+    name: &'static str,
+    api: Api<K>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    mut observe: O,
+) -> (Shared<K>, impl Future<Output = ()> + Send + use<K, O>)
+where
+    O: FnMut(&watcher::Event<K>) + Send + 'static,
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (store, writer) = reflector::store();
+    let events = watcher(api, config)
+        .default_backoff()
+        .modify(trim)
+        .reflect(writer);
+    let (events, synced) = health.track_synced(name, events);
+    let subscribers: Subscribers<K> = Arc::default();
+    let shared = Shared {
+        store: store.clone(),
+        synced,
+        subscribers: subscribers.clone(),
+    };
+    let drive = async move {
+        let mut events = std::pin::pin!(events);
+        // What the store held when a relist began: what it no longer shows
+        // afterwards was deleted meanwhile.
+        let mut before_relist: Vec<Arc<K>> = Vec::new();
+        while let Some(event) = events.next().await {
+            let Ok(event) = event else { continue };
+            observe(&event);
+            let changed: Vec<Arc<K>> = match &event {
+                watcher::Event::Apply(o) => vec![
+                    store
+                        .get(&ObjectRef::from_obj(o))
+                        .unwrap_or_else(|| Arc::new(o.clone())),
+                ],
+                watcher::Event::Delete(o) => vec![Arc::new(o.clone())],
+                watcher::Event::Init => {
+                    before_relist = store.state();
+                    continue;
+                }
+                watcher::Event::InitApply(_) => continue,
+                watcher::Event::InitDone => {
+                    let now = store.state();
+                    let kept: HashSet<ObjectRef<K>> =
+                        now.iter().map(|o| ObjectRef::from_obj(&**o)).collect();
+                    let gone = std::mem::take(&mut before_relist)
+                        .into_iter()
+                        .filter(|o| !kept.contains(&ObjectRef::from_obj(&**o)));
+                    now.iter().cloned().chain(gone).collect()
+                }
+            };
+            if let Ok(mut subscribers) = subscribers.lock() {
+                subscribers
+                    .retain(|tx| changed.iter().all(|o| tx.unbounded_send(o.clone()).is_ok()));
+            }
+        }
+    };
+    (shared, drive)
+}
+
+/// Pods by the uid of their controlling owner (an InPlaceSet), so a
+/// reconcile reads its own pods without scanning all of them. Names only:
+/// the pods themselves live in the store once.
+#[derive(Clone, Default)]
+pub struct OwnerIndex {
+    inner: Arc<RwLock<OwnerIndexInner>>,
+}
+
+#[derive(Default)]
+struct OwnerIndexInner {
+    by_owner: HashMap<String, HashSet<String>>,
+    /// Built during a relist, swapped in when it completes.
+    relist: Option<HashMap<String, HashSet<String>>>,
+}
+
+fn controller_uid<K: Resource>(o: &K) -> Option<&str> {
+    o.meta()
+        .owner_references
+        .as_deref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.as_str())
+}
+
+impl OwnerIndex {
+    /// Keeps the index in step with the watch of `K`.
+    pub fn observe<K: Resource>(&self, event: &watcher::Event<K>) {
+        let Ok(mut index) = self.inner.write() else {
+            return;
+        };
+        let name = |o: &K| o.meta().name.clone().unwrap_or_default();
+        match event {
+            watcher::Event::Init => index.relist = Some(HashMap::new()),
+            watcher::Event::InitApply(o) => {
+                if let (Some(uid), Some(relist)) = (controller_uid(o), index.relist.as_mut()) {
+                    relist.entry(uid.to_string()).or_default().insert(name(o));
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(relist) = index.relist.take() {
+                    index.by_owner = relist;
+                }
+            }
+            watcher::Event::Apply(o) => {
+                if let Some(uid) = controller_uid(o) {
+                    index
+                        .by_owner
+                        .entry(uid.to_string())
+                        .or_default()
+                        .insert(name(o));
+                }
+            }
+            watcher::Event::Delete(o) => {
+                if let Some(uid) = controller_uid(o)
+                    && let Some(names) = index.by_owner.get_mut(uid)
+                {
+                    names.remove(&name(o));
+                    if names.is_empty() {
+                        index.by_owner.remove(uid);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `observe` as a watch's observer.
+    pub fn indexer<K: Resource>(&self) -> impl FnMut(&watcher::Event<K>) + Send + 'static + use<K> {
+        let index = self.clone();
+        move |event| index.observe(event)
+    }
+
+    /// The objects in `store` controlled by `uid` in `namespace`. An entry
+    /// whose object is gone or no longer owned is skipped.
+    pub fn owned<K>(&self, store: &Store<K>, namespace: &str, uid: &str) -> Vec<Arc<K>>
+    where
+        K: Resource + Clone + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    {
+        let names: Vec<String> = self
+            .inner
+            .read()
+            .ok()
+            .and_then(|i| i.by_owner.get(uid).map(|n| n.iter().cloned().collect()))
+            .unwrap_or_default();
+        names
+            .into_iter()
+            .filter_map(|n| store.get(&ObjectRef::new(&n).within(namespace)))
+            .filter(|o| controller_uid(&**o) == Some(uid))
+            .collect()
+    }
+}
+
+/// The process's watches of one scope (a namespace, or all of them).
+#[derive(Clone)]
+pub struct Caches {
+    /// Pods the operator made (they carry the revision label).
+    pub pods: Shared<Pod>,
+    /// Pods by owning InPlaceSet.
+    pub pods_by_set: OwnerIndex,
+    pub services: Shared<Service>,
+    pub sets: Shared<InPlaceSet>,
+    /// InPlaceSets by owning CafeDeployment.
+    pub sets_by_owner: OwnerIndex,
+    pub cafedeployments: Shared<CafeDeployment>,
+    /// ControllerRevisions of CafeDeployments.
+    pub revisions: Shared<ControllerRevision>,
+    /// ControllerRevisions by owning CafeDeployment.
+    pub revisions_by_owner: OwnerIndex,
+}
+
+impl Caches {
+    /// The watches of `namespace` (all when `None`), and the future that
+    /// drives them all. Subscribe before driving it.
+    pub fn start(
+        client: &Client,
+        namespace: Option<&str>,
+        health: &Health,
+    ) -> (Self, impl Future<Output = ()> + Send + use<>) {
+        let pods_by_set = OwnerIndex::default();
+        let sets_by_owner = OwnerIndex::default();
+        let revisions_by_owner = OwnerIndex::default();
+        let (pods, drive_pods) = watch(
+            health,
+            "pods",
+            scoped_api(client, namespace),
+            watcher::Config::default().labels(REVISION_LABEL),
+            trim::pod,
+            pods_by_set.indexer(),
+        );
+        let (services, drive_services) = watch(
+            health,
+            "services",
+            scoped_api(client, namespace),
+            watcher::Config::default(),
+            trim::service,
+            |_: &watcher::Event<Service>| {},
+        );
+        let (sets, drive_sets) = watch(
+            health,
+            "inplacesets",
+            scoped_api(client, namespace),
+            watcher::Config::default(),
+            trim::meta,
+            sets_by_owner.indexer(),
+        );
+        let (cafedeployments, drive_cds) = watch(
+            health,
+            "cafedeployments",
+            scoped_api(client, namespace),
+            watcher::Config::default(),
+            trim::meta,
+            |_: &watcher::Event<CafeDeployment>| {},
+        );
+        let (revisions, drive_revisions) = watch(
+            health,
+            "controllerrevisions",
+            scoped_api(client, namespace),
+            watcher::Config::default().labels(CAFEDEPLOYMENT_UID_LABEL),
+            trim::meta,
+            revisions_by_owner.indexer(),
+        );
+        let drive = async move {
+            tokio::join!(
+                drive_pods,
+                drive_services,
+                drive_sets,
+                drive_cds,
+                drive_revisions
+            );
+        };
+        let caches = Self {
+            pods,
+            pods_by_set,
+            services,
+            sets,
+            sets_by_owner,
+            cafedeployments,
+            revisions,
+            revisions_by_owner,
+        };
+        (caches, drive)
+    }
+}
+
+/// What a reconcile reads of each kind, and nothing more.
+pub mod trim {
+    use k8s_openapi::api::core::v1::{
+        Container, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus, Service, ServiceSpec,
+    };
+    use kube::Resource;
+
+    /// kubectl's copy of the whole object, and the field owners: never read.
+    pub fn meta<K: Resource>(o: &mut K) {
+        let meta = o.meta_mut();
+        meta.managed_fields = None;
+        if let Some(a) = meta.annotations.as_mut() {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+    }
+
+    /// A pod as the operator reads it: identity, labels, annotations,
+    /// owners, finalizers; container names and images; the node; the
+    /// conditions (without messages); container runs (image, ids, restarts,
+    /// ready); the pod IP. Never written back whole: every write is a patch.
+    pub fn pod(p: &mut Pod) {
+        meta(p);
+        if let Some(spec) = p.spec.take() {
+            p.spec = Some(PodSpec {
+                containers: spec
+                    .containers
+                    .into_iter()
+                    .map(|c| Container {
+                        name: c.name,
+                        image: c.image,
+                        ..Container::default()
+                    })
+                    .collect(),
+                node_name: spec.node_name,
+                ..PodSpec::default()
+            });
+        }
+        if let Some(status) = p.status.take() {
+            p.status = Some(PodStatus {
+                conditions: status.conditions.map(|cs| {
+                    cs.into_iter()
+                        .map(|c| PodCondition {
+                            type_: c.type_,
+                            status: c.status,
+                            reason: c.reason,
+                            last_transition_time: c.last_transition_time,
+                            ..PodCondition::default()
+                        })
+                        .collect()
+                }),
+                container_statuses: status.container_statuses.map(|cs| {
+                    cs.into_iter()
+                        .map(|c| ContainerStatus {
+                            name: c.name,
+                            image: c.image,
+                            image_id: c.image_id,
+                            container_id: c.container_id,
+                            restart_count: c.restart_count,
+                            ready: c.ready,
+                            ..ContainerStatus::default()
+                        })
+                        .collect()
+                }),
+                pod_ip: status.pod_ip,
+                phase: status.phase,
+                ..PodStatus::default()
+            });
+        }
+    }
+
+    /// A Service: its selector and whether it publishes not-ready addresses.
+    pub fn service(s: &mut Service) {
+        meta(s);
+        if let Some(spec) = s.spec.take() {
+            s.spec = Some(ServiceSpec {
+                selector: spec.selector,
+                publish_not_ready_addresses: spec.publish_not_ready_addresses,
+                ..ServiceSpec::default()
+            });
+        }
+        s.status = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::json;
+
+    fn pod(name: &str, owner: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "shop",
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "x",
+                                              "uid": owner, "controller": true}]},
+        }))
+        .expect("pod literal")
+    }
+
+    #[test]
+    fn a_relist_replaces_the_index_and_deletions_leave_it() {
+        let index = OwnerIndex::default();
+        index.observe(&watcher::Event::Apply(pod("a", "u1")));
+        index.observe(&watcher::Event::Apply(pod("b", "u1")));
+        index.observe(&watcher::Event::Delete(pod("a", "u1")));
+        let names = |i: &OwnerIndex, uid: &str| {
+            let inner = i.inner.read().expect("lock");
+            let mut v: Vec<String> = inner
+                .by_owner
+                .get(uid)
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&index, "u1"), ["b"]);
+        // A relist that no longer shows b but shows c under another owner.
+        index.observe(&watcher::Event::<Pod>::Init);
+        index.observe(&watcher::Event::InitApply(pod("c", "u2")));
+        assert_eq!(
+            names(&index, "u1"),
+            ["b"],
+            "the old index serves until the relist is done"
+        );
+        index.observe(&watcher::Event::<Pod>::InitDone);
+        assert!(names(&index, "u1").is_empty());
+        assert_eq!(names(&index, "u2"), ["c"]);
+    }
+
+    #[test]
+    fn a_trimmed_pod_keeps_what_the_operator_reads() {
+        let mut p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "labels": {"app": "web"},
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}",
+                                         "cafe.sofastack.io/in-place-update": "{}"},
+                         "managedFields": [{"manager": "kubectl"}],
+                         "finalizers": ["traffic.cafe.sofastack.io/service"]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "nginx:1.25",
+                     "env": [{"name": "A", "value": "b"}]}],
+                     "tolerations": [{"key": "k", "operator": "Exists"}]},
+            "status": {"podIP": "10.0.0.1", "phase": "Running",
+                       "conditions": [{"type": "Ready", "status": "True", "message": "long",
+                                       "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                       "containerStatuses": [{"name": "app", "image": "nginx:1.25", "imageID": "i",
+                                              "containerID": "c", "restartCount": 2, "ready": true,
+                                              "state": {"running": {}}}]}
+        }))
+        .expect("pod literal");
+        trim::pod(&mut p);
+        let v = serde_json::to_value(&p).expect("json");
+        assert_eq!(v["metadata"]["labels"]["app"], "web");
+        assert!(v["metadata"]["managedFields"].is_null());
+        assert!(
+            v["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+                .is_null()
+        );
+        assert_eq!(
+            v["metadata"]["annotations"]["cafe.sofastack.io/in-place-update"],
+            "{}"
+        );
+        assert_eq!(
+            v["metadata"]["finalizers"][0],
+            "traffic.cafe.sofastack.io/service"
+        );
+        assert_eq!(v["spec"]["nodeName"], "n1");
+        assert_eq!(v["spec"]["containers"][0]["image"], "nginx:1.25");
+        assert!(v["spec"]["containers"][0]["env"].is_null());
+        assert!(v["spec"]["tolerations"].is_null());
+        assert_eq!(v["status"]["podIP"], "10.0.0.1");
+        assert_eq!(v["status"]["conditions"][0]["status"], "True");
+        assert!(v["status"]["conditions"][0]["message"].is_null());
+        assert_eq!(v["status"]["containerStatuses"][0]["restartCount"], 2);
+        assert!(v["status"]["containerStatuses"][0]["state"].is_null());
+    }
+}
