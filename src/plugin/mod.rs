@@ -437,30 +437,49 @@ async fn confirm(s: &Session, name: &str) -> Result<u8, Failure> {
         return Ok(0);
     }
     // Conditional on what was read: a confirmation lands on the wait it saw.
-    let patch = json!({"metadata": {
-        "resourceVersion": cd.resource_version(),
-        "annotations": {UPGRADE_CONFIRMED_ANNOTATION: "true"}
-    }});
-    match s
-        .api::<CafeDeployment>()
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {
-            return Err(refused(format!(
-                "{name} changed while confirming; look again with `kubectl cafe get {name}` and confirm again"
-            )));
+    // The operator writes the object's status meanwhile (counts catching up):
+    // as long as the same wait is on record, confirm again on the new version.
+    let wait = status
+        .release
+        .as_ref()
+        .and_then(|r| r.awaiting_confirmation.clone());
+    let mut seen = cd;
+    for _ in 0..5 {
+        let patch = json!({"metadata": {
+            "resourceVersion": seen.resource_version(),
+            "annotations": {UPGRADE_CONFIRMED_ANNOTATION: "true"}
+        }});
+        match s
+            .api::<CafeDeployment>()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                let release = status.release.unwrap_or_default();
+                println!(
+                    "{name}: confirmed group {} of {}",
+                    release.group + 1,
+                    release.groups
+                );
+                return Ok(0);
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                seen = s.cd(name).await?;
+                let still = seen.status.as_ref().and_then(|st| {
+                    (st.phase == Some(Phase::WaitingForConfirm))
+                        .then(|| st.release.as_ref()?.awaiting_confirmation.clone())
+                        .flatten()
+                });
+                if still.is_none() || still != wait {
+                    break;
+                }
+            }
+            Err(e) => return Err(unreachable(e)),
         }
-        Err(e) => return Err(unreachable(e)),
     }
-    let release = status.release.unwrap_or_default();
-    println!(
-        "{name}: confirmed group {} of {}",
-        release.group + 1,
-        release.groups
-    );
-    Ok(0)
+    Err(refused(format!(
+        "{name} changed while confirming; look again with `kubectl cafe get {name}` and confirm again"
+    )))
 }
 
 async fn pause(s: &Session, name: &str, on: bool) -> Result<u8, Failure> {

@@ -158,7 +158,11 @@ fn allocate_budget(
             }
             let share = share.get(i).copied().unwrap_or(0);
             match o {
-                Some(o) if o.fresh && o.given == Some(t.replicas) => {
+                // A set whose status lags its spec still reports the best
+                // estimate of its work: asking for the group's share instead
+                // would change its maxUnavailable, which makes it lag again,
+                // and the sets would be rewritten for ever.
+                Some(o) if o.given == Some(t.replicas) => {
                     let update = t.replicas - t.partition;
                     update.saturating_sub(o.updated_available)
                         + t.partition.saturating_sub(o.stable_available)
@@ -218,6 +222,28 @@ mod tests {
             revision: Some("r2".into()),
             ..Record::default()
         }
+    }
+
+    #[test]
+    fn a_set_whose_status_lags_keeps_its_budget_share() {
+        // Done: every pod updated. A set just rewritten (status behind its
+        // spec) must not be handed a share it would give back once fresh.
+        let plan = Plan::new(&[5, 5], false, 4);
+        let record = Record {
+            stable: Some("r2".into()),
+            revision: Some("r2".into()),
+            ..Record::default()
+        };
+        let fresh = vec![Some(serving("c0", 5, 5)), Some(serving("c1", 5, 5))];
+        let mut lagging = fresh.clone();
+        if let Some(Some(o)) = lagging.get_mut(1) {
+            o.fresh = false;
+        }
+        let groups = plan.groups();
+        let a = targets(&record, &plan, groups, &cells(&[5, 5]), &fresh, &[]);
+        let b = targets(&record, &plan, groups, &cells(&[5, 5]), &lagging, &[]);
+        assert_eq!(a, b);
+        assert!(a.iter().all(|t| t.max_unavailable == 0));
     }
 
     #[test]

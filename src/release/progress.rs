@@ -2,8 +2,13 @@
 //! the groups completed (observed), pause and the confirmation state.
 //!
 //! Groups *opened* are recorded; groups *completed* are observed (their pods
-//! run the revision and are available). A group opens only once every opened
-//! one completed, so at most one group moves at a time. The only other
+//! run the revision and are available). Where a confirmation lies between
+//! groups, and for a creation, a group opens only once every opened one
+//! completed, so at most one group moves at a time. A release that needs no
+//! confirmation (or a rollback) opens its groups together: the
+//! unavailability budget, one group, then paces the pods like a window, so a
+//! template whose pods never become ready still stops after one group's
+//! worth, while a slow pod no longer holds up the next group. The only other
 //! remembered state is the confirmation wait (group), so that a "true" written
 //! before the wait began never confirms a later group.
 
@@ -19,6 +24,9 @@ pub struct Input {
     pub paused: bool,
     /// A rollback releases at once: no confirmation waits.
     pub rollback: bool,
+    /// A creation (no stable revision yet): groups never overlap, so a bad
+    /// template creates one group of pods, not all of them.
+    pub creating: bool,
     /// The recorded wait (a group of this release).
     pub awaiting: Option<usize>,
     /// The annotation `cafe.sofastack.io/upgrade-confirmed` is "true".
@@ -54,7 +62,7 @@ impl Progress {
 
 pub fn decide(input: &Input) -> Progress {
     let groups = input.groups;
-    let completed = input.completed.min(groups);
+    let mut completed = input.completed.min(groups);
     let mut opened = input.opened.min(groups).max(completed);
     // A wait on record for the next group stays on record while the groups
     // opened stay as they are: a moment when the sets' status lags their spec
@@ -75,7 +83,11 @@ pub fn decide(input: &Input) -> Progress {
         // so too, rather than flicker while the sets' status catches up.
         match (input.paused, awaiting) {
             (true, _) => Phase::Paused,
-            (false, Some(next)) => Phase::WaitingForConfirm(next),
+            (false, Some(next)) => {
+                // And so do the groups completed.
+                completed = next - 1;
+                Phase::WaitingForConfirm(next)
+            }
             (false, None) => Phase::Progressing,
         }
     } else if input.paused {
@@ -85,6 +97,11 @@ pub fn decide(input: &Input) -> Progress {
             awaiting = Some(opened + 1);
         }
         Phase::Paused
+    } else if (!input.need_confirm || input.rollback) && !input.creating {
+        // Nothing to wait for between groups: all open, the budget paces.
+        opened = groups;
+        awaiting = None;
+        Phase::Progressing
     } else if opened == 0 || !input.need_confirm || input.rollback {
         // The first group starts on its own; without confirmation, so does every next one.
         opened += 1;
@@ -202,6 +219,7 @@ mod tests {
             ..input(1, 0)
         });
         assert_eq!(p.phase, Phase::WaitingForConfirm(2));
+        assert_eq!(p.completed, 1, "the group the wait follows reads completed");
         // Unpaused and caught up: the confirmation given meanwhile counts.
         let p = decide(&Input {
             awaiting: Some(2),
@@ -238,11 +256,61 @@ mod tests {
     }
 
     #[test]
-    fn a_rollback_never_waits() {
+    fn a_rollback_never_waits_and_opens_every_group() {
         let p = decide(&Input {
             rollback: true,
             ..input(1, 1)
         });
-        assert_eq!((p.opened, p.phase), (2, Phase::Progressing));
+        assert_eq!((p.opened, p.phase), (3, Phase::Progressing));
+    }
+
+    #[test]
+    fn without_confirmation_a_release_opens_every_group_and_a_creation_one_at_a_time() {
+        let release = Input {
+            need_confirm: false,
+            ..input(0, 0)
+        };
+        let p = decide(&release);
+        assert_eq!(
+            (p.opened, p.phase, p.awaiting),
+            (3, Phase::Progressing, None)
+        );
+        let creation = Input {
+            creating: true,
+            ..release
+        };
+        assert_eq!(decide(&creation).opened, 1);
+        assert_eq!(
+            decide(&Input {
+                opened: 1,
+                completed: 1,
+                ..creation.clone()
+            })
+            .opened,
+            2
+        );
+        assert_eq!(
+            decide(&Input {
+                opened: 1,
+                completed: 0,
+                ..creation
+            })
+            .opened,
+            1,
+            "a creation group opens only once the one before completed"
+        );
+        // Paused: nothing more opens, whatever the mode.
+        let paused = Input {
+            paused: true,
+            ..input(1, 1)
+        };
+        assert_eq!(
+            decide(&Input {
+                need_confirm: false,
+                ..paused
+            })
+            .opened,
+            1
+        );
     }
 }

@@ -143,6 +143,8 @@ struct World {
     next_template: u32,
     beta: bool,
     batch: usize,
+    /// Without confirmation a release opens every group; the budget paces it.
+    need_confirm: bool,
     /// Cells whose next observation is stale.
     stale: Vec<String>,
     /// (template, group) of every wait that began: none begins twice.
@@ -201,7 +203,7 @@ impl World {
             removed: &removed,
             beta: self.beta,
             batch: self.batch,
-            need_confirm: true,
+            need_confirm: self.need_confirm,
             paused: self.paused,
             confirmed: self.confirmed,
         });
@@ -314,6 +316,7 @@ proptest! {
         replicas in 1usize..16,
         beta in any::<bool>(),
         batch in 1usize..6,
+        need_confirm in any::<bool>(),
     ) {
         let mut world = World {
             record: Record::default(),
@@ -326,6 +329,7 @@ proptest! {
             next_template: 2,
             beta,
             batch,
+            need_confirm,
             stale: Vec::new(),
             waits: Vec::new(),
         };

@@ -690,7 +690,14 @@ async fn a_full_cell_with_auto_reschedule_moves_its_pending_quota_to_cells_with_
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .count();
             let healthy = phase(&cds).await == Some(Phase::Healthy);
+            // The status counts may trail the phase by up to a second.
+            let status = cds.get("demo").await.ok()?.status?;
+            let x_counted = status
+                .cells
+                .iter()
+                .any(|c| c.name == "cell-x" && c.rescheduled_away > 0);
             (healthy
+                && x_counted
                 && live == 6
                 && cells.get("cell-a") == Some(&3)
                 && cells.get("cell-b") == Some(&3))
