@@ -103,12 +103,16 @@ fn observe(set: &InPlaceSet, update: &str, record: &Record) -> Observed {
         given: usize::try_from(set.spec.replicas).ok(),
         live: count(status.replicas),
         available: count(status.available_replicas),
-        updated_available: if fresh {
+        // Counts of a set that carries this release, even while its status
+        // lags its spec (as after any write to it): completion reads them only
+        // when `fresh`; the budget split reads them always, or a lagging set
+        // would look unstarted, get a new share, lag again, and so on.
+        updated_available: if carries {
             count(status.updated_available_replicas)
         } else {
             0
         },
-        stable_available: if fresh {
+        stable_available: if carries {
             count(status.stable_available_replicas)
         } else {
             0
@@ -609,6 +613,33 @@ mod tests {
             .iter()
             .find(|c| c.type_ == type_)
             .map_or("", |c| c.status.as_str())
+    }
+
+    #[test]
+    fn a_set_whose_status_lags_its_spec_keeps_its_counts_but_is_not_fresh() {
+        let set: InPlaceSet = serde_json::from_value(json!({
+            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
+            "metadata": {"name": "demo-cell-a", "namespace": "shop", "generation": 5,
+                         "labels": {CELL_LABEL: "cell-a"},
+                         "annotations": {REVISION_ANNOTATION: "demo-2"}},
+            "spec": {"replicas": 5, "selector": {"matchLabels": {"app": "demo"}},
+                     "template": {"metadata": {"labels": {"app": "demo"}},
+                                  "spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}},
+            "status": {"observedGeneration": 4, "replicas": 5, "availableReplicas": 5,
+                       "updatedAvailableReplicas": 5}
+        }))
+        .expect("set");
+        let record = Record {
+            stable: Some("demo-2".into()),
+            revision: Some("demo-2".into()),
+            ..Record::default()
+        };
+        let o = observe(&set, "demo-2", &record);
+        assert!(!o.fresh, "completion waits for the status to catch up");
+        assert_eq!(
+            o.updated_available, 5,
+            "the budget split still sees its work done"
+        );
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub struct Observed {
     /// Live (not terminating) pods.
     pub live: usize,
     pub available: usize,
-    /// Available pods on the update / the stable revision.
+    /// Available pods on the update / the stable revision (as last reported
+    /// for this release: read for completion only when `fresh`).
     pub updated_available: usize,
     pub stable_available: usize,
     /// The set's status describes its current spec.
@@ -139,6 +140,12 @@ pub fn budget(plan: &Plan, desired: usize) -> usize {
     plan.largest_group().min(desired.saturating_sub(1).max(1))
 }
 
+/// The budget, split over the cells that have pods to move in proportion to
+/// their size (Sainte-Laguë, as the groups are). The split changes only when a
+/// cell starts or finishes its work, not with every pod it moves, so the sets
+/// are rewritten a few times per release rather than at every step. A share is
+/// a cap, not an order: a set takes out of traffic only pods it must change,
+/// so a share larger than a cell's remaining work is harmless.
 fn allocate_budget(
     out: &mut [Target],
     observed: &[Option<&Observed>],
@@ -146,9 +153,9 @@ fn allocate_budget(
     opened: usize,
     desired: usize,
 ) {
-    let mut room = budget(plan, desired);
+    let room = budget(plan, desired) as u64;
     let share = plan.group(opened);
-    let work: Vec<usize> = out
+    let weights: Vec<u64> = out
         .iter()
         .zip(observed)
         .enumerate()
@@ -156,8 +163,7 @@ fn allocate_budget(
             if t.retiring {
                 return 0;
             }
-            let share = share.get(i).copied().unwrap_or(0);
-            match o {
+            let work = match o {
                 // A set whose status lags its spec still reports the best
                 // estimate of its work: asking for the group's share instead
                 // would change its maxUnavailable, which makes it lag again,
@@ -167,28 +173,20 @@ fn allocate_budget(
                     update.saturating_sub(o.updated_available)
                         + t.partition.saturating_sub(o.stable_available)
                 }
-                // Not observed yet: ask for the group's share.
-                _ => share,
+                // Not observed yet: the group's share is its work.
+                _ => share.get(i).copied().unwrap_or(0),
+            };
+            if work > 0 {
+                t.replicas.max(1) as u64
+            } else {
+                0
             }
         })
         .collect();
-    for (i, t) in out.iter_mut().enumerate() {
-        let want = work[i].min(share.get(i).copied().unwrap_or(0)).min(room);
-        t.max_unavailable = want;
-        room -= want;
-    }
-    while room > 0 {
-        let mut gave = false;
-        for (i, t) in out.iter_mut().enumerate() {
-            if room > 0 && work[i] > t.max_unavailable {
-                t.max_unavailable += 1;
-                room -= 1;
-                gave = true;
-            }
-        }
-        if !gave {
-            break;
-        }
+    let total: u64 = weights.iter().sum();
+    let split = super::plan::first_of_sequence(&weights, room.min(total));
+    for (t, s) in out.iter_mut().zip(split) {
+        t.max_unavailable = s as usize;
     }
 }
 
@@ -255,8 +253,28 @@ mod tests {
             t.iter()
                 .map(|t| (t.replicas, t.partition, t.max_unavailable))
                 .collect::<Vec<_>>(),
-            vec![(5, 4, 1), (5, 4, 1)]
+            // One pod per cell moves; the budget (a group of 4) is split by size.
+            vec![(5, 4, 2), (5, 4, 2)]
         );
+    }
+
+    #[test]
+    fn the_budget_split_changes_only_when_a_cell_starts_or_finishes() {
+        // 40 pods, groups of 10, all open (no confirmation): as pods move,
+        // the split stays put until a cell is done.
+        let plan = Plan::new(&[20, 20], false, 10);
+        let groups = plan.groups();
+        let split = |a: usize, b: usize| {
+            let obs = vec![Some(serving("c0", 20, a)), Some(serving("c1", 20, b))];
+            targets(&stable("r1"), &plan, groups, &cells(&[20, 20]), &obs, &[])
+                .iter()
+                .map(|t| t.max_unavailable)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(split(0, 0), [5, 5]);
+        assert_eq!(split(7, 3), [5, 5]);
+        assert_eq!(split(19, 12), [5, 5]);
+        assert_eq!(split(20, 12), [0, 10], "a finished cell's share moves on");
     }
 
     #[test]

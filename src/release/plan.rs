@@ -119,7 +119,7 @@ impl Plan {
 /// (Sainte-Laguë's divisors: each cell stays within one pod of its share);
 /// the sequence orders pods by due fraction, ties in cell order. A due
 /// fraction is kept as the exact pair (2j - 1, 2s).
-fn first_of_sequence(shares: &[u64], h: u64) -> Vec<u64> {
+pub(super) fn first_of_sequence(shares: &[u64], h: u64) -> Vec<u64> {
     if h == 0 {
         return vec![0; shares.len()];
     }
