@@ -172,6 +172,8 @@ fn allocate_budget(
                     let update = t.replicas - t.partition;
                     update.saturating_sub(o.updated_available)
                         + t.partition.saturating_sub(o.stable_available)
+                        // Pods beyond replicas are drained before they go.
+                        + o.live.saturating_sub(t.replicas)
                 }
                 // Not observed yet: the group's share is its work.
                 _ => share.get(i).copied().unwrap_or(0),
@@ -256,6 +258,23 @@ mod tests {
             // One pod per cell moves; the budget (a group of 4) is split by size.
             vec![(5, 4, 2), (5, 4, 2)]
         );
+    }
+
+    #[test]
+    fn surplus_pods_get_budget_to_be_drained() {
+        let plan = Plan::new(&[8, 8], false, 4);
+        let record = Record {
+            stable: Some("r2".into()),
+            revision: Some("r2".into()),
+            ..Record::default()
+        };
+        let mut extra = serving("c0", 8, 8);
+        extra.live = 24;
+        extra.available = 24;
+        let obs = vec![Some(extra), Some(serving("c1", 8, 8))];
+        let t = targets(&record, &plan, plan.groups(), &cells(&[8, 8]), &obs, &[]);
+        assert_eq!(t[0].max_unavailable, 4, "the surplus cell may drain");
+        assert_eq!(t[1].max_unavailable, 0);
     }
 
     #[test]

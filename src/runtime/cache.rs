@@ -94,10 +94,19 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let (store, writer) = reflector::store();
+    // The index is kept in the same step as the store, before the cache
+    // reports itself synced: a reconcile must never see a full store and an
+    // empty index (it would create every pod again).
     let events = watcher(api, config)
         .default_backoff()
         .modify(trim)
-        .reflect(writer);
+        .reflect(writer)
+        .map(move |event| {
+            if let Ok(e) = &event {
+                observe(e);
+            }
+            event
+        });
     let (events, synced) = health.track_synced(name, events);
     let subscribers: Subscribers<K> = Arc::default();
     let shared = Shared {
@@ -112,7 +121,6 @@ where
         let mut before_relist: Vec<Arc<K>> = Vec::new();
         while let Some(event) = events.next().await {
             let Ok(event) = event else { continue };
-            observe(&event);
             let changed: Vec<Arc<K>> = match &event {
                 watcher::Event::Apply(o) => vec![
                     store
