@@ -507,6 +507,18 @@ async fn release(ns: &TestNs, port: u16, pods: usize) -> Release {
     }
 }
 
+impl Release {
+    /// Where each pod's time went and, with part (c), the requests per pod.
+    fn report(&self, report: &mut Report, args: &Args, requests_title: &str) {
+        if let Ok(st) = self.stages.lock() {
+            report_stages(report, &st, self.start);
+        }
+        if args.parts.contains(&'c') {
+            per_pod(report, requests_title, &self.before, &self.after, args.pods);
+        }
+    }
+}
+
 /// (a) and (c): create and release `pods` pods, CafeDeployment then Deployment.
 async fn part_a(args: &Args, report: &mut Report) {
     report.line(format!(
@@ -568,13 +580,8 @@ async fn part_a(args: &Args, report: &mut Report) {
     .await;
     wait_cd(&cds, "bench", args.pods).await;
     let cd_create = start.elapsed();
-    let Release {
-        took: cd_release,
-        start,
-        stages,
-        before,
-        after,
-    } = release(&ns, port, args.pods).await;
+    let measured = release(&ns, port, args.pods).await;
+    let cd_release = measured.took;
 
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     report.line("| | CafeDeployment | Deployment | ratio |");
@@ -591,18 +598,11 @@ async fn part_a(args: &Args, report: &mut Report) {
         deploy_release.as_secs_f64(),
         ratio(cd_release, deploy_release)
     ));
-    if let Ok(st) = stages.lock() {
-        report_stages(report, &st, start);
-    }
-    if args.parts.contains(&'c') {
-        per_pod(
-            report,
-            "## (c) operator API requests per in-place-updated pod (no traffic component)",
-            &before,
-            &after,
-            args.pods,
-        );
-    }
+    measured.report(
+        report,
+        args,
+        "## (c) operator API requests per in-place-updated pod (no traffic component)",
+    );
     // Idle: nothing to do, nothing written.
     let before = requests(port).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -646,13 +646,8 @@ async fn part_b(args: &Args, report: &mut Report) {
     .await;
     wait_cd(&cds, "bench", args.pods).await;
     let checker = lossless::Lossless::start(&ns, "bench").await;
-    let Release {
-        took,
-        start,
-        stages,
-        before,
-        after,
-    } = release(&ns, port, args.pods).await;
+    let measured = release(&ns, port, args.pods).await;
+    let took = measured.took;
     let summary = checker.verify().await;
     report.line(format!(
         "new image -> all ready: **{:.1} s** (settleSeconds 3 per group); lossless: {} pods \
@@ -668,18 +663,11 @@ async fn part_b(args: &Args, report: &mut Report) {
         summary.changed, args.pods,
         "every pod changed in place once"
     );
-    if let Ok(st) = stages.lock() {
-        report_stages(report, &st, start);
-    }
-    if args.parts.contains(&'c') {
-        per_pod(
-            report,
-            "## (c) API requests per in-place-updated pod with the `service` component",
-            &before,
-            &after,
-            args.pods,
-        );
-    }
+    measured.report(
+        report,
+        args,
+        "## (c) API requests per in-place-updated pod with the `service` component",
+    );
     op.stop();
     remove(ns).await;
 }

@@ -29,7 +29,7 @@ use crate::api::{CafeDeployment, CafeDeploymentStatus, InPlaceSet, Phase, Releas
 use crate::inplaceset::revision;
 use crate::runtime::backoff::Backoff;
 use crate::runtime::cache::{Caches, OwnerIndex};
-use crate::runtime::coalesce::Coalesce;
+use crate::runtime::coalesce::{Coalesce, conditions_moved};
 use crate::runtime::health::CacheSync;
 use crate::runtime::{Telemetry, run_until_stopped};
 
@@ -137,12 +137,6 @@ impl Context {
 /// Whether a status change must be written at once: anything but counts
 /// (and the messages that quote them) moving.
 fn urgent(previous: &CafeDeploymentStatus, status: &CafeDeploymentStatus) -> bool {
-    let conditions = |s: &CafeDeploymentStatus| {
-        s.conditions
-            .iter()
-            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
-            .collect::<Vec<_>>()
-    };
     let record = |s: &CafeDeploymentStatus| {
         s.release.as_ref().map(|r| {
             (
@@ -162,7 +156,7 @@ fn urgent(previous: &CafeDeploymentStatus, status: &CafeDeploymentStatus) -> boo
         || previous.current_revision != status.current_revision
         || previous.update_revision != status.update_revision
         || record(previous) != record(status)
-        || conditions(previous) != conditions(status)
+        || conditions_moved(&previous.conditions, &status.conditions)
         || (status.updated_ready_replicas == status.replicas)
             != (previous.updated_ready_replicas == previous.replicas)
 }
@@ -178,12 +172,8 @@ async fn record_revision(
     let ns = cd.namespace().unwrap_or_default();
     let uid = cd.uid().unwrap_or_default();
     let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut existing: Vec<ControllerRevision> = ctx
-        .revisions_by_owner
-        .owned(&ctx.revisions, &ns, &uid)
-        .into_iter()
-        .map(|r| (*r).clone())
-        .collect();
+    let mut existing: Vec<Arc<ControllerRevision>> =
+        ctx.revisions_by_owner.owned(&ctx.revisions, &ns, &uid);
     if !existing.iter().any(|r| r.name_any() == name) {
         let next = existing.iter().map(|r| r.revision).max().unwrap_or(0) + 1;
         let mut rev = ControllerRevision {
@@ -197,9 +187,9 @@ async fn record_revision(
         rev.metadata.labels = Some([(OWNER_LABEL.to_string(), uid.clone())].into());
         rev.metadata.owner_references = cd.controller_owner_ref(&()).map(|o| vec![o]);
         match api.create(&PostParams::default(), &rev).await {
-            Ok(r) => existing.push(r),
+            Ok(r) => existing.push(Arc::new(r)),
             // Made already (the cache has not shown it yet): it is this template.
-            Err(kube::Error::Api(s)) if s.code == 409 => existing.push(rev),
+            Err(kube::Error::Api(s)) if s.code == 409 => existing.push(Arc::new(rev)),
             Err(e) => return Err(e.into()),
         }
     }
@@ -208,12 +198,13 @@ async fn record_revision(
     existing.sort_by_key(|r| r.revision);
     let keep = usize::try_from(cd.spec.history_limit).unwrap_or(0) + 1;
     let excess = existing.len().saturating_sub(keep);
-    let protected = |r: &ControllerRevision| r.name_any() == name || Some(r.name_any()) == stable;
+    let protected =
+        |r: &Arc<ControllerRevision>| r.name_any() == name || Some(r.name_any()) == stable;
     let trimmed: Vec<String> = existing
         .iter()
         .filter(|r| !protected(r))
         .take(excess)
-        .map(ResourceExt::name_any)
+        .map(|r| r.name_any())
         .collect();
     for old in &trimmed {
         match api.delete(old, &Default::default()).await {

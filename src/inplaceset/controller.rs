@@ -28,7 +28,7 @@ use crate::api::names::{condition, gate_reason};
 use crate::api::{InPlaceSet, InPlaceSetStatus, UpdateMode};
 use crate::runtime::backoff::Backoff;
 use crate::runtime::cache::{Caches, OwnerIndex};
-use crate::runtime::coalesce::Coalesce;
+use crate::runtime::coalesce::{Coalesce, conditions_moved};
 use crate::runtime::health::CacheSync;
 use crate::runtime::{Telemetry, run_until_stopped};
 use crate::traffic::{gate, service};
@@ -588,12 +588,6 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
 /// available, its share on the update revision) is written at once, so the
 /// CafeDeployment sees a group complete without delay.
 fn urgent(previous: &InPlaceSetStatus, status: &InPlaceSetStatus, spec: &SetSpec) -> bool {
-    let conditions = |s: &InPlaceSetStatus| {
-        s.conditions
-            .iter()
-            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
-            .collect::<Vec<_>>()
-    };
     let replicas = i32::try_from(spec.replicas).unwrap_or(i32::MAX);
     let share = i32::try_from(spec.replicas.saturating_sub(spec.partition)).unwrap_or(0);
     let resting = status.replicas == replicas
@@ -606,7 +600,7 @@ fn urgent(previous: &InPlaceSetStatus, status: &InPlaceSetStatus, spec: &SetSpec
         || previous.stable_revision != status.stable_revision
         || previous.selector != status.selector
         || previous.unschedulable_since.is_some() != status.unschedulable_since.is_some()
-        || conditions(previous) != conditions(status)
+        || conditions_moved(&previous.conditions, &status.conditions)
 }
 
 /// A Warning event when the set becomes stalled (once, not every reconcile).

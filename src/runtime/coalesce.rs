@@ -9,6 +9,8 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
 /// When each object's status was last written.
 pub struct Coalesce<K> {
     every: Duration,
@@ -44,6 +46,17 @@ impl<K: Eq + Hash + Clone> Coalesce<K> {
             last.insert(key, Instant::now());
         }
     }
+}
+
+/// Whether two condition lists differ in what a reader acts on (type, status,
+/// reason), not merely in a message quoting counts or in a time.
+pub fn conditions_moved(a: &[Condition], b: &[Condition]) -> bool {
+    let states = |cs: &[Condition]| {
+        cs.iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect::<Vec<_>>()
+    };
+    states(a) != states(b)
 }
 
 #[cfg(test)]

@@ -9,51 +9,14 @@ pub mod leader;
 pub mod metrics;
 pub mod serve;
 
-use futures::Stream;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 
 /// What the controllers report to `/metrics` and `/readyz`.
 #[derive(Clone)]
 pub struct Telemetry {
     pub metrics: metrics::Metrics,
     pub health: health::Health,
-}
-
-/// A watch cache of `api`: its store, its event stream, and a handle to await
-/// its first full list. managedFields are dropped (never read), so the cache
-/// stays small as objects grow. The cache counts toward `/readyz` as `name`,
-/// and is synced only once the reflector has applied the list: a reconcile
-/// must never plan from an empty store.
-pub fn watch_cache<K>(
-    health: &health::Health,
-    name: &'static str,
-    api: Api<K>,
-    config: watcher::Config,
-) -> (
-    Store<K>,
-    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K>,
-    health::CacheSync,
-)
-where
-    K: kube::Resource
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
-{
-    let (store, writer) = reflector::store();
-    let events = watcher(api, config)
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(writer);
-    let (events, synced) = health.track_synced(name, events);
-    (store, events, synced)
 }
 
 /// No reconcile may hang an object forever (a request the API server never
