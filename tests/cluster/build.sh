@@ -16,6 +16,7 @@ require_version() {
 }
 require_version kubernetes k8s.io/kubernetes "$KUBERNETES_VERSION"
 require_version etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+require_version prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION"
 [ "$(grep -c "=> k8s.io/.* $KUBERNETES_STAGING_VERSION\$" "$CLUSTER_SCRIPTS/modules/kubernetes/go.mod")" -ge 30 ] ||
     die "modules/kubernetes/go.mod must pin every k8s.io staging module to $KUBERNETES_STAGING_VERSION (versions.env)"
 
@@ -93,6 +94,15 @@ build_etcd() (
     go build -ldflags "$LDFLAGS_STRIP" -o "$OUT/etcd" go.etcd.io/etcd/server/v3
 )
 
+build_prometheus() (
+    # remove_all_sd: only file and http service discovery (all the tests
+    # use); the cloud discoveries are most of the build. No web UI assets:
+    # the HTTP API is what the operator and the tests use.
+    cd "$CLUSTER_SCRIPTS/modules/prometheus"
+    go build -tags remove_all_sd -ldflags "$LDFLAGS_STRIP" -o "$OUT/prometheus" \
+        github.com/prometheus/prometheus/cmd/prometheus
+)
+
 build_kwok() {
     GOBIN="$OUT" go install -ldflags "$LDFLAGS_STRIP" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 }
@@ -106,5 +116,6 @@ build_helm() {
 build_into "$ETCD_BIN" "etcd-$ETCD_VERSION" etcd -- build_etcd
 build_into "$KWOK_BIN" "kwok-$KWOK_VERSION" kwok -- build_kwok
 build_into "$HELM_BIN" "helm-$HELM_VERSION" helm -- build_helm
+build_into "$PROMETHEUS_BIN" "prometheus-$PROMETHEUS_VERSION" prometheus -- build_prometheus
 build_into "$K8S_BIN" "kubernetes-$KUBERNETES_VERSION" \
     kube-apiserver kube-controller-manager kube-scheduler kubectl -- build_kubernetes

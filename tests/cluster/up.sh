@@ -53,6 +53,7 @@ check_port "$APISERVER_PORT" kube-apiserver CAFE_APISERVER_PORT
 check_port "$KCM_PORT" kube-controller-manager CAFE_KCM_PORT
 check_port "$SCHEDULER_PORT" kube-scheduler CAFE_SCHEDULER_PORT
 check_port "$KWOK_PORT" kwok CAFE_KWOK_PORT
+check_port "$PROMETHEUS_PORT" prometheus CAFE_PROMETHEUS_PORT
 
 mkdir -p "$PKI" "$LOGS" "$PIDS" "$STATE/etcd"
 
@@ -213,6 +214,24 @@ start kwok "$KWOK_BIN/kwok" \
     --manage-nodes-with-label-selector type=kwok \
     --server-address "127.0.0.1:$KWOK_PORT"
 
+# Prometheus scrapes whatever exporters the tests and the demo register, every
+# second (fallback: exporters that send no Content-Type are read as text).
+mkdir -p "$PROMETHEUS_TARGETS" "$STATE/prometheus/data"
+cat >"$STATE/prometheus/prometheus.yml" <<EOF
+global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}
+scrape_configs:
+- job_name: cafe-local
+  fallback_scrape_protocol: PrometheusText0.0.4
+  file_sd_configs:
+  - files: ['$PROMETHEUS_TARGETS/*.json']
+    refresh_interval: 1s
+EOF
+start prometheus "$PROMETHEUS_BIN/prometheus" \
+    --config.file "$STATE/prometheus/prometheus.yml" \
+    --storage.tsdb.path "$STATE/prometheus/data" \
+    --storage.tsdb.retention.time 6h \
+    --web.listen-address "127.0.0.1:$PROMETHEUS_PORT"
+
 # --- Nodes: three cells, two nodes each ----------------------------------------
 NODE_PODS="${CAFE_NODE_PODS:-110}"
 {
@@ -256,7 +275,8 @@ wait_for kwok 60 all_nodes_ready
 # Pods need the default ServiceAccount, created by the controller manager.
 wait_for kube-controller-manager 60 "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" get serviceaccount default -n default
 pid_alive kube-scheduler || wait_for kube-scheduler 1 false
+wait_for prometheus 60 curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
 
 started=1
-say "ready in $((SECONDS - START_TIME))s: Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, 6 nodes in cells cell-a, cell-b, cell-c"
+say "ready in $((SECONDS - START_TIME))s: Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, Prometheus $PROMETHEUS_VERSION (http://127.0.0.1:$PROMETHEUS_PORT), 6 nodes in cells cell-a, cell-b, cell-c"
 say "export KUBECONFIG=$KUBECONFIG_FILE"
