@@ -11,7 +11,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say_() { printf '   %s\n' "$*"; }
 
 step "Building cafe-operator (release)"
-cargo build --release --quiet --bins
+cargo build --release --quiet --bins --example error-ratio-exporter
 OPERATOR="$REPO_ROOT/target/release/cafe-operator"
 # `kubectl cafe` is the plugin binary kubectl-cafe, found on PATH.
 export PATH="$REPO_ROOT/target/release:$PATH"
@@ -132,12 +132,50 @@ kubectl cafe -n "$NS" set image demo app=nginx:1.26 | sed 's/^/   /'
 confirm_groups plugin
 say_ "Same pods and IPs as before the release: every pod was updated in place, drained first."
 
+step "Prometheus confirms the groups: a metric analysis (examples/demo-analysis.yaml)"
+say_ "A small exporter reports app_error_ratio per pod: 1% for nginx:1.27, 40% for nginx:1.28."
+"$REPO_ROOT/target/release/examples/error-ratio-exporter" --namespace "$NS" --selector app=demo \
+    --ratio nginx:1.27=0.01 --ratio nginx:1.28=0.4 \
+    --target-file "$PROMETHEUS_TARGETS/demo-exporter.json" >"$LOGS/exporter.log" 2>&1 &
+EXPORTER_PID=$!
+trap 'kill -TERM $EXPORTER_PID $OPERATOR_PID 2>/dev/null || true; wait $EXPORTER_PID $OPERATOR_PID 2>/dev/null || true' EXIT
+PROM="http://127.0.0.1:$PROMETHEUS_PORT"
+scraped() { curl -fsS "$PROM/api/v1/query" --data-urlencode "query=count(app_error_ratio{namespace=\"$NS\"})" | grep -q '"value":\[[^]]*,"10"\]'; }
+wait_for "Prometheus to scrape the exporter" 60 scraped
+sed "s#http://127.0.0.1:19090#$PROM#" examples/demo-analysis.yaml >"$STATE/demo-analysis.yaml"
+kubectl -n "$NS" patch cafedeployment demo --type merge --patch-file "$STATE/demo-analysis.yaml" >/dev/null
+analysis_field() { kubectl -n "$NS" get cafedeployment demo -o "jsonpath={.status.release.analysis.$1}"; }
+say_ "\$ kubectl cafe set image demo app=nginx:1.27     # healthy: nobody confirms anything"
+kubectl cafe -n "$NS" set image demo app=nginx:1.27 | sed 's/^/   /'
+analysing() { [ "$(cd_field phase)" = Analyzing ]; }
+wait_for "the Beta group's analysis" 180 analysing
+kubectl -n "$NS" get cafedeployment demo
+say_ "status.release.message: $(cd_field release.message)"
+wait_for "the release, confirmed by the analysis" 240 cd_at Healthy 3
+kubectl -n "$NS" get cafedeployment demo
+say_ "last analysis: group $(analysis_field group): $(analysis_field phase): $(analysis_field message)"
+kubectl -n "$NS" get events --field-selector involvedObject.kind=CafeDeployment \
+    -o custom-columns=REASON:.reason,MESSAGE:.message 2>/dev/null | grep -E 'Analysis' | tail -n 4 | sed 's/^/   /'
+
+say_ "\$ kubectl cafe set image demo app=nginx:1.28     # 40% errors: the analysis rolls it back"
+kubectl cafe -n "$NS" set image demo app=nginx:1.28 | sed 's/^/   /'
+rolled_back() { [ "$(analysis_field action)" = Rollback ]; }
+wait_for "the analysis to roll back" 180 rolled_back
+say_ "status.release.message: $(cd_field release.message)"
+on_127() { [ "$(kubectl -n "$NS" get pods -l app=demo -o jsonpath='{.items[*].spec.containers[0].image}' | tr ' ' '\n' | grep -c 'nginx:1.27')" = 10 ] && [ "$(cd_field phase)" = Healthy ]; }
+wait_for "every pod back on nginx:1.27" 180 on_127
+kubectl -n "$NS" get cafedeployment demo
+show_cd
+say_ "Only the two Beta pods ran nginx:1.28; they were drained, rolled back in place, and"
+say_ "the template is nginx:1.27 again. The verdict stays in status.release.analysis:"
+kubectl cafe -n "$NS" get demo | grep -E '^(Phase|Message|Analysis)' | sed 's/^/   /'
+
 step "Bad input is refused with a message that says what to change"
 sed 's/batchSize: 4/batchSize: 0/' examples/demo.yaml |
     kubectl -n "$NS" apply --server-side --force-conflicts --dry-run=server -f - 2>&1 | sed 's/^/   /' || true
 
 step "What the operator reports on /metrics (curl http://$METRICS_ADDR/metrics)"
-curl -s "http://$METRICS_ADDR/metrics" | grep -E "^cafe_(cafedeployment_phase.*Healthy|cafedeployment_release_group|pods|leader|reconciles_total)" |
+curl -s "http://$METRICS_ADDR/metrics" | grep -E "^cafe_(cafedeployment_phase.*Healthy|cafedeployment_release_group|pods|leader|reconciles_total|analysis_)" |
     sed 's/^/   /' || true
 
 step "Done. The cluster keeps running:"

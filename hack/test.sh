@@ -35,6 +35,10 @@ else
 fi
 export KUBECONFIG="$KUBECONFIG_FILE"
 export PATH="$K8S_BIN:$HELM_BIN:$PATH"
+# The metric-analysis stories query the cluster's Prometheus and register
+# their exporters with it.
+export CAFE_PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT"
+export CAFE_PROMETHEUS_TARGETS="$PROMETHEUS_TARGETS"
 
 echo "== installing the CRDs"
 target/debug/cafe-operator crd | kubectl apply --server-side --force-conflicts -f -

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
 use schemars::{JsonSchema, Schema};
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::rules::{self, Rule};
-use super::{Traffic, UpdateMode};
+use super::{Analysis, AnalysisStatus, Traffic, UpdateMode};
 
 /// The desired state of a CafeDeployment.
 // Each printcolumn repeats `type_ = ...`; clippy reads those as duplicated attributes.
@@ -271,6 +271,11 @@ pub struct ReleaseStrategy {
     pub progress_deadline_seconds: i32,
     #[serde(default)]
     pub update_mode: UpdateMode,
+    /// Prometheus queries measured after each group but the last: a passed
+    /// analysis starts the next group (no person needed), a failed one rolls
+    /// the release back (or pauses it). Groups then never overlap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
 }
 
 fn default_batch_size() -> IntOrString {
@@ -291,6 +296,7 @@ impl Default for ReleaseStrategy {
             min_ready_seconds: 0,
             progress_deadline_seconds: default_progress_deadline(),
             update_mode: UpdateMode::default(),
+            analysis: None,
         }
     }
 }
@@ -367,6 +373,8 @@ pub struct CafeDeploymentStatus {
 pub enum Phase {
     Healthy,
     Progressing,
+    /// A group is released and its metric analysis is running.
+    Analyzing,
     WaitingForConfirm,
     Paused,
     RollingBack,
@@ -375,9 +383,10 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, for gauges that report 1 for the current one and 0 for the rest.
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 7] = [
         Phase::Healthy,
         Phase::Progressing,
+        Phase::Analyzing,
         Phase::WaitingForConfirm,
         Phase::Paused,
         Phase::RollingBack,
@@ -418,6 +427,12 @@ pub struct ReleaseStatus {
     /// written before this wait began confirms nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub awaiting_confirmation: Option<ConfirmationWait>,
+    /// When the newest group opened: the pods released since are the group's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_at: Option<Time>,
+    /// The metric analysis of the last group analysed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStatus>,
 }
 
 /// The group a confirmation is awaited for.

@@ -1,11 +1,13 @@
 //! The custom resources and every name shared with the outside world.
 
+mod analysis;
 mod cafedeployment;
 pub mod count;
 mod inplaceset;
 pub mod names;
 mod rules;
 
+pub use analysis::*;
 pub use cafedeployment::*;
 pub use inplaceset::*;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -23,14 +23,23 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::analysis::{self as gate, Act};
 use super::decide::{Observation, Outcome, decide};
-use crate::api::names::{CAFEDEPLOYMENT_UID_LABEL as OWNER_LABEL, UPGRADE_CONFIRMED_ANNOTATION};
-use crate::api::{CafeDeployment, CafeDeploymentStatus, InPlaceSet, Phase, ReleaseStatus};
+use crate::api::names::{
+    CAFEDEPLOYMENT_UID_LABEL as OWNER_LABEL, CELL_LABEL, REVISION_LABEL, TRAFFIC_GATE,
+    UPGRADE_CONFIRMED_ANNOTATION,
+};
+use crate::api::{
+    AnalysisPhase, AnalysisStatus, CafeDeployment, CafeDeploymentStatus, InPlaceSet, Phase,
+    ReleaseStatus,
+};
 use crate::inplaceset::revision;
+use crate::release::analysis::{self as verdicts, Facts};
 use crate::runtime::backoff::Backoff;
 use crate::runtime::cache::{Caches, OwnerIndex};
 use crate::runtime::coalesce::{Coalesce, conditions_moved};
 use crate::runtime::health::CacheSync;
+use crate::runtime::prometheus::Prometheus;
 use crate::runtime::{Telemetry, run_until_stopped};
 
 const MANAGER: &str = "cafe-operator-cafedeployment";
@@ -55,8 +64,14 @@ struct Context {
     sets_by_owner: OwnerIndex,
     revisions: Store<ControllerRevision>,
     revisions_by_owner: OwnerIndex,
-    /// Sets and revisions have listed once.
-    synced: [CacheSync; 2],
+    /// Pods, read only to name a group's pods in analysis queries.
+    pods: Store<Pod>,
+    pods_by_set: OwnerIndex,
+    /// The analysis queries' client (an error: every query is an error measurement).
+    prometheus: Result<Prometheus, String>,
+    /// Sets, revisions and pods have listed once (pods name a group's pods
+    /// in analysis queries: never from a cache that has not listed).
+    synced: [CacheSync; 3],
     status_writes: Coalesce<ObjectRef<CafeDeployment>>,
     /// The resourceVersion our last write produced, per CafeDeployment: a
     /// cached copy older than that is not decided on (it would reopen, close or
@@ -147,6 +162,8 @@ fn urgent(previous: &CafeDeploymentStatus, status: &CafeDeploymentStatus) -> boo
                 r.baseline.clone(),
                 r.groups,
                 r.awaiting_confirmation.clone(),
+                r.opened_at.clone(),
+                r.analysis.clone(),
             )
         })
     };
@@ -224,19 +241,21 @@ async fn record_revision(
 }
 
 /// `spec.rollbackTo`: restore that revision's template (0: the previous
-/// revision), clear the request, and record in status that the release that
-/// follows is a rollback (no Beta group, no confirmation waits).
+/// revision) and clear the request; a revision not in the history clears it
+/// with a Warning that lists what is kept.
 async fn roll_back(cd: &CafeDeployment, ctx: &Context, number: i64) -> Result<Action, Error> {
     let ns = cd.namespace().unwrap_or_default();
-    let name = cd.name_any();
     let uid = cd.uid().unwrap_or_default();
-    let cds: Api<CafeDeployment> = Api::namespaced(ctx.client.clone(), &ns);
     let revisions: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
     let history = revisions
         .list(&ListParams::default().labels(&format!("{OWNER_LABEL}={uid}")))
         .await?
         .items;
-    let current = format!("{name}-{}", revision::revision(&cd.spec.template));
+    let current = format!(
+        "{}-{}",
+        cd.name_any(),
+        revision::revision(&cd.spec.template)
+    );
     let target = if number == 0 {
         history
             .iter()
@@ -248,39 +267,10 @@ async fn roll_back(cd: &CafeDeployment, ctx: &Context, number: i64) -> Result<Ac
     let template = target
         .and_then(|t| t.data.as_ref())
         .map(|d| d.0["spec"]["template"].clone());
-    let patch = match (target, template) {
+    match (target, template) {
         (Some(t), Some(template)) if !template.is_null() => {
-            // Record the rollback first: the template change that follows is
-            // then released as a rollback (no Beta, no waits), even if the
-            // operator dies in between.
-            let previous = cd.status.clone().unwrap_or_default();
-            let mut status = previous.clone();
-            status.phase = Some(Phase::RollingBack);
-            status.release = Some(ReleaseStatus {
-                revision: t.name_any(),
-                rollback: true,
-                message: format!("rolling back to revision {} ({})", t.revision, t.name_any()),
-                ..ReleaseStatus::default()
-            });
-            // Never held back: the phase changes, which is urgent.
-            let _ = ctx
-                .write_status(cd, &previous, status, cd.resource_version())
-                .await?;
-            ctx.event(
-                cd,
-                EventType::Normal,
-                "RollingBack",
-                format!(
-                    "rolling back to revision {} ({}) at once: no Beta group, no confirmation",
-                    t.revision,
-                    t.name_any()
-                ),
-            )
-            .await;
-            json!([
-                {"op": "replace", "path": "/spec/template", "value": template},
-                {"op": "remove", "path": "/spec/rollbackTo"}
-            ])
+            let why = format!("rolling back to revision {} ({})", t.revision, t.name_any());
+            restore(cd, ctx, &t.name_any(), template, why, None).await
         }
         _ => {
             let mut kept: Vec<i64> = history.iter().map(|r| r.revision).collect();
@@ -295,14 +285,247 @@ async fn roll_back(cd: &CafeDeployment, ctx: &Context, number: i64) -> Result<Ac
                 ),
             )
             .await;
-            json!([{"op": "remove", "path": "/spec/rollbackTo"}])
+            patch_spec(
+                cd,
+                ctx,
+                json!([{"op": "remove", "path": "/spec/rollbackTo"}]),
+            )
+            .await
         }
-    };
-    let patch: json_patch::Patch =
-        serde_json::from_value(patch).unwrap_or_else(|_| json_patch::Patch(Vec::new()));
-    cds.patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
+    }
+}
+
+/// Restores the template of revision `name` and records first, in status,
+/// that the release that follows is a rollback (no Beta group, no
+/// confirmation waits), so an operator that dies in between still releases it
+/// as one. `analysis` is the verdict that asked for it, kept for the record.
+async fn restore(
+    cd: &CafeDeployment,
+    ctx: &Context,
+    name: &str,
+    template: serde_json::Value,
+    why: String,
+    analysis: Option<AnalysisStatus>,
+) -> Result<Action, Error> {
+    let previous = cd.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    status.phase = Some(Phase::RollingBack);
+    status.release = Some(ReleaseStatus {
+        revision: name.to_string(),
+        rollback: true,
+        message: why.clone(),
+        analysis,
+        ..ReleaseStatus::default()
+    });
+    // Never held back: the phase changes, which is urgent.
+    let _ = ctx
+        .write_status(cd, &previous, status, cd.resource_version())
         .await?;
+    ctx.event(
+        cd,
+        EventType::Normal,
+        "RollingBack",
+        format!("{why}, at once: no Beta group, no confirmation"),
+    )
+    .await;
+    let mut ops = vec![json!({"op": "replace", "path": "/spec/template", "value": template})];
+    if cd.spec.rollback_to.is_some() {
+        ops.push(json!({"op": "remove", "path": "/spec/rollbackTo"}));
+    }
+    patch_spec(cd, ctx, serde_json::Value::Array(ops)).await
+}
+
+/// One JSON patch of the CafeDeployment's spec.
+async fn patch_spec(
+    cd: &CafeDeployment,
+    ctx: &Context,
+    ops: serde_json::Value,
+) -> Result<Action, Error> {
+    let cds: Api<CafeDeployment> =
+        Api::namespaced(ctx.client.clone(), &cd.namespace().unwrap_or_default());
+    let patch: json_patch::Patch =
+        serde_json::from_value(ops).unwrap_or_else(|_| json_patch::Patch(Vec::new()));
+    cds.patch(
+        &cd.name_any(),
+        &PatchParams::default(),
+        &Patch::Json::<()>(patch),
+    )
+    .await?;
     Ok(Action::await_change())
+}
+
+/// The pods of the group the analysis measures: on the update revision, put
+/// in traffic since the group opened (all of the revision's, if that time is
+/// not on record), with their cells.
+fn group_facts(
+    cd: &CafeDeployment,
+    ctx: &Context,
+    sets: &[Arc<InPlaceSet>],
+    update: &str,
+    group: usize,
+) -> Facts {
+    let ns = cd.namespace().unwrap_or_default();
+    let hash = update
+        .strip_prefix(&format!("{}-", cd.name_any()))
+        .unwrap_or(update)
+        .to_string();
+    let since = cd
+        .status
+        .as_ref()
+        .and_then(|s| s.release.as_ref())
+        .and_then(|r| r.opened_at.clone());
+    let mut pods = Vec::new();
+    let mut cells = std::collections::BTreeSet::new();
+    for set in sets {
+        for pod in ctx
+            .pods_by_set
+            .owned(&ctx.pods, &ns, &set.uid().unwrap_or_default())
+        {
+            if pod.labels().get(REVISION_LABEL) != Some(&hash)
+                || pod.metadata.deletion_timestamp.is_some()
+            {
+                continue;
+            }
+            let gate = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == TRAFFIC_GATE));
+            let released = gate.is_some_and(|g| {
+                g.status == "True"
+                    && match (&since, &g.last_transition_time) {
+                        (Some(since), Some(at)) => at.0 >= since.0,
+                        _ => true,
+                    }
+            });
+            if released {
+                pods.push(pod.name_any());
+                if let Some(cell) = pod.labels().get(CELL_LABEL) {
+                    cells.insert(cell.clone());
+                }
+            }
+        }
+    }
+    pods.sort();
+    Facts {
+        namespace: ns,
+        name: cd.name_any(),
+        revision: update.to_string(),
+        revision_hash: hash,
+        group,
+        cells: cells.into_iter().collect(),
+        pods,
+    }
+}
+
+/// Takes the due measurement of the running analysis, if one is due: the
+/// CafeDeployment as the decision should see it (its analysis record with
+/// the new measurements), or `None` when nothing was measured.
+async fn measure(
+    cd: &CafeDeployment,
+    ctx: &Context,
+    sets: &[Arc<InPlaceSet>],
+    update: &str,
+    now: &Time,
+) -> Option<CafeDeployment> {
+    let spec = cd.spec.strategy.analysis.as_ref()?;
+    if cd.spec.strategy.pause {
+        return None;
+    }
+    let release = cd.status.as_ref()?.release.as_ref()?;
+    let wait = release
+        .awaiting_confirmation
+        .as_ref()
+        .filter(|w| w.revision == update)?;
+    let group = usize::try_from(wait.group).ok()?.checked_sub(1)?;
+    let record = gate::of(release.analysis.as_ref(), update, group)?;
+    if verdicts::due_in(spec, record, now)? > 0 {
+        return None;
+    }
+    let facts = group_facts(cd, ctx, sets, update, group);
+    let timeout = Duration::from_secs(u64::try_from(spec.prometheus.timeout_seconds).unwrap_or(10));
+    let measurements = futures::future::join_all(spec.queries.iter().map(|q| {
+        let promql = verdicts::fill(&q.query, &facts);
+        async move {
+            let answer = match &ctx.prometheus {
+                Ok(p) => p
+                    .query(&spec.prometheus.address, &promql, timeout)
+                    .await
+                    .and_then(|body| verdicts::parse_answer(&body)),
+                Err(e) => Err(e.clone()),
+            };
+            verdicts::judge(q, answer, now)
+        }
+    }))
+    .await;
+    for m in &measurements {
+        ctx.telemetry.metrics.analysis_measured(m.phase);
+        info!(
+            cafedeployment = %cd.name_any(), query = %m.query, phase = ?m.phase,
+            value = %m.value, "{}", m.message
+        );
+    }
+    let next = verdicts::record(spec, record, measurements);
+    if next.phase != AnalysisPhase::Running {
+        ctx.telemetry.metrics.analysis_concluded(next.phase);
+    }
+    let mut view = cd.clone();
+    if let Some(r) = view.status.as_mut().and_then(|s| s.release.as_mut()) {
+        r.analysis = Some(next);
+    }
+    Some(view)
+}
+
+/// Carries out what an analysis verdict asked for, once its record (with the
+/// action taken) is written.
+async fn act(
+    cd: &CafeDeployment,
+    ctx: &Context,
+    act: Act,
+    history: &BTreeMap<String, PodTemplateSpec>,
+    analysis: Option<AnalysisStatus>,
+) -> Result<Action, Error> {
+    match act {
+        Act::Pause => {
+            ctx.event(
+                cd,
+                EventType::Warning,
+                "PausedByAnalysis",
+                "the analysis paused the release (spec.strategy.pause: true)".to_string(),
+            )
+            .await;
+            patch_spec(
+                cd,
+                ctx,
+                json!([{"op": "add", "path": "/spec/strategy/pause", "value": true}]),
+            )
+            .await
+        }
+        Act::Rollback(stable) => {
+            let Some(template) = history.get(&stable) else {
+                ctx.event(
+                    cd,
+                    EventType::Warning,
+                    "RollbackRevisionNotFound",
+                    format!(
+                        "the analysis asked for a rollback to {stable}, which is not in the \
+                             history; roll back by hand with spec.rollbackTo"
+                    ),
+                )
+                .await;
+                return Ok(Action::await_change());
+            };
+            let why = format!(
+                "rolling back to {stable}: {}",
+                analysis
+                    .as_ref()
+                    .map(|a| a.message.as_str())
+                    .unwrap_or("analysis failed")
+            );
+            let template = serde_json::to_value(template).unwrap_or_default();
+            restore(cd, ctx, &stable, template, why, analysis).await
+        }
+    }
 }
 
 async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -330,14 +553,47 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
     let mut owned: Vec<Arc<InPlaceSet>> = ctx.sets_by_owner.owned(&ctx.sets, &namespace, &uid);
     owned.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let outcome = decide(&Observation {
-        cd: &cd,
+    // A measurement due now goes into the record the decision reads.
+    let measured = measure(&cd, &ctx, &owned, &update, &now).await;
+    let mut outcome = decide(&Observation {
+        cd: measured.as_ref().unwrap_or(&cd),
         sets: owned.iter().map(|s| &**s).collect(),
         history: &history,
         update: &update,
         now: &now,
     });
+    if let Some(verdict) = outcome.act.take() {
+        let record = outcome
+            .status
+            .release
+            .as_ref()
+            .and_then(|r| r.analysis.clone());
+        if let Act::Rollback(_) = verdict {
+            // The rollback's own record replaces this decision's.
+            for note in &outcome.notes {
+                ctx.event(
+                    &cd,
+                    event_type(note.warning),
+                    &note.reason,
+                    note.message.clone(),
+                )
+                .await;
+            }
+            return act(&cd, &ctx, verdict, &history, record).await;
+        }
+        let action = apply(&cd, &ctx, &owned, outcome).await?;
+        act(&cd, &ctx, verdict, &history, record).await?;
+        return Ok(action);
+    }
     apply(&cd, &ctx, &owned, outcome).await
+}
+
+fn event_type(warning: bool) -> EventType {
+    if warning {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    }
 }
 
 /// Writes the outcome: the confirmation reset, then the status (the release
@@ -392,13 +648,9 @@ async fn apply(
         }
     }
     for note in outcome.notes {
-        let type_ = if note.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
         info!(cafedeployment = %name, reason = %note.reason, "{}", note.message);
-        ctx.event(cd, type_, &note.reason, note.message).await;
+        ctx.event(cd, event_type(note.warning), &note.reason, note.message)
+            .await;
     }
     ctx.backoff.succeeded(&ObjectRef::from_obj(cd));
     // Unschedulable pods not yet due for rescheduling need a look when they are.
@@ -445,7 +697,14 @@ pub async fn run(
         sets_by_owner: caches.sets_by_owner.clone(),
         revisions: caches.revisions.store.clone(),
         revisions_by_owner: caches.revisions_by_owner.clone(),
-        synced: [caches.sets.synced.clone(), caches.revisions.synced.clone()],
+        pods: caches.pods.store.clone(),
+        pods_by_set: caches.pods_by_set.clone(),
+        prometheus: Prometheus::new(),
+        synced: [
+            caches.sets.synced.clone(),
+            caches.revisions.synced.clone(),
+            caches.pods.synced.clone(),
+        ],
         status_writes: Coalesce::new(STATUS_EVERY),
         written: Mutex::new(HashMap::new()),
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),

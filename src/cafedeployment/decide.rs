@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
+use super::analysis::{self as gate, Act, Gate};
 use super::build::{self, CellSet, REVISION_ANNOTATION, STABLE_REVISION_ANNOTATION};
 use super::reschedule::rescheduled_sizes;
 use crate::api::count::resolve;
@@ -55,8 +56,10 @@ pub struct Outcome {
     /// Sets of removed cells, drained empty: delete them.
     pub delete: Vec<String>,
     pub notes: Vec<Note>,
-    /// Seconds until a time-based look is due (autoReschedule).
+    /// Seconds until a time-based look is due (autoReschedule, analysis).
     pub wake: Option<i64>,
+    /// What a metric analysis verdict asks for, after the status is written.
+    pub act: Option<Act>,
 }
 
 /// The release as recorded in status.
@@ -136,6 +139,14 @@ pub fn decide(obs: &Observation) -> Outcome {
         Ok(b) => b.max(1),
         Err(e) => return invalid(cd, &previous, obs.now, format!("strategy.batchSize {e}")),
     };
+    let analysis = spec.strategy.analysis.as_ref();
+    if let Some(e) = analysis
+        .into_iter()
+        .flat_map(|a| &a.queries)
+        .find_map(|q| crate::release::analysis::check_conditions(q).err())
+    {
+        return invalid(cd, &previous, obs.now, format!("strategy.{e}"));
+    }
     let by_cell: BTreeMap<String, &InPlaceSet> =
         obs.sets.iter().map(|s| (cell_of(s), *s)).collect();
     let active_sets: Vec<Option<&InPlaceSet>> =
@@ -159,11 +170,15 @@ pub fn decide(obs: &Observation) -> Outcome {
         .iter()
         .map(|s| observe(s, obs.update, &record))
         .collect();
+    let previous_analysis = previous.release.as_ref().and_then(|r| r.analysis.as_ref());
+    // A person's "true" always confirms; a passed analysis does on its own
+    // unless it asks for a person too.
     let confirmed = cd
         .annotations()
         .get(UPGRADE_CONFIRMED_ANNOTATION)
         .map(String::as_str)
-        == Some("true");
+        == Some("true")
+        || gate::confirms(analysis, previous_analysis, obs.update, record.awaiting);
     let decision = release::decide(&Input {
         record: &record,
         update: obs.update,
@@ -172,9 +187,25 @@ pub fn decide(obs: &Observation) -> Outcome {
         removed: &removed,
         beta: spec.strategy.upgrade_type == UpgradeType::Beta,
         batch,
-        need_confirm: spec.strategy.need_waiting_for_confirm,
+        // An analysis is a confirmation: groups wait for its verdict.
+        need_confirm: spec.strategy.need_waiting_for_confirm || analysis.is_some(),
         paused: spec.strategy.pause,
         confirmed,
+    });
+    let analysed = gate::gate(&gate::Input {
+        spec: analysis,
+        previous: previous_analysis,
+        progress: &decision.progress.phase,
+        awaiting: decision.record.awaiting,
+        groups: decision.progress.groups,
+        revision: obs.update,
+        stable: decision.record.stable.as_deref(),
+        new_release: decision.record.revision != record.revision
+            && !decision.record.rollback
+            && !decision.record.releases_stable(),
+        paused: spec.strategy.pause,
+        name: &cd.name_any(),
+        now: obs.now,
     });
 
     let mut notes = Vec::new();
@@ -232,7 +263,12 @@ pub fn decide(obs: &Observation) -> Outcome {
         ));
     }
 
-    let status = compute_status(cd, obs, &sized, &away, &active_sets, &decision, &previous);
+    let cells = CellRows {
+        distribution: &sized,
+        away: &away,
+        observed: &active_sets,
+    };
+    let status = compute_status(cd, obs, &cells, &decision, &analysed, &previous);
     if status.phase != previous.phase
         && let Some(phase) = status.phase
     {
@@ -247,7 +283,7 @@ pub fn decide(obs: &Observation) -> Outcome {
             message,
         ));
     }
-    if decision.begins_waiting {
+    if decision.begins_waiting && analysis.is_none() {
         let name = cd.name_any();
         notes.push(note(
             false,
@@ -261,6 +297,15 @@ pub fn decide(obs: &Observation) -> Outcome {
             ),
         ));
     }
+    notes.extend(analysis_notes(previous_analysis, analysed.record.as_ref()));
+    let wake = match (analysis, analysed.record.as_ref()) {
+        (Some(a), Some(r)) => crate::release::analysis::due_in(a, r, obs.now)
+            .map(|due| due.max(1))
+            .into_iter()
+            .chain(wake)
+            .min(),
+        _ => wake,
+    };
     Outcome {
         reset_confirmation: decision.begins_waiting,
         status,
@@ -268,7 +313,39 @@ pub fn decide(obs: &Observation) -> Outcome {
         delete,
         notes,
         wake,
+        act: analysed.act,
     }
+}
+
+/// An event when an analysis starts and when it reaches its verdict.
+fn analysis_notes(
+    previous: Option<&crate::api::AnalysisStatus>,
+    current: Option<&crate::api::AnalysisStatus>,
+) -> Vec<Note> {
+    use crate::api::AnalysisPhase;
+    let Some(current) = current else {
+        return Vec::new();
+    };
+    let same = previous.is_some_and(|p| p.revision == current.revision && p.group == current.group);
+    let moved = !same || previous.is_some_and(|p| p.phase != current.phase);
+    if !moved {
+        return Vec::new();
+    }
+    let (warning, reason) = match current.phase {
+        AnalysisPhase::Running => (false, "AnalysisStarted"),
+        AnalysisPhase::Successful => (false, "AnalysisSuccessful"),
+        AnalysisPhase::Failed => (true, "AnalysisFailed"),
+        AnalysisPhase::Inconclusive => (true, "AnalysisInconclusive"),
+        AnalysisPhase::Error => (true, "AnalysisError"),
+    };
+    vec![note(
+        warning,
+        reason,
+        format!(
+            "analysis of group {} of {}: {}",
+            current.group, current.revision, current.message
+        ),
+    )]
 }
 
 fn note(warning: bool, reason: &str, message: String) -> Note {
@@ -319,6 +396,8 @@ impl<'a> Health<'a> {
             Phase::Paused => (false, false, "Paused"),
             Phase::Stalled => (false, false, "ProgressDeadlineExceeded"),
             Phase::Progressing | Phase::RollingBack => (false, true, "ReplicaSetUpdated"),
+            // The operator is at work (measuring), not waiting for a person.
+            Phase::Analyzing => (false, true, "AnalysisRunning"),
         };
         let stalled = phase == Phase::Stalled;
         Self {
@@ -361,6 +440,27 @@ fn conditions<'a>(
     }
 }
 
+fn spec_paused(cd: &CafeDeployment) -> bool {
+    cd.spec.strategy.pause
+}
+
+/// When the newest group opened: now, if this decision opened one (or a new
+/// release began), else as recorded.
+fn opened_at(
+    previous: &CafeDeploymentStatus,
+    record: &Record,
+    opened: usize,
+    now: &Time,
+) -> Option<Time> {
+    let before = previous.release.as_ref();
+    let same_release = before.map(|r| r.revision.as_str()) == record.revision.as_deref();
+    let opened_before = before.map_or(0, |r| usize::try_from(r.opened).unwrap_or(0));
+    match before.and_then(|r| r.opened_at.clone()) {
+        Some(at) if same_release && opened <= opened_before => Some(at),
+        _ => Some(now.clone()),
+    }
+}
+
 /// The spec cannot be acted on (a rule the API server cannot check): say so,
 /// for this generation, and change nothing until the spec changes.
 fn invalid(
@@ -397,15 +497,27 @@ fn invalid(
     }
 }
 
+/// The cells as status reports them: desired pods, pods moved away by
+/// autoReschedule, and each cell's set.
+struct CellRows<'a> {
+    distribution: &'a [(String, usize)],
+    away: &'a [usize],
+    observed: &'a [Option<&'a InPlaceSet>],
+}
+
 fn compute_status(
     cd: &CafeDeployment,
     obs: &Observation,
-    distribution: &[(String, usize)],
-    away: &[usize],
-    observed: &[Option<&InPlaceSet>],
+    cells: &CellRows,
     decision: &release::Decision,
+    analysed: &Gate,
     previous: &CafeDeploymentStatus,
 ) -> CafeDeploymentStatus {
+    let CellRows {
+        distribution,
+        away,
+        observed,
+    } = *cells;
     let revision = obs.update;
     let record = &decision.record;
     let progress = &decision.progress;
@@ -513,6 +625,18 @@ fn compute_status(
             ),
         ),
     };
+    // A group's analysis holds the release: it says where it stands.
+    let (phase, message) = match (&progress.phase, &analysed.shown) {
+        (progress::Phase::WaitingForConfirm(_) | progress::Phase::Paused, Some((shown, text))) => {
+            let shown = if spec_paused(cd) {
+                Phase::Paused
+            } else {
+                *shown
+            };
+            (shown, format!("{text} ({cells_text})"))
+        }
+        _ => (phase, message),
+    };
     // A stalled cell stalls the release: say which and why, and how to recover.
     let stalled = distribution
         .iter()
@@ -558,6 +682,8 @@ fn compute_status(
             .flatten()
             .map(|(k, v)| (k.clone(), i32::try_from(*v).unwrap_or(i32::MAX)))
             .collect(),
+        opened_at: opened_at(previous, record, progress.opened, obs.now),
+        analysis: analysed.record.clone(),
     });
     let cond = conditions(previous, &message, cd.metadata.generation, obs.now);
     let available = status.available_replicas >= cd.spec.replicas;

@@ -2,6 +2,7 @@
 //! the group plan through the cells' partitions and budgets, confirmation
 //! between groups. `decide` is pure; `controller` observes and applies.
 
+pub mod analysis;
 pub mod build;
 pub mod controller;
 pub mod decide;

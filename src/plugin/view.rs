@@ -62,6 +62,7 @@ pub fn icon(phase: Option<Phase>) -> &'static str {
     match phase {
         Some(Phase::Healthy) => "✔",
         Some(Phase::Progressing) => "↻",
+        Some(Phase::Analyzing) => "⌕",
         Some(Phase::WaitingForConfirm) => "⏸",
         Some(Phase::Paused) => "‖",
         Some(Phase::RollingBack) => "↺",
@@ -91,6 +92,10 @@ pub fn next_action(cd: &CafeDeployment) -> String {
         Some(Phase::Stalled) => format!("kubectl cafe rollback {name}   (or fix the template)"),
         Some(Phase::Healthy) => "nothing: the release is complete".to_string(),
         Some(Phase::Progressing | Phase::RollingBack) => "wait: pods are moving".to_string(),
+        Some(Phase::Analyzing) => format!(
+            "wait: the analysis confirms the next group on success (kubectl cafe confirm {name} \
+             to go on now, kubectl cafe rollback {name} to stop)"
+        ),
         None => "wait: not reconciled yet".to_string(),
     }
 }
@@ -179,10 +184,15 @@ fn strategy(cd: &CafeDeployment) -> String {
             UpgradeType::Beta => "Beta first",
             UpgradeType::Batch => "batches",
         },
-        if s.need_waiting_for_confirm {
-            "confirm each group"
-        } else {
-            "no confirmation"
+        match (&s.analysis, s.need_waiting_for_confirm) {
+            (Some(a), _) => format!(
+                "analysis confirms each group ({} quer{} on {})",
+                a.queries.len(),
+                if a.queries.len() == 1 { "y" } else { "ies" },
+                a.prometheus.address
+            ),
+            (None, true) => "confirm each group".to_string(),
+            (None, false) => "no confirmation".to_string(),
         },
         if s.pause { ", PAUSED" } else { "" }
     )
@@ -201,7 +211,21 @@ pub fn header(snap: &Snapshot) -> Vec<String> {
         .clone()
         .unwrap_or_else(|| "-".into());
     let update = status.update_revision.clone().unwrap_or_else(|| "-".into());
-    vec![
+    let analysis = release.analysis.as_ref().map(|a| {
+        let last = a.measurements.last().map_or(String::new(), |m| {
+            format!("; last {} {:?} {}", m.query, m.phase, m.value)
+        });
+        format!(
+            "Analysis:  group {} of {}: {:?}{}{last}",
+            a.group,
+            a.revision,
+            a.phase,
+            a.action
+                .as_ref()
+                .map_or(String::new(), |act| format!(" -> {act}"))
+        )
+    });
+    let mut lines = vec![
         format!(
             "Name:      {}   (namespace {})",
             cd.name_any(),
@@ -229,7 +253,9 @@ pub fn header(snap: &Snapshot) -> Vec<String> {
             status.updated_replicas,
             status.available_replicas
         ),
-    ]
+    ];
+    lines.extend(analysis);
+    lines
 }
 
 /// The tree of `get`: each cell's InPlaceSet and its pods.
@@ -318,6 +344,7 @@ pub fn list_line(cd: &CafeDeployment, with_namespace: bool) -> String {
         Some(Phase::Paused) => "a person: resume".to_string(),
         Some(Phase::Stalled) => "a fix: roll back or correct the template".to_string(),
         Some(Phase::Progressing | Phase::RollingBack) => "pods to move".to_string(),
+        Some(Phase::Analyzing) => "the analysis (Prometheus)".to_string(),
         Some(Phase::Healthy) => "-".to_string(),
         None => "the operator".to_string(),
     };

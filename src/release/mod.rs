@@ -17,6 +17,7 @@
 //! (b) pods taken out of traffic at once over all cells never exceed one
 //!     group, nor `replicas - 1`.
 
+pub mod analysis;
 pub mod baseline;
 pub mod cells;
 pub mod plan;

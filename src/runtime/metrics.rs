@@ -26,9 +26,10 @@ use prometheus_client::registry::Registry;
 
 use super::client::ApiCounters;
 use crate::api::names::{TRAFFIC_GATE, gate_reason};
-use crate::api::{CafeDeployment, Phase};
+use crate::api::{AnalysisPhase, CafeDeployment, Phase};
 
 type ControllerLabel = [(&'static str, &'static str); 1];
+type PhaseLabel = [(&'static str, &'static str); 1];
 
 /// The operator's metrics. Cloned handles share the same series.
 #[derive(Clone)]
@@ -36,6 +37,8 @@ pub struct Metrics {
     reconciles: Family<ControllerLabel, Counter>,
     errors: Family<ControllerLabel, Counter>,
     duration: Family<ControllerLabel, Histogram>,
+    measurements: Family<PhaseLabel, Counter>,
+    verdicts: Family<PhaseLabel, Counter>,
     observed: Arc<Observed>,
     registry: Arc<Registry>,
 }
@@ -83,11 +86,26 @@ impl Metrics {
             "How long a reconcile took, per controller",
             duration.clone(),
         );
+        let measurements = Family::<PhaseLabel, Counter>::default();
+        let verdicts = Family::<PhaseLabel, Counter>::default();
+        registry.register(
+            "analysis_measurements",
+            "Metric analysis measurements taken, per outcome (Successful, Failed, \
+             Inconclusive, Error)",
+            measurements.clone(),
+        );
+        registry.register(
+            "analysis_verdicts",
+            "Metric analyses concluded, per verdict (Successful, Failed, Inconclusive, Error)",
+            verdicts.clone(),
+        );
         registry.register_collector(Box::new(observed.clone()));
         Self {
             reconciles,
             errors,
             duration,
+            measurements,
+            verdicts,
             observed,
             registry: Arc::new(registry),
         }
@@ -112,6 +130,20 @@ impl Metrics {
             .get_or_create(&label)
             .observe(start.elapsed().as_secs_f64());
         result
+    }
+
+    /// Counts one analysis measurement by its outcome.
+    pub fn analysis_measured(&self, phase: AnalysisPhase) {
+        self.measurements
+            .get_or_create(&[("phase", phase.as_str())])
+            .inc();
+    }
+
+    /// Counts an analysis that reached its verdict.
+    pub fn analysis_concluded(&self, verdict: AnalysisPhase) {
+        self.verdicts
+            .get_or_create(&[("verdict", verdict.as_str())])
+            .inc();
     }
 
     pub fn observe_cafedeployments(&self, store: Store<CafeDeployment>) {

@@ -7,6 +7,7 @@ pub mod coalesce;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod prometheus;
 pub mod serve;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -9,6 +9,7 @@ mod lossless;
 mod operator;
 mod support;
 
+mod analysis;
 mod cafedeployment;
 mod chaos;
 mod cluster_smoke;
