@@ -132,7 +132,7 @@ kubectl cafe -n "$NS" set image demo app=nginx:1.26 | sed 's/^/   /'
 confirm_groups plugin
 say_ "Same pods and IPs as before the release: every pod was updated in place, drained first."
 
-step "Prometheus confirms the groups: a metric analysis (examples/demo-analysis.yaml)"
+step "Prometheus confirms the groups: a metric analysis (examples/patches/demo-analysis.yaml)"
 say_ "A small exporter reports app_error_ratio per pod: 1% for nginx:1.27, 40% for nginx:1.28."
 "$REPO_ROOT/target/release/examples/error-ratio-exporter" --namespace "$NS" --selector app=demo \
     --ratio nginx:1.27=0.01 --ratio nginx:1.28=0.4 \
@@ -142,7 +142,7 @@ trap 'kill -TERM $EXPORTER_PID $OPERATOR_PID 2>/dev/null || true; wait $EXPORTER
 PROM="http://127.0.0.1:$PROMETHEUS_PORT"
 scraped() { curl -fsS "$PROM/api/v1/query" --data-urlencode "query=count(app_error_ratio{namespace=\"$NS\"})" | grep -q '"value":\[[^]]*,"10"\]'; }
 wait_for "Prometheus to scrape the exporter" 60 scraped
-sed "s#http://127.0.0.1:19090#$PROM#" examples/demo-analysis.yaml >"$STATE/demo-analysis.yaml"
+sed "s#http://127.0.0.1:19090#$PROM#" examples/patches/demo-analysis.yaml >"$STATE/demo-analysis.yaml"
 kubectl -n "$NS" patch cafedeployment demo --type merge --patch-file "$STATE/demo-analysis.yaml" >/dev/null
 analysis_field() { kubectl -n "$NS" get cafedeployment demo -o "jsonpath={.status.release.analysis.$1}"; }
 say_ "\$ kubectl cafe set image demo app=nginx:1.27     # healthy: nobody confirms anything"

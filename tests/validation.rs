@@ -90,3 +90,30 @@ fn committed_crds_are_fresh() {
         );
     }
 }
+
+#[test]
+fn the_demos_analysis_patch_makes_a_valid_cafedeployment() {
+    let demo = corpus::examples()
+        .into_iter()
+        .find(|(file, doc)| file == "demo.yaml" && kind(doc) == "CafeDeployment")
+        .map(|(_, doc)| doc)
+        .expect("examples/demo.yaml has a CafeDeployment");
+    let text = std::fs::read_to_string(corpus::repo().join("examples/patches/demo-analysis.yaml"))
+        .expect("the patch");
+    let patch = corpus::documents(&text).remove(0);
+    let mut patched = demo;
+    json_patch::merge(&mut patched, &patch);
+    let schema = schema_for("CafeDeployment");
+    if let Err(errors) = Validator::new().validate(&schema, &patched, None) {
+        panic!(
+            "{:?}",
+            errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+        );
+    }
+    let cd: cafe_operator::api::CafeDeployment =
+        serde_json::from_value(patched).expect("a CafeDeployment");
+    let analysis = cd.spec.strategy.analysis.expect("the analysis");
+    for q in &analysis.queries {
+        cafe_operator::release::analysis::check_conditions(q).expect("CEL conditions");
+    }
+}

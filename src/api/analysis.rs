@@ -138,9 +138,10 @@ fn prometheus_rules(schema: &mut Schema) {
 pub struct AnalysisQuery {
     /// Names the query in status, events and metrics.
     pub name: String,
-    /// PromQL. `{{namespace}}`, `{{name}}`, `{{revision}}`, `{{revisionHash}}`,
-    /// `{{group}}`, `{{cells}}` and `{{pods}}` (regex alternations of the
-    /// group's cells and of the pods the group released) are filled in.
+    /// PromQL. `{{namespace}}`, `{{name}}`, `{{revision}}`, `{{group}}`,
+    /// `{{cells}}`, `{{pods}}` and `{{podRevisions}}` (regex alternations of
+    /// the group's cells, of the pods the group released, and of the
+    /// `cafe.sofastack.io/revision` pod labels of the new revision) are filled in.
     pub query: String,
     /// CEL over `result` (one series' value, a double): the measurement
     /// passes when it holds for every series, e.g. `result < 0.05`.

@@ -24,6 +24,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::analysis::{self as gate, Act};
+use super::build::REVISION_ANNOTATION;
 use super::decide::{Observation, Outcome, decide};
 use crate::api::names::{
     CAFEDEPLOYMENT_UID_LABEL as OWNER_LABEL, CELL_LABEL, REVISION_LABEL, TRAFFIC_GATE,
@@ -365,10 +366,6 @@ fn group_facts(
     group: usize,
 ) -> Facts {
     let ns = cd.namespace().unwrap_or_default();
-    let hash = update
-        .strip_prefix(&format!("{}-", cd.name_any()))
-        .unwrap_or(update)
-        .to_string();
     let since = cd
         .status
         .as_ref()
@@ -376,12 +373,26 @@ fn group_facts(
         .and_then(|r| r.opened_at.clone());
     let mut pods = Vec::new();
     let mut cells = std::collections::BTreeSet::new();
+    let mut pod_revisions = std::collections::BTreeSet::new();
     for set in sets {
+        // Pods carry their set's revision (its template with the cell's
+        // labels), so the update's pods are those on the revision of the
+        // template of a set that carries the update.
+        if set
+            .annotations()
+            .get(REVISION_ANNOTATION)
+            .map(String::as_str)
+            != Some(update)
+        {
+            continue;
+        }
+        let set_revision = revision::revision(&set.spec.template);
+        pod_revisions.insert(set_revision.clone());
         for pod in ctx
             .pods_by_set
             .owned(&ctx.pods, &ns, &set.uid().unwrap_or_default())
         {
-            if pod.labels().get(REVISION_LABEL) != Some(&hash)
+            if pod.labels().get(REVISION_LABEL) != Some(&set_revision)
                 || pod.metadata.deletion_timestamp.is_some()
             {
                 continue;
@@ -411,7 +422,7 @@ fn group_facts(
         namespace: ns,
         name: cd.name_any(),
         revision: update.to_string(),
-        revision_hash: hash,
+        pod_revisions: pod_revisions.into_iter().collect(),
         group,
         cells: cells.into_iter().collect(),
         pods,
@@ -468,6 +479,14 @@ async fn measure(
     let next = verdicts::record(spec, record, measurements);
     if next.phase != AnalysisPhase::Running {
         ctx.telemetry.metrics.analysis_concluded(next.phase);
+        let reason = format!("Analysis{}", next.phase.as_str());
+        let message = format!(
+            "analysis of group {} of {}: {}",
+            next.group, next.revision, next.message
+        );
+        let warning = next.phase != AnalysisPhase::Successful;
+        info!(cafedeployment = %cd.name_any(), reason = %reason, "{message}");
+        ctx.event(cd, event_type(warning), &reason, message).await;
     }
     let mut view = cd.clone();
     if let Some(r) = view.status.as_mut().and_then(|s| s.release.as_mut()) {

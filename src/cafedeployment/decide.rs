@@ -317,30 +317,22 @@ pub fn decide(obs: &Observation) -> Outcome {
     }
 }
 
-/// An event when an analysis starts and when it reaches its verdict.
+/// An event when an analysis starts (its verdict's event comes with the
+/// measurement that reached it).
 fn analysis_notes(
     previous: Option<&crate::api::AnalysisStatus>,
     current: Option<&crate::api::AnalysisStatus>,
 ) -> Vec<Note> {
-    use crate::api::AnalysisPhase;
     let Some(current) = current else {
         return Vec::new();
     };
     let same = previous.is_some_and(|p| p.revision == current.revision && p.group == current.group);
-    let moved = !same || previous.is_some_and(|p| p.phase != current.phase);
-    if !moved {
+    if same {
         return Vec::new();
     }
-    let (warning, reason) = match current.phase {
-        AnalysisPhase::Running => (false, "AnalysisStarted"),
-        AnalysisPhase::Successful => (false, "AnalysisSuccessful"),
-        AnalysisPhase::Failed => (true, "AnalysisFailed"),
-        AnalysisPhase::Inconclusive => (true, "AnalysisInconclusive"),
-        AnalysisPhase::Error => (true, "AnalysisError"),
-    };
     vec![note(
-        warning,
-        reason,
+        false,
+        "AnalysisStarted",
         format!(
             "analysis of group {} of {}: {}",
             current.group, current.revision, current.message
@@ -567,8 +559,10 @@ fn compute_status(
     status.cells = rows;
     let name = cd.name_any();
     let creating = record.stable.is_none();
-    let rollback = record.rollback
-        || (record.releases_stable() && progress.phase != progress::Phase::Complete);
+    // Recorded, never inferred: a template reverted to the stable revision
+    // records a rollback; a completed release whose sets' status catches up
+    // (or a lost pod coming back) is not one.
+    let rollback = record.rollback;
     let (phase, message) = match &progress.phase {
         progress::Phase::Complete
             if !obs

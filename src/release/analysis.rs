@@ -78,9 +78,11 @@ pub fn parse_answer(body: &[u8]) -> Result<Vec<f64>, String> {
 pub struct Facts {
     pub namespace: String,
     pub name: String,
-    /// The revision name (`<name>-<hash>`) and the pods' revision label value.
+    /// The revision name (`<name>-<hash>`).
     pub revision: String,
-    pub revision_hash: String,
+    /// The pods' `cafe.sofastack.io/revision` label values of the revision
+    /// (one per cell: a cell's template carries its cell label).
+    pub pod_revisions: Vec<String>,
     /// The group analysed, 1-based.
     pub group: usize,
     /// The cells and pods the group released.
@@ -88,15 +90,15 @@ pub struct Facts {
     pub pods: Vec<String>,
 }
 
-/// The query with `{{namespace}}`, `{{name}}`, `{{revision}}`,
-/// `{{revisionHash}}`, `{{group}}`, `{{cells}}` and `{{pods}}` filled in;
-/// cells and pods as regex alternations (`a|b`) for `=~`.
+/// The query with `{{namespace}}`, `{{name}}`, `{{revision}}`, `{{group}}`,
+/// `{{cells}}`, `{{pods}}` and `{{podRevisions}}` filled in; the last three
+/// as regex alternations (`a|b`) for `=~`.
 pub fn fill(template: &str, facts: &Facts) -> String {
     [
         ("{{namespace}}", facts.namespace.clone()),
         ("{{name}}", facts.name.clone()),
         ("{{revision}}", facts.revision.clone()),
-        ("{{revisionHash}}", facts.revision_hash.clone()),
+        ("{{podRevisions}}", facts.pod_revisions.join("|")),
         ("{{group}}", facts.group.to_string()),
         ("{{cells}}", facts.cells.join("|")),
         ("{{pods}}", facts.pods.join("|")),

@@ -45,7 +45,8 @@ impl Record {
                 stable: self.stable.clone(),
                 revision: Some(update.to_string()),
                 opened: usize::MAX,
-                rollback: self.rollback,
+                // Going back is a rollback, recorded as one (no inference later).
+                rollback: true,
                 awaiting: None,
                 baseline: self.baseline.clone(),
             },
@@ -147,7 +148,7 @@ mod tests {
             ..Record::default()
         };
         let back = r.for_template("r1", &given(5, 5));
-        assert!(back.releases_stable());
+        assert!(back.releases_stable() && back.rollback);
         assert_eq!(back.opened, usize::MAX);
     }
 }

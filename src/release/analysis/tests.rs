@@ -43,17 +43,17 @@ fn templates_name_the_group_and_its_pods() {
         namespace: "shop".into(),
         name: "demo".into(),
         revision: "demo-7b9c".into(),
-        revision_hash: "7b9c".into(),
+        pod_revisions: vec!["d70a".into(), "39e2".into()],
         group: 1,
         cells: vec!["cell-a".into(), "cell-b".into()],
         pods: vec!["demo-cell-a-x1".into(), "demo-cell-b-y2".into()],
     };
     assert_eq!(
         fill(
-            r#"sum(rate(errors{namespace="{{namespace}}",pod=~"{{pods}}",cell=~"{{cells}}"}[1m])) # {{name}} {{revision}} {{revisionHash}} g{{group}}"#,
+            r#"sum(rate(errors{namespace="{{namespace}}",pod=~"{{pods}}",cell=~"{{cells}}"}[1m])) # {{name}} {{revision}} {{podRevisions}} g{{group}}"#,
             &facts
         ),
-        r#"sum(rate(errors{namespace="shop",pod=~"demo-cell-a-x1|demo-cell-b-y2",cell=~"cell-a|cell-b"}[1m])) # demo demo-7b9c 7b9c g1"#
+        r#"sum(rate(errors{namespace="shop",pod=~"demo-cell-a-x1|demo-cell-b-y2",cell=~"cell-a|cell-b"}[1m])) # demo demo-7b9c d70a|39e2 g1"#
     );
 }
 
