@@ -108,9 +108,10 @@ pub const MEASUREMENTS_KEPT: usize = 10;
 pub struct PrometheusSource {
     /// The Prometheus base URL, e.g. http://prometheus.monitoring:9090.
     pub address: String,
-    /// Seconds a query may take before it counts as an error.
+    /// Seconds a query may take before it counts as an error (at most 30:
+    /// a reconcile never waits long on Prometheus).
     #[serde(default = "default_timeout")]
-    #[schemars(range(min = 1, max = 300))]
+    #[schemars(range(min = 1, max = 30))]
     pub timeout_seconds: i32,
 }
 

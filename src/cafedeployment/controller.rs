@@ -454,7 +454,11 @@ async fn measure(
         return None;
     }
     let facts = group_facts(cd, ctx, sets, update, group);
-    let timeout = Duration::from_secs(u64::try_from(spec.prometheus.timeout_seconds).unwrap_or(10));
+    let timeout = Duration::from_secs(
+        u64::try_from(spec.prometheus.timeout_seconds)
+            .unwrap_or(10)
+            .clamp(1, 30),
+    );
     let measurements = futures::future::join_all(spec.queries.iter().map(|q| {
         let promql = verdicts::fill(&q.query, &facts);
         async move {

@@ -145,18 +145,41 @@ fn holds(condition: &str, value: f64) -> Result<bool, String> {
     }
 }
 
-/// The values as status shows them.
+/// Values shown per measurement; more are summarised (status stays small).
+const VALUES_SHOWN: usize = 5;
+/// Characters of a measurement's message kept in status.
+const MESSAGE_KEPT: usize = 300;
+
+/// The values as status shows them: a few, then how many in all.
 fn show(values: &[f64]) -> String {
     match values {
         [one] => format!("{one}"),
-        many => format!(
-            "[{}]",
-            many.iter()
+        many => {
+            let shown: Vec<String> = many
+                .iter()
+                .take(VALUES_SHOWN)
                 .map(|v| format!("{v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+                .collect();
+            let more = if many.len() > VALUES_SHOWN {
+                format!(", ... ({} series)", many.len())
+            } else {
+                String::new()
+            };
+            format!("[{}{more}]", shown.join(", "))
+        }
     }
+}
+
+fn bounded(mut message: String) -> String {
+    if message.len() > MESSAGE_KEPT {
+        let mut end = MESSAGE_KEPT;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...");
+    }
+    message
 }
 
 /// Judges one answer to `query`. With both conditions: Failed when the
@@ -169,7 +192,7 @@ pub fn judge(query: &AnalysisQuery, answer: Result<Vec<f64>, String>, at: &Time)
         phase,
         value,
         at: at.clone(),
-        message,
+        message: bounded(message),
     };
     let values = match answer {
         Ok(v) => v,

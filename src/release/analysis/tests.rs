@@ -133,6 +133,16 @@ fn a_condition_that_is_not_boolean_or_not_cel_is_an_error_not_a_verdict() {
 }
 
 #[test]
+fn a_measurement_stays_small_whatever_prometheus_returns() {
+    let q = query(Some("result < 0.05"), None);
+    let many: Vec<f64> = (0..1000).map(|_| 0.01).collect();
+    let m = judge(&q, Ok(many), &at(0));
+    assert_eq!(m.value, "[0.01, 0.01, 0.01, 0.01, 0.01, ... (1000 series)]");
+    let m = judge(&q, Err("é".repeat(1000)), &at(0));
+    assert!(m.message.len() <= 303, "{}", m.message.len());
+}
+
+#[test]
 fn prometheus_down_is_an_error_measurement() {
     let m = judge(
         &query(Some("result < 1"), None),

@@ -1,8 +1,9 @@
 -- Argo CD health check for CafeDeployment (cafe.sofastack.io/v1alpha1).
 -- Healthy: the release is complete. Suspended: a group waits for a person
 -- (confirmation) or the release is paused. Degraded: stalled (a deadline, a
--- drain that timed out, an invalid spec). Progressing: pods are moving, or
--- the operator has not observed the latest spec yet.
+-- drain that timed out, an invalid spec). Progressing: pods are moving, a
+-- group's metric analysis is running (Analyzing), or the operator has not
+-- observed the latest spec yet.
 local hs = {}
 local status = obj.status
 if status == nil or status.observedGeneration == nil
