@@ -87,7 +87,19 @@ fn rv_number(rv: Option<String>) -> Option<u64> {
 
 impl Context {
     async fn event(&self, cd: &CafeDeployment, type_: EventType, reason: &str, note: String) {
-        crate::runtime::publish_event(&self.recorder, &cd.object_ref(&()), type_, reason, note)
+        self.event_as(cd, type_, reason, reason, note).await;
+    }
+
+    async fn event_as(
+        &self,
+        cd: &CafeDeployment,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let reference = cd.object_ref(&());
+        crate::runtime::publish_event_as(&self.recorder, &reference, type_, reason, action, note)
             .await;
     }
 
@@ -490,7 +502,9 @@ async fn measure(
         );
         let warning = next.phase != AnalysisPhase::Successful;
         info!(cafedeployment = %cd.name_any(), reason = %reason, "{message}");
-        ctx.event(cd, event_type(warning), &reason, message).await;
+        let action = format!("Analyze/{}/group-{}", next.revision, next.group);
+        ctx.event_as(cd, event_type(warning), &reason, &action, message)
+            .await;
     }
     let mut view = cd.clone();
     if let Some(r) = view.status.as_mut().and_then(|s| s.release.as_mut()) {
@@ -594,10 +608,12 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
         if let Act::Rollback(_) = verdict {
             // The rollback's own record replaces this decision's.
             for note in &outcome.notes {
-                ctx.event(
+                let action = note.action.as_deref().unwrap_or(&note.reason);
+                ctx.event_as(
                     &cd,
                     event_type(note.warning),
                     &note.reason,
+                    action,
                     note.message.clone(),
                 )
                 .await;
@@ -672,8 +688,15 @@ async fn apply(
     }
     for note in outcome.notes {
         info!(cafedeployment = %name, reason = %note.reason, "{}", note.message);
-        ctx.event(cd, event_type(note.warning), &note.reason, note.message)
-            .await;
+        let action = note.action.clone().unwrap_or_else(|| note.reason.clone());
+        ctx.event_as(
+            cd,
+            event_type(note.warning),
+            &note.reason,
+            &action,
+            note.message,
+        )
+        .await;
     }
     ctx.backoff.succeeded(&ObjectRef::from_obj(cd));
     // Unschedulable pods not yet due for rescheduling need a look when they are.

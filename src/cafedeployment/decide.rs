@@ -43,6 +43,9 @@ pub struct Note {
     pub warning: bool,
     pub reason: String,
     pub message: String,
+    /// The event's action when it is not the reason (events of one reason
+    /// and action fold into one series).
+    pub action: Option<String>,
 }
 
 /// What to write, in order: the confirmation reset, the status, the sets.
@@ -330,14 +333,20 @@ fn analysis_notes(
     if same {
         return Vec::new();
     }
-    vec![note(
-        false,
-        "AnalysisStarted",
-        format!(
-            "analysis of group {} of {}: {}",
-            current.group, current.revision, current.message
-        ),
-    )]
+    vec![Note {
+        action: Some(format!(
+            "Analyze/{}/group-{}",
+            current.revision, current.group
+        )),
+        ..note(
+            false,
+            "AnalysisStarted",
+            format!(
+                "analysis of group {} of {}: {}",
+                current.group, current.revision, current.message
+            ),
+        )
+    }]
 }
 
 fn note(warning: bool, reason: &str, message: String) -> Note {
@@ -345,6 +354,7 @@ fn note(warning: bool, reason: &str, message: String) -> Note {
         warning,
         reason: reason.to_string(),
         message,
+        action: None,
     }
 }
 
@@ -606,7 +616,7 @@ fn compute_status(
                 Phase::Progressing
             },
             format!(
-                "{} group {} of {} ({cells_text})",
+                "{} group {} of {} ({cells_text}){}",
                 if creating {
                     "creating the pods of"
                 } else if rollback {
@@ -615,7 +625,16 @@ fn compute_status(
                     "releasing"
                 },
                 progress.opened,
-                progress.groups
+                progress.groups,
+                // A rollback an analysis asked for says why.
+                analysed
+                    .record
+                    .as_ref()
+                    .filter(|a| rollback && a.action.as_deref() == Some("Rollback"))
+                    .map_or(String::new(), |a| format!(
+                        ": the analysis of group {} of {} failed: {}",
+                        a.group, a.revision, a.message
+                    ))
             ),
         ),
     };

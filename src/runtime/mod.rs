@@ -119,11 +119,26 @@ pub async fn publish_event(
     reason: &str,
     note: String,
 ) {
+    publish_event_as(recorder, reference, type_, reason, reason, note).await;
+}
+
+/// `publish_event` with its own `action`: the Recorder folds events of the
+/// same reason and action into one series (keeping the first note), so an
+/// event whose note must stay readable per occurrence (one per analysed
+/// group) names what it is about in its action.
+pub async fn publish_event_as(
+    recorder: &kube::runtime::events::Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: kube::runtime::events::EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let event = kube::runtime::events::Event {
         type_,
         reason: reason.to_string(),
         note: Some(note),
-        action: reason.to_string(),
+        action: action.chars().take(128).collect(),
         secondary: None,
     };
     if let Err(e) = recorder.publish(&event, reference).await {
