@@ -265,7 +265,7 @@ pub fn start(spec: &Analysis, revision: &str, group: usize, now: &Time) -> Analy
             if spec.queries.len() == 1 { "y" } else { "ies" },
             spec.initial_delay_seconds,
             spec.count,
-            if spec.count == 1 { "" } else { "s" },
+            plural(spec.count),
             spec.interval_seconds
         ),
         action: None,
@@ -351,45 +351,45 @@ pub fn verdict(spec: &Analysis, record: &AnalysisStatus) -> (AnalysisPhase, Stri
             })
             .unwrap_or_default()
     };
-    let over =
-        |pick: fn(&QueryTally) -> i32, limit: i32| record.queries.iter().find(|t| pick(t) > limit);
-    if let Some(t) = over(|t| t.failed, spec.failure_limit) {
-        return (
+    // In order of precedence: a failure beyond its limit outweighs errors,
+    // errors outweigh an inconclusive result.
+    type Limit<'a> = (AnalysisPhase, fn(&QueryTally) -> i32, i32, &'a str, &'a str);
+    let limits: [Limit; 3] = [
+        (
             AnalysisPhase::Failed,
-            format!(
-                "query {} failed {} time{} (failureLimit {}); {}",
-                t.name,
-                t.failed,
-                if t.failed == 1 { "" } else { "s" },
-                spec.failure_limit,
-                last(&t.name)
-            ),
-        );
-    }
-    if let Some(t) = over(|t| t.consecutive_errors, spec.error_limit) {
-        return (
+            |t| t.failed,
+            spec.failure_limit,
+            "failed",
+            "failureLimit",
+        ),
+        (
             AnalysisPhase::Error,
-            format!(
-                "query {} could not be measured {} times in a row (errorLimit {}); {}",
-                t.name,
-                t.consecutive_errors,
-                spec.error_limit,
-                last(&t.name)
-            ),
-        );
-    }
-    if let Some(t) = over(|t| t.inconclusive, spec.inconclusive_limit) {
-        return (
+            |t| t.consecutive_errors,
+            spec.error_limit,
+            "could not be measured, in a row,",
+            "errorLimit",
+        ),
+        (
             AnalysisPhase::Inconclusive,
-            format!(
-                "query {} was inconclusive {} time{} (inconclusiveLimit {}); {}",
-                t.name,
-                t.inconclusive,
-                if t.inconclusive == 1 { "" } else { "s" },
-                spec.inconclusive_limit,
-                last(&t.name)
-            ),
-        );
+            |t| t.inconclusive,
+            spec.inconclusive_limit,
+            "was inconclusive",
+            "inconclusiveLimit",
+        ),
+    ];
+    for (phase, count, limit, what, field) in limits {
+        if let Some(t) = record.queries.iter().find(|t| count(t) > limit) {
+            let n = count(t);
+            return (
+                phase,
+                format!(
+                    "query {} {what} {n} time{} ({field} {limit}); {}",
+                    t.name,
+                    plural(n),
+                    last(&t.name)
+                ),
+            );
+        }
     }
     let measured = |t: &QueryTally| t.successful + t.failed + t.inconclusive;
     let done = spec.queries.iter().all(|q| {
@@ -406,7 +406,7 @@ pub fn verdict(spec: &Analysis, record: &AnalysisStatus) -> (AnalysisPhase, Stri
                 "{} passed {} measurement{}",
                 names.join(", "),
                 spec.count,
-                if spec.count == 1 { "" } else { "s" }
+                plural(spec.count)
             ),
         );
     }
@@ -421,7 +421,7 @@ pub fn verdict(spec: &Analysis, record: &AnalysisStatus) -> (AnalysisPhase, Stri
         format!(
             "measured {least} of {} time{}{}",
             spec.count,
-            if spec.count == 1 { "" } else { "s" },
+            plural(spec.count),
             record
                 .measurements
                 .last()
@@ -438,6 +438,10 @@ pub fn verdict(spec: &Analysis, record: &AnalysisStatus) -> (AnalysisPhase, Stri
                 .unwrap_or_default()
         ),
     )
+}
+
+fn plural(n: i32) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// Seconds until the next measurement is due (0: now; `None`: concluded).

@@ -6,7 +6,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 command -v go >/dev/null 2>&1 ||
-    die "the 'go' toolchain is not on PATH: install Go 1.25 or newer (e.g. 'apt-get install golang' or your distribution's Go package), then run 'make cluster-up' again"
+    die "the 'go' toolchain is not on PATH: install Go 1.26 or newer (e.g. 'apt-get install golang' or your distribution's Go package), then run 'make cluster-up' again"
 
 # The wrapper modules must build the versions that versions.env names.
 require_version() {
