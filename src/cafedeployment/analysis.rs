@@ -353,4 +353,25 @@ mod tests {
         };
         assert_eq!(gate(&fresh).record, None);
     }
+
+    #[test]
+    fn a_running_analysis_overtaken_by_a_person_says_so_and_stays() {
+        let spec = spec("Rollback");
+        let running = verdicts::start(&spec, "demo-2", 1, &now());
+        let moving = progress::Phase::Progressing;
+        let now = now();
+        let g = gate(&input(&spec, Some(&running), &moving, &now));
+        let record = g.record.expect("kept");
+        assert_eq!(record.action.as_deref(), Some("Superseded"));
+        assert!(record.message.contains("superseded"), "{}", record.message);
+        assert_eq!(g.act, None);
+        // Paused mid-analysis: the analysis is held, not superseded.
+        let paused = progress::Phase::Paused;
+        let held = gate(&Input {
+            paused: true,
+            ..input(&spec, Some(&running), &paused, &now)
+        });
+        assert_eq!(held.record.and_then(|r| r.action), None);
+        assert_eq!(held.shown.map(|s| s.0), Some(Phase::Analyzing));
+    }
 }

@@ -462,3 +462,64 @@ async fn a_single_bad_sample_under_the_failure_limit_does_not_roll_back() {
     let t = &record.queries[0];
     assert_eq!((t.failed, t.successful), (1, 2), "{record:?}");
 }
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn a_person_who_confirms_during_the_analysis_is_obeyed_and_the_analysis_says_so() {
+    let ns = TestNs::new("an-person").await;
+    let _op = Operator::start(&ns.name);
+    let exporter = Exporter::start(&ns).await;
+    exporter.set("nginx:1.26", 0.01);
+    let cds: Api<CafeDeployment> = ns.api();
+    // 100 measurements a second apart: the verdict is minutes away.
+    let slow = analysis(error_ratio_query(json!({})), json!({"count": 100}));
+    release_with_analysis(&ns, 4, 2, slow).await;
+    ns.wait("phase Analyzing", 60, || async {
+        (phase(&cds).await == Some(Phase::Analyzing)).then_some(())
+    })
+    .await;
+    kubectl_annotate_confirm(&ns.name);
+    wait_healthy_on(&ns, 4, "nginx:1.26").await;
+    let record = analysis_status(&cds).await.expect("record");
+    assert_eq!(record.action.as_deref(), Some("Superseded"), "{record:?}");
+    assert!(record.message.contains("superseded"), "{}", record.message);
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn a_new_template_during_the_analysis_starts_a_new_release_analysed_afresh() {
+    let ns = TestNs::new("an-retemplate").await;
+    let _op = Operator::start(&ns.name);
+    let exporter = Exporter::start(&ns).await;
+    exporter.set("nginx:1.26", 0.01);
+    exporter.set("nginx:1.27", 0.01);
+    let cds: Api<CafeDeployment> = ns.api();
+    let slow = analysis(error_ratio_query(json!({})), json!({"count": 100}));
+    release_with_analysis(&ns, 4, 2, slow).await;
+    let first = ns
+        .wait("the analysis of nginx:1.26's Beta group", 60, || async {
+            analysis_status(&cds)
+                .await
+                .filter(|r| r.phase == AnalysisPhase::Running && !r.measurements.is_empty())
+        })
+        .await;
+    // Mid-analysis: a new image, and an analysis that concludes quickly.
+    let change = json!({"spec": {
+        "strategy": {"analysis": {"count": 2}},
+        "template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}
+    }});
+    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&change))
+        .await
+        .expect("a new template");
+    wait_healthy_on(&ns, 4, "nginx:1.27").await;
+    let last = analysis_status(&cds).await.expect("record");
+    assert_ne!(
+        last.revision, first.revision,
+        "the new release was analysed"
+    );
+    assert_eq!((last.group, last.phase), (1, AnalysisPhase::Successful));
+    assert!(
+        last.measurements.iter().all(|m| m.value == "0.01"),
+        "measured afresh: {last:?}"
+    );
+}
