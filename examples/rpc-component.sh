@@ -32,8 +32,8 @@ TEMPLATE='{{range .items}}{{.metadata.name}} {{.metadata.resourceVersion}} '\
 '{{if .metadata.deletionTimestamp}}terminating{{else}}running{{end}} '\
 '{{range .metadata.finalizers}}{{.}},{{end}}{{"\n"}}{{end}}'
 
-patch() { # patch POD JSON-PATCH
-    kubectl -n "$NAMESPACE" patch pod "$1" --type json -p "$2" >/dev/null 2>&1 || true
+patch() { # patch POD TYPE PATCH
+    kubectl -n "$NAMESPACE" patch pod "$1" --type "$2" -p "$3" >/dev/null 2>&1 || true
 }
 
 while true; do
@@ -49,14 +49,11 @@ while true; do
                 i=$((i + 1))
             done
             if [ "$in_traffic" = yes ] && [ "$index" -lt 0 ]; then
-                if [ ${#list[@]} -eq 0 ]; then
-                    patch "$name" '[{"op":"test","path":"/metadata/resourceVersion","value":"'"$rv"'"},{"op":"add","path":"/metadata/finalizers","value":["'"$FINALIZER"'"]}]'
-                else
-                    patch "$name" '[{"op":"add","path":"/metadata/finalizers/-","value":"'"$FINALIZER"'"}]'
-                fi
+                # Finalizers merge as a set: ours is added, others are kept.
+                patch "$name" strategic '{"metadata":{"finalizers":["'"$FINALIZER"'"]}}'
                 echo "registered $name"
             elif [ "$in_traffic" = no ] && [ "$index" -ge 0 ]; then
-                patch "$name" '[{"op":"test","path":"/metadata/finalizers/'"$index"'","value":"'"$FINALIZER"'"},{"op":"remove","path":"/metadata/finalizers/'"$index"'"}]'
+                patch "$name" json '[{"op":"test","path":"/metadata/finalizers/'"$index"'","value":"'"$FINALIZER"'"},{"op":"remove","path":"/metadata/finalizers/'"$index"'"}]'
                 echo "deregistered $name"
             fi
         done

@@ -121,14 +121,19 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
             return Ok(Action::requeue(Duration::from_secs(5)));
         }
         Step::Nothing => return Ok(Action::await_change()),
-        // The resourceVersion test makes creating the list safe against a
-        // concurrent edit; appending with "-" is safe by itself.
-        Step::Register if pod.finalizers().is_empty() => json!([
-            {"op": "test", "path": "/metadata/resourceVersion", "value": pod.resource_version()},
-            {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]}
-        ]),
+        // A strategic merge patch: finalizers merge as a set on the server,
+        // so this adds ours without touching (or rewriting) any other
+        // component's, and needs no resourceVersion precondition that every
+        // unrelated pod write (a kubelet status update) would fail with 409.
         Step::Register => {
-            json!([{"op": "add", "path": "/metadata/finalizers/-", "value": finalizer}])
+            let patch = json!({"metadata": {"finalizers": [finalizer]}});
+            return finish(
+                &ctx,
+                &pod,
+                step,
+                api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(patch))
+                    .await,
+            );
         }
         Step::Deregister => {
             let i = pod
@@ -145,19 +150,29 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     // The literals above are valid JSON patches; an empty patch would be a no-op.
     let patch: json_patch::Patch =
         serde_json::from_value(patch).unwrap_or_else(|_| json_patch::Patch(Vec::new()));
-    match api
+    let written = api
         .patch(
             &pod.name_any(),
             &PatchParams::default(),
             &Patch::Json::<()>(patch),
         )
-        .await
-    {
+        .await;
+    finish(&ctx, &pod, step, written)
+}
+
+/// The outcome of a finalizer patch: a failed test (the list changed) or a
+/// vanished pod is no error, the next event decides again.
+fn finish(
+    ctx: &Context,
+    pod: &Pod,
+    step: Step,
+    written: Result<Pod, kube::Error>,
+) -> Result<Action, Error> {
+    match written {
         Ok(_) => {
-            ctx.backoff.succeeded(&ObjectRef::from_obj(&*pod));
+            ctx.backoff.succeeded(&ObjectRef::from_obj(pod));
             debug!(pod = %pod.name_any(), action = ?step, "service component");
         }
-        // A failed test (the pod changed) or a vanished pod: the next event decides again.
         Err(kube::Error::Api(s)) if s.code == 422 || s.code == 404 || s.code == 409 => {}
         Err(e) => return Err(e.into()),
     }
