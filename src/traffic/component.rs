@@ -131,8 +131,12 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
                 &ctx,
                 &pod,
                 step,
-                api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(patch))
-                    .await,
+                api.patch(
+                    &pod.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Strategic(patch),
+                )
+                .await,
             );
         }
         Step::Deregister => {
