@@ -50,7 +50,10 @@ pub fn rescheduled_sizes(
         }
         let due = status.unschedulable_since.unwrap_or(now) + i64::from(auto.initial_delay_seconds);
         if now >= due {
-            away[i] += pending;
+            // Never more than the cell's share: a set whose status still
+            // counts a pod already given away (its pod cache lagging the
+            // scale-in) must not give it away twice.
+            away[i] = (away[i] + pending).min(sizes.get(i).copied().unwrap_or(0));
         } else {
             wake = Some(wake.map_or(due - now, |w: i64| w.min(due - now)));
         }
@@ -60,4 +63,58 @@ pub fn rescheduled_sizes(
         away,
         wake,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_cell_never_gives_away_more_than_its_share() {
+        let cd: CafeDeployment = serde_json::from_value(json!({
+            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+            "metadata": {"name": "demo", "namespace": "shop", "generation": 1},
+            "spec": {
+                "replicas": 6,
+                "selector": {"matchLabels": {"app": "demo"}},
+                "template": {"metadata": {"labels": {"app": "demo"}},
+                             "spec": {"containers": [{"name": "app", "image": "nginx"}]}},
+                "topology": {"values": ["cell-a", "cell-b", "cell-x"],
+                             "autoReschedule": {"enable": true, "initialDelaySeconds": 2}}
+            }
+        }))
+        .expect("cd");
+        // cell-x gave its 2 pods away already; its set's status still counts
+        // one of them as unschedulable (its pod cache lags the scale-in).
+        let previous: CafeDeploymentStatus = serde_json::from_value(json!({
+            "observedGeneration": 1,
+            "cells": [{"name": "cell-x", "replicas": 0, "rescheduledAway": 2}]
+        }))
+        .expect("status");
+        let lagging: InPlaceSet = serde_json::from_value(json!({
+            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
+            "metadata": {"name": "demo-cell-x", "namespace": "shop", "generation": 3},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "demo"}},
+                     "template": {"metadata": {"labels": {"app": "demo"}},
+                                  "spec": {"containers": [{"name": "app", "image": "nginx"}]}}},
+            "status": {"observedGeneration": 3, "replicas": 1, "unschedulableReplicas": 1,
+                       "unschedulableSince": 0}
+        }))
+        .expect("set");
+        let cells: Vec<String> = ["cell-a", "cell-b", "cell-x"].map(String::from).to_vec();
+        let distribution: Vec<(String, usize)> = cells.iter().map(|c| (c.clone(), 2)).collect();
+        let (sizes, away, _) = rescheduled_sizes(
+            &cd,
+            &previous,
+            &cells,
+            &distribution,
+            &[None, None, Some(&lagging)],
+            100,
+        );
+        assert_eq!(away, vec![0, 0, 2]);
+        assert_eq!(sizes.iter().sum::<usize>(), 6);
+        assert_eq!(sizes[2], 0);
+    }
 }
