@@ -2,7 +2,7 @@
 //! EndpointSlices, keeps the endpoint index, and adds or removes the pod
 //! finalizer `traffic.cafe.sofastack.io/service` as `service::decide` says.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -43,6 +43,42 @@ struct Context {
     recorder: Recorder,
     /// (pod uid, service) pairs already warned about, so a warning is not repeated.
     warned: Mutex<HashSet<(String, String)>>,
+    /// Per pod uid, the resourceVersion our last finalizer patch produced: a
+    /// cached copy older than that is not decided on (it would register or
+    /// deregister the pod a second time: a wasted write, or a failed test).
+    written: Mutex<HashMap<String, u64>>,
+}
+
+fn rv_number(pod: &Pod) -> Option<u64> {
+    pod.resource_version().and_then(|v| v.parse().ok())
+}
+
+impl Context {
+    /// The cache has not caught up with our own last write to `pod`.
+    fn behind(&self, pod: &Pod) -> bool {
+        let (Some(uid), Some(cached)) = (pod.uid(), rv_number(pod)) else {
+            return false;
+        };
+        let Ok(mut written) = self.written.lock() else {
+            return false;
+        };
+        match written.get(&uid) {
+            Some(ours) if cached < *ours => true,
+            Some(_) => {
+                written.remove(&uid);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember(&self, written: &Pod) {
+        if let (Some(uid), Some(rv), Ok(mut map)) =
+            (written.uid(), rv_number(written), self.written.lock())
+        {
+            map.insert(uid, rv);
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +113,10 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     if !ctx.synced.iter().all(CacheSync::is_synced) {
         // Fail closed: keep whatever finalizer the pod has, look again soon.
         return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    if ctx.behind(&pod) {
+        // Our own patch is on its way through the watch; decide on it then.
+        return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let finalizer = traffic_finalizer(NAME);
     let view = PodView {
@@ -173,7 +213,8 @@ fn finish(
     written: Result<Pod, kube::Error>,
 ) -> Result<Action, Error> {
     match written {
-        Ok(_) => {
+        Ok(written) => {
+            ctx.remember(&written);
             ctx.backoff.succeeded(&ObjectRef::from_obj(pod));
             debug!(pod = %pod.name_any(), action = ?step, "service component");
         }
@@ -268,6 +309,7 @@ pub async fn run(
         index,
         recorder: Recorder::new(client, "cafe-operator-traffic-service".into()),
         warned: Mutex::new(HashSet::new()),
+        written: Mutex::new(HashMap::new()),
     });
     let shutdown = shutdown.shared();
     let run = Controller::for_shared_stream(pods, pod_reader)
