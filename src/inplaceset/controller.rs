@@ -43,8 +43,11 @@ const CREATION_EXPECTATION: Duration = Duration::from_secs(60);
 /// How long a pod written to is not acted on again while the cache still
 /// shows the version it was written from.
 const STALE_CACHE_WINDOW: Duration = Duration::from_secs(10);
-/// How often a set's status is written while only its counters move.
-const STATUS_EVERY: Duration = Duration::from_secs(1);
+/// How often a set's status is written while only its counters move. Every
+/// change a reader waits for (a resting point, a condition, a generation or
+/// revision) is written at once; counts in between may lag this long. At 1 s,
+/// a 1,000-pod release over 10 cells spent 0.65-0.79 status writes per pod.
+const STATUS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
