@@ -130,6 +130,16 @@ async fn query(promql: &str) -> Option<Vec<f64>> {
     cafe_operator::release::analysis::parse_answer(&body).ok()
 }
 
+/// A story's namespace, its operator, and its exporter reporting `ratio`
+/// for the pods on nginx:1.26.
+async fn story(name: &str, ratio: f64) -> (TestNs, Operator, Exporter) {
+    let ns = TestNs::new(name).await;
+    let op = Operator::start(&ns.name);
+    let exporter = Exporter::start(&ns).await;
+    exporter.set("nginx:1.26", ratio);
+    (ns, op, exporter)
+}
+
 /// The error ratio of the pods of the group analysed.
 const GROUP_ERRORS: &str = r#"max(app_error_ratio{namespace="{{namespace}}",pod=~"{{pods}}"})"#;
 
@@ -223,10 +233,7 @@ fn restarts(p: &Pod) -> i32 {
 #[tokio::test]
 #[ignore = "needs the local control plane: make test"]
 async fn healthy_metrics_confirm_every_group_without_a_person() {
-    let ns = TestNs::new("an-pass").await;
-    let mut op = Operator::start(&ns.name);
-    let exporter = Exporter::start(&ns).await;
-    exporter.set("nginx:1.26", 0.01);
+    let (ns, mut op, _exporter) = story("an-pass", 0.01).await;
     let cds: Api<CafeDeployment> = ns.api();
     release_with_analysis(&ns, 6, 2, analysis(error_ratio_query(json!({})), json!({}))).await;
     let lossless = Lossless::start(&ns, "demo").await;
@@ -285,10 +292,7 @@ async fn healthy_metrics_confirm_every_group_without_a_person() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make test"]
 async fn bad_metrics_in_the_beta_group_roll_back_only_the_beta_pods_losslessly() {
-    let ns = TestNs::new("an-fail").await;
-    let _op = Operator::start(&ns.name);
-    let exporter = Exporter::start(&ns).await;
-    exporter.set("nginx:1.26", 0.5);
+    let (ns, _op, _exporter) = story("an-fail", 0.5).await;
     let cds: Api<CafeDeployment> = ns.api();
     release_with_analysis(&ns, 6, 2, analysis(error_ratio_query(json!({})), json!({}))).await;
     let before = pod_identities(&ns).await;
@@ -435,10 +439,7 @@ async fn prometheus_down_gives_error_measurements_then_the_configured_pause() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make test"]
 async fn a_single_bad_sample_under_the_failure_limit_does_not_roll_back() {
-    let ns = TestNs::new("an-flap").await;
-    let _op = Operator::start(&ns.name);
-    let exporter = Exporter::start(&ns).await;
-    exporter.set("nginx:1.26", 0.9);
+    let (ns, _op, exporter) = story("an-flap", 0.9).await;
     let cds: Api<CafeDeployment> = ns.api();
     release_with_analysis(
         &ns,
@@ -466,10 +467,7 @@ async fn a_single_bad_sample_under_the_failure_limit_does_not_roll_back() {
 #[tokio::test]
 #[ignore = "needs the local control plane: make test"]
 async fn a_person_who_confirms_during_the_analysis_is_obeyed_and_the_analysis_says_so() {
-    let ns = TestNs::new("an-person").await;
-    let _op = Operator::start(&ns.name);
-    let exporter = Exporter::start(&ns).await;
-    exporter.set("nginx:1.26", 0.01);
+    let (ns, _op, _exporter) = story("an-person", 0.01).await;
     let cds: Api<CafeDeployment> = ns.api();
     // 100 measurements a second apart: the verdict is minutes away.
     let slow = analysis(error_ratio_query(json!({})), json!({"count": 100}));
@@ -488,10 +486,7 @@ async fn a_person_who_confirms_during_the_analysis_is_obeyed_and_the_analysis_sa
 #[tokio::test]
 #[ignore = "needs the local control plane: make test"]
 async fn a_new_template_during_the_analysis_starts_a_new_release_analysed_afresh() {
-    let ns = TestNs::new("an-retemplate").await;
-    let _op = Operator::start(&ns.name);
-    let exporter = Exporter::start(&ns).await;
-    exporter.set("nginx:1.26", 0.01);
+    let (ns, _op, exporter) = story("an-retemplate", 0.01).await;
     exporter.set("nginx:1.27", 0.01);
     let cds: Api<CafeDeployment> = ns.api();
     let slow = analysis(error_ratio_query(json!({})), json!({"count": 100}));
