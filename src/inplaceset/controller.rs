@@ -30,6 +30,7 @@ use crate::runtime::backoff::Backoff;
 use crate::runtime::cache::{Caches, OwnerIndex};
 use crate::runtime::coalesce::{Coalesce, conditions_moved};
 use crate::runtime::health::CacheSync;
+use crate::runtime::own_writes::OwnWrites;
 use crate::runtime::{Telemetry, run_until_stopped};
 use crate::traffic::{gate, service};
 
@@ -79,11 +80,9 @@ pub struct Context {
     created: Mutex<HashMap<String, Vec<(String, Instant)>>>,
     /// Consecutive failures per set, for the error backoff.
     backoff: Backoff<ObjectRef<InPlaceSet>>,
-    /// Pods written to, by uid, with the resourceVersion our write produced.
-    /// Until the cache shows that version (or a later one), the pod is not acted
-    /// on again: a stale cache must not repeat a write (the gate would be
-    /// written twice). Entries expire after a short window.
-    acted_on: Mutex<HashMap<String, (String, Instant)>>,
+    /// Pods written to: until the cache shows our write, the pod is not acted
+    /// on again (the gate would be written twice).
+    acted_on: OwnWrites,
     /// When each drained pod (by uid) was first seen drained: the settle time
     /// runs from there. Lost on restart, so a new leader waits it again.
     drained: Mutex<HashMap<String, HashMap<String, i64>>>,
@@ -152,39 +151,6 @@ fn now() -> (i64, Time) {
 }
 
 impl Context {
-    /// True while the cache shows `pod` older than the version our last write
-    /// to it produced. Another writer (kubelet) may have changed the pod between
-    /// our read and our write, so "not the version we read" is not enough: the
-    /// cache must have caught up with our write. resourceVersions are compared
-    /// as numbers where they are (etcd revisions), else by equality.
-    fn stale(&self, pod: &Pod) -> bool {
-        let (Some(uid), Some(rv)) = (pod.uid(), pod.resource_version()) else {
-            return false;
-        };
-        let Ok(mut acted) = self.acted_on.lock() else {
-            return false;
-        };
-        let Some((written, at)) = acted.get(&uid) else {
-            return false;
-        };
-        let behind = match (rv.parse::<u64>(), written.parse::<u64>()) {
-            (Ok(cached), Ok(ours)) => cached < ours,
-            _ => rv != *written,
-        };
-        if behind && at.elapsed() < STALE_CACHE_WINDOW {
-            true
-        } else {
-            acted.remove(&uid);
-            false
-        }
-    }
-
-    fn remember_write(&self, uid: String, written_rv: String) {
-        if let Ok(mut acted) = self.acted_on.lock() {
-            acted.insert(uid, (written_rv, Instant::now()));
-        }
-    }
-
     /// Pods created earlier that the cache does not show yet.
     fn pending_creations(&self, uid: &str, seen: &[Arc<Pod>]) -> usize {
         let Ok(mut created) = self.created.lock() else {
@@ -480,7 +446,7 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         .zip(&facts)
         .zip(intents.iter().zip(&decisions))
         .filter(|(_, (_, d))| !matches!(d, Decision::Steady | Decision::Wait(_)))
-        .filter(|((p, _), _)| !ctx.stale(p))
+        .filter(|((p, _), _)| !ctx.acted_on.stale(p.as_ref()))
         .map(|((p, f), (i, d))| (p, f, *i, d))
         .collect();
     let mut results = Vec::new();
@@ -492,7 +458,7 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         let done = futures::future::join_all(batch).await;
         for ((pod, _, _, _), result) in chunk.iter().zip(&done) {
             if let (Ok(Some((_, Some(written)))), Some(uid)) = (result, pod.uid()) {
-                ctx.remember_write(uid, written.clone());
+                ctx.acted_on.remember(uid, written.clone());
             }
         }
         results.extend(done);
@@ -696,7 +662,7 @@ pub async fn run(
         recorder: Recorder::new(client, "cafe-operator".into()),
         created: Mutex::new(HashMap::new()),
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
-        acted_on: Mutex::new(HashMap::new()),
+        acted_on: OwnWrites::new(STALE_CACHE_WINDOW),
         drained: Mutex::new(HashMap::new()),
     });
     let synced = [

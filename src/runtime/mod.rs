@@ -7,6 +7,7 @@ pub mod coalesce;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod own_writes;
 pub mod prometheus;
 pub mod serve;
 

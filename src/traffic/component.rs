@@ -2,7 +2,7 @@
 //! EndpointSlices, keeps the endpoint index, and adds or removes the pod
 //! finalizer `traffic.cafe.sofastack.io/service` as `service::decide` says.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -25,10 +25,13 @@ use crate::api::names::traffic_finalizer;
 use crate::runtime::backoff::Backoff;
 use crate::runtime::cache::Caches;
 use crate::runtime::health::CacheSync;
+use crate::runtime::own_writes::OwnWrites;
 use crate::runtime::{Telemetry, run_until_stopped, scoped_api};
 
 /// The name of the built-in component (and of its finalizer's last segment).
 pub const NAME: &str = "service";
+/// How long a pod waits for the cache to show our own finalizer patch.
+const OWN_WRITE_WINDOW: Duration = Duration::from_secs(10);
 
 struct Context {
     client: Client,
@@ -43,42 +46,10 @@ struct Context {
     recorder: Recorder,
     /// (pod uid, service) pairs already warned about, so a warning is not repeated.
     warned: Mutex<HashSet<(String, String)>>,
-    /// Per pod uid, the resourceVersion our last finalizer patch produced: a
-    /// cached copy older than that is not decided on (it would register or
-    /// deregister the pod a second time: a wasted write, or a failed test).
-    written: Mutex<HashMap<String, u64>>,
-}
-
-fn rv_number(pod: &Pod) -> Option<u64> {
-    pod.resource_version().and_then(|v| v.parse().ok())
-}
-
-impl Context {
-    /// The cache has not caught up with our own last write to `pod`.
-    fn behind(&self, pod: &Pod) -> bool {
-        let (Some(uid), Some(cached)) = (pod.uid(), rv_number(pod)) else {
-            return false;
-        };
-        let Ok(mut written) = self.written.lock() else {
-            return false;
-        };
-        match written.get(&uid) {
-            Some(ours) if cached < *ours => true,
-            Some(_) => {
-                written.remove(&uid);
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn remember(&self, written: &Pod) {
-        if let (Some(uid), Some(rv), Ok(mut map)) =
-            (written.uid(), rv_number(written), self.written.lock())
-        {
-            map.insert(uid, rv);
-        }
-    }
+    /// Pods our finalizer patches went to: a cached copy older than our write
+    /// is not decided on (it would register or deregister the pod a second
+    /// time: a wasted write, or a failed test).
+    written: OwnWrites,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +85,7 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         // Fail closed: keep whatever finalizer the pod has, look again soon.
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    if ctx.behind(&pod) {
+    if ctx.written.stale(&*pod) {
         // Our own patch is on its way through the watch; decide on it then.
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
@@ -154,7 +125,7 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     }
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let step = service::decide(&view, &drainable);
-    let patch = match step {
+    let patch: Patch<serde_json::Value> = match step {
         // Between states (gate moved, endpoints not yet): an EndpointSlice that
         // drops the pod's endpoint no longer names the pod, so look again soon.
         Step::Nothing if view.in_traffic != view.has_finalizer => {
@@ -165,59 +136,35 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         // so this adds ours without touching (or rewriting) any other
         // component's, and needs no resourceVersion precondition that every
         // unrelated pod write (a kubelet status update) would fail with 409.
-        Step::Register => {
-            let patch = json!({"metadata": {"finalizers": [finalizer]}});
-            return finish(
-                &ctx,
-                &pod,
-                step,
-                api.patch(
-                    &pod.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Strategic(patch),
-                )
-                .await,
-            );
-        }
+        Step::Register => Patch::Strategic(json!({"metadata": {"finalizers": [finalizer]}})),
         Step::Deregister => {
             let i = pod
                 .finalizers()
                 .iter()
                 .position(|f| *f == finalizer)
                 .unwrap_or_default();
-            json!([
+            let ops = json!([
                 {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": finalizer},
                 {"op": "remove", "path": format!("/metadata/finalizers/{i}")}
-            ])
+            ]);
+            // The literal is a valid JSON patch; an empty patch would be a no-op.
+            Patch::Json(
+                serde_json::from_value(ops).unwrap_or_else(|_| json_patch::Patch(Vec::new())),
+            )
         }
     };
-    // The literals above are valid JSON patches; an empty patch would be a no-op.
-    let patch: json_patch::Patch =
-        serde_json::from_value(patch).unwrap_or_else(|_| json_patch::Patch(Vec::new()));
-    let written = api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Json::<()>(patch),
-        )
-        .await;
-    finish(&ctx, &pod, step, written)
-}
-
-/// The outcome of a finalizer patch: a failed test (the list changed) or a
-/// vanished pod is no error, the next event decides again.
-fn finish(
-    ctx: &Context,
-    pod: &Pod,
-    step: Step,
-    written: Result<Pod, kube::Error>,
-) -> Result<Action, Error> {
-    match written {
+    match api
+        .patch(&pod.name_any(), &PatchParams::default(), &patch)
+        .await
+    {
         Ok(written) => {
-            ctx.remember(&written);
-            ctx.backoff.succeeded(&ObjectRef::from_obj(pod));
+            if let (Some(uid), Some(rv)) = (written.uid(), written.resource_version()) {
+                ctx.written.remember(uid, rv);
+            }
+            ctx.backoff.succeeded(&ObjectRef::from_obj(&*pod));
             debug!(pod = %pod.name_any(), action = ?step, "service component");
         }
+        // A failed test (the list changed) or a vanished pod: the next event decides again.
         Err(kube::Error::Api(s)) if s.code == 422 || s.code == 404 || s.code == 409 => {}
         Err(e) => return Err(e.into()),
     }
@@ -309,7 +256,7 @@ pub async fn run(
         index,
         recorder: Recorder::new(client, "cafe-operator-traffic-service".into()),
         warned: Mutex::new(HashSet::new()),
-        written: Mutex::new(HashMap::new()),
+        written: OwnWrites::new(OWN_WRITE_WINDOW),
     });
     let shutdown = shutdown.shared();
     let run = Controller::for_shared_stream(pods, pod_reader)
