@@ -286,6 +286,23 @@ pub struct AnalysisStatus {
     pub measurements: Vec<Measurement>,
 }
 
+impl AnalysisStatus {
+    /// The event action of this analysis: events of one reason and action
+    /// fold into one series (keeping the first note), so each analysed group
+    /// gets its own.
+    pub fn event_action(&self) -> String {
+        format!("Analyze/{}/group-{}", self.revision, self.group)
+    }
+
+    /// "analysis of group N of REV: <message>", for events and logs.
+    pub fn summary(&self) -> String {
+        format!(
+            "analysis of group {} of {}: {}",
+            self.group, self.revision, self.message
+        )
+    }
+}
+
 /// Counts of one query's measurements in this analysis.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -25,9 +25,9 @@ use tracing::{info, warn};
 
 use super::analysis::{self as gate, Act};
 use super::build::REVISION_ANNOTATION;
-use super::decide::{Observation, Outcome, decide};
+use super::decide::{Note, Observation, Outcome, decide};
 use crate::api::names::{
-    CAFEDEPLOYMENT_UID_LABEL as OWNER_LABEL, CELL_LABEL, REVISION_LABEL, TRAFFIC_GATE,
+    CAFEDEPLOYMENT_UID_LABEL as OWNER_LABEL, CELL_LABEL, REVISION_LABEL,
     UPGRADE_CONFIRMED_ANNOTATION,
 };
 use crate::api::{
@@ -42,6 +42,7 @@ use crate::runtime::coalesce::{Coalesce, conditions_moved};
 use crate::runtime::health::CacheSync;
 use crate::runtime::prometheus::Prometheus;
 use crate::runtime::{Telemetry, run_until_stopped};
+use crate::traffic::gate as traffic_gate;
 
 const MANAGER: &str = "cafe-operator-cafedeployment";
 /// How often the status is written while only its counts move.
@@ -101,6 +102,22 @@ impl Context {
         let reference = cd.object_ref(&());
         crate::runtime::publish_event_as(&self.recorder, &reference, type_, reason, action, note)
             .await;
+    }
+
+    /// Logs and publishes the decision's events.
+    async fn publish(&self, cd: &CafeDeployment, notes: Vec<Note>) {
+        for note in notes {
+            info!(cafedeployment = %cd.name_any(), reason = %note.reason, "{}", note.message);
+            let action = note.action.as_deref().unwrap_or(&note.reason);
+            self.event_as(
+                cd,
+                event_type(note.warning),
+                &note.reason,
+                action,
+                note.message.clone(),
+            )
+            .await;
+        }
     }
 
     fn remember(&self, cd: &CafeDeployment, rv: Option<String>) {
@@ -382,7 +399,8 @@ fn group_facts(
         .status
         .as_ref()
         .and_then(|s| s.release.as_ref())
-        .and_then(|r| r.opened_at.clone());
+        .and_then(|r| r.opened_at.as_ref())
+        .map(|t| t.0.as_second());
     let mut pods = Vec::new();
     let mut cells = std::collections::BTreeSet::new();
     let mut pod_revisions = std::collections::BTreeSet::new();
@@ -409,18 +427,11 @@ fn group_facts(
             {
                 continue;
             }
-            let gate = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|cs| cs.iter().find(|c| c.type_ == TRAFFIC_GATE));
-            let released = gate.is_some_and(|g| {
-                g.status == "True"
-                    && match (&since, &g.last_transition_time) {
-                        (Some(since), Some(at)) => at.0 >= since.0,
-                        _ => true,
-                    }
-            });
+            // In traffic since the group opened (a gate without a time
+            // reads 0: counted, as before the time was recorded).
+            let gate = traffic_gate::read(&pod);
+            let released = gate.open == Some(true)
+                && (gate.since == 0 || since.is_none_or(|since| gate.since >= since));
             if released {
                 pods.push(pod.name_any());
                 if let Some(cell) = pod.labels().get(CELL_LABEL) {
@@ -496,15 +507,16 @@ async fn measure(
     if next.phase != AnalysisPhase::Running {
         ctx.telemetry.metrics.analysis_concluded(next.phase);
         let reason = format!("Analysis{}", next.phase.as_str());
-        let message = format!(
-            "analysis of group {} of {}: {}",
-            next.group, next.revision, next.message
-        );
         let warning = next.phase != AnalysisPhase::Successful;
-        info!(cafedeployment = %cd.name_any(), reason = %reason, "{message}");
-        let action = format!("Analyze/{}/group-{}", next.revision, next.group);
-        ctx.event_as(cd, event_type(warning), &reason, &action, message)
-            .await;
+        info!(cafedeployment = %cd.name_any(), reason = %reason, "{}", next.summary());
+        ctx.event_as(
+            cd,
+            event_type(warning),
+            &reason,
+            &next.event_action(),
+            next.summary(),
+        )
+        .await;
     }
     let mut view = cd.clone();
     if let Some(r) = view.status.as_mut().and_then(|s| s.release.as_mut()) {
@@ -607,17 +619,7 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
             .and_then(|r| r.analysis.clone());
         if let Act::Rollback(_) = verdict {
             // The rollback's own record replaces this decision's.
-            for note in &outcome.notes {
-                let action = note.action.as_deref().unwrap_or(&note.reason);
-                ctx.event_as(
-                    &cd,
-                    event_type(note.warning),
-                    &note.reason,
-                    action,
-                    note.message.clone(),
-                )
-                .await;
-            }
+            ctx.publish(&cd, outcome.notes).await;
             return act(&cd, &ctx, verdict, &history, record).await;
         }
         let action = apply(&cd, &ctx, &owned, outcome).await?;
@@ -686,18 +688,7 @@ async fn apply(
             Err(e) => return Err(e.into()),
         }
     }
-    for note in outcome.notes {
-        info!(cafedeployment = %name, reason = %note.reason, "{}", note.message);
-        let action = note.action.clone().unwrap_or_else(|| note.reason.clone());
-        ctx.event_as(
-            cd,
-            event_type(note.warning),
-            &note.reason,
-            &action,
-            note.message,
-        )
-        .await;
-    }
+    ctx.publish(cd, outcome.notes).await;
     ctx.backoff.succeeded(&ObjectRef::from_obj(cd));
     // Unschedulable pods not yet due for rescheduling need a look when they are.
     let wake = outcome

@@ -334,18 +334,8 @@ fn analysis_notes(
         return Vec::new();
     }
     vec![Note {
-        action: Some(format!(
-            "Analyze/{}/group-{}",
-            current.revision, current.group
-        )),
-        ..note(
-            false,
-            "AnalysisStarted",
-            format!(
-                "analysis of group {} of {}: {}",
-                current.group, current.revision, current.message
-            ),
-        )
+        action: Some(current.event_action()),
+        ..note(false, "AnalysisStarted", current.summary())
     }]
 }
 
@@ -440,10 +430,6 @@ fn conditions<'a>(
             now,
         )
     }
-}
-
-fn spec_paused(cd: &CafeDeployment) -> bool {
-    cd.spec.strategy.pause
 }
 
 /// When the newest group opened: now, if this decision opened one (or a new
@@ -641,7 +627,7 @@ fn compute_status(
     // A group's analysis holds the release: it says where it stands.
     let (phase, message) = match (&progress.phase, &analysed.shown) {
         (progress::Phase::WaitingForConfirm(_) | progress::Phase::Paused, Some((shown, text))) => {
-            let shown = if spec_paused(cd) {
+            let shown = if cd.spec.strategy.pause {
                 Phase::Paused
             } else {
                 *shown

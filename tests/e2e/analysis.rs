@@ -222,6 +222,23 @@ async fn wait_healthy_on(ns: &TestNs, replicas: usize, wanted: &str) {
     .await;
 }
 
+/// Live pods of demo on `wanted`.
+async fn pods_on(ns: &TestNs, wanted: &str) -> usize {
+    pods_by_cell(ns)
+        .await
+        .iter()
+        .filter(|(p, _)| image(p) == wanted)
+        .count()
+}
+
+async fn wait_phase(ns: &TestNs, want: Phase, seconds: u64) {
+    let cds: Api<CafeDeployment> = ns.api();
+    ns.wait(&format!("phase {want:?}"), seconds, || async {
+        (phase(&cds).await == Some(want)).then_some(())
+    })
+    .await;
+}
+
 fn restarts(p: &Pod) -> i32 {
     p.status
         .as_ref()
@@ -238,10 +255,7 @@ async fn healthy_metrics_confirm_every_group_without_a_person() {
     release_with_analysis(&ns, 6, 2, analysis(error_ratio_query(json!({})), json!({}))).await;
     let lossless = Lossless::start(&ns, "demo").await;
     // The analysis holds each group: the phase says so while it measures.
-    ns.wait("phase Analyzing", 60, || async {
-        (phase(&cds).await == Some(Phase::Analyzing)).then_some(())
-    })
-    .await;
+    wait_phase(&ns, Phase::Analyzing, 60).await;
     // An operator killed mid-analysis resumes from the measurements on record.
     op.restart();
     // Every verdict on the way, as status showed it.
@@ -375,12 +389,11 @@ async fn an_empty_result_is_inconclusive_and_waits_for_a_person_who_can_confirm(
         message.contains("inconclusive") && message.contains("confirm group 2"),
         "{message}"
     );
-    let on_new = pods_by_cell(&ns)
-        .await
-        .iter()
-        .filter(|(p, _)| image(p) == "nginx:1.26")
-        .count();
-    assert_eq!(on_new, 2, "only the Beta group released");
+    assert_eq!(
+        pods_on(&ns, "nginx:1.26").await,
+        2,
+        "only the Beta group released"
+    );
     kubectl_annotate_confirm(&ns.name);
     wait_healthy_on(&ns, 4, "nginx:1.26").await;
 }
@@ -418,22 +431,18 @@ async fn prometheus_down_gives_error_measurements_then_the_configured_pause() {
                 && m.message.contains("cannot reach Prometheus")),
         "{record:?}"
     );
-    ns.wait("phase Paused", 30, || async {
-        (phase(&cds).await == Some(Phase::Paused)).then_some(())
-    })
-    .await;
+    wait_phase(&ns, Phase::Paused, 30).await;
     let events = ns.report().await;
     assert!(
         events.contains("AnalysisError") && events.contains("PausedByAnalysis"),
         "{events}"
     );
     // The pause holds: no more pods move.
-    let on_new = pods_by_cell(&ns)
-        .await
-        .iter()
-        .filter(|(p, _)| image(p) == "nginx:1.26")
-        .count();
-    assert_eq!(on_new, 2, "only the Beta group released");
+    assert_eq!(
+        pods_on(&ns, "nginx:1.26").await,
+        2,
+        "only the Beta group released"
+    );
 }
 
 #[tokio::test]
@@ -472,10 +481,7 @@ async fn a_person_who_confirms_during_the_analysis_is_obeyed_and_the_analysis_sa
     // 100 measurements a second apart: the verdict is minutes away.
     let slow = analysis(error_ratio_query(json!({})), json!({"count": 100}));
     release_with_analysis(&ns, 4, 2, slow).await;
-    ns.wait("phase Analyzing", 60, || async {
-        (phase(&cds).await == Some(Phase::Analyzing)).then_some(())
-    })
-    .await;
+    wait_phase(&ns, Phase::Analyzing, 60).await;
     kubectl_annotate_confirm(&ns.name);
     wait_healthy_on(&ns, 4, "nginx:1.26").await;
     let record = analysis_status(&cds).await.expect("record");
