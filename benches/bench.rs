@@ -345,6 +345,80 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds each process of the run has used: the control plane (from
+/// `.cluster/pids`), the operator and the benchmark itself. Differences
+/// between two readings say where a phase's CPU went on this small machine.
+#[derive(Clone, Default)]
+struct Cpu(BTreeMap<String, f64>);
+
+impl Cpu {
+    const PROCESSES: [&str; 5] = [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+    ];
+
+    fn read(operator: Option<u32>) -> Self {
+        let seconds = |pid: u32| -> Option<f64> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The fields after the command name, which is in parentheses.
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        };
+        let mut out = BTreeMap::new();
+        for name in Self::PROCESSES {
+            let pid = std::fs::read_to_string(format!(".cluster/pids/{name}.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            if let Some(s) = pid.and_then(seconds) {
+                out.insert(name.to_string(), s);
+            }
+        }
+        if let Some(s) = operator.and_then(seconds) {
+            out.insert("cafe-operator".into(), s);
+        }
+        if let Some(s) = seconds(std::process::id()) {
+            out.insert("benchmark (watches)".into(), s);
+        }
+        Self(out)
+    }
+
+    fn since(&self, before: &Cpu) -> Cpu {
+        Cpu(self
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), v - before.0.get(k).unwrap_or(&0.0)))
+            .collect())
+    }
+}
+
+/// One row per process, one column per phase: CPU seconds.
+fn report_cpu(report: &mut Report, phases: &[(&str, &Cpu)]) {
+    report.line("\nCPU seconds per process (2 CPUs: a phase of t seconds has 2t to spend):\n");
+    let head: Vec<&str> = phases.iter().map(|(n, _)| *n).collect();
+    report.line(format!("| process | {} |", head.join(" | ")));
+    report.line(format!("|---|{}", "---:|".repeat(phases.len())));
+    let mut names: Vec<&String> = phases.iter().flat_map(|(_, c)| c.0.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let cols: Vec<String> = phases
+            .iter()
+            .map(|(_, c)| c.0.get(name).map_or("-".into(), |s| format!("{s:.1}")))
+            .collect();
+        report.line(format!("| {name} | {} |", cols.join(" | ")));
+    }
+    let totals: Vec<String> = phases
+        .iter()
+        .map(|(_, c)| format!("{:.1}", c.0.values().sum::<f64>()))
+        .collect();
+    report.line(format!("| **all** | {} |", totals.join(" | ")));
+}
+
 static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
 
 /// An operator watching `ns`, its metrics on a local port.
@@ -541,6 +615,7 @@ async fn part_a(args: &Args, report: &mut Report) {
                                   "containers": [{"name": "app", "image": IMAGE_1}]}},
         }
     });
+    let cpu_0 = Cpu::read(None);
     let start = Instant::now();
     ns.create::<Deployment>(body).await;
     let deploy_done = |what: &'static str| {
@@ -556,6 +631,7 @@ async fn part_a(args: &Args, report: &mut Report) {
     };
     deploy_done("the Deployment to be ready").await;
     let deploy_create = start.elapsed();
+    let cpu_1 = Cpu::read(None);
     let start = Instant::now();
     deployments
         .patch(
@@ -567,12 +643,14 @@ async fn part_a(args: &Args, report: &mut Report) {
         .expect("patch the Deployment");
     deploy_done("the Deployment's rollout").await;
     let deploy_release = start.elapsed();
+    let cpu_2 = Cpu::read(None);
     remove(ns).await;
 
     let ns = TestNs::new("bench-cd").await;
     let (mut op, port) = operator(&ns.name);
     let cds: Api<CafeDeployment> = ns.api();
     let traffic = json!({"components": [], "settleSeconds": 0});
+    let cpu_3 = Cpu::read(op.pid());
     let start = Instant::now();
     ns.create::<CafeDeployment>(cafedeployment(
         "bench", args, args.pods, args.group, traffic,
@@ -580,8 +658,10 @@ async fn part_a(args: &Args, report: &mut Report) {
     .await;
     wait_cd(&cds, "bench", args.pods).await;
     let cd_create = start.elapsed();
+    let cpu_4 = Cpu::read(op.pid());
     let measured = release(&ns, port, args.pods).await;
     let cd_release = measured.took;
+    let cpu_5 = Cpu::read(op.pid());
 
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     report.line("| | CafeDeployment | Deployment | ratio |");
@@ -598,6 +678,15 @@ async fn part_a(args: &Args, report: &mut Report) {
         deploy_release.as_secs_f64(),
         ratio(cd_release, deploy_release)
     ));
+    report_cpu(
+        report,
+        &[
+            ("create, CafeDeployment", &cpu_4.since(&cpu_3)),
+            ("create, Deployment", &cpu_1.since(&cpu_0)),
+            ("release, CafeDeployment", &cpu_5.since(&cpu_4)),
+            ("release, Deployment", &cpu_2.since(&cpu_1)),
+        ],
+    );
     measured.report(
         report,
         args,

@@ -28,7 +28,9 @@ export KUBECONFIG="$KUBECONFIG_FILE"
 export PATH="$K8S_BIN:$PATH"
 
 echo "== installing the CRDs"
-cargo run --release --quiet -- crd | kubectl apply --server-side --force-conflicts -f - >/dev/null
+# The operator binary `cargo bench` built (the bench profile is the release one).
+target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+"$target_dir/release/cafe-operator" crd | kubectl apply --server-side --force-conflicts -f - >/dev/null
 kubectl wait --for condition=Established --timeout=60s \
     crd/cafedeployments.cafe.sofastack.io crd/inplacesets.cafe.sofastack.io >/dev/null
 

@@ -180,7 +180,7 @@ start kube-apiserver "$K8S_BIN/kube-apiserver" \
     --allow-privileged=true \
     --endpoint-reconciler-type none \
     --disable-admission-plugins TaintNodesByCondition \
-    --profiling=false
+    --profiling=true # make bench reads /debug/pprof while a release runs
 wait_for kube-apiserver 90 "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz
 
 start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
@@ -202,11 +202,14 @@ start kube-scheduler "$K8S_BIN/kube-scheduler" \
     --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" \
     --leader-elect=false
 
-# The kwok configuration: stages with the pod action program spliced in.
+# The kwok configuration: stages with the pod action program and the pod
+# conditions rule spliced in.
 shopt -u patsub_replacement 2>/dev/null || true
 pod_action="$(grep -v '^\s*#' "$CLUSTER_SCRIPTS/kwok/pod-action.jq" | tr '\n' ' ' | tr -s ' ')"
+pod_conditions="$(cat "$CLUSTER_SCRIPTS/kwok/pod-conditions.tpl")"
 stages="$(cat "$CLUSTER_SCRIPTS/kwok/stages.yaml.in")"
-printf '%s\n' "${stages//@POD_ACTION@/$pod_action}" >"$STATE/kwok.yaml"
+stages="${stages//@POD_ACTION@/$pod_action}"
+printf '%s\n' "${stages//@POD_CONDITIONS@/$pod_conditions}" >"$STATE/kwok.yaml"
 
 start kwok "$KWOK_BIN/kwok" \
     --kubeconfig "$STATE/kwok.kubeconfig" \

@@ -4,11 +4,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, WatchEvent, WatchParams};
 use serde_json::json;
 
 use crate::support::{TestNs, pod_condition, pod_ready};
@@ -207,6 +209,32 @@ async fn an_in_place_image_change_restarts_the_container_and_a_crashloop_never_g
         }
     };
 
+    // Every version of the pod from here on: as kubelet writes a restart, a
+    // container that is not ready never shows in a pod that reads Ready.
+    let versions = pods
+        .watch(
+            &WatchParams::default().fields("metadata.name=app"),
+            &before.resource_version().unwrap_or_default(),
+        )
+        .await
+        .expect("watch the pod");
+    let seen = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let mut versions = std::pin::pin!(versions);
+        // Until the restarted pod is Ready again.
+        while let Some(Ok(WatchEvent::Modified(p))) = versions.next().await {
+            let Some((image, .., container_ready)) = container_facts(&p) else {
+                continue;
+            };
+            let ready = pod_ready(&p);
+            let done = image == "nginx:1.26" && ready;
+            seen.push((image, container_ready, ready));
+            if done {
+                break;
+            }
+        }
+        seen
+    });
     set_image("nginx:1.26").await;
     // The restart is visible (new image, not ready) before the container is ready again.
     let restarted = ns
@@ -225,6 +253,19 @@ async fn an_in_place_image_change_restarts_the_container_and_a_crashloop_never_g
             pod_ready(&p).then_some(p)
         })
         .await;
+    let seen = tokio::time::timeout(Duration::from_secs(10), seen)
+        .await
+        .expect("the watch saw the pod Ready again")
+        .expect("the watch task");
+    assert!(
+        seen.iter().any(|(image, ..)| image == "nginx:1.26"),
+        "the watch saw the restart: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|(_, container_ready, ready)| *container_ready || !ready),
+        "a pod whose container is not ready never reads Ready: {seen:?}"
+    );
     assert_eq!(after.metadata.uid, before.metadata.uid, "the same pod");
     assert_eq!(
         after.status.as_ref().and_then(|s| s.pod_ip.clone()),

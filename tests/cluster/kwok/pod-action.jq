@@ -1,7 +1,9 @@
 # What a kubelet would do next with this pod, as one word. Every pod stage in
 # stages.yaml.in matches exactly one word, so no two stages compete for a pod.
 # Order matters: termination first, then start, image changes, condition sync,
-# and container readiness last (so Ready turns False at once on a restart).
+# and container readiness last. The stages that change containers write the
+# conditions with them, as kubelet does; "sync-ready" is for the writes of others
+# (a readiness gate flipped).
 def cond($t): ([.status.conditions[]? | select(.type == $t)][0].status // "");
 def want($ok): if $ok then "True" else "False" end;
 if .metadata.deletionTimestamp != null then
