@@ -131,6 +131,14 @@ pub struct InPlaceSetStrategy {
     /// Stop starting new pod updates; pods already in their lifecycle finish it.
     #[serde(default)]
     pub paused: bool,
+    /// New pods count against `maxUnavailable` until they are available: the
+    /// set creates pods only while fewer than `maxUnavailable` of its pods are
+    /// unavailable, and none while paused (CloneSet's
+    /// `scaleStrategy.maxUnavailable`). A CafeDeployment's first creation is
+    /// paced this way, so a template whose pods never get ready creates one
+    /// group's worth of them, while a slow pod never holds up the rest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pace_creation: bool,
 }
 
 fn zero() -> IntOrString {
@@ -148,6 +156,7 @@ impl Default for InPlaceSetStrategy {
             max_unavailable: one(),
             update_mode: UpdateMode::default(),
             paused: false,
+            pace_creation: false,
         }
     }
 }

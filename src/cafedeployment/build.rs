@@ -27,6 +27,8 @@ pub struct CellSet<'a> {
     pub partition: usize,
     pub max_unavailable: usize,
     pub paused: bool,
+    /// New pods only within `max_unavailable` (a creation).
+    pub pace_creation: bool,
     /// The update template and its CafeDeployment revision name.
     pub update: (&'a PodTemplateSpec, &'a str),
     /// The stable template and its revision name, when there is one.
@@ -121,6 +123,7 @@ pub fn inplaceset(cd: &CafeDeployment, cell: &CellSet) -> InPlaceSet {
                 ),
                 update_mode: spec.strategy.update_mode,
                 paused: cell.paused,
+                pace_creation: cell.pace_creation,
             },
             traffic: spec.traffic.clone(),
         },
@@ -199,6 +202,7 @@ mod tests {
             partition,
             max_unavailable: 1,
             paused: false,
+            pace_creation: false,
             update: (&d.spec.template, "r2"),
             stable: Some((&d.spec.template, "r1")),
         }

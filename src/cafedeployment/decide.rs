@@ -260,6 +260,7 @@ pub fn decide(obs: &Observation) -> Outcome {
                 partition: target.partition,
                 max_unavailable: target.max_unavailable,
                 paused: spec.strategy.pause,
+                pace_creation: target.pace_creation,
                 update: (&spec.template, obs.update),
                 stable: stable_template,
             },

@@ -425,6 +425,7 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         partition,
         max_unavailable,
         paused: strategy.paused,
+        pace_creation: strategy.pace_creation,
         recreate: strategy.update_mode == UpdateMode::ReCreate,
         min_ready_seconds: i64::from(set.spec.min_ready_seconds),
     };

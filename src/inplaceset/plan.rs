@@ -37,6 +37,8 @@ pub struct SetSpec {
     pub max_unavailable: usize,
     /// No new pod starts its lifecycle; those in it finish.
     pub paused: bool,
+    /// New pods come only within the unavailability budget (none while paused).
+    pub pace_creation: bool,
     /// Every update re-creates (updateMode ReCreate).
     pub recreate: bool,
     pub min_ready_seconds: i64,
@@ -171,6 +173,25 @@ pub fn plan(pods: &[PodFacts], spec: &SetSpec, revs: &Revisions, now: i64) -> Pl
     let create_stable = spec.replicas.saturating_sub(live.len()) - created_update;
     updated += created_update;
 
+    // The unavailability budget: pods not available now use it; a paced
+    // creation's new pods use it too, the update's share first.
+    let unavailable = live
+        .iter()
+        .filter(|p| !p.available(spec.min_ready_seconds, now))
+        .count();
+    let mut budget = spec.max_unavailable.saturating_sub(unavailable);
+    let (created_update, create_stable) = if spec.pace_creation {
+        if spec.paused {
+            budget = 0;
+        }
+        let update = created_update.min(budget);
+        let stable = create_stable.min(budget - update);
+        budget -= update + stable;
+        (update, stable)
+    } else {
+        (created_update, create_stable)
+    };
+
     let settled = |p: &&&PodFacts| !in_flight(p);
     let strays: Vec<&PodFacts> = by_age
         .iter()
@@ -211,12 +232,7 @@ pub fn plan(pods: &[PodFacts], spec: &SetSpec, revs: &Revisions, now: i64) -> Pl
         intents.insert(p.name.clone(), Intent::Update(Toward::Stable));
     }
 
-    // New moves start within the unavailability budget, unless paused.
-    let unavailable = live
-        .iter()
-        .filter(|p| !p.available(spec.min_ready_seconds, now))
-        .count();
-    let mut budget = spec.max_unavailable.saturating_sub(unavailable);
+    // New moves start within what is left of the budget, unless paused.
     if !spec.paused {
         candidates.sort_by_key(|(p, _)| {
             (
@@ -294,6 +310,7 @@ mod tests {
             partition,
             max_unavailable,
             paused: false,
+            pace_creation: false,
             recreate: false,
             min_ready_seconds: 0,
         }
@@ -438,6 +455,45 @@ mod tests {
         let pods: Vec<_> = (0..3).map(|i| pod(i, "old", true)).collect();
         let p = plan(&pods, &spec(3, 0, 0), &with_stable(), NOW);
         assert!(p.intents.values().all(|i| *i == Intent::Keep));
+    }
+
+    #[test]
+    fn a_paced_creation_keeps_its_new_pods_within_the_budget() {
+        let paced = |replicas, max_unavailable| SetSpec {
+            pace_creation: true,
+            ..spec(replicas, 0, max_unavailable)
+        };
+        // From zero: one budget's worth.
+        assert_eq!(plan(&[], &paced(10, 3), &target(), NOW).create, 3);
+        // Unpaced, everything at once.
+        assert_eq!(plan(&[], &spec(10, 0, 3), &target(), NOW).create, 10);
+        // New pods not yet available hold the room; available ones free it.
+        let waiting: Vec<_> = (0..3).map(|i| pod(i, "new", false)).collect();
+        assert_eq!(plan(&waiting, &paced(10, 3), &target(), NOW).create, 0);
+        let mixed: Vec<_> = (0..3).map(|i| pod(i, "new", i == 0)).collect();
+        assert_eq!(plan(&mixed, &paced(10, 3), &target(), NOW).create, 1);
+        // Paused: nothing new.
+        let paused = SetSpec {
+            paused: true,
+            ..paced(10, 3)
+        };
+        assert_eq!(plan(&[], &paused, &target(), NOW).create, 0);
+        // With a stable revision, the update's share first, then stable.
+        let p = plan(
+            &[],
+            &SetSpec {
+                partition: 8,
+                ..paced(10, 3)
+            },
+            &with_stable(),
+            NOW,
+        );
+        assert_eq!((p.create, p.create_stable), (2, 1));
+        // New pods use the budget that moves would: none left for an update.
+        let old: Vec<_> = (0..2).map(|i| pod(i, "old", true)).collect();
+        let p = plan(&old, &paced(5, 3), &target(), NOW);
+        assert_eq!(p.create, 3);
+        assert_eq!(count(&p, Intent::Update(Toward::Update)), 0);
     }
 
     fn arb_pod() -> impl Strategy<Value = PodFacts> {

@@ -45,6 +45,9 @@ pub struct Target {
     pub max_unavailable: usize,
     /// Removed from `topology.values`: drained away, then deleted.
     pub retiring: bool,
+    /// A creation (no stable revision yet): new pods use the cell's budget
+    /// until they are available, so the groups, all open, flow like a window.
+    pub pace_creation: bool,
 }
 
 /// The cells of the spec (`sizes`, in `values` order) and the removed ones.
@@ -74,6 +77,7 @@ pub fn targets(
                 partition: replicas - (*allowed).min(replicas),
                 max_unavailable: 0,
                 retiring: false,
+                pace_creation: record.stable.is_none(),
             }
         })
         .collect();
@@ -83,6 +87,7 @@ pub fn targets(
         partition: 0,
         max_unavailable: 0,
         retiring: true,
+        pace_creation: false,
     }));
     let observed: Vec<Option<&Observed>> = active
         .iter()

@@ -96,7 +96,6 @@ pub fn decide(input: &Input) -> Decision {
         need_confirm: input.need_confirm,
         paused: input.paused,
         rollback: record.rollback || record.releases_stable(),
-        creating: record.stable.is_none(),
         awaiting: record.awaiting,
         confirmed: input.confirmed,
     };

@@ -3,12 +3,13 @@
 //!
 //! Groups *opened* are recorded; groups *completed* are observed (their pods
 //! run the revision and are available). Where a confirmation lies between
-//! groups, and for a creation, a group opens only once every opened one
-//! completed, so at most one group moves at a time. A release that needs no
-//! confirmation (or a rollback) opens its groups together: the
-//! unavailability budget, one group, then paces the pods like a window, so a
-//! template whose pods never become ready still stops after one group's
-//! worth, while a slow pod no longer holds up the next group. The only other
+//! groups, a group opens only once every opened one completed, so at most one
+//! group moves at a time. A release or a creation that needs no confirmation
+//! (or a rollback) opens its groups together: the unavailability budget, one
+//! group, then paces the pods like a window (a creation's new pods count
+//! against it until they are available), so a template whose pods never
+//! become ready still stops after one group's worth, while a slow pod no
+//! longer holds up the next group. The only other
 //! remembered state is the confirmation wait (group), so that a "true" written
 //! before the wait began never confirms a later group.
 
@@ -24,9 +25,6 @@ pub struct Input {
     pub paused: bool,
     /// A rollback releases at once: no confirmation waits.
     pub rollback: bool,
-    /// A creation (no stable revision yet): groups never overlap, so a bad
-    /// template creates one group of pods, not all of them.
-    pub creating: bool,
     /// The recorded wait (a group of this release).
     pub awaiting: Option<usize>,
     /// The annotation `cafe.sofastack.io/upgrade-confirmed` is "true".
@@ -97,13 +95,13 @@ pub fn decide(input: &Input) -> Progress {
             awaiting = Some(opened + 1);
         }
         Phase::Paused
-    } else if (!input.need_confirm || input.rollback) && !input.creating {
+    } else if !input.need_confirm || input.rollback {
         // Nothing to wait for between groups: all open, the budget paces.
         opened = groups;
         awaiting = None;
         Phase::Progressing
-    } else if opened == 0 || !input.need_confirm || input.rollback {
-        // The first group starts on its own; without confirmation, so does every next one.
+    } else if opened == 0 {
+        // The first group starts on its own.
         opened += 1;
         awaiting = None;
         Phase::Progressing
@@ -265,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn without_confirmation_a_release_opens_every_group_and_a_creation_one_at_a_time() {
+    fn without_confirmation_every_group_opens_at_once() {
         let release = Input {
             need_confirm: false,
             ..input(0, 0)
@@ -274,30 +272,6 @@ mod tests {
         assert_eq!(
             (p.opened, p.phase, p.awaiting),
             (3, Phase::Progressing, None)
-        );
-        let creation = Input {
-            creating: true,
-            ..release
-        };
-        assert_eq!(decide(&creation).opened, 1);
-        assert_eq!(
-            decide(&Input {
-                opened: 1,
-                completed: 1,
-                ..creation.clone()
-            })
-            .opened,
-            2
-        );
-        assert_eq!(
-            decide(&Input {
-                opened: 1,
-                completed: 0,
-                ..creation
-            })
-            .opened,
-            1,
-            "a creation group opens only once the one before completed"
         );
         // Paused: nothing more opens, whatever the mode.
         let paused = Input {

@@ -439,6 +439,61 @@ async fn a_crashloop_in_the_beta_group_stalls_clearly_and_rollback_recovers() {
     assert!(summary.min_ready >= 1, "the Service kept an endpoint");
 }
 
+/// A creation that needs no confirmation opens every group at once; its new
+/// pods count against the budget (one group) until they are available, so a
+/// template whose pods never get ready creates one group's worth and stalls,
+/// and a fixed template then brings up the rest.
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn an_unconfirmed_creation_of_a_broken_template_creates_one_group_of_pods() {
+    let ns = TestNs::new("cd-create-broken").await;
+    let _op = Operator::start(&ns.name);
+    let mut body = cafedeployment(
+        "demo",
+        "demo",
+        10,
+        &["cell-a", "cell-b"],
+        json!({"upgradeType": "Batch", "batchSize": 4, "needWaitingForConfirm": false,
+               "progressDeadlineSeconds": 5}),
+        json!({"components": []}),
+    );
+    body["spec"]["template"]["spec"]["containers"][0]["image"] = json!("example.com/app:crashloop");
+    ns.create::<CafeDeployment>(body).await;
+    let cds: Api<CafeDeployment> = ns.api();
+    ns.wait("phase Stalled", 90, || async {
+        (phase(&cds).await? == Phase::Stalled).then_some(())
+    })
+    .await;
+    // However long it stays broken, one group of pods and no more.
+    for _ in 0..3 {
+        let pods = pods_by_cell(&ns).await;
+        assert_eq!(pods.len(), 4, "one group (batchSize 4) of broken pods");
+        assert!(pods.iter().all(|(p, _)| !pod_ready(p)));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    // The fix: every pod comes up on it, the broken ones updated in place.
+    let broken: Vec<String> = pods_by_cell(&ns)
+        .await
+        .iter()
+        .filter_map(|(p, _)| p.uid())
+        .collect();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}}}});
+    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("fix the template");
+    wait_all_on(&ns, "nginx:1.25").await;
+    let uids: Vec<String> = pods_by_cell(&ns)
+        .await
+        .iter()
+        .filter_map(|(p, _)| p.uid())
+        .collect();
+    assert!(
+        broken.iter().all(|u| uids.contains(u)),
+        "the broken pods were fixed in place, not replaced"
+    );
+}
+
 #[tokio::test]
 #[ignore = "needs the local control plane: make test"]
 async fn a_paused_release_holds_its_group_and_resumes_when_unpaused() {
