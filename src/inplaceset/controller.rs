@@ -246,25 +246,42 @@ async fn act(
         Decision::PatchInPlace => {
             // The cached pod is drained; the patch carries its resourceVersion
             // as a precondition, so it applies only to exactly that drained
-            // version (no read needed): anything that changed the pod since
-            // (a component re-registering it, say) makes the API server refuse
-            // it, and the next reconcile decides again.
+            // version (no read needed). A kubelet status write in between (its
+            // Ready turning False after the gate closed, say) makes the API
+            // server refuse it: then one fresh read, and the patch is sent
+            // again only if that pod is still drained for this update and
+            // on the same revision. Anything else (a component re-registering
+            // it, say) waits for the next reconcile to decide again.
             let Intent::Update(toward) = intent else {
                 return Ok(None);
             };
             let (template, target) = templates.toward(toward);
             let target = &target.revision;
             let previous = templates.of_revision(facts.revision.as_deref());
-            let patch = pods::in_place_patch(pod, template, previous, target);
-            match api
-                .patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
-                .await
-            {
-                Ok(written) => Ok(Some((
+            let done = |written: Pod| {
+                Some((
                     format!("pod {name}: drained; updating in place to revision {target}"),
                     written.resource_version(),
-                ))),
-                // Changed since read: decide again on the next reconcile.
+                ))
+            };
+            let patch = pods::in_place_patch(pod, template, previous, target);
+            let params = PatchParams::default();
+            match api.patch(name, &params, &Patch::Strategic(&patch)).await {
+                Ok(written) => return Ok(done(written)),
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+            let fresh = match api.get(name).await {
+                Ok(fresh) => fresh,
+                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if fresh.uid() != pod.uid() || !pods::facts(&fresh).still_drained_as(facts) {
+                return Ok(None);
+            }
+            let patch = pods::in_place_patch(&fresh, template, previous, target);
+            match api.patch(name, &params, &Patch::Strategic(&patch)).await {
+                Ok(written) => Ok(done(written)),
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
                 Err(e) => Err(e),
             }

@@ -3,11 +3,20 @@
 //!
 //! ```text
 //! in place:  Serving -> gate False (DrainingForUpdate) -> traffic finalizers gone
-//!            -> spec patched (images, revision label) -> containers restarted and ready
-//!            -> gate True (Serving) -> traffic finalizers back = released
+//!            -> spec patched (images, revision label) -> containers restarted
+//!            -> gate True (Serving) -> kubelet: Ready once they are ready
+//!            -> traffic finalizers back = released
 //! delete:    Serving -> gate False (DrainingForDelete) -> traffic finalizers gone -> delete
-//! new pod:   created (no gate condition = not in traffic) -> containers ready -> gate True
+//! new pod:   created (no gate condition = not in traffic) -> containers started
+//!            -> gate True -> kubelet: Ready once they are ready
 //! ```
+//!
+//! The gate guards a pod while its containers change, not while they warm
+//! up: once the pod runs exactly the containers its spec asks for (the old
+//! ones are gone), kubelet's own readiness keeps it out of traffic until they
+//! are ready, as it does for any pod. Opening the gate then, not after
+//! readiness, saves kubelet a round trip per pod (it recomputes Ready in the
+//! same status write that reports the containers ready).
 //!
 //! Where a pod is in its lifecycle is recorded on the pod by the writes that
 //! move it: the reason of the gate condition (`DrainingForUpdate`,
@@ -81,6 +90,8 @@ pub struct PodFacts {
     /// Kubelet's `Ready` (containers ready and every readiness gate True).
     pub ready: bool,
     pub ready_since: Option<i64>,
+    /// When kubelet last turned `Ready` False (None while Ready or unreported).
+    pub unready_since: Option<i64>,
     /// When the scheduler found no node for the pod (PodScheduled=False, Unschedulable).
     pub unschedulable_since: Option<i64>,
     /// Since when the operator has seen the pod drained (gate closed, every
@@ -108,6 +119,17 @@ impl PodFacts {
             .collect()
     }
 
+    /// In traffic as far as the gate goes but never Ready since the gate
+    /// opened: containers (re)started, not ready yet. A pod that was Ready
+    /// and later is not (a crash) is not starting. Kubelet's time of the
+    /// change is compared with the gate's, so clocks skewed by more than the
+    /// time between a container's start and the gate opening can misread it.
+    pub fn starting(&self) -> bool {
+        self.gate.open == Some(true)
+            && !self.ready
+            && self.unready_since.is_none_or(|t| t <= self.gate.since)
+    }
+
     pub fn containers_ready(&self) -> bool {
         !self.containers.is_empty()
             && self
@@ -130,6 +152,17 @@ impl PodFacts {
 
     pub fn draining_for(&self, reason: &str) -> bool {
         self.gate.open == Some(false) && self.gate.reason == reason
+    }
+
+    /// A fresh read of a pod the cache showed drained for an update, ready
+    /// for its spec patch: still drained for it (gate closed for the update,
+    /// no declared component routing to it), not terminating, and on the
+    /// same revision. Kubelet's status writes in between change none of that.
+    pub fn still_drained_as(&self, cached: &PodFacts) -> bool {
+        !self.terminating
+            && self.draining_for(gate_reason::DRAINING_FOR_UPDATE)
+            && self.still_registered().is_empty()
+            && self.revision == cached.revision
     }
 }
 
@@ -177,7 +210,7 @@ pub enum Waiting {
     ContainersStarting,
     /// These components still route traffic to the pod.
     Draining(Vec<String>),
-    /// Patched: these containers do not run the new image ready yet.
+    /// Patched: these containers have not restarted on the new image yet.
     Verifying(Vec<String>),
     /// Being deleted; kubelet and the components' finalizers decide when it goes.
     Terminating,
@@ -273,8 +306,8 @@ fn drain(
     }
 }
 
-/// After the spec patch: every changed container restarted on its new image
-/// and is ready; then back into traffic.
+/// After the spec patch: every changed container restarted on its new image;
+/// then back into traffic, which kubelet's readiness completes.
 fn verify(pod: &PodFacts, target: &Target) -> Decision {
     let record = pod
         .in_place
@@ -289,16 +322,12 @@ fn verify(pod: &PodFacts, target: &Target) -> Decision {
     if !pending.is_empty() {
         return Decision::Wait(Waiting::Verifying(pending));
     }
-    if pod.gate.open == Some(true) {
-        Decision::Steady
-    } else {
-        Decision::GateOn
-    }
+    admit(pod)
 }
 
-/// Runs what its spec asks for, restarted if the patch changed it, and is ready.
-/// Neither the image name nor the imageID alone proves a restart: a kubelet may
-/// report a resolved image name, and the same image may be re-tagged.
+/// Runs what its spec asks for, restarted if the patch changed it (ready or
+/// not). Neither the image name nor the imageID alone proves a restart: a
+/// kubelet may report a resolved image name, and the same image may be re-tagged.
 fn container_updated(c: &Container, record: Option<&InPlaceRecord>) -> bool {
     let Some(run) = &c.run else {
         return false;
@@ -308,7 +337,7 @@ fn container_updated(c: &Container, record: Option<&InPlaceRecord>) -> bool {
         || before.is_some_and(|b| !b.image_id.is_empty() && b.image_id != run.image_id);
     let restarted = before
         .is_none_or(|b| run.container_id != b.container_id || run.restart_count > b.restart_count);
-    runs_new_image && restarted && run.ready
+    runs_new_image && restarted && !run.container_id.is_empty()
 }
 
 /// Image references as a kubelet may report them (`docker.io/library/nginx:1`
@@ -323,14 +352,25 @@ pub fn same_image(reported: &str, wanted: &str) -> bool {
     normal(reported) == normal(wanted)
 }
 
-/// A pod that is not moving: into traffic once its containers are ready.
+/// A pod that is not moving: into traffic (as far as the gate goes) once it
+/// runs the containers its spec asks for; it waits for them while starting.
 fn admit(pod: &PodFacts) -> Decision {
-    if pod.gate.open == Some(true) {
-        Decision::Steady
-    } else if pod.containers_ready() {
-        Decision::GateOn
-    } else {
+    let started = !pod.containers.is_empty()
+        && pod.containers.iter().all(|c| {
+            c.run
+                .as_ref()
+                .is_some_and(|r| !r.container_id.is_empty() && same_image(&r.image, &c.spec_image))
+        });
+    if pod.gate.open != Some(true) {
+        if started {
+            Decision::GateOn
+        } else {
+            Decision::Wait(Waiting::ContainersStarting)
+        }
+    } else if pod.starting() && !pod.containers_ready() {
         Decision::Wait(Waiting::ContainersStarting)
+    } else {
+        Decision::Steady
     }
 }
 
@@ -426,6 +466,33 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_read_allows_the_spec_patch_only_if_the_pod_is_still_drained_the_same() {
+        let mut drained = gate_off(serving(), gate_reason::DRAINING_FOR_UPDATE, NOW - 5);
+        drained.registered.clear();
+        assert!(drained.clone().still_drained_as(&drained));
+        // Kubelet's Ready and container writes change nothing that matters.
+        let mut kubelet = drained.clone();
+        if let Some(run) = kubelet.containers[0].run.as_mut() {
+            run.ready = false;
+        }
+        assert!(kubelet.still_drained_as(&drained));
+        // A component routing to it again, a gate opened, a revision moved, a
+        // deletion: decide again instead.
+        let mut registered = drained.clone();
+        registered.registered.insert("rpc".into());
+        assert!(!registered.still_drained_as(&drained));
+        assert!(!serving().still_drained_as(&drained));
+        let mut moved = drained.clone();
+        moved.revision = Some("new".into());
+        assert!(!moved.still_drained_as(&drained));
+        let deleting = gate_off(serving(), gate_reason::DRAINING_FOR_DELETE, NOW);
+        assert!(!deleting.still_drained_as(&drained));
+        let mut terminating = drained.clone();
+        terminating.terminating = true;
+        assert!(!terminating.still_drained_as(&drained));
+    }
+
+    #[test]
     fn an_update_takes_the_pod_out_of_traffic_first() {
         let d = step(
             &serving(),
@@ -487,22 +554,51 @@ mod tests {
     }
 
     #[test]
-    fn a_patched_pod_waits_for_its_container_to_restart_and_be_ready() {
+    fn a_patched_pod_reopens_its_gate_once_its_container_restarted() {
         let p = patched(serving());
         // The old container still runs: same containerID and restartCount.
         assert_eq!(
             step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
             Decision::Wait(Waiting::Verifying(vec!["app".into()]))
         );
-        let p = restarted(p, false);
-        assert_eq!(
-            step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
-            Decision::Wait(Waiting::Verifying(vec!["app".into()]))
-        );
-        let p = restarted(p, true);
+        // Restarted, not ready yet: the old container is gone, so the gate
+        // opens and kubelet's readiness decides when traffic comes.
+        let mut p = restarted(p, false);
+        p.unready_since = Some(NOW - 5);
         assert_eq!(
             step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
             Decision::GateOn
+        );
+        p.gate = Gate {
+            open: Some(true),
+            reason: gate_reason::SERVING.into(),
+            since: NOW - 1,
+        };
+        assert!(p.starting());
+        assert_eq!(
+            step(&p, Intent::Keep, &target(), &T300, NOW),
+            Decision::Wait(Waiting::ContainersStarting)
+        );
+        let p = restarted(p, true);
+        assert_eq!(
+            step(&p, Intent::Keep, &target(), &T300, NOW),
+            Decision::Steady
+        );
+    }
+
+    #[test]
+    fn a_pod_that_was_ready_and_crashed_is_not_starting() {
+        let mut p = serving();
+        p.ready = false;
+        p.ready_since = None;
+        p.unready_since = Some(p.gate.since + 600);
+        if let Some(run) = p.containers[0].run.as_mut() {
+            run.ready = false;
+        }
+        assert!(!p.starting());
+        assert_eq!(
+            step(&p, Intent::Keep, &target(), &T300, NOW),
+            Decision::Steady
         );
     }
 
@@ -533,9 +629,23 @@ mod tests {
         let mut new = serving();
         new.gate = Gate::default();
         new.registered.clear();
+        new.ready = false;
+        if let Some(run) = new.containers[0].run.as_mut() {
+            run.ready = false;
+        }
+        // Started, not ready yet: the gate opens, kubelet's readiness decides.
         assert_eq!(
             step(&new, Intent::Keep, &target(), &T300, NOW),
             Decision::GateOn
+        );
+        // Not started (no status yet, or still the image of another spec).
+        let mut pulling = new.clone();
+        if let Some(run) = pulling.containers[0].run.as_mut() {
+            run.container_id.clear();
+        }
+        assert_eq!(
+            step(&pulling, Intent::Keep, &target(), &T300, NOW),
+            Decision::Wait(Waiting::ContainersStarting)
         );
         new.containers[0].run = None;
         assert_eq!(

@@ -58,7 +58,11 @@ pub fn stall(inputs: &Inputs) -> Option<Stall> {
         let (what, containers) = match o.decision {
             Decision::Wait(Waiting::Verifying(c)) => ("was updated but", c.clone()),
             Decision::Wait(Waiting::ContainersStarting) => (
-                "was started but",
+                if o.pod.in_place.as_ref().map(|r| &r.revision) == o.pod.revision.as_ref() {
+                    "was updated but"
+                } else {
+                    "was started but"
+                },
                 o.pod
                     .containers
                     .iter()
@@ -68,7 +72,9 @@ pub fn stall(inputs: &Inputs) -> Option<Stall> {
             ),
             _ => continue,
         };
-        let since = if o.pod.gate.open == Some(false) {
+        // From the gate's last change (closed for the update, or opened on
+        // the restarted containers), else from creation.
+        let since = if o.pod.gate.open.is_some() {
             o.pod.gate.since.max(o.pod.created)
         } else {
             o.pod.created
