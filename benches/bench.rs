@@ -434,16 +434,17 @@ fn operator(ns: &str) -> (Operator, u16) {
 /// seen by a watch: where a release's time goes.
 #[derive(Default)]
 struct Stages {
-    /// pod -> (gate closed, image changed, containers ready again, gate open, Ready)
-    seen: HashMap<String, [Option<Instant>; 5]>,
+    /// pod -> when it reached each of STAGE_NAMES
+    seen: HashMap<String, [Option<Instant>; 6]>,
 }
 
-const STAGE_NAMES: [&str; 5] = [
+const STAGE_NAMES: [&str; 6] = [
     "gate closed",
+    "kubelet: not Ready",
     "image patched",
-    "containers ready",
+    "kubelet: restarted",
     "gate opened",
-    "pod Ready",
+    "kubelet: Ready",
 ];
 
 fn condition(p: &Pod, type_: &str) -> Option<String> {
@@ -479,20 +480,22 @@ fn watch_stages(
             let e = st.seen.entry(p.name_any()).or_default();
             let gate = condition(&p, TRAFFIC_GATE);
             let on_target = image(&p).as_deref() == Some(target);
-            // The containers run the target image and are ready again.
-            let containers = p
+            // Kubelet reports the containers running the target image.
+            let restarted = p
                 .status
                 .as_ref()
                 .and_then(|s| s.container_statuses.as_ref())
                 .is_some_and(|cs| {
                     cs.iter()
-                        .all(|c| c.ready && c.image.contains(target.trim_start_matches("nginx")))
+                        .all(|c| c.image.contains(target.trim_start_matches("nginx")))
                 });
             let ready = condition(&p, "Ready").as_deref() == Some("True");
+            let closed = gate.as_deref() == Some("False");
             let marks = [
-                gate.as_deref() == Some("False") || on_target,
+                closed || on_target,
+                (closed && !ready) || on_target,
                 on_target,
-                on_target && containers,
+                on_target && restarted,
                 on_target && gate.as_deref() == Some("True"),
                 on_target && ready && gate.as_deref() == Some("True"),
             ];
@@ -527,7 +530,7 @@ fn report_stages(report: &mut Report, stages: &Stages, start: Instant) {
         rows[0]
             .1
             .push(first.saturating_duration_since(start).as_secs_f64());
-        for i in 0..4 {
+        for i in 0..STAGE_NAMES.len() - 1 {
             if let (Some(a), Some(b)) = (marks[i], marks[i + 1]) {
                 rows[i + 1]
                     .1

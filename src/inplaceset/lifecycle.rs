@@ -270,8 +270,13 @@ pub fn step(
     }
 }
 
-/// Out of traffic first, then wait until no declared component routes to the
-/// pod, then the settle time.
+/// Named among the drain's waits while kubelet still reports the pod Ready
+/// after its gate closed.
+pub const KUBELET: &str = "kubelet";
+
+/// Out of traffic first: the gate closes, kubelet turns Ready False (and
+/// with it every Service lists the pod not ready, components or not), no
+/// declared component routes to the pod any more; then the settle time.
 fn drain(
     pod: &PodFacts,
     reason: &'static str,
@@ -282,7 +287,10 @@ fn drain(
     if pod.gate.open == Some(true) {
         return Decision::GateOff(reason);
     }
-    let still = pod.still_registered();
+    let mut still = pod.still_registered();
+    if pod.ready {
+        still.insert(0, KUBELET.to_string());
+    }
     if still.is_empty() {
         if pod.components.is_empty() || timing.settle_seconds <= 0 {
             return then;
@@ -511,6 +519,38 @@ mod tests {
         let d = step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW);
         assert_eq!(d, Decision::Wait(Waiting::Draining(vec!["rpc".into()])));
         p.registered.clear();
+        assert_eq!(
+            step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
+            Decision::PatchInPlace
+        );
+    }
+
+    #[test]
+    fn nothing_changes_until_kubelet_takes_the_pod_out_of_ready() {
+        let mut p = gate_off(serving(), gate_reason::DRAINING_FOR_UPDATE, NOW - 5);
+        p.components.clear();
+        p.registered.clear();
+        p.ready = true;
+        assert_eq!(
+            step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
+            Decision::Wait(Waiting::Draining(vec![KUBELET.into()]))
+        );
+        assert_eq!(
+            step(&p, Intent::Delete, &target(), &T300, NOW),
+            Decision::Wait(Waiting::Draining(vec![KUBELET.into()]))
+        );
+        // A kubelet that never reacts (its node is gone) stalls the drain.
+        assert_eq!(
+            step(
+                &p,
+                Intent::Update(Toward::Update),
+                &target(),
+                &T300,
+                NOW + 400
+            ),
+            Decision::DrainTimedOut(vec![KUBELET.into()])
+        );
+        p.ready = false;
         assert_eq!(
             step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
             Decision::PatchInPlace

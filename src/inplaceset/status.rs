@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::lifecycle::{Decision, PodFacts, Waiting};
+use super::lifecycle::{Decision, KUBELET, PodFacts, Waiting};
 use super::plan::SetSpec;
 use crate::api::names::condition;
 use crate::api::{InPlaceSetStatus, observed_condition};
@@ -43,14 +43,24 @@ pub struct Inputs<'a> {
 pub fn stall(inputs: &Inputs) -> Option<Stall> {
     for o in inputs.observed {
         if let Decision::DrainTimedOut(components) = o.decision {
-            return Some(Stall {
-                reason: "DrainTimeout",
-                message: format!(
+            let message = if components.iter().any(|c| c == KUBELET) {
+                format!(
+                    "pod {} still reads Ready drainTimeoutSeconds after its traffic gate \
+                     closed: the kubelet of its node has not reacted (is the node down?); \
+                     the pod is not changed while Services may still route to it",
+                    o.pod.name
+                )
+            } else {
+                format!(
                     "pod {} is still routed to by {} after drainTimeoutSeconds; the update \
                      waits for the component to remove its finalizer traffic.cafe.sofastack.io/<name>",
                     o.pod.name,
                     components.join(", ")
-                ),
+                )
+            };
+            return Some(Stall {
+                reason: "DrainTimeout",
+                message,
             });
         }
     }
