@@ -700,20 +700,38 @@ async fn part_a(args: &Args, report: &mut Report) {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let after = requests(port).await;
     let idle: u64 = writes_between(&before, &after);
-    report.line(format!("\nwrites in 10 s idle after the release: {idle}"));
+    report.line(format!(
+        "\nwrites in the 10 s right after the release: {idle} ({})",
+        writes_by_kind(&before, &after)
+    ));
     op.stop();
     remove(ns).await;
 }
 
-fn writes_between(
-    before: &BTreeMap<(String, String), u64>,
-    after: &BTreeMap<(String, String), u64>,
-) -> u64 {
+type Requests = BTreeMap<(String, String), u64>;
+
+/// The writes between two readings, by (verb, resource).
+fn write_deltas<'a>(
+    before: &'a Requests,
+    after: &'a Requests,
+) -> impl Iterator<Item = (&'a (String, String), u64)> {
     after
         .iter()
         .filter(|((verb, _), _)| is_write(verb))
-        .map(|(k, n)| n - before.get(k).unwrap_or(&0))
-        .sum()
+        .map(|(k, n)| (k, n - before.get(k).unwrap_or(&0)))
+}
+
+/// "patch pods 3, ..." for the writes between two readings.
+fn writes_by_kind(before: &Requests, after: &Requests) -> String {
+    write_deltas(before, after)
+        .filter(|(_, d)| *d > 0)
+        .map(|((verb, resource), d)| format!("{verb} {resource} {d}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn writes_between(before: &Requests, after: &Requests) -> u64 {
+    write_deltas(before, after).map(|(_, d)| d).sum()
 }
 
 /// (b): the same release behind a Service, drained by the `service` component.
@@ -831,8 +849,9 @@ async fn part_d(args: &Args, report: &mut Report) {
         rss_quiet as f64 / 1024.0
     ));
     report.line(format!(
-        "| API writes during {} s quiet | **{quiet}** |",
-        args.quiet_seconds
+        "| API writes during {} s quiet | **{quiet}** {} |",
+        args.quiet_seconds,
+        writes_by_kind(&before, &after)
     ));
     report.line(format!(
         "| release all at once (groups of {group}) -> all ready | **{:.1} s** |",

@@ -27,6 +27,15 @@ pub(crate) async fn pods_by_cell(ns: &TestNs) -> Vec<(Pod, String)> {
     pods_on_nodes(ns, "demo", "cafe.sofastack.io/cell").await
 }
 
+/// The UIDs of every live pod of app=demo (to prove pods were kept).
+pub(crate) async fn pod_uids(ns: &TestNs) -> Vec<String> {
+    pods_by_cell(ns)
+        .await
+        .iter()
+        .filter_map(|(p, _)| p.uid())
+        .collect()
+}
+
 /// uid -> IP of every live pod of app=demo (to prove updates kept both).
 pub(crate) async fn pod_identities(ns: &TestNs) -> BTreeMap<String, String> {
     pods_by_cell(ns)
@@ -473,21 +482,13 @@ async fn an_unconfirmed_creation_of_a_broken_template_creates_one_group_of_pods(
     }
 
     // The fix: every pod comes up on it, the broken ones updated in place.
-    let broken: Vec<String> = pods_by_cell(&ns)
-        .await
-        .iter()
-        .filter_map(|(p, _)| p.uid())
-        .collect();
+    let broken: Vec<String> = pod_uids(&ns).await;
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}}}});
     cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("fix the template");
     wait_all_on(&ns, "nginx:1.25").await;
-    let uids: Vec<String> = pods_by_cell(&ns)
-        .await
-        .iter()
-        .filter_map(|(p, _)| p.uid())
-        .collect();
+    let uids: Vec<String> = pod_uids(&ns).await;
     assert!(
         broken.iter().all(|u| uids.contains(u)),
         "the broken pods were fixed in place, not replaced"

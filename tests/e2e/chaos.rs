@@ -12,7 +12,9 @@ use cafe_operator::api::{CafeDeployment, Phase};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::cafedeployment::{demo_service, image, phase, pods_by_cell, release_image, restarts};
+use crate::cafedeployment::{
+    demo_service, image, phase, pod_uids, pods_by_cell, release_image, restarts,
+};
 use crate::lossless::Lossless;
 use crate::operator::Operator;
 use crate::support::{TestNs, cafedeployment, pod_ready};
@@ -83,11 +85,7 @@ async fn thirty_sigkills_and_an_api_server_restart_lose_nothing_and_update_each_
         released(&ns, &cds, "nginx:1.25").await.then_some(())
     })
     .await;
-    let before: Vec<String> = pods_by_cell(&ns)
-        .await
-        .iter()
-        .filter_map(|(p, _)| p.uid())
-        .collect();
+    let before: Vec<String> = pod_uids(&ns).await;
     let lossless = Lossless::start(&ns, "demo").await;
 
     release_image(&cds, "nginx:1.26").await;

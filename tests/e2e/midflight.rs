@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::cafedeployment::{
     confirm_until_healthy, create_demo, create_demo_paused_at_each_group, demo_service, image,
-    kubectl_annotate_confirm, phase, pods_by_cell, release_image,
+    kubectl_annotate_confirm, phase, pod_uids, pods_by_cell, release_image,
 };
 use crate::lossless::Lossless;
 use crate::operator::Operator;
@@ -70,11 +70,7 @@ async fn a_new_template_during_the_first_creation_is_released_group_by_group() {
     settle_on(&ns, Phase::WaitingForConfirm, &[(a, old, 1), (b, old, 1)]).await;
     kubectl_annotate_confirm(&ns.name);
     settle_on(&ns, Phase::WaitingForConfirm, &[(a, old, 3), (b, old, 3)]).await;
-    let first: Vec<String> = pods_by_cell(&ns)
-        .await
-        .iter()
-        .filter_map(|(p, _)| p.uid())
-        .collect();
+    let first: Vec<String> = pod_uids(&ns).await;
 
     // 6 of 10 pods exist; a new template arrives before group 3 is confirmed.
     release_image(&cds, new).await;
@@ -106,11 +102,7 @@ async fn a_new_template_during_the_first_creation_is_released_group_by_group() {
     .await;
     kubectl_annotate_confirm(&ns.name);
     settle_on(&ns, Phase::Healthy, &[(a, new, 5), (b, new, 5)]).await;
-    let now: Vec<String> = pods_by_cell(&ns)
-        .await
-        .iter()
-        .filter_map(|(p, _)| p.uid())
-        .collect();
+    let now: Vec<String> = pod_uids(&ns).await;
     assert!(
         first.iter().all(|u| now.contains(u)),
         "the six first pods were updated in place, not replaced"
