@@ -11,9 +11,6 @@ use cafe_operator::runtime::serve;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing::{error, info, warn};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The CafeDeployment operator.
 #[derive(Parser)]
 #[command(name = "cafe-operator", version, about)]
