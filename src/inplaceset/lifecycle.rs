@@ -330,7 +330,7 @@ fn verify(pod: &PodFacts, target: &Target) -> Decision {
     if !pending.is_empty() {
         return Decision::Wait(Waiting::Verifying(pending));
     }
-    admit(pod)
+    enter(pod)
 }
 
 /// Runs what its spec asks for, restarted if the patch changed it (ready or
@@ -360,21 +360,27 @@ pub fn same_image(reported: &str, wanted: &str) -> bool {
     normal(reported) == normal(wanted)
 }
 
-/// A pod that is not moving: into traffic (as far as the gate goes) once it
-/// runs the containers its spec asks for; it waits for them while starting.
+/// A pod that is not moving: into traffic (as far as the gate goes) once
+/// kubelet has started its containers. A pod that has no gate condition yet
+/// is new, so whatever containers it runs are the ones its spec asked for.
 fn admit(pod: &PodFacts) -> Decision {
     let started = !pod.containers.is_empty()
-        && pod.containers.iter().all(|c| {
-            c.run
-                .as_ref()
-                .is_some_and(|r| !r.container_id.is_empty() && same_image(&r.image, &c.spec_image))
-        });
+        && pod
+            .containers
+            .iter()
+            .all(|c| c.run.as_ref().is_some_and(|r| !r.container_id.is_empty()));
+    if pod.gate.open != Some(true) && !started {
+        Decision::Wait(Waiting::ContainersStarting)
+    } else {
+        enter(pod)
+    }
+}
+
+/// The pod runs the containers its spec asks for: the gate opens, and the
+/// pod waits for kubelet to find them ready.
+fn enter(pod: &PodFacts) -> Decision {
     if pod.gate.open != Some(true) {
-        if started {
-            Decision::GateOn
-        } else {
-            Decision::Wait(Waiting::ContainersStarting)
-        }
+        Decision::GateOn
     } else if pod.starting() && !pod.containers_ready() {
         Decision::Wait(Waiting::ContainersStarting)
     } else {
@@ -627,6 +633,18 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_reported_under_a_resolved_image_name_reopens_the_gate() {
+        let mut p = restarted(patched(serving()), false);
+        if let Some(run) = p.containers[0].run.as_mut() {
+            run.image = "registry.example/nginx@sha256:26".into();
+        }
+        assert_eq!(
+            step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
+            Decision::GateOn
+        );
+    }
+
+    #[test]
     fn a_pod_that_was_ready_and_crashed_is_not_starting() {
         let mut p = serving();
         p.ready = false;
@@ -678,7 +696,7 @@ mod tests {
             step(&new, Intent::Keep, &target(), &T300, NOW),
             Decision::GateOn
         );
-        // Not started (no status yet, or still the image of another spec).
+        // Not started (no container yet: pulling, creating).
         let mut pulling = new.clone();
         if let Some(run) = pulling.containers[0].run.as_mut() {
             run.container_id.clear();
