@@ -635,6 +635,9 @@ async fn part_a(args: &Args, report: &mut Report) {
     deploy_done("the Deployment to be ready").await;
     let deploy_create = start.elapsed();
     let cpu_1 = Cpu::read(None);
+    // The same watch of the pods as during the CafeDeployment's release, so
+    // that both releases serve one more watcher.
+    let (_, watch) = watch_stages(&ns, IMAGE_2);
     let start = Instant::now();
     deployments
         .patch(
@@ -647,6 +650,7 @@ async fn part_a(args: &Args, report: &mut Report) {
     deploy_done("the Deployment's rollout").await;
     let deploy_release = start.elapsed();
     let cpu_2 = Cpu::read(None);
+    watch.abort();
     remove(ns).await;
 
     let ns = TestNs::new("bench-cd").await;
