@@ -223,7 +223,10 @@ async fn act(
     let stamp = serde_json::to_value(time).unwrap_or_default();
     let stamp = stamp.as_str().unwrap_or_default();
     match decision {
-        Decision::Steady | Decision::Wait(_) | Decision::DrainTimedOut(_) => Ok(None),
+        Decision::Steady
+        | Decision::Wait(_)
+        | Decision::DrainTimedOut(_)
+        | Decision::UnreadyTimedOut => Ok(None),
         Decision::GateOff(reason) => {
             let components = facts.still_registered();
             let message = format!("out of traffic: {reason}");

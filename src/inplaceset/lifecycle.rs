@@ -208,6 +208,9 @@ pub struct Timing {
 pub enum Waiting {
     /// New or restarted containers are not ready yet.
     ContainersStarting,
+    /// The gate closed, but kubelet still reports the pod Ready, so Services
+    /// still list it ready.
+    Unready,
     /// These components still route traffic to the pod.
     Draining(Vec<String>),
     /// Patched: these containers have not restarted on the new image yet.
@@ -235,6 +238,9 @@ pub enum Decision {
     /// The drain exceeded the timeout: these components never let go. The
     /// pod stays out of traffic and unchanged; nothing proceeds silently.
     DrainTimedOut(Vec<String>),
+    /// The drain exceeded the timeout with kubelet still reporting the pod
+    /// Ready (its node is gone, say); the pod stays unchanged.
+    UnreadyTimedOut,
 }
 
 /// The next step for one pod. `target` is the revision `intent` moves it to.
@@ -270,10 +276,6 @@ pub fn step(
     }
 }
 
-/// Named among the drain's waits while kubelet still reports the pod Ready
-/// after its gate closed.
-pub const KUBELET: &str = "kubelet";
-
 /// Out of traffic first: the gate closes, kubelet turns Ready False (and
 /// with it every Service lists the pod not ready, components or not), no
 /// declared component routes to the pod any more; then the settle time.
@@ -287,11 +289,8 @@ fn drain(
     if pod.gate.open == Some(true) {
         return Decision::GateOff(reason);
     }
-    let mut still = pod.still_registered();
-    if pod.ready {
-        still.insert(0, KUBELET.to_string());
-    }
-    if still.is_empty() {
+    let still = pod.still_registered();
+    if !pod.ready && still.is_empty() {
         if pod.components.is_empty() || timing.settle_seconds <= 0 {
             return then;
         }
@@ -307,10 +306,11 @@ fn drain(
     } else {
         pod.created
     };
-    if now - since > timeout {
-        Decision::DrainTimedOut(still)
-    } else {
-        Decision::Wait(Waiting::Draining(still))
+    match (pod.ready, now - since > timeout) {
+        (true, false) => Decision::Wait(Waiting::Unready),
+        (true, true) => Decision::UnreadyTimedOut,
+        (false, false) => Decision::Wait(Waiting::Draining(still)),
+        (false, true) => Decision::DrainTimedOut(still),
     }
 }
 
@@ -539,11 +539,11 @@ mod tests {
         p.ready = true;
         assert_eq!(
             step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
-            Decision::Wait(Waiting::Draining(vec![KUBELET.into()]))
+            Decision::Wait(Waiting::Unready)
         );
         assert_eq!(
             step(&p, Intent::Delete, &target(), &T300, NOW),
-            Decision::Wait(Waiting::Draining(vec![KUBELET.into()]))
+            Decision::Wait(Waiting::Unready)
         );
         // A kubelet that never reacts (its node is gone) stalls the drain.
         assert_eq!(
@@ -554,7 +554,7 @@ mod tests {
                 &T300,
                 NOW + 400
             ),
-            Decision::DrainTimedOut(vec![KUBELET.into()])
+            Decision::UnreadyTimedOut
         );
         p.ready = false;
         assert_eq!(

@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::lifecycle::{Decision, KUBELET, PodFacts, Waiting};
+use super::lifecycle::{Decision, PodFacts, Waiting};
 use super::plan::SetSpec;
 use crate::api::names::condition;
 use crate::api::{InPlaceSetStatus, observed_condition};
@@ -42,27 +42,25 @@ pub struct Inputs<'a> {
 /// become ready within the progress deadline.
 pub fn stall(inputs: &Inputs) -> Option<Stall> {
     for o in inputs.observed {
-        if let Decision::DrainTimedOut(components) = o.decision {
-            let message = if components.iter().any(|c| c == KUBELET) {
-                format!(
-                    "pod {} still reads Ready drainTimeoutSeconds after its traffic gate \
-                     closed: the kubelet of its node has not reacted (is the node down?); \
-                     the pod is not changed while Services may still route to it",
-                    o.pod.name
-                )
-            } else {
-                format!(
-                    "pod {} is still routed to by {} after drainTimeoutSeconds; the update \
-                     waits for the component to remove its finalizer traffic.cafe.sofastack.io/<name>",
-                    o.pod.name,
-                    components.join(", ")
-                )
-            };
-            return Some(Stall {
-                reason: "DrainTimeout",
-                message,
-            });
-        }
+        let message = match o.decision {
+            Decision::DrainTimedOut(components) => format!(
+                "pod {} is still routed to by {} after drainTimeoutSeconds; the update \
+                 waits for the component to remove its finalizer traffic.cafe.sofastack.io/<name>",
+                o.pod.name,
+                components.join(", ")
+            ),
+            Decision::UnreadyTimedOut => format!(
+                "pod {} still reads Ready drainTimeoutSeconds after its traffic gate \
+                 closed: the kubelet of its node has not reacted (is the node down?); \
+                 the pod is not changed while Services may still route to it",
+                o.pod.name
+            ),
+            _ => continue,
+        };
+        return Some(Stall {
+            reason: "DrainTimeout",
+            message,
+        });
     }
     for o in inputs.observed {
         let (what, containers) = match o.decision {
