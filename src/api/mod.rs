@@ -5,6 +5,7 @@ mod cafedeployment;
 pub mod count;
 mod inplaceset;
 pub mod names;
+pub mod pod;
 mod rules;
 
 pub use analysis::*;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -30,6 +30,7 @@ use crate::api::names::{
     CAFEDEPLOYMENT_UID_LABEL as OWNER_LABEL, CELL_LABEL, REVISION_LABEL,
     UPGRADE_CONFIRMED_ANNOTATION,
 };
+use crate::api::pod::Pod;
 use crate::api::{
     AnalysisPhase, AnalysisStatus, CafeDeployment, CafeDeploymentStatus, InPlaceSet, Phase,
     ReleaseStatus,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service};
+use k8s_openapi::api::core::v1::{self, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{self, Action, Controller};
@@ -25,6 +25,7 @@ use super::status::{Inputs, Observed, compute};
 use super::{pods, revision};
 use crate::api::count::resolve;
 use crate::api::names::{condition, gate_reason};
+use crate::api::pod::Pod;
 use crate::api::{InPlaceSet, InPlaceSetStatus, UpdateMode};
 use crate::runtime::backoff::Backoff;
 use crate::runtime::cache::{Caches, OwnerIndex};
@@ -332,7 +333,7 @@ const CREATIONS_PER_RECONCILE: usize = 256;
 /// under its name before the request is sent. Returns whether more remain.
 async fn create_pods(
     ctx: &Context,
-    api: &Api<Pod>,
+    api: &Api<v1::Pod>,
     set: &InPlaceSet,
     templates: &Templates<'_>,
     the_plan: &super::plan::Plan,
@@ -498,7 +499,15 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     }
 
     // Pause stops updates, not scaling: lost pods are replaced and replicas honoured.
-    let (created, more) = create_pods(&ctx, &api, &set, &templates, &the_plan, &owned).await;
+    let (created, more) = create_pods(
+        &ctx,
+        &Api::namespaced(ctx.client.clone(), &namespace),
+        &set,
+        &templates,
+        &the_plan,
+        &owned,
+    )
+    .await;
     if let Err(e) = created {
         first_error.get_or_insert(e);
     }

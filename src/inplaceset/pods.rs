@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Pod, PodReadinessGate, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{self, PodReadinessGate, PodTemplateSpec};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -13,6 +13,7 @@ use crate::api::names::{
     IN_PLACE_RECORD_ANNOTATION, REVISION_LABEL, SHAPE_ANNOTATION, TEMPLATE_KEYS_ANNOTATION,
     TRAFFIC_COMPONENTS_ANNOTATION, TRAFFIC_FINALIZER_PREFIX, TRAFFIC_GATE,
 };
+use crate::api::pod::Pod;
 use crate::traffic::gate;
 
 /// Reads what the lifecycle needs from a pod.
@@ -111,7 +112,7 @@ pub fn new_pod(
     revision: &str,
     shape: &str,
     name: String,
-) -> Pod {
+) -> v1::Pod {
     let mut metadata = template.metadata.clone().unwrap_or_default();
     metadata.name = Some(name);
     metadata.generate_name = None;
@@ -139,7 +140,7 @@ pub fn new_pod(
             condition_type: TRAFFIC_GATE.to_string(),
         });
     }
-    Pod {
+    v1::Pod {
         metadata,
         spec: Some(spec),
         status: None,
@@ -317,7 +318,11 @@ mod tests {
             Some("r1")
         );
         assert_eq!(pod.labels().get("app").map(String::as_str), Some("web"));
-        assert_eq!(declared_components(&pod), vec!["service", "rpc"]);
+        // As the operator reads it back from the API server.
+        let read: Pod = serde_json::to_value(&pod)
+            .and_then(serde_json::from_value)
+            .expect("read back");
+        assert_eq!(declared_components(&read), vec!["service", "rpc"]);
         let gates = pod.spec.as_ref().and_then(|s| s.readiness_gates.clone());
         assert_eq!(gates.map(|g| g.len()), Some(1));
         let owner = &pod.owner_references()[0];

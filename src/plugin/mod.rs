@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -24,6 +24,7 @@ use kube::{Api, Client, Config, ResourceExt};
 use serde_json::json;
 
 use crate::api::names::{CELL_LABEL, UPGRADE_CONFIRMED_ANNOTATION};
+use crate::api::pod::Pod;
 use crate::api::{CafeDeployment, InPlaceSet, Phase};
 use view::{Snapshot, Verdict};
 

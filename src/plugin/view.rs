@@ -2,7 +2,6 @@
 //! (cell -> InPlaceSet -> pods), the one-line summary of `list`, the next
 //! action, and the verdict that `get -w` and `status` share.
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
@@ -10,6 +9,7 @@ use crate::api::names::{
     REVISION_LABEL, TRAFFIC_FINALIZER_PREFIX, TRAFFIC_GATE, UPGRADE_CONFIRMED_ANNOTATION,
     gate_reason,
 };
+use crate::api::pod::Pod;
 use crate::api::{CafeDeployment, InPlaceSet, Phase, UpgradeType};
 use crate::traffic::declared_components;
 

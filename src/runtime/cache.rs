@@ -2,7 +2,8 @@
 //! controller (in the spirit of controller-runtime's shared informers):
 //!
 //! - objects are trimmed to the fields the operator reads before they are
-//!   stored ([`trim`]), so 10,000 pods cost a few MiB, not hundreds;
+//!   stored ([`trim`]); pods are read as [`Pod`], which holds those fields
+//!   only, so 10,000 pods cost a few MiB, not hundreds;
 //! - one store per kind, read by every controller; pods are indexed by their
 //!   owning InPlaceSet, so a reconcile touches its own pods only;
 //! - every change — deletions included — is fanned out to each subscriber as
@@ -22,12 +23,13 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::Client;
 
 use super::health::{CacheSync, Health};
 use super::scoped_api;
 use crate::api::names::{CAFEDEPLOYMENT_UID_LABEL, REVISION_LABEL};
+use crate::api::pod::Pod;
 use crate::api::{CafeDeployment, InPlaceSet};
 
 type Subscribers<K> = Arc<Mutex<Vec<UnboundedSender<Arc<K>>>>>;
@@ -278,7 +280,7 @@ impl Caches {
             "pods",
             scoped_api(client, namespace),
             watcher::Config::default().labels(REVISION_LABEL),
-            trim::pod,
+            trim::meta,
             pods_by_set.indexer(),
         );
         let (services, drive_services) = watch(
@@ -338,12 +340,8 @@ impl Caches {
 
 /// What a reconcile reads of each kind, and nothing more.
 pub mod trim {
-    use k8s_openapi::api::core::v1::{
-        Container, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus, Service, ServiceSpec,
-    };
+    use k8s_openapi::api::core::v1::{Service, ServiceSpec};
     use kube::Resource;
-
-    use crate::api::names::TRAFFIC_GATE;
 
     /// kubectl's copy of the whole object, and the field owners: never read.
     pub fn meta<K: Resource>(o: &mut K) {
@@ -351,68 +349,6 @@ pub mod trim {
         meta.managed_fields = None;
         if let Some(a) = meta.annotations.as_mut() {
             a.remove("kubectl.kubernetes.io/last-applied-configuration");
-        }
-    }
-
-    /// The pod conditions the operator reads (kubelet's others, Initialized,
-    /// ContainersReady, PodReadyToStartContainers, are left out).
-    const POD_CONDITIONS: [&str; 3] = ["Ready", "PodScheduled", TRAFFIC_GATE];
-
-    /// A pod as the operator reads it: identity, labels, annotations,
-    /// owners, finalizers; container names and images; the node; the
-    /// conditions it reads (without messages); container runs (image, ids,
-    /// restarts, ready); the pod IP. Never written back whole: every write
-    /// is a patch. Most of what a cached pod weighs is the size of
-    /// k8s-openapi's structs, not data (a Pod is 2.4 KB, a Container 2.1 KB,
-    /// a ContainerStatus 0.75 KB, however empty).
-    pub fn pod(p: &mut Pod) {
-        meta(p);
-        if let Some(spec) = p.spec.take() {
-            p.spec = Some(PodSpec {
-                containers: spec
-                    .containers
-                    .into_iter()
-                    .map(|c| Container {
-                        name: c.name,
-                        image: c.image,
-                        ..Container::default()
-                    })
-                    .collect(),
-                node_name: spec.node_name,
-                ..PodSpec::default()
-            });
-        }
-        if let Some(status) = p.status.take() {
-            p.status = Some(PodStatus {
-                conditions: status.conditions.map(|cs| {
-                    cs.into_iter()
-                        .filter(|c| POD_CONDITIONS.contains(&c.type_.as_str()))
-                        .map(|c| PodCondition {
-                            type_: c.type_,
-                            status: c.status,
-                            reason: c.reason,
-                            last_transition_time: c.last_transition_time,
-                            ..PodCondition::default()
-                        })
-                        .collect()
-                }),
-                container_statuses: status.container_statuses.map(|cs| {
-                    cs.into_iter()
-                        .map(|c| ContainerStatus {
-                            name: c.name,
-                            image: c.image,
-                            image_id: c.image_id,
-                            container_id: c.container_id,
-                            restart_count: c.restart_count,
-                            ready: c.ready,
-                            ..ContainerStatus::default()
-                        })
-                        .collect()
-                }),
-                pod_ip: status.pod_ip,
-                phase: status.phase,
-                ..PodStatus::default()
-            });
         }
     }
 
@@ -433,7 +369,6 @@ pub mod trim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
 
     fn pod(name: &str, owner: &str) -> Pod {
@@ -475,57 +410,5 @@ mod tests {
         index.observe(&watcher::Event::<Pod>::InitDone);
         assert!(names(&index, "u1").is_empty());
         assert_eq!(names(&index, "u2"), ["c"]);
-    }
-
-    #[test]
-    fn a_trimmed_pod_keeps_what_the_operator_reads() {
-        let mut p: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "p", "labels": {"app": "web"},
-                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}",
-                                         "cafe.sofastack.io/in-place-update": "{}"},
-                         "managedFields": [{"manager": "kubectl"}],
-                         "finalizers": ["traffic.cafe.sofastack.io/service"]},
-            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "nginx:1.25",
-                     "env": [{"name": "A", "value": "b"}]}],
-                     "tolerations": [{"key": "k", "operator": "Exists"}]},
-            "status": {"podIP": "10.0.0.1", "phase": "Running",
-                       "conditions": [{"type": "Initialized", "status": "True"},
-                                      {"type": "Ready", "status": "True", "message": "long",
-                                       "lastTransitionTime": "2026-01-01T00:00:00Z"},
-                                      {"type": "cafe.sofastack.io/traffic-ready", "status": "True",
-                                       "reason": "Serving"}],
-                       "containerStatuses": [{"name": "app", "image": "nginx:1.25", "imageID": "i",
-                                              "containerID": "c", "restartCount": 2, "ready": true,
-                                              "state": {"running": {}}}]}
-        }))
-        .expect("pod literal");
-        trim::pod(&mut p);
-        let v = serde_json::to_value(&p).expect("json");
-        assert_eq!(v["metadata"]["labels"]["app"], "web");
-        assert!(v["metadata"]["managedFields"].is_null());
-        assert!(
-            v["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
-                .is_null()
-        );
-        assert_eq!(
-            v["metadata"]["annotations"]["cafe.sofastack.io/in-place-update"],
-            "{}"
-        );
-        assert_eq!(
-            v["metadata"]["finalizers"][0],
-            "traffic.cafe.sofastack.io/service"
-        );
-        assert_eq!(v["spec"]["nodeName"], "n1");
-        assert_eq!(v["spec"]["containers"][0]["image"], "nginx:1.25");
-        assert!(v["spec"]["containers"][0]["env"].is_null());
-        assert!(v["spec"]["tolerations"].is_null());
-        assert_eq!(v["status"]["podIP"], "10.0.0.1");
-        assert_eq!(v["status"]["conditions"][0]["type"], "Ready");
-        assert_eq!(v["status"]["conditions"][0]["status"], "True");
-        assert!(v["status"]["conditions"][0]["message"].is_null());
-        assert_eq!(v["status"]["conditions"][1]["reason"], "Serving");
-        assert_eq!(v["status"]["conditions"].as_array().map(Vec::len), Some(2));
-        assert_eq!(v["status"]["containerStatuses"][0]["restartCount"], 2);
-        assert!(v["status"]["containerStatuses"][0]["state"].is_null());
     }
 }

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
@@ -26,6 +25,7 @@ use prometheus_client::registry::Registry;
 
 use super::client::ApiCounters;
 use crate::api::names::{TRAFFIC_GATE, gate_reason};
+use crate::api::pod::Pod;
 use crate::api::{AnalysisPhase, CafeDeployment, Phase};
 
 type ControllerLabel = [(&'static str, &'static str); 1];
@@ -300,7 +300,7 @@ impl Collector for Observed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use crate::api::pod::{PodCondition, PodStatus};
 
     fn pod_with_gate(reason: Option<&str>) -> Pod {
         Pod {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
@@ -22,6 +22,7 @@ use tracing::{debug, warn};
 use super::declared_components;
 use super::service::{self, Action as Step, EndpointIndex, PodView};
 use crate::api::names::traffic_finalizer;
+use crate::api::pod::Pod;
 use crate::runtime::backoff::Backoff;
 use crate::runtime::cache::Caches;
 use crate::runtime::health::CacheSync;

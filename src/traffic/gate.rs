@@ -5,7 +5,7 @@
 //! never `Ready`, which kubelet derives) is touched. Its reason records the
 //! pod's lifecycle state.
 
-use k8s_openapi::api::core::v1::Pod;
+use crate::api::pod::Pod;
 use serde_json::{Value, json};
 
 use crate::api::names::TRAFFIC_GATE;

@@ -6,10 +6,10 @@ pub mod component;
 pub mod gate;
 pub mod service;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 use crate::api::names::TRAFFIC_COMPONENTS_ANNOTATION;
+use crate::api::pod::Pod;
 
 /// The components a pod declared at creation (its annotation), in order.
 pub fn declared_components(pod: &Pod) -> Vec<String> {
