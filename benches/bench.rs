@@ -72,6 +72,13 @@ struct Args {
     /// Parts to run, e.g. `a,c` (c needs a; b needs a Service).
     #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e")]
     parts: Vec<char>,
+    /// Also record the API server's CPU profile during each release of part
+    /// (a), its first `--profile-seconds`, as DIR/{deployment,cafedeployment}.pprof
+    /// (`go tool pprof -top DIR/cafedeployment.pprof`).
+    #[arg(long, value_name = "DIR")]
+    profile: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    profile_seconds: u32,
     /// Where the results are written (Markdown), besides the screen.
     #[arg(long, default_value = "target/bench/results.md")]
     out: String,
@@ -596,6 +603,36 @@ impl Release {
     }
 }
 
+/// With `--profile DIR`, the API server's CPU profile from now on, written to
+/// DIR/`name`.pprof when the returned thread ends (kubectl from PATH, as
+/// hack/bench.sh sets it).
+fn profile_api_server(args: &Args, name: &str) -> Option<std::thread::JoinHandle<()>> {
+    let dir = args.profile.clone()?;
+    let path = format!("{dir}/{name}.pprof");
+    let url = format!("/debug/pprof/profile?seconds={}", args.profile_seconds);
+    Some(std::thread::spawn(move || {
+        let _ = std::fs::create_dir_all(&dir);
+        let out = std::process::Command::new("kubectl")
+            .args(["get", "--raw", &url])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => match std::fs::write(&path, o.stdout) {
+                Ok(()) => eprintln!("API server profile: {path}"),
+                Err(e) => eprintln!("cannot write {path}: {e}"),
+            },
+            Ok(o) => eprintln!("no profile: {}", String::from_utf8_lossy(&o.stderr)),
+            Err(e) => eprintln!("no profile (kubectl): {e}"),
+        }
+    }))
+}
+
+/// Waits for a profile started by [`profile_api_server`] to be written.
+async fn profiled(profile: Option<std::thread::JoinHandle<()>>) {
+    if let Some(p) = profile {
+        let _ = tokio::task::spawn_blocking(move || p.join()).await;
+    }
+}
+
 /// (a) and (c): create and release `pods` pods, CafeDeployment then Deployment.
 async fn part_a(args: &Args, report: &mut Report) {
     report.line(format!(
@@ -638,6 +675,7 @@ async fn part_a(args: &Args, report: &mut Report) {
     // The same watch of the pods as during the CafeDeployment's release, so
     // that both releases serve one more watcher.
     let (_, watch) = watch_stages(&ns, IMAGE_2);
+    let profile = profile_api_server(args, "deployment");
     let start = Instant::now();
     deployments
         .patch(
@@ -651,6 +689,7 @@ async fn part_a(args: &Args, report: &mut Report) {
     let deploy_release = start.elapsed();
     let cpu_2 = Cpu::read(None);
     watch.abort();
+    profiled(profile).await;
     remove(ns).await;
 
     let ns = TestNs::new("bench-cd").await;
@@ -666,9 +705,11 @@ async fn part_a(args: &Args, report: &mut Report) {
     wait_cd(&cds, "bench", args.pods).await;
     let cd_create = start.elapsed();
     let cpu_4 = Cpu::read(op.pid());
+    let profile = profile_api_server(args, "cafedeployment");
     let measured = release(&ns, port, args.pods).await;
     let cd_release = measured.took;
     let cpu_5 = Cpu::read(op.pid());
+    profiled(profile).await;
 
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     report.line("| | CafeDeployment | Deployment | ratio |");
