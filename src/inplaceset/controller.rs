@@ -211,15 +211,53 @@ impl Context {
 /// resourceVersion the write produced.
 type Moved = (String, Option<String>);
 
-/// Applies one pod's decision. Returns what it did, if the pod moved.
+/// Applies one pod's decision. A gate write returns the pod as it is now:
+/// when that pod is drained already (no component registered, no Service
+/// selecting it), its spec patch or deletion follows at once, on that
+/// version, instead of after the watch brings it back.
 async fn act(
+    api: &Api<Pod>,
+    templates: &Templates<'_>,
+    (pod, facts): (&Pod, &PodFacts),
+    (intent, decision): (Intent, &Decision),
+    timing: &Timing,
+    (now, time): (i64, &Time),
+) -> Result<Option<Moved>, kube::Error> {
+    let Some((moved, written)) =
+        apply(api, templates, pod, facts, (intent, decision), time).await?
+    else {
+        return Ok(None);
+    };
+    let (Decision::GateOff(_), Some(written)) = (decision, written) else {
+        return Ok(Some(moved));
+    };
+    let mut drained = pods::facts(&written);
+    drained.routed_by_service = facts.routed_by_service;
+    let then = step(&drained, intent, templates.target_of(intent), timing, now);
+    if !matches!(then, Decision::PatchInPlace | Decision::Delete) {
+        return Ok(Some(moved));
+    }
+    match apply(api, templates, &written, &drained, (intent, &then), time).await {
+        Ok(Some(((note, version), _))) => Ok(Some((format!("{}; {note}", moved.0), version))),
+        Ok(None) => Ok(Some(moved)),
+        Err(e) => {
+            // The gate is written; the next reconcile takes the next step.
+            warn!(pod = %facts.name, error = %e, "after the gate closed");
+            Ok(Some(moved))
+        }
+    }
+}
+
+/// Applies one decision: what it did, and the pod the write returned (for
+/// the gate writes).
+async fn apply(
     api: &Api<Pod>,
     templates: &Templates<'_>,
     pod: &Pod,
     facts: &PodFacts,
     (intent, decision): (Intent, &Decision),
     time: &Time,
-) -> Result<Option<Moved>, kube::Error> {
+) -> Result<Option<(Moved, Option<Pod>)>, kube::Error> {
     let name = facts.name.as_str();
     let stamp = serde_json::to_value(time).unwrap_or_default();
     let stamp = stamp.as_str().unwrap_or_default();
@@ -235,17 +273,15 @@ async fn act(
             let written = api
                 .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
                 .await?;
-            Ok(Some((
-                format!(
-                    "pod {name}: traffic gate closed ({reason}); waiting for {} to deregister it",
-                    if components.is_empty() {
-                        "no component".to_string()
-                    } else {
-                        components.join(", ")
-                    }
-                ),
-                written.resource_version(),
-            )))
+            let note = format!(
+                "pod {name}: traffic gate closed ({reason}); waiting for {} to deregister it",
+                if components.is_empty() {
+                    "no component".to_string()
+                } else {
+                    components.join(", ")
+                }
+            );
+            Ok(Some(((note, written.resource_version()), Some(written))))
         }
         Decision::PatchInPlace => {
             // The cached pod is drained; the patch carries its resourceVersion
@@ -263,10 +299,8 @@ async fn act(
             let target = &target.revision;
             let previous = templates.of_revision(facts.revision.as_deref());
             let done = |written: Pod| {
-                Some((
-                    format!("pod {name}: drained; updating in place to revision {target}"),
-                    written.resource_version(),
-                ))
+                let note = format!("pod {name}: drained; updating in place to revision {target}");
+                Some(((note, written.resource_version()), None))
             };
             let patch = pods::in_place_patch(pod, template, previous, target);
             let params = PatchParams::default();
@@ -295,13 +329,11 @@ async fn act(
             let written = api
                 .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
                 .await?;
-            Ok(Some((
-                format!(
-                    "pod {name}: ready on revision {}; traffic gate open",
-                    facts.revision.clone().unwrap_or_default()
-                ),
-                written.resource_version(),
-            )))
+            let note = format!(
+                "pod {name}: ready on revision {}; traffic gate open",
+                facts.revision.clone().unwrap_or_default()
+            );
+            Ok(Some(((note, written.resource_version()), None)))
         }
         Decision::Delete => {
             let dp = DeleteParams {
@@ -313,9 +345,12 @@ async fn act(
             };
             match api.delete(name, &dp).await {
                 Ok(deleted) => Ok(Some((
-                    format!("pod {name}: drained; deleted"),
-                    // A pod kept by finalizers comes back with its new version.
-                    deleted.left().and_then(|p| p.resource_version()),
+                    (
+                        format!("pod {name}: drained; deleted"),
+                        // A pod kept by finalizers comes back with its new version.
+                        deleted.left().and_then(|p| p.resource_version()),
+                    ),
+                    None,
                 ))),
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
                 Err(e) => Err(e),
@@ -432,7 +467,20 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     let template = &set.spec.template;
     let mut owned: Vec<Arc<Pod>> = ctx.pods_by_set.owned(&ctx.pods, &namespace, &uid);
     owned.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    let mut facts: Vec<PodFacts> = owned.iter().map(|p| pods::facts(p)).collect();
+    let services: Vec<Arc<Service>> = ctx
+        .services
+        .state()
+        .into_iter()
+        .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
+        .collect();
+    let mut facts: Vec<PodFacts> = owned
+        .iter()
+        .map(|p| {
+            let mut f = pods::facts(p);
+            f.routed_by_service = services.iter().any(|s| service::selects(s, p.labels()));
+            f
+        })
+        .collect();
     ctx.note_drained(&uid, &mut facts, now);
 
     let replicas = usize::try_from(set.spec.replicas).unwrap_or(0);
@@ -471,20 +519,23 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         .filter(|((p, _), _)| !ctx.acted_on.stale(p.as_ref()))
         .map(|((p, f), (i, d))| (p, f, *i, d))
         .collect();
-    let mut results = Vec::new();
-    for chunk in work.chunks(WRITE_CONCURRENCY) {
-        let mut batch = Vec::new();
-        for (pod, f, i, d) in chunk {
-            batch.push(act(&api, &templates, pod, f, (*i, d), &time));
-        }
-        let done = futures::future::join_all(batch).await;
-        for ((pod, _, _, _), result) in chunk.iter().zip(&done) {
-            if let (Ok(Some((_, Some(written)))), Some(uid)) = (result, pod.uid()) {
+    // A sliding window, not chunks: one slow write never holds back the
+    // next pods' (each step of a release waits on the last one's writes).
+    let mut writes = Vec::with_capacity(work.len());
+    for (pod, f, i, d) in work {
+        let write = act(&api, &templates, (pod, f), (i, d), &timing, (now, &time));
+        writes.push(async move { (pod, write.await) });
+    }
+    let results: Vec<_> = futures::stream::iter(writes)
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .map(|(pod, result)| {
+            if let (Ok(Some((_, Some(written)))), Some(uid)) = (&result, pod.uid()) {
                 ctx.acted_on.remember(uid, written.clone());
             }
-        }
-        results.extend(done);
-    }
+            result
+        })
+        .collect()
+        .await;
     // Pod moves are logged, not published: an event per pod write would
     // cost the API server as much as the writes themselves.
     let mut first_error = None;
@@ -524,11 +575,8 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         .as_ref()
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    let mut unsafe_services: Vec<String> = ctx
-        .services
-        .state()
+    let mut unsafe_services: Vec<String> = services
         .iter()
-        .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
         .filter(|s| service::publishes_not_ready(s) && service::selects(s, &template_labels))
         .map(|s| s.name_any())
         .collect();

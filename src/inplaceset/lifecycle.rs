@@ -94,6 +94,9 @@ pub struct PodFacts {
     pub unready_since: Option<i64>,
     /// When the scheduler found no node for the pod (PodScheduled=False, Unschedulable).
     pub unschedulable_since: Option<i64>,
+    /// A Service selects the pod: its EndpointSlices list the pod by
+    /// kubelet's `Ready`, so a drain waits for kubelet to turn it False.
+    pub routed_by_service: bool,
     /// Since when the operator has seen the pod drained (gate closed, every
     /// component let go); kept in memory, so a restart waits the settle time
     /// again, never less.
@@ -208,8 +211,8 @@ pub struct Timing {
 pub enum Waiting {
     /// New or restarted containers are not ready yet.
     ContainersStarting,
-    /// The gate closed, but kubelet still reports the pod Ready, so Services
-    /// still list it ready.
+    /// The gate closed, but kubelet still reports the pod Ready, so the
+    /// Services that select it still list it ready.
     Unready,
     /// These components still route traffic to the pod.
     Draining(Vec<String>),
@@ -276,9 +279,11 @@ pub fn step(
     }
 }
 
-/// Out of traffic first: the gate closes, kubelet turns Ready False (and
-/// with it every Service lists the pod not ready, components or not), no
-/// declared component routes to the pod any more; then the settle time.
+/// Out of traffic first: the gate closes, kubelet turns Ready False if a
+/// Service selects the pod (the Service then lists it not ready, components
+/// or not), no declared component routes to the pod any more; then the
+/// settle time. A pod no Service selects is routed to by its components
+/// only, so kubelet's reaction is not waited for.
 fn drain(
     pod: &PodFacts,
     reason: &'static str,
@@ -290,7 +295,8 @@ fn drain(
         return Decision::GateOff(reason);
     }
     let still = pod.still_registered();
-    if !pod.ready && still.is_empty() {
+    let listed_ready = pod.ready && pod.routed_by_service;
+    if !listed_ready && still.is_empty() {
         if pod.components.is_empty() || timing.settle_seconds <= 0 {
             return then;
         }
@@ -306,7 +312,7 @@ fn drain(
     } else {
         pod.created
     };
-    match (pod.ready, now - since > timeout) {
+    match (listed_ready, now - since > timeout) {
         (true, false) => Decision::Wait(Waiting::Unready),
         (true, true) => Decision::UnreadyTimedOut,
         (false, false) => Decision::Wait(Waiting::Draining(still)),
@@ -433,6 +439,7 @@ mod tests {
             }],
             ready: true,
             ready_since: Some(2_000),
+            routed_by_service: true,
             ..PodFacts::default()
         }
     }
@@ -560,6 +567,31 @@ mod tests {
         assert_eq!(
             step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
             Decision::PatchInPlace
+        );
+    }
+
+    #[test]
+    fn a_pod_no_service_selects_does_not_wait_for_kubelet() {
+        let mut p = gate_off(serving(), gate_reason::DRAINING_FOR_UPDATE, NOW - 5);
+        p.registered.clear();
+        p.ready = true;
+        p.routed_by_service = false;
+        assert_eq!(
+            step(&p, Intent::Update(Toward::Update), &target(), &T300, NOW),
+            Decision::PatchInPlace
+        );
+        let mut p = gate_off(serving(), gate_reason::DRAINING_FOR_DELETE, NOW - 5);
+        p.ready = true;
+        p.routed_by_service = false;
+        assert_eq!(
+            step(&p, Intent::Delete, &target(), &T300, NOW),
+            Decision::Wait(Waiting::Draining(vec!["service".into(), "rpc".into()])),
+            "its components still route to it"
+        );
+        p.registered.clear();
+        assert_eq!(
+            step(&p, Intent::Delete, &target(), &T300, NOW),
+            Decision::Delete
         );
     }
 

@@ -94,6 +94,8 @@ pub fn facts(pod: &Pod) -> PodFacts {
                     .as_ref()
                     .map_or(0, |t| t.0.as_second())
             }),
+        // The Services are not the pod's: the reconcile sets these two.
+        routed_by_service: false,
         drained_since: None,
     }
 }
