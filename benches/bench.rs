@@ -404,6 +404,91 @@ impl Cpu {
 }
 
 /// One row per process, one column per phase: CPU seconds.
+/// Pod writes the API server served, every client's (kubelets, controllers,
+/// the scheduler, the operator), by verb and subresource: from its
+/// `apiserver_request_total`.
+#[derive(Default)]
+struct PodWrites(BTreeMap<String, f64>);
+
+impl PodWrites {
+    async fn read(client: &Client) -> Self {
+        let Ok(request) = http::Request::get("/metrics").body(Vec::new()) else {
+            return Self::default();
+        };
+        let Ok(text) = client.request_text(request).await else {
+            return Self::default();
+        };
+        let mut out = BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+                continue;
+            };
+            let Some((labels, value)) = rest.split_once("} ") else {
+                continue;
+            };
+            let label = |k: &str| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
+                    .map(|v| v.trim_end_matches('"').to_string())
+                    .unwrap_or_default()
+            };
+            let verb = label("verb");
+            if label("resource") != "pods"
+                || !["POST", "PATCH", "PUT", "DELETE"].contains(&verb.as_str())
+            {
+                continue;
+            }
+            let sub = label("subresource");
+            let key = if sub.is_empty() {
+                verb
+            } else {
+                format!("{verb} {sub}")
+            };
+            *out.entry(key).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
+        }
+        Self(out)
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self(
+            self.0
+                .iter()
+                .map(|(k, v)| (k.clone(), v - before.0.get(k).copied().unwrap_or(0.0)))
+                .filter(|(_, v)| *v > 0.0)
+                .collect(),
+        )
+    }
+}
+
+/// Pod writes per pod in each phase, by verb and subresource.
+fn report_pod_writes(report: &mut Report, pods: usize, phases: &[(&str, &PodWrites)]) {
+    report.line(format!(
+        "
+pod writes per pod, every client (the API server's count, {pods} pods):
+"
+    ));
+    let head: Vec<&str> = phases.iter().map(|(n, _)| *n).collect();
+    report.line(format!("| request | {} |", head.join(" | ")));
+    report.line(format!("|---|{}", "---:|".repeat(phases.len())));
+    let mut keys: Vec<&String> = phases.iter().flat_map(|(_, w)| w.0.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let per_pod = |n: f64| format!("{:.2}", n / pods.max(1) as f64);
+    for key in keys {
+        let cols: Vec<String> = phases
+            .iter()
+            .map(|(_, w)| w.0.get(key).map_or("-".into(), |n| per_pod(*n)))
+            .collect();
+        report.line(format!("| {key} | {} |", cols.join(" | ")));
+    }
+    let totals: Vec<String> = phases
+        .iter()
+        .map(|(_, w)| per_pod(w.0.values().sum()))
+        .collect();
+    report.line(format!("| **all** | {} |", totals.join(" | ")));
+}
+
 fn report_cpu(report: &mut Report, phases: &[(&str, &Cpu)]) {
     report.line("\nCPU seconds per process (2 CPUs: a phase of t seconds has 2t to spend):\n");
     let head: Vec<&str> = phases.iter().map(|(n, _)| *n).collect();
@@ -655,7 +740,9 @@ async fn part_a(args: &Args, report: &mut Report) {
                                   "containers": [{"name": "app", "image": IMAGE_1}]}},
         }
     });
+    let client = ns.client.clone();
     let cpu_0 = Cpu::read(None);
+    let writes_0 = PodWrites::read(&client).await;
     let start = Instant::now();
     ns.create::<Deployment>(body).await;
     let deploy_done = |what: &'static str| {
@@ -672,6 +759,7 @@ async fn part_a(args: &Args, report: &mut Report) {
     deploy_done("the Deployment to be ready").await;
     let deploy_create = start.elapsed();
     let cpu_1 = Cpu::read(None);
+    let writes_1 = PodWrites::read(&client).await;
     // The same watch of the pods as during the CafeDeployment's release, so
     // that both releases serve one more watcher.
     let (_, watch) = watch_stages(&ns, IMAGE_2);
@@ -688,6 +776,7 @@ async fn part_a(args: &Args, report: &mut Report) {
     deploy_done("the Deployment's rollout").await;
     let deploy_release = start.elapsed();
     let cpu_2 = Cpu::read(None);
+    let writes_2 = PodWrites::read(&client).await;
     watch.abort();
     profiled(profile).await;
     remove(ns).await;
@@ -697,6 +786,7 @@ async fn part_a(args: &Args, report: &mut Report) {
     let cds: Api<CafeDeployment> = ns.api();
     let traffic = json!({"components": [], "settleSeconds": 0});
     let cpu_3 = Cpu::read(op.pid());
+    let writes_3 = PodWrites::read(&client).await;
     let start = Instant::now();
     ns.create::<CafeDeployment>(cafedeployment(
         "bench", args, args.pods, args.group, traffic,
@@ -705,10 +795,12 @@ async fn part_a(args: &Args, report: &mut Report) {
     wait_cd(&cds, "bench", args.pods).await;
     let cd_create = start.elapsed();
     let cpu_4 = Cpu::read(op.pid());
+    let writes_4 = PodWrites::read(&client).await;
     let profile = profile_api_server(args, "cafedeployment");
     let measured = release(&ns, port, args.pods).await;
     let cd_release = measured.took;
     let cpu_5 = Cpu::read(op.pid());
+    let writes_5 = PodWrites::read(&client).await;
     profiled(profile).await;
 
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
@@ -733,6 +825,16 @@ async fn part_a(args: &Args, report: &mut Report) {
             ("create, Deployment", &cpu_1.since(&cpu_0)),
             ("release, CafeDeployment", &cpu_5.since(&cpu_4)),
             ("release, Deployment", &cpu_2.since(&cpu_1)),
+        ],
+    );
+    report_pod_writes(
+        report,
+        args.pods,
+        &[
+            ("create, CafeDeployment", &writes_4.since(&writes_3)),
+            ("create, Deployment", &writes_1.since(&writes_0)),
+            ("release, CafeDeployment", &writes_5.since(&writes_4)),
+            ("release, Deployment", &writes_2.since(&writes_1)),
         ],
     );
     measured.report(
