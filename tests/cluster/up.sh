@@ -206,7 +206,8 @@ start kube-scheduler "$K8S_BIN/kube-scheduler" \
 # conditions rule spliced in.
 shopt -u patsub_replacement 2>/dev/null || true
 pod_action="$(grep -v '^\s*#' "$CLUSTER_SCRIPTS/kwok/pod-action.jq" | tr '\n' ' ' | tr -s ' ')"
-pod_conditions="$(cat "$CLUSTER_SCRIPTS/kwok/pod-conditions.tpl")"
+# Spliced into the status of a patch template: four more spaces of indentation.
+pod_conditions="$(sed 's/^/    /' "$CLUSTER_SCRIPTS/kwok/pod-conditions.tpl")"
 stages="$(cat "$CLUSTER_SCRIPTS/kwok/stages.yaml.in")"
 stages="${stages//@POD_ACTION@/$pod_action}"
 printf '%s\n' "${stages//@POD_CONDITIONS@/$pod_conditions}" >"$STATE/kwok.yaml"
