@@ -263,26 +263,32 @@ async fn wait_cd(api: &Api<CafeDeployment>, name: &str, replicas: usize) -> Dura
     start.elapsed()
 }
 
-/// The operator's `cafe_api_requests_total`, by (verb, resource), successes and failures.
-async fn requests(port: u16) -> BTreeMap<(String, String), u64> {
-    let url = format!("http://127.0.0.1:{port}/metrics");
-    let text = fetch(&url).await;
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("cafe_api_requests_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.split_once("} ") else {
-            continue;
-        };
-        let label = |key: &str| {
+/// The samples of the counter `name` in Prometheus text: a label reader
+/// and the value of each.
+fn samples<'a>(
+    text: &'a str,
+    name: &str,
+) -> impl Iterator<Item = (impl Fn(&str) -> String + 'a, f64)> + 'a {
+    let prefix = format!("{name}{{");
+    text.lines().filter_map(move |line| {
+        let (labels, value) = line.strip_prefix(&prefix)?.split_once("} ")?;
+        let label = move |key: &str| {
             labels
                 .split(',')
                 .find_map(|kv| kv.strip_prefix(&format!("{key}=\"")))
                 .map(|v| v.trim_end_matches('"').to_string())
                 .unwrap_or_default()
         };
-        let n: f64 = value.trim().parse().unwrap_or(0.0);
+        Some((label, value.trim().parse().unwrap_or(0.0)))
+    })
+}
+
+/// The operator's `cafe_api_requests_total`, by (verb, resource), successes and failures.
+async fn requests(port: u16) -> BTreeMap<(String, String), u64> {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let text = fetch(&url).await;
+    let mut out = BTreeMap::new();
+    for (label, n) in samples(&text, "cafe_api_requests_total") {
         *out.entry((label("verb"), label("resource"))).or_default() += n as u64;
     }
     out
@@ -419,20 +425,7 @@ impl PodWrites {
             return Self::default();
         };
         let mut out = BTreeMap::new();
-        for line in text.lines() {
-            let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-                continue;
-            };
-            let Some((labels, value)) = rest.split_once("} ") else {
-                continue;
-            };
-            let label = |k: &str| {
-                labels
-                    .split(',')
-                    .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
-                    .map(|v| v.trim_end_matches('"').to_string())
-                    .unwrap_or_default()
-            };
+        for (label, n) in samples(&text, "apiserver_request_total") {
             let verb = label("verb");
             if label("resource") != "pods"
                 || !["POST", "PATCH", "PUT", "DELETE"].contains(&verb.as_str())
@@ -445,7 +438,7 @@ impl PodWrites {
             } else {
                 format!("{verb} {sub}")
             };
-            *out.entry(key).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
+            *out.entry(key).or_default() += n;
         }
         Self(out)
     }
