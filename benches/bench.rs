@@ -456,51 +456,41 @@ impl PodWrites {
 
 /// Pod writes per pod in each phase, by verb and subresource.
 fn report_pod_writes(report: &mut Report, pods: usize, phases: &[(&str, &PodWrites)]) {
-    report.line(format!(
-        "
-pod writes per pod, every client (the API server's count, {pods} pods):
-"
-    ));
-    let head: Vec<&str> = phases.iter().map(|(n, _)| *n).collect();
-    report.line(format!("| request | {} |", head.join(" | ")));
-    report.line(format!("|---|{}", "---:|".repeat(phases.len())));
-    let mut keys: Vec<&String> = phases.iter().flat_map(|(_, w)| w.0.keys()).collect();
-    keys.sort();
-    keys.dedup();
+    let title = format!("pod writes per pod, every client (the API server's count, {pods} pods)");
+    let phases: Vec<_> = phases.iter().map(|(n, w)| (*n, &w.0)).collect();
     let per_pod = |n: f64| format!("{:.2}", n / pods.max(1) as f64);
-    for key in keys {
-        let cols: Vec<String> = phases
-            .iter()
-            .map(|(_, w)| w.0.get(key).map_or("-".into(), |n| per_pod(*n)))
-            .collect();
-        report.line(format!("| {key} | {} |", cols.join(" | ")));
-    }
-    let totals: Vec<String> = phases
-        .iter()
-        .map(|(_, w)| per_pod(w.0.values().sum()))
-        .collect();
-    report.line(format!("| **all** | {} |", totals.join(" | ")));
+    report_phases(report, &title, "request", &phases, per_pod);
 }
 
 fn report_cpu(report: &mut Report, phases: &[(&str, &Cpu)]) {
-    report.line("\nCPU seconds per process (2 CPUs: a phase of t seconds has 2t to spend):\n");
+    let title = "CPU seconds per process (2 CPUs: a phase of t seconds has 2t to spend)";
+    let phases: Vec<_> = phases.iter().map(|(n, c)| (*n, &c.0)).collect();
+    report_phases(report, title, "process", &phases, |s| format!("{s:.1}"));
+}
+
+/// A table of figures by row and phase, with a total per phase.
+fn report_phases(
+    report: &mut Report,
+    title: &str,
+    row: &str,
+    phases: &[(&str, &BTreeMap<String, f64>)],
+    cell: impl Fn(f64) -> String,
+) {
+    report.line(format!("\n{title}:\n"));
     let head: Vec<&str> = phases.iter().map(|(n, _)| *n).collect();
-    report.line(format!("| process | {} |", head.join(" | ")));
+    report.line(format!("| {row} | {} |", head.join(" | ")));
     report.line(format!("|---|{}", "---:|".repeat(phases.len())));
-    let mut names: Vec<&String> = phases.iter().flat_map(|(_, c)| c.0.keys()).collect();
+    let mut names: Vec<&String> = phases.iter().flat_map(|(_, c)| c.keys()).collect();
     names.sort();
     names.dedup();
     for name in names {
         let cols: Vec<String> = phases
             .iter()
-            .map(|(_, c)| c.0.get(name).map_or("-".into(), |s| format!("{s:.1}")))
+            .map(|(_, c)| c.get(name).map_or("-".into(), |v| cell(*v)))
             .collect();
         report.line(format!("| {name} | {} |", cols.join(" | ")));
     }
-    let totals: Vec<String> = phases
-        .iter()
-        .map(|(_, c)| format!("{:.1}", c.0.values().sum::<f64>()))
-        .collect();
+    let totals: Vec<String> = phases.iter().map(|(_, c)| cell(c.values().sum())).collect();
     report.line(format!("| **all** | {} |", totals.join(" | ")));
 }
 
