@@ -409,7 +409,6 @@ impl Cpu {
     }
 }
 
-/// One row per process, one column per phase: CPU seconds.
 /// Pod writes the API server served, every client's (kubelets, controllers,
 /// the scheduler, the operator), by verb and subresource: from its
 /// `apiserver_request_total`.
@@ -462,6 +461,7 @@ fn report_pod_writes(report: &mut Report, pods: usize, phases: &[(&str, &PodWrit
     report_phases(report, &title, "request", &phases, per_pod);
 }
 
+/// One row per process, one column per phase: CPU seconds.
 fn report_cpu(report: &mut Report, phases: &[(&str, &Cpu)]) {
     let title = "CPU seconds per process (2 CPUs: a phase of t seconds has 2t to spend)";
     let phases: Vec<_> = phases.iter().map(|(n, c)| (*n, &c.0)).collect();

@@ -3,7 +3,7 @@
 //!
 //! - objects are trimmed to the fields the operator reads before they are
 //!   stored ([`trim`]); pods are read as [`Pod`], which holds those fields
-//!   only, so 10,000 pods cost a few MiB, not hundreds;
+//!   only, so 10,000 pods cost tens of MiB, not hundreds;
 //! - one store per kind, read by every controller; pods are indexed by their
 //!   owning InPlaceSet, so a reconcile touches its own pods only;
 //! - every change — deletions included — is fanned out to each subscriber as

@@ -5,10 +5,10 @@
 //! never `Ready`, which kubelet derives) is touched. Its reason records the
 //! pod's lifecycle state.
 
-use crate::api::pod::Pod;
 use serde_json::{Value, json};
 
 use crate::api::names::TRAFFIC_GATE;
+use crate::api::pod::Pod;
 
 /// The state of the operator's readiness gate condition on a pod.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -333,13 +333,10 @@ async fn a_pod_behind_a_service_changes_only_once_kubelet_took_it_out_of_ready()
                     (s.available_replicas == 4 && s.updated_replicas == 4).then_some(())?;
                 }
                 let list = pods.list(&ListParams::default()).await.ok()?.items;
-                let on = |p: &Pod| {
-                    p.spec
-                        .as_ref()
-                        .and_then(|s| s.containers[0].image.as_deref())
-                        == Some(image)
-                };
-                (list.len() == 8 && list.iter().all(|p| pod_ready(p) && on(p))).then_some(())
+                let done = list
+                    .iter()
+                    .all(|p| pod_ready(p) && crate::cafedeployment::image(p) == image);
+                (list.len() == 8 && done).then_some(())
             }
         }
     };
@@ -360,11 +357,10 @@ async fn a_pod_behind_a_service_changes_only_once_kubelet_took_it_out_of_ready()
             .boxed();
         tokio::spawn(async move {
             while let Some(Ok(p)) = stream.next().await {
-                let image = p.spec.as_ref().and_then(|s| s.containers[0].image.clone());
                 let entry = (
                     p.labels().get("app").cloned(),
                     p.name_any(),
-                    image,
+                    crate::cafedeployment::image(&p),
                     pod_ready(&p),
                 );
                 if let Ok(mut log) = log.lock() {
@@ -390,7 +386,7 @@ async fn a_pod_behind_a_service_changes_only_once_kubelet_took_it_out_of_ready()
     recorder.abort();
 
     let log = log.lock().expect("log").clone();
-    let mut last: BTreeMap<String, (Option<String>, bool)> = BTreeMap::new();
+    let mut last: BTreeMap<String, (String, bool)> = BTreeMap::new();
     let mut changed = BTreeMap::<String, usize>::new();
     for (app, name, image, ready) in log {
         if let Some((before, was_ready)) = last.get(&name)
