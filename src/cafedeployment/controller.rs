@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -42,7 +42,7 @@ use crate::runtime::cache::{Caches, OwnerIndex};
 use crate::runtime::coalesce::{Coalesce, conditions_moved};
 use crate::runtime::health::CacheSync;
 use crate::runtime::prometheus::Prometheus;
-use crate::runtime::{Telemetry, run_until_stopped};
+use crate::runtime::{Telemetry, patch_as, post_as, run_until_stopped};
 use crate::traffic::gate as traffic_gate;
 
 const MANAGER: &str = "cafe-operator-cafedeployment";
@@ -234,7 +234,7 @@ async fn record_revision(
         rev.metadata.name = Some(name.to_string());
         rev.metadata.labels = Some([(OWNER_LABEL.to_string(), uid.clone())].into());
         rev.metadata.owner_references = cd.controller_owner_ref(&()).map(|o| vec![o]);
-        match api.create(&PostParams::default(), &rev).await {
+        match api.create(&post_as(MANAGER), &rev).await {
             Ok(r) => existing.push(Arc::new(r)),
             // Made already (the cache has not shown it yet): it is this template.
             Err(kube::Error::Api(s)) if s.code == 409 => existing.push(Arc::new(rev)),
@@ -378,7 +378,7 @@ async fn patch_spec(
         serde_json::from_value(ops).unwrap_or_else(|_| json_patch::Patch(Vec::new()));
     cds.patch(
         &cd.name_any(),
-        &PatchParams::default(),
+        &patch_as(MANAGER),
         &Patch::Json::<()>(patch),
     )
     .await?;
@@ -660,7 +660,7 @@ async fn apply(
             "annotations": {UPGRADE_CONFIRMED_ANNOTATION: "false"}
         }});
         let written = cds
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(&name, &patch_as(MANAGER), &Patch::Merge(&patch))
             .await?;
         rv = written.resource_version();
         ctx.remember(cd, rv.clone());

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{self, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -32,10 +32,10 @@ use crate::runtime::cache::{Caches, OwnerIndex};
 use crate::runtime::coalesce::{Coalesce, conditions_moved};
 use crate::runtime::health::CacheSync;
 use crate::runtime::own_writes::OwnWrites;
-use crate::runtime::{Telemetry, run_until_stopped};
+use crate::runtime::{Telemetry, patch_as, post_as, run_until_stopped};
 use crate::traffic::{gate, service};
 
-/// The field manager of the InPlaceSet status.
+/// The field manager of the InPlaceSet status and of every pod write.
 const MANAGER: &str = "cafe-operator-inplaceset";
 /// How many pod writes one reconcile has in flight at once.
 const WRITE_CONCURRENCY: usize = 16;
@@ -271,7 +271,7 @@ async fn apply(
             let message = format!("out of traffic: {reason}");
             let patch = gate::patch(false, reason, &message, stamp);
             let written = api
-                .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+                .patch_status(name, &patch_as(MANAGER), &Patch::Strategic(&patch))
                 .await?;
             let note = format!(
                 "pod {name}: traffic gate closed ({reason}); waiting for {} to deregister it",
@@ -303,7 +303,7 @@ async fn apply(
                 Some(((note, written.resource_version()), None))
             };
             let patch = pods::in_place_patch(pod, template, previous, target);
-            let params = PatchParams::default();
+            let params = patch_as(MANAGER);
             match api.patch(name, &params, &Patch::Strategic(&patch)).await {
                 Ok(written) => return Ok(done(written)),
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
@@ -327,7 +327,7 @@ async fn apply(
         Decision::GateOn => {
             let patch = gate::patch(true, gate_reason::SERVING, "in traffic", stamp);
             let written = api
-                .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+                .patch_status(name, &patch_as(MANAGER), &Patch::Strategic(&patch))
                 .await?;
             let note = format!(
                 "pod {name}: ready on revision {}; traffic gate open",
@@ -390,7 +390,7 @@ async fn create_pods(
     if kinds.is_empty() {
         return (Ok(()), false);
     }
-    let pp = &PostParams::default();
+    let pp = &post_as(MANAGER);
     let mut first_error = None;
     let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for chunk in kinds.chunks(WRITE_CONCURRENCY) {

@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{ListParams, Patch};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Config, ResourceExt};
@@ -26,7 +26,11 @@ use serde_json::json;
 use crate::api::names::{CELL_LABEL, UPGRADE_CONFIRMED_ANNOTATION};
 use crate::api::pod::Pod;
 use crate::api::{CafeDeployment, InPlaceSet, Phase};
+use crate::runtime::patch_as;
 use view::{Snapshot, Verdict};
+
+/// The field manager of the plugin's writes (confirm, pause, resume, rollback).
+const MANAGER: &str = "kubectl-cafe";
 
 /// Watch and operate CafeDeployment releases.
 #[derive(Parser, Debug)]
@@ -249,7 +253,7 @@ impl Session {
 
     async fn patch(&self, name: &str, patch: serde_json::Value) -> Result<(), Failure> {
         self.api::<CafeDeployment>()
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(name, &patch_as(MANAGER), &Patch::Merge(&patch))
             .await
             .map(|_| ())
             .map_err(|e| match e {
@@ -452,7 +456,7 @@ async fn confirm(s: &Session, name: &str) -> Result<u8, Failure> {
         }});
         match s
             .api::<CafeDeployment>()
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(name, &patch_as(MANAGER), &Patch::Merge(&patch))
             .await
         {
             Ok(_) => {
@@ -629,7 +633,7 @@ async fn set_image(s: &Session, name: &str, pairs: &[String]) -> Result<u8, Fail
     }
     let patch: json_patch::Patch = serde_json::from_value(json!(ops)).map_err(unreachable)?;
     s.api::<CafeDeployment>()
-        .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .patch(name, &patch_as(MANAGER), &Patch::Json::<()>(patch))
         .await
         .map_err(unreachable)?;
     println!("{name}: releasing {}", pairs.join(" "));

@@ -99,6 +99,24 @@ pub async fn preflight() -> Result<(Client, client::ApiCounters), StartError> {
     Ok((client, counters))
 }
 
+/// Patch parameters under `manager`: every write names its writer in the
+/// object's managedFields (`kubectl get --show-managed-fields`), never
+/// `unknown`.
+pub fn patch_as(manager: &str) -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(manager.to_string()),
+        ..Default::default()
+    }
+}
+
+/// Creation parameters under `manager` (see [`patch_as`]).
+pub fn post_as(manager: &str) -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(manager.to_string()),
+        ..Default::default()
+    }
+}
+
 /// An API for `K` in the watched namespace, or in all namespaces.
 pub fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -27,10 +27,12 @@ use crate::runtime::backoff::Backoff;
 use crate::runtime::cache::Caches;
 use crate::runtime::health::CacheSync;
 use crate::runtime::own_writes::OwnWrites;
-use crate::runtime::{Telemetry, run_until_stopped, scoped_api};
+use crate::runtime::{Telemetry, patch_as, run_until_stopped, scoped_api};
 
 /// The name of the built-in component (and of its finalizer's last segment).
 pub const NAME: &str = "service";
+/// The field manager of the components' pod writes (their finalizers).
+const MANAGER: &str = "cafe-operator-traffic";
 /// How long a pod waits for the cache to show our own finalizer patch.
 const OWN_WRITE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -154,10 +156,7 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
             )
         }
     };
-    match api
-        .patch(&pod.name_any(), &PatchParams::default(), &patch)
-        .await
-    {
+    match api.patch(&pod.name_any(), &patch_as(MANAGER), &patch).await {
         Ok(written) => {
             if let (Some(uid), Some(rv)) = (written.uid(), written.resource_version()) {
                 ctx.written.remember(uid, rv);

@@ -201,6 +201,36 @@ async fn a_release_drains_every_pod_from_the_service_and_rpc_before_changing_it(
         summary.min_ready >= 1,
         "the Service never had zero ready endpoints"
     );
+    // 5. Every write names its writer: the pod's spec and gate by the
+    // InPlaceSet controller, its finalizers by the traffic component.
+    for p in pods.list(&ListParams::default()).await.expect("pods").items {
+        let managers: Vec<(String, String)> = p
+            .managed_fields()
+            .iter()
+            .map(|m| {
+                let manager = m.manager.clone().unwrap_or_default();
+                (manager, m.subresource.clone().unwrap_or_default())
+            })
+            .collect();
+        for wanted in [
+            ("cafe-operator-inplaceset", ""),
+            ("cafe-operator-inplaceset", "status"),
+            ("cafe-operator-traffic", ""),
+        ] {
+            assert!(
+                managers
+                    .iter()
+                    .any(|(m, s)| (m.as_str(), s.as_str()) == wanted),
+                "pod {}: a managedFields entry of {wanted:?} in {managers:?}",
+                p.name_any()
+            );
+        }
+        assert!(
+            !managers.iter().any(|(m, _)| m == "unknown"),
+            "pod {}: no unnamed writer in {managers:?}",
+            p.name_any()
+        );
+    }
 }
 
 #[tokio::test]
