@@ -505,15 +505,16 @@ fn operator(ns: &str) -> (Operator, u16) {
     (op, port)
 }
 
-/// When each pod (by name) reached each stage of its in-place update, as
-/// seen by a watch: where a release's time goes.
-#[derive(Default)]
+/// When each pod (by name) reached each of `names`, as seen by a watch:
+/// where a creation's or a release's time goes.
 struct Stages {
-    /// pod -> when it reached each of STAGE_NAMES
-    seen: HashMap<String, [Option<Instant>; 6]>,
+    names: &'static [&'static str],
+    /// pod -> when it reached each of `names`
+    seen: HashMap<String, Vec<Option<Instant>>>,
 }
 
-const STAGE_NAMES: [&str; 6] = [
+/// The stages of an in-place update (or, for a Deployment, of a replacement).
+const RELEASE_STAGES: [&str; 6] = [
     "gate closed",
     "kubelet: not Ready",
     "image patched",
@@ -521,6 +522,9 @@ const STAGE_NAMES: [&str; 6] = [
     "gate opened",
     "kubelet: Ready",
 ];
+
+/// The stages of a new pod.
+const CREATION_STAGES: [&str; 4] = ["created", "scheduled", "kubelet: started", "kubelet: Ready"];
 
 fn condition(p: &Pod, type_: &str) -> Option<String> {
     p.status
@@ -536,12 +540,59 @@ fn image(p: &Pod) -> Option<String> {
     p.spec.as_ref()?.containers.first()?.image.clone()
 }
 
-/// Records the stages of every pod of `ns` moving to `target` from now on.
+/// Kubelet reports every container running an image named like `target`.
+fn runs(p: &Pod, target: &str) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|cs| {
+            !cs.is_empty()
+                && cs.iter().all(|c| {
+                    c.image.contains(target.trim_start_matches("nginx"))
+                        && c.state.as_ref().is_some_and(|s| s.running.is_some())
+                })
+        })
+}
+
+/// Which of RELEASE_STAGES a pod moving to `target` has reached.
+fn release_marks(p: &Pod, target: &str) -> Vec<bool> {
+    let gate = condition(p, TRAFFIC_GATE);
+    let on_target = image(p).as_deref() == Some(target);
+    let ready = condition(p, "Ready").as_deref() == Some("True");
+    let closed = gate.as_deref() == Some("False");
+    vec![
+        closed || on_target,
+        (closed && !ready) || on_target,
+        on_target,
+        on_target && runs(p, target),
+        on_target && gate.as_deref() == Some("True"),
+        on_target && ready && gate.as_deref() == Some("True"),
+    ]
+}
+
+/// Which of CREATION_STAGES a new pod has reached.
+fn creation_marks(p: &Pod) -> Vec<bool> {
+    let scheduled = p.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+    let started = image(p).is_some_and(|i| runs(p, &i));
+    vec![
+        true,
+        scheduled,
+        scheduled && started,
+        condition(p, "Ready").as_deref() == Some("True"),
+    ]
+}
+
+/// Records, from now on, when every pod of `ns` reached each of `names`
+/// (`marks` says which a pod's version has reached).
 fn watch_stages(
     ns: &TestNs,
-    target: &'static str,
+    names: &'static [&'static str],
+    marks: impl Fn(&Pod) -> Vec<bool> + Send + 'static,
 ) -> (Arc<Mutex<Stages>>, tokio::task::JoinHandle<()>) {
-    let stages = Arc::new(Mutex::new(Stages::default()));
+    let stages = Arc::new(Mutex::new(Stages {
+        names,
+        seen: HashMap::new(),
+    }));
     let log = stages.clone();
     let pods: Api<Pod> = ns.api();
     let task = tokio::spawn(async move {
@@ -551,30 +602,13 @@ fn watch_stages(
             .boxed();
         while let Some(Ok(p)) = s.next().await {
             let now = Instant::now();
+            let hits = marks(&p);
             let Ok(mut st) = log.lock() else { return };
-            let e = st.seen.entry(p.name_any()).or_default();
-            let gate = condition(&p, TRAFFIC_GATE);
-            let on_target = image(&p).as_deref() == Some(target);
-            // Kubelet reports the containers running the target image.
-            let restarted = p
-                .status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .is_some_and(|cs| {
-                    cs.iter()
-                        .all(|c| c.image.contains(target.trim_start_matches("nginx")))
-                });
-            let ready = condition(&p, "Ready").as_deref() == Some("True");
-            let closed = gate.as_deref() == Some("False");
-            let marks = [
-                closed || on_target,
-                (closed && !ready) || on_target,
-                on_target,
-                on_target && restarted,
-                on_target && gate.as_deref() == Some("True"),
-                on_target && ready && gate.as_deref() == Some("True"),
-            ];
-            for (slot, hit) in e.iter_mut().zip(marks) {
+            let e = st
+                .seen
+                .entry(p.name_any())
+                .or_insert_with(|| vec![None; names.len()]);
+            for (slot, hit) in e.iter_mut().zip(hits) {
                 if hit && slot.is_none() {
                     *slot = Some(now);
                 }
@@ -592,31 +626,35 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn report_stages(report: &mut Report, stages: &Stages, start: Instant) {
-    report.line("\nwhere the release's time went (per pod, from a watch):\n");
-    report.line("| stage | p50 | p90 | max |");
-    report.line("|---|---:|---:|---:|");
-    let mut rows: Vec<(String, Vec<f64>)> = vec![("release start -> gate closed".into(), vec![])];
-    for w in STAGE_NAMES.windows(2) {
-        rows.push((format!("{} -> {}", w[0], w[1]), vec![]));
+/// Per stage: how long pods took from the stage before (p50, p90, max), and
+/// when the last pod reached it, from `start`.
+fn report_stages(report: &mut Report, title: &str, stages: &Stages, start: Instant) {
+    report.line(format!("\n{title} (per pod, from a watch):\n"));
+    report.line("| stage | p50 | p90 | max | last pod at |");
+    report.line("|---|---:|---:|---:|---:|");
+    let names = stages.names;
+    let mut rows: Vec<(String, Vec<f64>, f64)> =
+        vec![(format!("start -> {}", names[0]), vec![], 0.0)];
+    for w in names.windows(2) {
+        rows.push((format!("{} -> {}", w[0], w[1]), vec![], 0.0));
     }
     for marks in stages.seen.values() {
-        let Some(first) = marks[0] else { continue };
-        rows[0]
-            .1
-            .push(first.saturating_duration_since(start).as_secs_f64());
-        for i in 0..STAGE_NAMES.len() - 1 {
-            if let (Some(a), Some(b)) = (marks[i], marks[i + 1]) {
-                rows[i + 1]
+        for (i, mark) in marks.iter().enumerate() {
+            let Some(at) = mark else { continue };
+            let since_start = at.saturating_duration_since(start).as_secs_f64();
+            rows[i].2 = rows[i].2.max(since_start);
+            let before = if i == 0 { Some(start) } else { marks[i - 1] };
+            if let Some(b) = before {
+                rows[i]
                     .1
-                    .push(b.saturating_duration_since(a).as_secs_f64());
+                    .push(at.saturating_duration_since(b).as_secs_f64());
             }
         }
     }
-    for (name, mut v) in rows {
+    for (name, mut v, last) in rows {
         v.sort_by(f64::total_cmp);
         report.line(format!(
-            "| {name} | {:.2} s | {:.2} s | {:.2} s |",
+            "| {name} | {:.2} s | {:.2} s | {:.2} s | {last:.1} s |",
             percentile(&v, 0.5),
             percentile(&v, 0.9),
             v.last().copied().unwrap_or(0.0)
@@ -637,7 +675,7 @@ struct Release {
 async fn release(ns: &TestNs, port: u16, pods: usize) -> Release {
     let cds: Api<CafeDeployment> = ns.api();
     let before = requests(port).await;
-    let (stages, task) = watch_stages(ns, IMAGE_2);
+    let (stages, task) = watch_stages(ns, &RELEASE_STAGES, |p| release_marks(p, IMAGE_2));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
     cds.patch(
@@ -663,7 +701,7 @@ impl Release {
     /// Where each pod's time went and, with part (c), the requests per pod.
     fn report(&self, report: &mut Report, args: &Args, requests_title: &str) {
         if let Ok(st) = self.stages.lock() {
-            report_stages(report, &st, self.start);
+            report_stages(report, "where the release's time went", &st, self.start);
         }
         if args.parts.contains(&'c') {
             per_pod(report, requests_title, &self.before, &self.after, args.pods);
@@ -726,7 +764,10 @@ async fn part_a(args: &Args, report: &mut Report) {
     let client = ns.client.clone();
     let cpu_0 = Cpu::read(None);
     let writes_0 = PodWrites::read(&client).await;
+    let (deploy_created, watch) = watch_stages(&ns, &CREATION_STAGES, creation_marks);
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
+    let deploy_start = start;
     ns.create::<Deployment>(body).await;
     let deploy_done = |what: &'static str| {
         let api = deployments.clone();
@@ -741,11 +782,12 @@ async fn part_a(args: &Args, report: &mut Report) {
     };
     deploy_done("the Deployment to be ready").await;
     let deploy_create = start.elapsed();
+    watch.abort();
     let cpu_1 = Cpu::read(None);
     let writes_1 = PodWrites::read(&client).await;
     // The same watch of the pods as during the CafeDeployment's release, so
     // that both releases serve one more watcher.
-    let (_, watch) = watch_stages(&ns, IMAGE_2);
+    let (_, watch) = watch_stages(&ns, &RELEASE_STAGES, |p| release_marks(p, IMAGE_2));
     let profile = profile_api_server(args, "deployment");
     let start = Instant::now();
     deployments
@@ -770,13 +812,17 @@ async fn part_a(args: &Args, report: &mut Report) {
     let traffic = json!({"components": [], "settleSeconds": 0});
     let cpu_3 = Cpu::read(op.pid());
     let writes_3 = PodWrites::read(&client).await;
+    let (cd_created, watch) = watch_stages(&ns, &CREATION_STAGES, creation_marks);
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
+    let cd_start = start;
     ns.create::<CafeDeployment>(cafedeployment(
         "bench", args, args.pods, args.group, traffic,
     ))
     .await;
     wait_cd(&cds, "bench", args.pods).await;
     let cd_create = start.elapsed();
+    watch.abort();
     let cpu_4 = Cpu::read(op.pid());
     let writes_4 = PodWrites::read(&client).await;
     let profile = profile_api_server(args, "cafedeployment");
@@ -820,6 +866,22 @@ async fn part_a(args: &Args, report: &mut Report) {
             ("release, Deployment", &writes_2.since(&writes_1)),
         ],
     );
+    for (title, stages, start) in [
+        (
+            "where the CafeDeployment's creation went",
+            &cd_created,
+            cd_start,
+        ),
+        (
+            "where the Deployment's creation went",
+            &deploy_created,
+            deploy_start,
+        ),
+    ] {
+        if let Ok(st) = stages.lock() {
+            report_stages(report, title, &st, start);
+        }
+    }
     measured.report(
         report,
         args,
