@@ -662,6 +662,43 @@ fn report_stages(report: &mut Report, title: &str, stages: &Stages, start: Insta
     }
 }
 
+/// The release group by group (pods in the order their gates closed, `group`
+/// at a time): how long each group took, first gate closed to last pod
+/// Ready, and the gap from there to the next group's first gate closing.
+fn report_groups(report: &mut Report, stages: &Stages, group: usize, start: Instant) {
+    let last = stages.names.len() - 1;
+    let mut pods: Vec<(Instant, Instant)> = stages
+        .seen
+        .values()
+        .filter_map(|m| Some((m[0]?, m[last]?)))
+        .collect();
+    pods.sort();
+    let groups: Vec<(Instant, Instant)> = pods
+        .chunks(group.max(1))
+        .map(|c| {
+            let first = c.iter().map(|p| p.0).min().unwrap_or(start);
+            let ready = c.iter().map(|p| p.1).max().unwrap_or(start);
+            (first, ready)
+        })
+        .collect();
+    let secs = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64();
+    let took: Vec<f64> = groups.iter().map(|(f, r)| secs(*f, *r)).collect();
+    let gaps: Vec<f64> = groups.windows(2).map(|w| secs(w[0].1, w[1].0)).collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    report.line(format!(
+        "\ngroup by group: {} groups; each {:.2} s on average (max {:.2} s) from its first \
+         gate closed to its last pod Ready; then {:.2} s on average (max {:.2} s) until the \
+         next group's first gate closed; the first gate closed {:.2} s after the release began",
+        groups.len(),
+        mean(&took),
+        max(&took),
+        mean(&gaps),
+        max(&gaps),
+        groups.first().map_or(0.0, |g| secs(start, g.0)),
+    ));
+}
+
 /// A measured release of the CafeDeployment `bench`: how long it took,
 /// where each pod's time went, and the operator's requests before and after.
 struct Release {
@@ -702,6 +739,7 @@ impl Release {
     fn report(&self, report: &mut Report, args: &Args, requests_title: &str) {
         if let Ok(st) = self.stages.lock() {
             report_stages(report, "where the release's time went", &st, self.start);
+            report_groups(report, &st, args.group, self.start);
         }
         if args.parts.contains(&'c') {
             per_pod(report, requests_title, &self.before, &self.after, args.pods);
