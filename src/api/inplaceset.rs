@@ -135,8 +135,9 @@ pub struct InPlaceSetStrategy {
     /// set creates pods only while fewer than `maxUnavailable` of its pods are
     /// unavailable, and none while paused (CloneSet's
     /// `scaleStrategy.maxUnavailable`). A CafeDeployment's first creation is
-    /// paced this way, so a template whose pods never get ready creates one
-    /// group's worth of them, while a slow pod never holds up the rest.
+    /// paced this way until one group is available, so a template whose pods
+    /// never get ready creates one group's worth of them, while a slow pod
+    /// never holds up the rest.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pace_creation: bool,
 }

@@ -45,16 +45,20 @@ pub struct Target {
     pub max_unavailable: usize,
     /// Removed from `topology.values`: drained away, then deleted.
     pub retiring: bool,
-    /// A creation (no stable revision yet): new pods use the cell's budget
-    /// until they are available, so the groups, all open, flow like a window.
+    /// A creation (no stable revision yet) whose template has not proven
+    /// itself: new pods use the cell's budget until they are available, so
+    /// the groups, all open, flow like a window.
     pub pace_creation: bool,
 }
 
 /// The cells of the spec (`sizes`, in `values` order) and the removed ones.
+/// `proven`: a group of the creation is available, so the template's pods
+/// get ready and the rest need no pacing (see [`pace_creation`]).
 pub fn targets(
     record: &Record,
     plan: &Plan,
     opened: usize,
+    proven: bool,
     cells: &[(String, usize)],
     active: &[Option<Observed>],
     removed: &[Observed],
@@ -77,7 +81,7 @@ pub fn targets(
                 partition: replicas - (*allowed).min(replicas),
                 max_unavailable: 0,
                 retiring: false,
-                pace_creation: record.stable.is_none(),
+                pace_creation: record.stable.is_none() && !proven,
             }
         })
         .collect();
@@ -97,6 +101,15 @@ pub fn targets(
     hold_shrinking_cells(&mut out, &observed, desired, plan.largest_group());
     allocate_budget(&mut out, &observed, plan, opened, desired);
     out
+}
+
+/// Whether a creation may stop pacing its new pods: once a group is
+/// available, the template's pods are known to get ready, and the rest is
+/// created at once, as a Deployment does (the scheduler paces it then). A
+/// template whose pods never get ready still creates one group's worth, and a
+/// paused creation creates nothing more.
+pub fn creation_proven(completed_groups: usize, paused: bool) -> bool {
+    completed_groups > 0 && !paused
 }
 
 /// Surge first: shrinking cells keep their pods until the rest of the
@@ -245,8 +258,16 @@ mod tests {
             o.fresh = false;
         }
         let groups = plan.groups();
-        let a = targets(&record, &plan, groups, &cells(&[5, 5]), &fresh, &[]);
-        let b = targets(&record, &plan, groups, &cells(&[5, 5]), &lagging, &[]);
+        let a = targets(&record, &plan, groups, false, &cells(&[5, 5]), &fresh, &[]);
+        let b = targets(
+            &record,
+            &plan,
+            groups,
+            false,
+            &cells(&[5, 5]),
+            &lagging,
+            &[],
+        );
         assert_eq!(a, b);
         assert!(a.iter().all(|t| t.max_unavailable == 0));
     }
@@ -255,7 +276,7 @@ mod tests {
     fn a_release_moves_only_the_opened_groups_per_cell() {
         let plan = Plan::new(&[5, 5], true, 4);
         let obs = vec![Some(serving("c0", 5, 0)), Some(serving("c1", 5, 0))];
-        let t = targets(&stable("r1"), &plan, 1, &cells(&[5, 5]), &obs, &[]);
+        let t = targets(&stable("r1"), &plan, 1, false, &cells(&[5, 5]), &obs, &[]);
         assert_eq!(
             t.iter()
                 .map(|t| (t.replicas, t.partition, t.max_unavailable))
@@ -277,7 +298,15 @@ mod tests {
         extra.live = 24;
         extra.available = 24;
         let obs = vec![Some(extra), Some(serving("c1", 8, 8))];
-        let t = targets(&record, &plan, plan.groups(), &cells(&[8, 8]), &obs, &[]);
+        let t = targets(
+            &record,
+            &plan,
+            plan.groups(),
+            false,
+            &cells(&[8, 8]),
+            &obs,
+            &[],
+        );
         assert_eq!(t[0].max_unavailable, 4, "the surplus cell may drain");
         assert_eq!(t[1].max_unavailable, 0);
     }
@@ -290,10 +319,18 @@ mod tests {
         let groups = plan.groups();
         let split = |a: usize, b: usize| {
             let obs = vec![Some(serving("c0", 20, a)), Some(serving("c1", 20, b))];
-            targets(&stable("r1"), &plan, groups, &cells(&[20, 20]), &obs, &[])
-                .iter()
-                .map(|t| t.max_unavailable)
-                .collect::<Vec<_>>()
+            targets(
+                &stable("r1"),
+                &plan,
+                groups,
+                false,
+                &cells(&[20, 20]),
+                &obs,
+                &[],
+            )
+            .iter()
+            .map(|t| t.max_unavailable)
+            .collect::<Vec<_>>()
         };
         assert_eq!(split(0, 0), [5, 5]);
         assert_eq!(split(7, 3), [5, 5]);
@@ -306,7 +343,7 @@ mod tests {
         // 10 -> 20 while the Beta group (1+1) waits.
         let plan = Plan::new(&[10, 10], true, 4);
         let obs = vec![Some(serving("c0", 5, 1)), Some(serving("c1", 5, 1))];
-        let t = targets(&stable("r1"), &plan, 1, &cells(&[10, 10]), &obs, &[]);
+        let t = targets(&stable("r1"), &plan, 1, false, &cells(&[10, 10]), &obs, &[]);
         assert!(t.iter().all(|t| t.replicas == 10 && t.partition == 9));
     }
 
@@ -317,8 +354,53 @@ mod tests {
             ..Record::default()
         };
         let plan = Plan::new(&[5, 5], true, 4);
-        let t = targets(&record, &plan, 2, &cells(&[5, 5]), &[None, None], &[]);
+        let t = targets(
+            &record,
+            &plan,
+            2,
+            false,
+            &cells(&[5, 5]),
+            &[None, None],
+            &[],
+        );
         assert!(t.iter().all(|t| t.replicas == 3 && t.partition == 0));
+    }
+
+    #[test]
+    fn a_creation_is_paced_until_a_group_is_available_and_while_paused() {
+        let record = Record {
+            revision: Some("r1".into()),
+            ..Record::default()
+        };
+        let plan = Plan::new(&[5, 5], false, 4);
+        let all = plan.groups();
+        for (completed, paused, paced) in [(0, false, true), (1, false, false), (1, true, true)] {
+            let proven = creation_proven(completed, paused);
+            let t = targets(
+                &record,
+                &plan,
+                all,
+                proven,
+                &cells(&[5, 5]),
+                &[None, None],
+                &[],
+            );
+            assert!(
+                t.iter().all(|t| t.pace_creation == paced),
+                "completed {completed}, paused {paused}: paced {paced}"
+            );
+        }
+        // A release (a stable revision) is never a paced creation.
+        let t = targets(
+            &stable("r1"),
+            &plan,
+            all,
+            false,
+            &cells(&[5, 5]),
+            &[None, None],
+            &[],
+        );
+        assert!(t.iter().all(|t| !t.pace_creation));
     }
 
     #[test]
@@ -330,10 +412,26 @@ mod tests {
             ..Record::default()
         };
         let plan = Plan::new(&[5, 5], true, 4);
-        let beta = targets(&record, &plan, 1, &cells(&[5, 5]), &[None, None], &[]);
+        let beta = targets(
+            &record,
+            &plan,
+            1,
+            false,
+            &cells(&[5, 5]),
+            &[None, None],
+            &[],
+        );
         // One new pod per cell on r2; the three r1 pods stay.
         assert!(beta.iter().all(|t| (t.replicas, t.partition) == (4, 3)));
-        let second = targets(&record, &plan, 2, &cells(&[5, 5]), &[None, None], &[]);
+        let second = targets(
+            &record,
+            &plan,
+            2,
+            false,
+            &cells(&[5, 5]),
+            &[None, None],
+            &[],
+        );
         // Three on r2: two new, one r1 pod updated in place.
         assert!(second.iter().all(|t| (t.replicas, t.partition) == (5, 2)));
     }
@@ -359,13 +457,14 @@ mod tests {
             &record,
             &plan,
             1,
+            false,
             &cells(&[4]),
             &[Some(new.clone())],
             std::slice::from_ref(&old),
         );
         assert_eq!(t[1].replicas, 4, "no replacement available yet: keep all");
         new.available = 2;
-        let t = targets(&record, &plan, 1, &cells(&[4]), &[Some(new)], &[old]);
+        let t = targets(&record, &plan, 1, false, &cells(&[4]), &[Some(new)], &[old]);
         assert_eq!(
             t[1].replicas, 3,
             "two available, one pod per group of budget"
@@ -376,7 +475,7 @@ mod tests {
     fn two_pods_never_leave_traffic_together() {
         let plan = Plan::new(&[1, 1], true, 4);
         let obs = vec![Some(serving("c0", 1, 0)), Some(serving("c1", 1, 0))];
-        let t = targets(&stable("r1"), &plan, 1, &cells(&[1, 1]), &obs, &[]);
+        let t = targets(&stable("r1"), &plan, 1, false, &cells(&[1, 1]), &obs, &[]);
         assert_eq!(
             t.iter().map(|t| t.max_unavailable).sum::<usize>(),
             1,

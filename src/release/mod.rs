@@ -113,6 +113,7 @@ pub fn decide(input: &Input) -> Decision {
         &record,
         &plan,
         progress.opened,
+        cells::creation_proven(completed, input.paused),
         input.cells,
         input.active,
         input.removed,

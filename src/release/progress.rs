@@ -7,9 +7,9 @@
 //! group moves at a time. A release or a creation that needs no confirmation
 //! (or a rollback) opens its groups together: the unavailability budget, one
 //! group, then paces the pods like a window (a creation's new pods count
-//! against it until they are available), so a template whose pods never
-//! become ready still stops after one group's worth, while a slow pod no
-//! longer holds up the next group. The only other
+//! against it until they are available, until one group is available), so
+//! a template whose pods never become ready still stops after one group's
+//! worth, while a slow pod no longer holds up the next group. The only other
 //! remembered state is the confirmation wait (group), so that a "true" written
 //! before the wait began never confirms a later group.
 

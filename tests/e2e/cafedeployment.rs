@@ -5,8 +5,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use cafe_operator::api::{CafeDeployment, Phase};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -492,6 +494,64 @@ async fn an_unconfirmed_creation_of_a_broken_template_creates_one_group_of_pods(
     assert!(
         broken.iter().all(|u| uids.contains(u)),
         "the broken pods were fixed in place, not replaced"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn an_unconfirmed_creation_paces_one_group_then_creates_the_rest_at_once() {
+    let ns = TestNs::new("cd-create-proven").await;
+    let _op = Operator::start(&ns.name);
+    // Every version of every pod, from before the creation: (created, ready)
+    // counts after each event.
+    let pods: Api<Pod> = ns.api();
+    let counts = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(usize, usize)>::new()));
+    let log = counts.clone();
+    let watch = tokio::spawn(async move {
+        let mut seen: BTreeMap<String, bool> = BTreeMap::new();
+        let mut s = watcher(pods, watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        while let Some(Ok(p)) = s.next().await {
+            seen.insert(p.name_any(), pod_ready(&p));
+            let ready = seen.values().filter(|r| **r).count();
+            if let Ok(mut c) = log.lock() {
+                c.push((seen.len(), ready));
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ns.create::<CafeDeployment>(cafedeployment(
+        "demo",
+        "demo",
+        12,
+        &["cell-a", "cell-b"],
+        json!({"upgradeType": "Batch", "batchSize": 2, "needWaitingForConfirm": false}),
+        json!({"components": []}),
+    ))
+    .await;
+    let cds: Api<CafeDeployment> = ns.api();
+    ns.wait("12 pods available", 120, || async {
+        let s = cds.get("demo").await.ok()?.status?;
+        (s.available_replicas == 12).then_some(())
+    })
+    .await;
+    watch.abort();
+    let counts = counts.lock().expect("counts").clone();
+    // Until the first group (one pod per cell) is available, one group of
+    // pods at most: a broken template would stop there.
+    for (created, ready) in &counts {
+        assert!(
+            *ready >= 2 || *created <= 2,
+            "{created} pods created with {ready} ready: more than one group before one was available"
+        );
+    }
+    // Then the rest at once, not a group's worth at a time.
+    let most_starting = counts.iter().map(|(c, r)| c - r).max().unwrap_or(0);
+    assert!(
+        most_starting > 2,
+        "after the first group, more than a group's worth of pods started at once \
+         (at most {most_starting} not ready at a time)"
     );
 }
 
