@@ -662,40 +662,33 @@ fn report_stages(report: &mut Report, title: &str, stages: &Stages, start: Insta
     }
 }
 
-/// The release group by group (pods in the order their gates closed, `group`
-/// at a time): how long each group took, first gate closed to last pod
-/// Ready, and the gap from there to the next group's first gate closing.
-fn report_groups(report: &mut Report, stages: &Stages, group: usize, start: Instant) {
+/// How full the unavailability budget (`group` pods) was kept: on average
+/// over the release, how many pods were between their gate closing and
+/// kubelet's Ready. Below the budget, pods waited on the operator.
+fn report_window(report: &mut Report, stages: &Stages, group: usize) {
     let last = stages.names.len() - 1;
-    let mut pods: Vec<(Instant, Instant)> = stages
+    let spans: Vec<(Instant, Instant)> = stages
         .seen
         .values()
         .filter_map(|m| Some((m[0]?, m[last]?)))
         .collect();
-    pods.sort();
-    let groups: Vec<(Instant, Instant)> = pods
-        .chunks(group.max(1))
-        .map(|c| {
-            let first = c.iter().map(|p| p.0).min().unwrap_or(start);
-            let ready = c.iter().map(|p| p.1).max().unwrap_or(start);
-            (first, ready)
-        })
-        .collect();
-    let secs = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64();
-    let took: Vec<f64> = groups.iter().map(|(f, r)| secs(*f, *r)).collect();
-    let gaps: Vec<f64> = groups.windows(2).map(|w| secs(w[0].1, w[1].0)).collect();
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let (Some(first), Some(end)) = (
+        spans.iter().map(|s| s.0).min(),
+        spans.iter().map(|s| s.1).max(),
+    ) else {
+        return;
+    };
+    let busy: f64 = spans
+        .iter()
+        .map(|(a, b)| b.saturating_duration_since(*a).as_secs_f64())
+        .sum();
+    let took = end.saturating_duration_since(first).as_secs_f64().max(1e-9);
+    let mean = busy / took;
     report.line(format!(
-        "\ngroup by group: {} groups; each {:.2} s on average (max {:.2} s) from its first \
-         gate closed to its last pod Ready; then {:.2} s on average (max {:.2} s) until the \
-         next group's first gate closed; the first gate closed {:.2} s after the release began",
-        groups.len(),
-        mean(&took),
-        max(&took),
-        mean(&gaps),
-        max(&gaps),
-        groups.first().map_or(0.0, |g| secs(start, g.0)),
+        "\nout of traffic at once: {mean:.1} pods on average of the budget of {group} \
+         ({:.0}%), each for {:.2} s on average",
+        100.0 * mean / group.max(1) as f64,
+        busy / spans.len().max(1) as f64,
     ));
 }
 
@@ -739,7 +732,7 @@ impl Release {
     fn report(&self, report: &mut Report, args: &Args, requests_title: &str) {
         if let Ok(st) = self.stages.lock() {
             report_stages(report, "where the release's time went", &st, self.start);
-            report_groups(report, &st, args.group, self.start);
+            report_window(report, &st, args.group);
         }
         if args.parts.contains(&'c') {
             per_pod(report, requests_title, &self.before, &self.after, args.pods);
@@ -747,13 +740,27 @@ impl Release {
     }
 }
 
-/// With `--profile DIR`, the API server's CPU profile from now on, written to
-/// DIR/`name`.pprof when the returned thread ends (kubectl from PATH, as
-/// hack/bench.sh sets it).
+/// With `--profile DIR`, the CPU profiles of the API server and of kwok (the
+/// simulated kubelets) from now on, written to DIR/`name`.pprof and
+/// DIR/`name`-kwok.pprof when the returned thread ends (kubectl from PATH, as
+/// hack/bench.sh sets it; kwok's port from CAFE_KWOK_PORT, as up.sh's).
 fn profile_api_server(args: &Args, name: &str) -> Option<std::thread::JoinHandle<()>> {
     let dir = args.profile.clone()?;
     let path = format!("{dir}/{name}.pprof");
+    let kwok_path = format!("{dir}/{name}-kwok.pprof");
     let url = format!("/debug/pprof/profile?seconds={}", args.profile_seconds);
+    let kwok_port = std::env::var("CAFE_KWOK_PORT").unwrap_or_else(|_| "10347".into());
+    let kwok_url = url.clone();
+    let kwok =
+        std::thread::spawn(
+            move || match http_get(&format!("127.0.0.1:{kwok_port}"), &kwok_url) {
+                Ok(body) => match std::fs::write(&kwok_path, body) {
+                    Ok(()) => eprintln!("kwok profile: {kwok_path}"),
+                    Err(e) => eprintln!("cannot write {kwok_path}: {e}"),
+                },
+                Err(e) => eprintln!("no kwok profile: {e}"),
+            },
+        );
     Some(std::thread::spawn(move || {
         let _ = std::fs::create_dir_all(&dir);
         let out = std::process::Command::new("kubectl")
@@ -767,7 +774,22 @@ fn profile_api_server(args: &Args, name: &str) -> Option<std::thread::JoinHandle
             Ok(o) => eprintln!("no profile: {}", String::from_utf8_lossy(&o.stderr)),
             Err(e) => eprintln!("no profile (kubectl): {e}"),
         }
+        let _ = kwok.join();
     }))
+}
+
+/// A blocking plain HTTP GET of `path` on `host`: the body's bytes.
+fn http_get(host: &str, path: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(host)?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let body = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |i| i + 4);
+    Ok(response.split_off(body))
 }
 
 /// Waits for a profile started by [`profile_api_server`] to be written.
