@@ -700,11 +700,27 @@ struct Release {
     stages: Arc<Mutex<Stages>>,
     before: BTreeMap<(String, String), u64>,
     after: BTreeMap<(String, String), u64>,
+    /// The operator's reconciles during the release, by controller: (count, seconds).
+    reconciles: BTreeMap<String, (f64, f64)>,
+}
+
+/// The operator's reconciles so far, by controller: (count, seconds spent).
+async fn reconciles(port: u16) -> BTreeMap<String, (f64, f64)> {
+    let text = fetch(&format!("http://127.0.0.1:{port}/metrics")).await;
+    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for (label, n) in samples(&text, "cafe_reconcile_duration_seconds_count") {
+        out.entry(label("controller")).or_default().0 += n;
+    }
+    for (label, s) in samples(&text, "cafe_reconcile_duration_seconds_sum") {
+        out.entry(label("controller")).or_default().1 += s;
+    }
+    out
 }
 
 async fn release(ns: &TestNs, port: u16, pods: usize) -> Release {
     let cds: Api<CafeDeployment> = ns.api();
     let before = requests(port).await;
+    let reconciled = reconciles(port).await;
     let (stages, task) = watch_stages(ns, &RELEASE_STAGES, |p| release_marks(p, IMAGE_2));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
@@ -717,6 +733,12 @@ async fn release(ns: &TestNs, port: u16, pods: usize) -> Release {
     .expect("patch the CafeDeployment");
     let took = wait_cd(&cds, "bench", pods).await;
     let after = requests(port).await;
+    let mut reconciles = reconciles(port).await;
+    for (controller, (n, secs)) in &mut reconciles {
+        let (n0, secs0) = reconciled.get(controller).copied().unwrap_or_default();
+        *n -= n0;
+        *secs -= secs0;
+    }
     task.abort();
     Release {
         took,
@@ -724,6 +746,7 @@ async fn release(ns: &TestNs, port: u16, pods: usize) -> Release {
         stages,
         before,
         after,
+        reconciles,
     }
 }
 
@@ -733,6 +756,16 @@ impl Release {
         if let Ok(st) = self.stages.lock() {
             report_stages(report, "where the release's time went", &st, self.start);
             report_window(report, &st, args.group);
+        }
+        let took = self.took.as_secs_f64();
+        for (controller, (n, secs)) in &self.reconciles {
+            report.line(format!(
+                "\n{controller} reconciles: {n:.0} ({:.1} a second), {:.0} ms each on average, \
+                 {:.0}% of the release's time summed over its concurrent reconciles",
+                n / took,
+                1000.0 * secs / n.max(1.0),
+                100.0 * secs / took
+            ));
         }
         if args.parts.contains(&'c') {
             per_pod(report, requests_title, &self.before, &self.after, args.pods);
@@ -751,6 +784,7 @@ fn profile_api_server(args: &Args, name: &str) -> Option<std::thread::JoinHandle
     let url = format!("/debug/pprof/profile?seconds={}", args.profile_seconds);
     let kwok_port = std::env::var("CAFE_KWOK_PORT").unwrap_or_else(|_| "10347".into());
     let kwok_url = url.clone();
+    let _ = std::fs::create_dir_all(&dir);
     let kwok =
         std::thread::spawn(
             move || match http_get(&format!("127.0.0.1:{kwok_port}"), &kwok_url) {
