@@ -774,29 +774,31 @@ impl Release {
 }
 
 /// With `--profile DIR`, the CPU profiles of the API server and of kwok (the
-/// simulated kubelets) from now on, written to DIR/`name`.pprof and
-/// DIR/`name`-kwok.pprof when the returned thread ends (kubectl from PATH, as
-/// hack/bench.sh sets it; kwok's port from CAFE_KWOK_PORT, as up.sh's).
+/// simulated kubelets) from now on, written to DIR/`name`.pprof
+/// (`go tool pprof`) and DIR/`name`-kwok.perf (`perf report -i`, when perf is
+/// installed) when the returned thread ends (kubectl from PATH, as
+/// hack/bench.sh sets it).
 fn profile_api_server(args: &Args, name: &str) -> Option<std::thread::JoinHandle<()>> {
     let dir = args.profile.clone()?;
     let path = format!("{dir}/{name}.pprof");
-    let kwok_path = format!("{dir}/{name}-kwok.pprof");
+    let kwok_path = format!("{dir}/{name}-kwok.perf");
     let url = format!("/debug/pprof/profile?seconds={}", args.profile_seconds);
-    let kwok_port = std::env::var("CAFE_KWOK_PORT").unwrap_or_else(|_| "10347".into());
-    let kwok_url = url.clone();
+    let seconds = args.profile_seconds.to_string();
     let _ = std::fs::create_dir_all(&dir);
-    let kwok =
-        std::thread::spawn(
-            move || match http_get(&format!("127.0.0.1:{kwok_port}"), &kwok_url) {
-                Ok(body) => match std::fs::write(&kwok_path, body) {
-                    Ok(()) => eprintln!("kwok profile: {kwok_path}"),
-                    Err(e) => eprintln!("cannot write {kwok_path}: {e}"),
-                },
-                Err(e) => eprintln!("no kwok profile: {e}"),
-            },
-        );
+    // kwok serves no CPU profile; perf (when installed) samples it instead.
+    let kwok_pid = std::fs::read_to_string(".cluster/pids/kwok.pid").unwrap_or_default();
+    let kwok = std::thread::spawn(move || {
+        let recorded = std::process::Command::new("perf")
+            .args(["record", "-q", "-F", "499", "-g", "-o", &kwok_path, "-p"])
+            .args([kwok_pid.trim(), "--", "sleep", &seconds])
+            .output();
+        match recorded {
+            Ok(o) if o.status.success() => eprintln!("kwok profile: {kwok_path} (perf report -i)"),
+            Ok(o) => eprintln!("no kwok profile: {}", String::from_utf8_lossy(&o.stderr)),
+            Err(e) => eprintln!("no kwok profile (perf): {e}"),
+        }
+    });
     Some(std::thread::spawn(move || {
-        let _ = std::fs::create_dir_all(&dir);
         let out = std::process::Command::new("kubectl")
             .args(["get", "--raw", &url])
             .output();
@@ -810,20 +812,6 @@ fn profile_api_server(args: &Args, name: &str) -> Option<std::thread::JoinHandle
         }
         let _ = kwok.join();
     }))
-}
-
-/// A blocking plain HTTP GET of `path` on `host`: the body's bytes.
-fn http_get(host: &str, path: &str) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(host)?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let body = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(0, |i| i + 4);
-    Ok(response.split_off(body))
 }
 
 /// Waits for a profile started by [`profile_api_server`] to be written.
