@@ -66,6 +66,12 @@ struct Args {
     /// Seconds of the quiet period in part (d).
     #[arg(long, default_value_t = 60)]
     quiet_seconds: u64,
+    /// Runs of part (a). With more than one, every run's times and ratios,
+    /// then the median ratios (the Deployment's own time moves by 10-20%
+    /// from run to run on a 2-CPU machine); the detailed tables are the
+    /// last run's.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// Confirmations timed in part (e).
     #[arg(long, default_value_t = 30)]
     samples: usize,
@@ -821,8 +827,56 @@ async fn profiled(profile: Option<std::thread::JoinHandle<()>>) {
     }
 }
 
-/// (a) and (c): create and release `pods` pods, CafeDeployment then Deployment.
-async fn part_a(args: &Args, report: &mut Report) {
+/// One run of part (a): how long each side took.
+struct RunA {
+    cd_create: Duration,
+    deploy_create: Duration,
+    cd_release: Duration,
+    deploy_release: Duration,
+}
+
+impl RunA {
+    fn ratios(&self) -> (f64, f64) {
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+        (
+            ratio(self.cd_create, self.deploy_create),
+            ratio(self.cd_release, self.deploy_release),
+        )
+    }
+}
+
+/// Every run of part (a), and the median ratios.
+fn report_runs(report: &mut Report, runs: &[RunA]) {
+    report.line(format!("\n### part (a), {} runs\n", runs.len()));
+    report.line(
+        "| run | create: CafeDeployment | Deployment | ratio | release: CafeDeployment | Deployment | ratio |",
+    );
+    report.line("|---|---:|---:|---:|---:|---:|---:|");
+    for (i, r) in runs.iter().enumerate() {
+        let (create, release) = r.ratios();
+        report.line(format!(
+            "| {} | {:.1} s | {:.1} s | {create:.2}x | {:.1} s | {:.1} s | {release:.2}x |",
+            i + 1,
+            r.cd_create.as_secs_f64(),
+            r.deploy_create.as_secs_f64(),
+            r.cd_release.as_secs_f64(),
+            r.deploy_release.as_secs_f64(),
+        ));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let create = median(runs.iter().map(|r| r.ratios().0).collect());
+    let release = median(runs.iter().map(|r| r.ratios().1).collect());
+    report.line(format!(
+        "| **median** | | | **{create:.2}x** | | | **{release:.2}x** |"
+    ));
+}
+
+/// (a) and (c): create and release `pods` pods, CafeDeployment then
+/// Deployment; the detailed tables only with `details`.
+async fn part_a(args: &Args, report: &mut Report, details: bool) -> RunA {
     report.line(format!(
         "\n## (a) {} pods, {} cells, groups of {}: CafeDeployment vs Deployment\n",
         args.pods, args.cells, args.group
@@ -929,6 +983,17 @@ async fn part_a(args: &Args, report: &mut Report) {
         deploy_release.as_secs_f64(),
         ratio(cd_release, deploy_release)
     ));
+    let run = RunA {
+        cd_create,
+        deploy_create,
+        cd_release,
+        deploy_release,
+    };
+    if !details {
+        op.stop();
+        remove(ns).await;
+        return run;
+    }
     report_cpu(
         report,
         &[
@@ -980,6 +1045,7 @@ async fn part_a(args: &Args, report: &mut Report) {
     ));
     op.stop();
     remove(ns).await;
+    run
 }
 
 type Requests = BTreeMap<(String, String), u64>;
@@ -1277,7 +1343,14 @@ async fn main() {
     let nodes = create_nodes(&client, args.cells).await;
     let run = async {
         if args.parts.contains(&'a') {
-            part_a(&args, &mut report).await;
+            let repeat = args.repeat.max(1);
+            let mut runs = Vec::new();
+            for i in 0..repeat {
+                runs.push(part_a(&args, &mut report, i + 1 == repeat).await);
+            }
+            if repeat > 1 {
+                report_runs(&mut report, &runs);
+            }
         }
         if args.parts.contains(&'b') {
             part_b(&args, &mut report).await;
