@@ -19,6 +19,7 @@ use crate::api::{
     CafeDeployment, CafeDeploymentStatus, CellStatus, ConfirmationWait, InPlaceSet, Phase,
     ReleaseStatus, UpgradeType, observed_condition,
 };
+use crate::inplaceset::revision;
 use crate::release::baseline::Record;
 use crate::release::cells::{Observed, Target};
 use crate::release::progress;
@@ -103,6 +104,14 @@ fn observe(set: &InPlaceSet, update: &str, record: &Record) -> Observed {
     let carries = annotation(REVISION_ANNOTATION).as_deref() == Some(update)
         && annotation(STABLE_REVISION_ANNOTATION) == record.stable.clone().filter(|s| s != update);
     let fresh = carries && status.observed_generation == set.metadata.generation;
+    // Right after a release reaches a set, its status still counts the pods
+    // of the template before as updated: counts describe this release only
+    // when the status was computed for the set's present template. Read as
+    // done, a set not started yet would hand its budget share to the others
+    // (a fresh set given all of it: one group started in one cell at once).
+    let counted_now =
+        status.update_revision.as_deref() == Some(revision::revision(&set.spec.template).as_str());
+    let carries = carries && counted_now;
     let count = |n: i32| usize::try_from(n).unwrap_or(0);
     Observed {
         name: cell_of(set),
@@ -110,9 +119,10 @@ fn observe(set: &InPlaceSet, update: &str, record: &Record) -> Observed {
         live: count(status.replicas),
         available: count(status.available_replicas),
         // Counts of a set that carries this release, even while its status
-        // lags its spec (as after any write to it): completion reads them only
-        // when `fresh`; the budget split reads them always, or a lagging set
-        // would look unstarted, get a new share, lag again, and so on.
+        // lags its spec (as after any write to it, its template unchanged):
+        // completion reads them only when `fresh`; the budget split reads
+        // them always, or a lagging set would look unstarted, get a new
+        // share, lag again, and so on.
         updated_available: if carries {
             count(status.updated_available_replicas)
         } else {
@@ -741,9 +751,10 @@ mod tests {
             .map_or("", |c| c.status.as_str())
     }
 
-    #[test]
-    fn a_set_whose_status_lags_its_spec_keeps_its_counts_but_is_not_fresh() {
-        let set: InPlaceSet = serde_json::from_value(json!({
+    /// A set of cell-a at generation 5 on nginx:1.26, with a status of
+    /// generation 4 counting 5 pods updated on `counted` (a template hash).
+    fn lagging_set(counted: impl Fn(&PodTemplateSpec) -> String) -> InPlaceSet {
+        let mut set: InPlaceSet = serde_json::from_value(json!({
             "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
             "metadata": {"name": "demo-cell-a", "namespace": "shop", "generation": 5,
                          "labels": {CELL_LABEL: "cell-a"},
@@ -755,16 +766,46 @@ mod tests {
                        "updatedAvailableReplicas": 5}
         }))
         .expect("set");
-        let record = Record {
+        let revision = counted(&set.spec.template);
+        if let Some(s) = set.status.as_mut() {
+            s.update_revision = Some(revision);
+        }
+        set
+    }
+
+    fn record() -> Record {
+        Record {
             stable: Some("demo-2".into()),
             revision: Some("demo-2".into()),
             ..Record::default()
-        };
-        let o = observe(&set, "demo-2", &record);
+        }
+    }
+
+    #[test]
+    fn a_set_whose_status_lags_its_spec_keeps_its_counts_but_is_not_fresh() {
+        let o = observe(&lagging_set(revision::revision), "demo-2", &record());
         assert!(!o.fresh, "completion waits for the status to catch up");
         assert_eq!(
             o.updated_available, 5,
             "the budget split still sees its work done"
+        );
+    }
+
+    #[test]
+    fn a_status_counting_the_template_before_counts_nothing_of_this_release() {
+        let before = |t: &PodTemplateSpec| {
+            let mut t = t.clone();
+            if let Some(c) = t.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+                c.image = Some("nginx:1.25".into());
+            }
+            revision::revision(&t)
+        };
+        let o = observe(&lagging_set(before), "demo-2", &record());
+        assert!(!o.fresh);
+        assert_eq!(
+            (o.updated_available, o.stable_available),
+            (0, 0),
+            "the release has not started here: its work is all still to do"
         );
     }
 
