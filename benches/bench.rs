@@ -690,9 +690,23 @@ fn report_window(report: &mut Report, stages: &Stages, group: usize) {
         .sum();
     let took = end.saturating_duration_since(first).as_secs_f64().max(1e-9);
     let mean = busy / took;
+    // The most at any moment: +1 at each gate closing, -1 at each Ready.
+    let mut edges: Vec<(Instant, i64)> = spans
+        .iter()
+        .flat_map(|(a, b)| [(*a, 1), (*b, -1)])
+        .collect();
+    edges.sort_by_key(|(at, step)| (*at, *step));
+    let most = edges
+        .iter()
+        .scan(0i64, |n, (_, step)| {
+            *n += step;
+            Some(*n)
+        })
+        .max()
+        .unwrap_or(0);
     report.line(format!(
         "\nout of traffic at once: {mean:.1} pods on average of the budget of {group} \
-         ({:.0}%), each for {:.2} s on average",
+         ({:.0}%), {most} at most (as a watch sees them), each for {:.2} s on average",
         100.0 * mean / group.max(1) as f64,
         busy / spans.len().max(1) as f64,
     ));
