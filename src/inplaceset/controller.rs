@@ -2,16 +2,8 @@
 //! decide (plan + lifecycle step, pure), act (minimal pod writes), report
 //! (status, only when it changed and spaced out while only counters move;
 //! events on the set's transitions, never one per pod).
-//!
-//! Pod writes run beside the reconciles, not inside them: a reconcile hands
-//! each pod's step to a task and returns, so the next pod event is decided at
-//! once instead of after the slowest write of the round. A pod with a write
-//! in flight (or one the cache does not show yet) is `moving`: out of traffic
-//! for the budget, and never decided on again until the cache shows the
-//! write. When a write ends, the set is reconciled again (after a backoff if
-//! it failed).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,8 +37,7 @@ use crate::traffic::{gate, service};
 
 /// The field manager of the InPlaceSet status and of every pod write.
 const MANAGER: &str = "cafe-operator-inplaceset";
-/// How many pod writes are in flight at once, per reconcile the controller
-/// may run at once (`--concurrency`).
+/// How many pod writes one reconcile has in flight at once.
 const WRITE_CONCURRENCY: usize = 16;
 /// How long a created pod may be missing from the watch cache before it is
 /// assumed lost (and created again).
@@ -96,14 +87,6 @@ pub struct Context {
     /// When each drained pod (by uid) was first seen drained: the settle time
     /// runs from there. Lost on restart, so a new leader waits it again.
     drained: Mutex<HashMap<String, HashMap<String, i64>>>,
-    /// Pods (by uid) whose write is in flight.
-    in_flight: Mutex<HashSet<String>>,
-    /// Bounds the pod writes in flight; shutdown takes every permit, so no
-    /// write outlives the controller (or its leadership).
-    write_slots: Arc<tokio::sync::Semaphore>,
-    write_slot_count: u32,
-    /// Sets to reconcile again once a pod write ended.
-    again: tokio::sync::mpsc::UnboundedSender<ObjectRef<InPlaceSet>>,
 }
 
 /// The set's two templates and their revisions.
@@ -221,84 +204,6 @@ impl Context {
     async fn event(&self, set: &InPlaceSet, type_: EventType, reason: &str, note: String) {
         crate::runtime::publish_event(&self.recorder, &set.object_ref(&()), type_, reason, note)
             .await;
-    }
-
-    /// Our write to `pod` is in flight, or the cache does not show it yet.
-    fn moving(&self, pod: &Pod) -> bool {
-        let in_flight = self
-            .in_flight
-            .lock()
-            .is_ok_and(|f| pod.uid().is_some_and(|uid| f.contains(&uid)));
-        in_flight || self.acted_on.stale(pod)
-    }
-
-    /// Takes `step` of one pod in a task of its own: the write, what it
-    /// returned remembered, the pod released, and the set reconciled again
-    /// (at once; after the backoff if the write failed).
-    fn launch(self: &Arc<Self>, set: &Arc<InPlaceSet>, api: &Api<Pod>, step: PodStep) {
-        let uid = step.pod.uid().unwrap_or_default();
-        if let Ok(mut f) = self.in_flight.lock() {
-            f.insert(uid.clone());
-        }
-        let (ctx, set, api) = (self.clone(), set.clone(), api.clone());
-        tokio::spawn(async move {
-            let Ok(_slot) = ctx.write_slots.acquire().await else {
-                return; // shutting down: the next leader decides again
-            };
-            let result = step.act(&api, &set).await;
-            let set_ref = ObjectRef::from_obj(&*set);
-            let delay = match result {
-                Ok(moved) => {
-                    if let Some((note, version)) = moved {
-                        debug!(set = %set.name_any(), "{note}");
-                        if let Some(rv) = version {
-                            ctx.acted_on.remember(uid.clone(), rv);
-                        }
-                    }
-                    ctx.backoff.succeeded(&set_ref);
-                    Duration::ZERO
-                }
-                // Someone wrote first: decide again on what the cache shows.
-                Err(kube::Error::Api(s)) if s.code == 409 => Duration::from_millis(200),
-                Err(e) => {
-                    let delay = ctx.backoff.failed(set_ref.clone());
-                    warn!(set = %set.name_any(), pod = %step.facts.name, error = %e,
-                          retry_in = ?delay, "pod write failed");
-                    delay
-                }
-            };
-            if let Ok(mut f) = ctx.in_flight.lock() {
-                f.remove(&uid);
-            }
-            tokio::time::sleep(delay).await;
-            let _ = ctx.again.send(set_ref);
-        });
-    }
-}
-
-/// One pod's step, decided by a reconcile and taken by a task of its own.
-struct PodStep {
-    pod: Arc<Pod>,
-    facts: PodFacts,
-    intent: Intent,
-    decision: Decision,
-    timing: Timing,
-    now: i64,
-    time: Time,
-}
-
-impl PodStep {
-    async fn act(&self, api: &Api<Pod>, set: &InPlaceSet) -> Result<Option<Moved>, kube::Error> {
-        let templates = Templates::new(set);
-        act(
-            api,
-            &templates,
-            (&self.pod, &self.facts),
-            (self.intent, &self.decision),
-            &self.timing,
-            (self.now, &self.time),
-        )
-        .await
     }
 }
 
@@ -573,7 +478,6 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         .map(|p| {
             let mut f = pods::facts(p);
             f.routed_by_service = services.iter().any(|s| service::selects(s, p.labels()));
-            f.moving = ctx.moving(p);
             f
         })
         .collect();
@@ -606,25 +510,43 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         .map(|(f, i)| step(f, *i, templates.target_of(*i), &timing, now))
         .collect();
 
-    // Act on the pods: each step in a task of its own (see the module doc).
-    let mut launched = 0;
-    for ((pod, f), (intent, decision)) in
-        owned.iter().zip(&facts).zip(intents.iter().zip(&decisions))
-    {
-        if f.moving || matches!(decision, Decision::Steady | Decision::Wait(_)) {
-            continue;
+    // Act on the pods, a bounded number of writes at a time.
+    let work: Vec<(&Arc<Pod>, &PodFacts, Intent, &Decision)> = owned
+        .iter()
+        .zip(&facts)
+        .zip(intents.iter().zip(&decisions))
+        .filter(|(_, (_, d))| !matches!(d, Decision::Steady | Decision::Wait(_)))
+        .filter(|((p, _), _)| !ctx.acted_on.stale(p.as_ref()))
+        .map(|((p, f), (i, d))| (p, f, *i, d))
+        .collect();
+    // A sliding window, not chunks: one slow write never holds back the
+    // next pods' (each step of a release waits on the last one's writes).
+    let mut writes = Vec::with_capacity(work.len());
+    for (pod, f, i, d) in work {
+        let write = act(&api, &templates, (pod, f), (i, d), &timing, (now, &time));
+        writes.push(async move { (pod, write.await) });
+    }
+    let results: Vec<_> = futures::stream::iter(writes)
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .map(|(pod, result)| {
+            if let (Ok(Some((_, Some(written)))), Some(uid)) = (&result, pod.uid()) {
+                ctx.acted_on.remember(uid, written.clone());
+            }
+            result
+        })
+        .collect()
+        .await;
+    // Pod moves are logged, not published: an event per pod write would
+    // cost the API server as much as the writes themselves.
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(Some((note, _))) => debug!(set = %set.name_any(), "{note}"),
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
-        let step = PodStep {
-            pod: pod.clone(),
-            facts: f.clone(),
-            intent: *intent,
-            decision: decision.clone(),
-            timing,
-            now,
-            time: time.clone(),
-        };
-        ctx.launch(&set, &api, step);
-        launched += 1;
     }
 
     // Pause stops updates, not scaling: lost pods are replaced and replicas honoured.
@@ -637,6 +559,9 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         &owned,
     )
     .await;
+    if let Err(e) = created {
+        first_error.get_or_insert(e);
+    }
 
     // Status, written only when it changed.
     let observed: Vec<Observed> = facts
@@ -691,12 +616,10 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         .await?;
         ctx.status_writes.wrote(uid.clone());
     }
-    created?;
-    // With pod writes in flight, their tasks keep the backoff (a write that
-    // keeps failing must not be retried at the pace of the reconciles).
-    if launched == 0 {
-        ctx.backoff.succeeded(&ObjectRef::from_obj(&*set));
+    if let Some(e) = first_error {
+        return Err(e.into());
     }
+    ctx.backoff.succeeded(&ObjectRef::from_obj(&*set));
     if more {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
@@ -805,8 +728,6 @@ pub async fn run(
     let pod_events = caches.pods.subscribe();
     let service_events = caches.services.subscribe();
     let sets_store = caches.sets.store.clone();
-    let (again, again_rx) = tokio::sync::mpsc::unbounded_channel();
-    let write_slot_count = u32::from(concurrency.max(1)) * WRITE_CONCURRENCY as u32;
     let ctx = Arc::new(Context {
         client: client.clone(),
         telemetry,
@@ -821,14 +742,6 @@ pub async fn run(
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
         acted_on: OwnWrites::new(STALE_CACHE_WINDOW),
         drained: Mutex::new(HashMap::new()),
-        in_flight: Mutex::new(HashSet::new()),
-        write_slots: Arc::new(tokio::sync::Semaphore::new(write_slot_count as usize)),
-        write_slot_count,
-        again,
-    });
-    let writes = ctx.clone();
-    let again = futures::stream::unfold(again_rx, |mut rx| async move {
-        rx.recv().await.map(|set| (set, rx))
     });
     let synced = [
         caches.sets.synced.clone(),
@@ -860,7 +773,6 @@ pub async fn run(
                 .map(|s| ObjectRef::from_obj(&*s))
                 .collect::<Vec<_>>()
         })
-        .reconcile_on(again)
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)
@@ -870,10 +782,4 @@ pub async fn run(
             }
         });
     run_until_stopped(run, shutdown, &synced).await;
-    // The writes in flight end before the controller does; none starts after.
-    let all = writes.write_slot_count;
-    if let Ok(permits) = writes.write_slots.acquire_many(all).await {
-        permits.forget();
-    }
-    writes.write_slots.close();
 }

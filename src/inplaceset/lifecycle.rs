@@ -101,11 +101,6 @@ pub struct PodFacts {
     /// component let go); kept in memory, so a restart waits the settle time
     /// again, never less.
     pub drained_since: Option<i64>,
-    /// The operator's write to the pod is in flight, or the cache does not
-    /// show it yet: the pod counts as out of traffic (whatever the write
-    /// does, the budget holds) and nothing else is decided for it until the
-    /// cache shows the write.
-    pub moving: bool,
 }
 
 impl PodFacts {
@@ -149,8 +144,7 @@ impl PodFacts {
     /// In traffic and counted: Ready, every declared component registered,
     /// and Ready for at least `min_ready_seconds`.
     pub fn available(&self, min_ready_seconds: i64, now: i64) -> bool {
-        !self.moving
-            && self.ready
+        self.ready
             && !self.terminating
             && self.gate.open == Some(true)
             && self.not_registered().is_empty()
@@ -771,16 +765,6 @@ mod tests {
         assert!(!p.available(NOW, NOW), "not ready long enough");
         p.registered.remove("rpc");
         assert!(!p.available(0, NOW), "rpc has not registered the pod");
-    }
-
-    #[test]
-    fn a_pod_with_our_write_in_flight_is_not_available() {
-        let mut p = serving();
-        p.moving = true;
-        assert!(
-            !p.available(0, NOW),
-            "counted out of traffic until the write shows"
-        );
     }
 
     #[test]

@@ -342,22 +342,6 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_whose_gate_write_is_in_flight_uses_the_budget() {
-        // The last reconcile started p00 (budget 1); its gate write has not
-        // come back yet, so the cache shows it serving on the old revision.
-        let mut pods: Vec<_> = (0..5).map(|i| pod(i, "old", true)).collect();
-        pods[0].moving = true;
-        let p = plan(&pods, &spec(5, 0, 1), &target(), NOW);
-        assert_eq!(
-            count(&p, Intent::Update(Toward::Update)),
-            1,
-            "only the moving pod: {:?}",
-            p.intents
-        );
-        assert_eq!(p.intent("p00"), Intent::Update(Toward::Update));
-    }
-
-    #[test]
     fn an_updated_pod_that_never_gets_ready_stops_the_update_there() {
         let mut pods: Vec<_> = (0..5).map(|i| pod(i, "old", true)).collect();
         pods[0] = pod(0, "new", false);

@@ -97,7 +97,6 @@ pub fn facts(pod: &Pod) -> PodFacts {
         // The Services are not the pod's: the reconcile sets these two.
         routed_by_service: false,
         drained_since: None,
-        moving: false,
     }
 }
 
