@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use cafe_operator::api::names::TRAFFIC_GATE;
 use cafe_operator::api::{CafeDeployment, Phase};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -555,6 +556,78 @@ async fn an_unconfirmed_creation_paces_one_group_then_creates_the_rest_at_once()
         "after the first group, more than a group's worth of pods started at once \
          (at most {most_starting} not ready at a time)"
     );
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn an_unconfirmed_release_over_three_cells_never_has_more_than_a_group_out_of_traffic() {
+    let ns = TestNs::new("cd-budget").await;
+    let _op = Operator::start(&ns.name);
+    ns.create::<CafeDeployment>(cafedeployment(
+        "demo",
+        "demo",
+        12,
+        &["cell-a", "cell-b", "cell-c"],
+        json!({"upgradeType": "Batch", "batchSize": 3, "needWaitingForConfirm": false}),
+        json!({"components": []}),
+    ))
+    .await;
+    let cds: Api<CafeDeployment> = ns.api();
+    let healthy_on = |wanted: &'static str| {
+        let (cds, ns) = (cds.clone(), &ns);
+        async move {
+            ns.wait(
+                &format!("12 pods Ready on {wanted}, Healthy"),
+                180,
+                || async {
+                    let s = cds.get("demo").await.ok()?.status?;
+                    let pods = pods_by_cell(ns).await;
+                    let ok = pods.len() == 12
+                        && pods.iter().all(|(p, _)| image(p) == wanted && pod_ready(p));
+                    (ok && s.phase == Some(Phase::Healthy)).then_some(())
+                },
+            )
+            .await;
+        }
+    };
+    healthy_on("nginx:1.25").await;
+
+    // Every version of every pod during the release: how many were out of
+    // traffic (gate not True, or kubelet not Ready) at once.
+    let pods: Api<Pod> = ns.api();
+    let most = std::sync::Arc::new(std::sync::Mutex::new(0usize));
+    let log = most.clone();
+    let watch = tokio::spawn(async move {
+        let mut out: BTreeMap<String, bool> = BTreeMap::new();
+        let mut s = watcher(pods, watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        while let Some(Ok(p)) = s.next().await {
+            let gate_open = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == TRAFFIC_GATE && c.status == "True")
+                });
+            out.insert(p.name_any(), !(gate_open && pod_ready(&p)));
+            let now = out.values().filter(|o| **o).count();
+            if let Ok(mut m) = log.lock() {
+                *m = (*m).max(now);
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    release_image(&cds, "nginx:1.26").await;
+    healthy_on("nginx:1.26").await;
+    watch.abort();
+    let most = *most.lock().expect("most");
+    assert!(
+        most <= 3,
+        "{most} pods out of traffic at once over the three cells; the budget is one group (3)"
+    );
+    assert!(most >= 2, "the window was used ({most} at most)");
 }
 
 #[tokio::test]
