@@ -633,20 +633,14 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
 /// Whether a status change must be written at once: anything but counters
 /// moving mid-way. A set that reached its resting point (every pod there and
 /// available, its share on the update revision) is written at once, so the
-/// CafeDeployment sees a group complete without delay; so is every change of
-/// the available pods of a paced creation (the CafeDeployment stops pacing
-/// once a group is available: a held-back count would hold back the rest of
-/// the creation).
+/// CafeDeployment sees a group complete without delay.
 fn urgent(previous: &InPlaceSetStatus, status: &InPlaceSetStatus, spec: &SetSpec) -> bool {
     let replicas = i32::try_from(spec.replicas).unwrap_or(i32::MAX);
     let share = i32::try_from(spec.replicas.saturating_sub(spec.partition)).unwrap_or(0);
     let resting = status.replicas == replicas
         && status.available_replicas == replicas
         && status.updated_available_replicas >= share;
-    let pacing_moved = spec.pace_creation
-        && previous.updated_available_replicas != status.updated_available_replicas;
     resting
-        || pacing_moved
         || previous.observed_generation != status.observed_generation
         || previous.current_revision != status.current_revision
         || previous.update_revision != status.update_revision
@@ -788,49 +782,4 @@ pub async fn run(
             }
         });
     run_until_stopped(run, shutdown, &synced).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(pace_creation: bool) -> SetSpec {
-        SetSpec {
-            replicas: 10,
-            partition: 0,
-            max_unavailable: 2,
-            paused: false,
-            pace_creation,
-            recreate: false,
-            min_ready_seconds: 0,
-        }
-    }
-
-    #[test]
-    fn counters_wait_except_the_available_pods_of_a_paced_creation() {
-        let previous = InPlaceSetStatus {
-            replicas: 4,
-            available_replicas: 1,
-            updated_available_replicas: 1,
-            ..InPlaceSetStatus::default()
-        };
-        let status = InPlaceSetStatus {
-            available_replicas: 2,
-            updated_available_replicas: 2,
-            ..previous.clone()
-        };
-        assert!(!urgent(&previous, &status, &spec(false)), "counters only");
-        assert!(
-            urgent(&previous, &status, &spec(true)),
-            "a paced creation's progress"
-        );
-        let more_pods = InPlaceSetStatus {
-            replicas: 5,
-            ..previous.clone()
-        };
-        assert!(
-            !urgent(&previous, &more_pods, &spec(true)),
-            "only the available pods, not every count"
-        );
-    }
 }
