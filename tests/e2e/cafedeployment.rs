@@ -498,15 +498,17 @@ async fn an_unconfirmed_creation_of_a_broken_template_creates_one_group_of_pods(
     );
 }
 
-#[tokio::test]
-#[ignore = "needs the local control plane: make test"]
-async fn an_unconfirmed_creation_paces_one_group_then_creates_the_rest_at_once() {
-    let ns = TestNs::new("cd-create-proven").await;
-    let _op = Operator::start(&ns.name);
-    // Every version of every pod, from before the creation: (created, ready)
-    // counts after each event.
+/// A watch of every version of every pod of `ns` from now on: after each
+/// event, (pods seen, pods for which `flag` holds in their latest version).
+async fn count_pods(
+    ns: &TestNs,
+    flag: fn(&Pod) -> bool,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>>,
+    tokio::task::JoinHandle<()>,
+) {
     let pods: Api<Pod> = ns.api();
-    let counts = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(usize, usize)>::new()));
+    let counts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = counts.clone();
     let watch = tokio::spawn(async move {
         let mut seen: BTreeMap<String, bool> = BTreeMap::new();
@@ -514,14 +516,24 @@ async fn an_unconfirmed_creation_paces_one_group_then_creates_the_rest_at_once()
             .applied_objects()
             .boxed();
         while let Some(Ok(p)) = s.next().await {
-            seen.insert(p.name_any(), pod_ready(&p));
-            let ready = seen.values().filter(|r| **r).count();
+            seen.insert(p.name_any(), flag(&p));
+            let flagged = seen.values().filter(|f| **f).count();
             if let Ok(mut c) = log.lock() {
-                c.push((seen.len(), ready));
+                c.push((seen.len(), flagged));
             }
         }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
+    (counts, watch)
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn an_unconfirmed_creation_paces_one_group_then_creates_the_rest_at_once() {
+    let ns = TestNs::new("cd-create-proven").await;
+    let _op = Operator::start(&ns.name);
+    // Every version of every pod, from before the creation: (created, ready).
+    let (counts, watch) = count_pods(&ns, pod_ready).await;
     ns.create::<CafeDeployment>(cafedeployment(
         "demo",
         "demo",
@@ -594,35 +606,23 @@ async fn an_unconfirmed_release_over_three_cells_never_has_more_than_a_group_out
 
     // Every version of every pod during the release: how many were out of
     // traffic (gate not True, or kubelet not Ready) at once.
-    let pods: Api<Pod> = ns.api();
-    let most = std::sync::Arc::new(std::sync::Mutex::new(0usize));
-    let log = most.clone();
-    let watch = tokio::spawn(async move {
-        let mut out: BTreeMap<String, bool> = BTreeMap::new();
-        let mut s = watcher(pods, watcher::Config::default())
-            .applied_objects()
-            .boxed();
-        while let Some(Ok(p)) = s.next().await {
-            let gate_open = p
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c.type_ == TRAFFIC_GATE && c.status == "True")
-                });
-            out.insert(p.name_any(), !(gate_open && pod_ready(&p)));
-            let now = out.values().filter(|o| **o).count();
-            if let Ok(mut m) = log.lock() {
-                *m = (*m).max(now);
-            }
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (counts, watch) = count_pods(&ns, |p| {
+        let gate_open = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == TRAFFIC_GATE && c.status == "True")
+            });
+        !(gate_open && pod_ready(p))
+    })
+    .await;
     release_image(&cds, "nginx:1.26").await;
     healthy_on("nginx:1.26").await;
     watch.abort();
-    let most = *most.lock().expect("most");
+    let counts = counts.lock().expect("counts").clone();
+    let most = counts.iter().map(|(_, out)| *out).max().unwrap_or(0);
     assert!(
         most <= 3,
         "{most} pods out of traffic at once over the three cells; the budget is one group (3)"
