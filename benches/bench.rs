@@ -78,9 +78,11 @@ struct Args {
     /// Parts to run, e.g. `a,c` (c needs a; b needs a Service).
     #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e")]
     parts: Vec<char>,
-    /// Also record the API server's CPU profile during each release of part
-    /// (a), its first `--profile-seconds`, as DIR/{deployment,cafedeployment}.pprof
-    /// (`go tool pprof -top DIR/cafedeployment.pprof`).
+    /// Also record CPU profiles during each release of part (a), its first
+    /// `--profile-seconds`: the API server's as DIR/{deployment,cafedeployment}.pprof
+    /// (`go tool pprof -top DIR/cafedeployment.pprof`), kwok's as
+    /// DIR/{deployment,cafedeployment}-kwok.perf when perf is installed
+    /// (`perf report -i`).
     #[arg(long, value_name = "DIR")]
     profile: Option<String>,
     #[arg(long, default_value_t = 20)]
@@ -289,12 +291,19 @@ fn samples<'a>(
     })
 }
 
+/// The operator's `/metrics` text.
+async fn operator_metrics(port: u16) -> String {
+    fetch(&format!("http://127.0.0.1:{port}/metrics")).await
+}
+
 /// The operator's `cafe_api_requests_total`, by (verb, resource), successes and failures.
 async fn requests(port: u16) -> BTreeMap<(String, String), u64> {
-    let url = format!("http://127.0.0.1:{port}/metrics");
-    let text = fetch(&url).await;
+    requests_in(&operator_metrics(port).await)
+}
+
+fn requests_in(text: &str) -> BTreeMap<(String, String), u64> {
     let mut out = BTreeMap::new();
-    for (label, n) in samples(&text, "cafe_api_requests_total") {
+    for (label, n) in samples(text, "cafe_api_requests_total") {
         *out.entry((label("verb"), label("resource"))).or_default() += n as u64;
     }
     out
@@ -519,7 +528,8 @@ struct Stages {
     seen: HashMap<String, Vec<Option<Instant>>>,
 }
 
-/// The stages of an in-place update (or, for a Deployment, of a replacement).
+/// The stages of an in-place update. The Deployment's release is watched with
+/// them too, only so that both releases serve the same watchers.
 const RELEASE_STAGES: [&str; 6] = [
     "gate closed",
     "kubelet: not Ready",
@@ -669,8 +679,8 @@ fn report_stages(report: &mut Report, title: &str, stages: &Stages, start: Insta
 }
 
 /// How full the unavailability budget (`group` pods) was kept: on average
-/// over the release, how many pods were between their gate closing and
-/// kubelet's Ready. Below the budget, pods waited on the operator.
+/// over the release and at most, how many pods were between their gate
+/// closing and kubelet's Ready. Below the budget, pods waited on the operator.
 fn report_window(report: &mut Report, stages: &Stages, group: usize) {
     let last = stages.names.len() - 1;
     let spans: Vec<(Instant, Instant)> = stages
@@ -725,13 +735,12 @@ struct Release {
 }
 
 /// The operator's reconciles so far, by controller: (count, seconds spent).
-async fn reconciles(port: u16) -> BTreeMap<String, (f64, f64)> {
-    let text = fetch(&format!("http://127.0.0.1:{port}/metrics")).await;
+fn reconciles_in(text: &str) -> BTreeMap<String, (f64, f64)> {
     let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    for (label, n) in samples(&text, "cafe_reconcile_duration_seconds_count") {
+    for (label, n) in samples(text, "cafe_reconcile_duration_seconds_count") {
         out.entry(label("controller")).or_default().0 += n;
     }
-    for (label, s) in samples(&text, "cafe_reconcile_duration_seconds_sum") {
+    for (label, s) in samples(text, "cafe_reconcile_duration_seconds_sum") {
         out.entry(label("controller")).or_default().1 += s;
     }
     out
@@ -739,8 +748,8 @@ async fn reconciles(port: u16) -> BTreeMap<String, (f64, f64)> {
 
 async fn release(ns: &TestNs, port: u16, pods: usize) -> Release {
     let cds: Api<CafeDeployment> = ns.api();
-    let before = requests(port).await;
-    let reconciled = reconciles(port).await;
+    let metrics = operator_metrics(port).await;
+    let (before, reconciled) = (requests_in(&metrics), reconciles_in(&metrics));
     let (stages, task) = watch_stages(ns, &RELEASE_STAGES, |p| release_marks(p, IMAGE_2));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
@@ -752,8 +761,8 @@ async fn release(ns: &TestNs, port: u16, pods: usize) -> Release {
     .await
     .expect("patch the CafeDeployment");
     let took = wait_cd(&cds, "bench", pods).await;
-    let after = requests(port).await;
-    let mut reconciles = reconciles(port).await;
+    let metrics = operator_metrics(port).await;
+    let (after, mut reconciles) = (requests_in(&metrics), reconciles_in(&metrics));
     for (controller, (n, secs)) in &mut reconciles {
         let (n0, secs0) = reconciled.get(controller).copied().unwrap_or_default();
         *n -= n0;
@@ -798,7 +807,7 @@ impl Release {
 /// (`go tool pprof`) and DIR/`name`-kwok.perf (`perf report -i`, when perf is
 /// installed) when the returned thread ends (kubectl from PATH, as
 /// hack/bench.sh sets it).
-fn profile_api_server(args: &Args, name: &str) -> Option<std::thread::JoinHandle<()>> {
+fn profile_release(args: &Args, name: &str) -> Option<std::thread::JoinHandle<()>> {
     let dir = args.profile.clone()?;
     let path = format!("{dir}/{name}.pprof");
     let kwok_path = format!("{dir}/{name}-kwok.perf");
@@ -834,7 +843,7 @@ fn profile_api_server(args: &Args, name: &str) -> Option<std::thread::JoinHandle
     }))
 }
 
-/// Waits for a profile started by [`profile_api_server`] to be written.
+/// Waits for a profile started by [`profile_release`] to be written.
 async fn profiled(profile: Option<std::thread::JoinHandle<()>>) {
     if let Some(p) = profile {
         let _ = tokio::task::spawn_blocking(move || p.join()).await;
@@ -938,7 +947,7 @@ async fn part_a(args: &Args, report: &mut Report, details: bool) -> RunA {
     // The same watch of the pods as during the CafeDeployment's release, so
     // that both releases serve one more watcher.
     let (_, watch) = watch_stages(&ns, &RELEASE_STAGES, |p| release_marks(p, IMAGE_2));
-    let profile = profile_api_server(args, "deployment");
+    let profile = profile_release(args, "deployment");
     let start = Instant::now();
     deployments
         .patch(
@@ -975,34 +984,32 @@ async fn part_a(args: &Args, report: &mut Report, details: bool) -> RunA {
     watch.abort();
     let cpu_4 = Cpu::read(op.pid());
     let writes_4 = PodWrites::read(&client).await;
-    let profile = profile_api_server(args, "cafedeployment");
+    let profile = profile_release(args, "cafedeployment");
     let measured = release(&ns, port, args.pods).await;
     let cd_release = measured.took;
     let cpu_5 = Cpu::read(op.pid());
     let writes_5 = PodWrites::read(&client).await;
     profiled(profile).await;
 
-    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
-    report.line("| | CafeDeployment | Deployment | ratio |");
-    report.line("|---|---:|---:|---:|");
-    report.line(format!(
-        "| create from zero -> all ready | {:.1} s | {:.1} s | **{:.2}x** |",
-        cd_create.as_secs_f64(),
-        deploy_create.as_secs_f64(),
-        ratio(cd_create, deploy_create)
-    ));
-    report.line(format!(
-        "| new image -> all ready | {:.1} s | {:.1} s | **{:.2}x** |",
-        cd_release.as_secs_f64(),
-        deploy_release.as_secs_f64(),
-        ratio(cd_release, deploy_release)
-    ));
     let run = RunA {
         cd_create,
         deploy_create,
         cd_release,
         deploy_release,
     };
+    let (create_ratio, release_ratio) = run.ratios();
+    report.line("| | CafeDeployment | Deployment | ratio |");
+    report.line("|---|---:|---:|---:|");
+    report.line(format!(
+        "| create from zero -> all ready | {:.1} s | {:.1} s | **{create_ratio:.2}x** |",
+        cd_create.as_secs_f64(),
+        deploy_create.as_secs_f64(),
+    ));
+    report.line(format!(
+        "| new image -> all ready | {:.1} s | {:.1} s | **{release_ratio:.2}x** |",
+        cd_release.as_secs_f64(),
+        deploy_release.as_secs_f64(),
+    ));
     if !details {
         op.stop();
         remove(ns).await;
