@@ -109,9 +109,9 @@ fn observe(set: &InPlaceSet, update: &str, record: &Record) -> Observed {
     // when the status was computed for the set's present template. Read as
     // done, a set not started yet would hand its budget share to the others
     // (a fresh set given all of it: one group started in one cell at once).
-    let counted_now =
-        status.update_revision.as_deref() == Some(revision::revision(&set.spec.template).as_str());
-    let carries = carries && counted_now;
+    let counts_this_release = carries
+        && status.update_revision.as_deref()
+            == Some(revision::revision(&set.spec.template).as_str());
     let count = |n: i32| usize::try_from(n).unwrap_or(0);
     Observed {
         name: cell_of(set),
@@ -123,12 +123,12 @@ fn observe(set: &InPlaceSet, update: &str, record: &Record) -> Observed {
         // completion reads them only when `fresh`; the budget split reads
         // them always, or a lagging set would look unstarted, get a new
         // share, lag again, and so on.
-        updated_available: if carries {
+        updated_available: if counts_this_release {
             count(status.updated_available_replicas)
         } else {
             0
         },
-        stable_available: if carries {
+        stable_available: if counts_this_release {
             count(status.stable_available_replicas)
         } else {
             0
