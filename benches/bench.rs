@@ -78,11 +78,12 @@ struct Args {
     /// Parts to run, e.g. `a,c` (c needs a; b needs a Service).
     #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e")]
     parts: Vec<char>,
-    /// Also record CPU profiles during each release of part (a), its first
-    /// `--profile-seconds`: the API server's as DIR/{deployment,cafedeployment}.pprof
+    /// Also record CPU profiles during each creation and release of part (a),
+    /// their first `--profile-seconds`: the API server's as
+    /// DIR/{deployment,cafedeployment}{-create,}.pprof
     /// (`go tool pprof -top DIR/cafedeployment.pprof`), kwok's as
-    /// DIR/{deployment,cafedeployment}-kwok.perf when perf is installed
-    /// (`perf report -i`).
+    /// DIR/{deployment,cafedeployment}{-create,}-kwok.perf when perf is
+    /// installed (`perf report -i`).
     #[arg(long, value_name = "DIR")]
     profile: Option<String>,
     #[arg(long, default_value_t = 20)]
@@ -424,13 +425,16 @@ impl Cpu {
     }
 }
 
-/// Pod writes the API server served, every client's (kubelets, controllers,
-/// the scheduler, the operator), by verb and subresource: from its
-/// `apiserver_request_total`.
+/// Writes the API server served, every client's (kubelets, controllers,
+/// the scheduler, the operator), from its `apiserver_request_total`: to pods
+/// by verb and subresource, to everything else by verb and resource.
 #[derive(Default)]
-struct PodWrites(BTreeMap<String, f64>);
+struct Writes {
+    pods: BTreeMap<String, f64>,
+    others: BTreeMap<String, f64>,
+}
 
-impl PodWrites {
+impl Writes {
     async fn read(client: &Client) -> Self {
         let Ok(request) = http::Request::get("/metrics").body(Vec::new()) else {
             return Self::default();
@@ -438,42 +442,48 @@ impl PodWrites {
         let Ok(text) = client.request_text(request).await else {
             return Self::default();
         };
-        let mut out = BTreeMap::new();
+        let mut out = Self::default();
         for (label, n) in samples(&text, "apiserver_request_total") {
             let verb = label("verb");
-            if label("resource") != "pods"
-                || !["POST", "PATCH", "PUT", "DELETE"].contains(&verb.as_str())
-            {
+            if !["POST", "PATCH", "APPLY", "PUT", "DELETE"].contains(&verb.as_str()) {
                 continue;
             }
-            let sub = label("subresource");
-            let key = if sub.is_empty() {
-                verb
-            } else {
-                format!("{verb} {sub}")
+            let (resource, sub) = (label("resource"), label("subresource"));
+            let (map, key) = match (resource == "pods", sub.is_empty()) {
+                (true, true) => (&mut out.pods, verb),
+                (true, false) => (&mut out.pods, format!("{verb} {sub}")),
+                (false, true) => (&mut out.others, format!("{verb} {resource}")),
+                (false, false) => (&mut out.others, format!("{verb} {resource}/{sub}")),
             };
-            *out.entry(key).or_default() += n;
+            *map.entry(key).or_default() += n;
         }
-        Self(out)
+        out
     }
 
     fn since(&self, before: &Self) -> Self {
-        Self(
-            self.0
-                .iter()
-                .map(|(k, v)| (k.clone(), v - before.0.get(k).copied().unwrap_or(0.0)))
+        let since = |now: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>| {
+            now.iter()
+                .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
                 .filter(|(_, v)| *v > 0.0)
-                .collect(),
-        )
+                .collect()
+        };
+        Self {
+            pods: since(&self.pods, &before.pods),
+            others: since(&self.others, &before.others),
+        }
     }
 }
 
-/// Pod writes per pod in each phase, by verb and subresource.
-fn report_pod_writes(report: &mut Report, pods: usize, phases: &[(&str, &PodWrites)]) {
+/// Pod writes per pod in each phase, by verb and subresource; then the
+/// writes to every other resource, counted.
+fn report_writes(report: &mut Report, pods: usize, phases: &[(&str, &Writes)]) {
     let title = format!("pod writes per pod, every client (the API server's count, {pods} pods)");
-    let phases: Vec<_> = phases.iter().map(|(n, w)| (*n, &w.0)).collect();
+    let on_pods: Vec<_> = phases.iter().map(|(n, w)| (*n, &w.pods)).collect();
     let per_pod = |n: f64| format!("{:.2}", n / pods.max(1) as f64);
-    report_phases(report, &title, "request", &phases, per_pod);
+    report_phases(report, &title, "request", &on_pods, per_pod);
+    let title = "writes to other resources, every client (the API server's count)";
+    let others: Vec<_> = phases.iter().map(|(n, w)| (*n, &w.others)).collect();
+    report_phases(report, title, "request", &others, |n| format!("{n:.0}"));
 }
 
 /// One row per process, one column per phase: CPU seconds.
@@ -720,6 +730,26 @@ fn report_window(report: &mut Report, stages: &Stages, group: usize) {
         100.0 * mean / group.max(1) as f64,
         busy / spans.len().max(1) as f64,
     ));
+    // Where the budget went unused: the average over each tenth of that time.
+    let tenth = took / 10.0;
+    let by_tenth: Vec<String> = (0..10)
+        .map(|k| {
+            let (from, to) = (k as f64 * tenth, (k + 1) as f64 * tenth);
+            let inside: f64 = spans
+                .iter()
+                .map(|(a, b)| {
+                    let a = a.saturating_duration_since(first).as_secs_f64();
+                    let b = b.saturating_duration_since(first).as_secs_f64();
+                    (b.min(to) - a.max(from)).max(0.0)
+                })
+                .sum();
+            format!("{:.0}", inside / tenth)
+        })
+        .collect();
+    report.line(format!(
+        "\nout of traffic, on average in each tenth of that time: {}",
+        by_tenth.join(", ")
+    ));
 }
 
 /// A measured release of the CafeDeployment `bench`: how long it took,
@@ -807,7 +837,7 @@ impl Release {
 /// (`go tool pprof`) and DIR/`name`-kwok.perf (`perf report -i`, when perf is
 /// installed) when the returned thread ends (kubectl from PATH, as
 /// hack/bench.sh sets it).
-fn profile_release(args: &Args, name: &str) -> Option<std::thread::JoinHandle<()>> {
+fn profile(args: &Args, name: &str) -> Option<std::thread::JoinHandle<()>> {
     let dir = args.profile.clone()?;
     let path = format!("{dir}/{name}.pprof");
     let kwok_path = format!("{dir}/{name}-kwok.perf");
@@ -843,7 +873,7 @@ fn profile_release(args: &Args, name: &str) -> Option<std::thread::JoinHandle<()
     }))
 }
 
-/// Waits for a profile started by [`profile_release`] to be written.
+/// Waits for a profile started by [`profile`] to be written.
 async fn profiled(profile: Option<std::thread::JoinHandle<()>>) {
     if let Some(p) = profile {
         let _ = tokio::task::spawn_blocking(move || p.join()).await;
@@ -922,9 +952,10 @@ async fn part_a(args: &Args, report: &mut Report, details: bool) -> RunA {
     });
     let client = ns.client.clone();
     let cpu_0 = Cpu::read(None);
-    let writes_0 = PodWrites::read(&client).await;
+    let writes_0 = Writes::read(&client).await;
     let (deploy_created, watch) = watch_stages(&ns, &CREATION_STAGES, creation_marks);
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let profile_create = profile(args, "deployment-create");
     let start = Instant::now();
     let deploy_start = start;
     ns.create::<Deployment>(body).await;
@@ -942,12 +973,13 @@ async fn part_a(args: &Args, report: &mut Report, details: bool) -> RunA {
     deploy_done("the Deployment to be ready").await;
     let deploy_create = start.elapsed();
     watch.abort();
+    profiled(profile_create).await;
     let cpu_1 = Cpu::read(None);
-    let writes_1 = PodWrites::read(&client).await;
+    let writes_1 = Writes::read(&client).await;
     // The same watch of the pods as during the CafeDeployment's release, so
     // that both releases serve one more watcher.
     let (_, watch) = watch_stages(&ns, &RELEASE_STAGES, |p| release_marks(p, IMAGE_2));
-    let profile = profile_release(args, "deployment");
+    let profile_release = profile(args, "deployment");
     let start = Instant::now();
     deployments
         .patch(
@@ -960,9 +992,9 @@ async fn part_a(args: &Args, report: &mut Report, details: bool) -> RunA {
     deploy_done("the Deployment's rollout").await;
     let deploy_release = start.elapsed();
     let cpu_2 = Cpu::read(None);
-    let writes_2 = PodWrites::read(&client).await;
+    let writes_2 = Writes::read(&client).await;
     watch.abort();
-    profiled(profile).await;
+    profiled(profile_release).await;
     remove(ns).await;
 
     let ns = TestNs::new("bench-cd").await;
@@ -970,9 +1002,10 @@ async fn part_a(args: &Args, report: &mut Report, details: bool) -> RunA {
     let cds: Api<CafeDeployment> = ns.api();
     let traffic = json!({"components": [], "settleSeconds": 0});
     let cpu_3 = Cpu::read(op.pid());
-    let writes_3 = PodWrites::read(&client).await;
+    let writes_3 = Writes::read(&client).await;
     let (cd_created, watch) = watch_stages(&ns, &CREATION_STAGES, creation_marks);
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let profile_create = profile(args, "cafedeployment-create");
     let start = Instant::now();
     let cd_start = start;
     ns.create::<CafeDeployment>(cafedeployment(
@@ -982,14 +1015,15 @@ async fn part_a(args: &Args, report: &mut Report, details: bool) -> RunA {
     wait_cd(&cds, "bench", args.pods).await;
     let cd_create = start.elapsed();
     watch.abort();
+    profiled(profile_create).await;
     let cpu_4 = Cpu::read(op.pid());
-    let writes_4 = PodWrites::read(&client).await;
-    let profile = profile_release(args, "cafedeployment");
+    let writes_4 = Writes::read(&client).await;
+    let profile_release = profile(args, "cafedeployment");
     let measured = release(&ns, port, args.pods).await;
     let cd_release = measured.took;
     let cpu_5 = Cpu::read(op.pid());
-    let writes_5 = PodWrites::read(&client).await;
-    profiled(profile).await;
+    let writes_5 = Writes::read(&client).await;
+    profiled(profile_release).await;
 
     let run = RunA {
         cd_create,
@@ -1024,7 +1058,7 @@ async fn part_a(args: &Args, report: &mut Report, details: bool) -> RunA {
             ("release, Deployment", &cpu_2.since(&cpu_1)),
         ],
     );
-    report_pod_writes(
+    report_writes(
         report,
         args.pods,
         &[
