@@ -56,6 +56,8 @@ pub struct PodStatus {
     pub pod_ip: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
 }
 
 /// A condition without its message (the operator never reads one).

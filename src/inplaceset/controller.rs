@@ -325,10 +325,7 @@ async fn apply(
             }
         }
         Decision::GateOn => {
-            let patch = gate::patch(true, gate_reason::SERVING, "in traffic", stamp);
-            let written = api
-                .patch_status(name, &patch_as(MANAGER), &Patch::Strategic(&patch))
-                .await?;
+            let written = open_gate(api, name, stamp).await?;
             let note = format!(
                 "pod {name}: ready on revision {}; traffic gate open",
                 facts.revision.clone().unwrap_or_default()
@@ -359,20 +356,32 @@ async fn apply(
     }
 }
 
+/// Opens a pod's traffic gate (condition True, reason Serving).
+async fn open_gate<K>(api: &Api<K>, name: &str, stamp: &str) -> Result<K, kube::Error>
+where
+    K: Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let patch = gate::patch(true, gate_reason::SERVING, "in traffic", stamp);
+    api.patch_status(name, &patch_as(MANAGER), &Patch::Strategic(&patch))
+        .await
+}
+
 /// At most this many pods are created per reconcile; the next reconcile
 /// creates more, so one huge set never holds a worker or ignores a shutdown.
 const CREATIONS_PER_RECONCILE: usize = 256;
 
 /// Creates what the plan asks for (less what is still on its way), on the
-/// update revision first, then the stable one. Each creation is expected
-/// under its name before the request is sent. Returns whether more remain.
+/// update revision first, then the stable one, and opens each new pod's
+/// gate at once (the lifecycle's `admit`), before kubelet writes its first
+/// status. Each creation is expected under its name before the request is
+/// sent. Returns whether more remain.
 async fn create_pods(
     ctx: &Context,
     api: &Api<v1::Pod>,
     set: &InPlaceSet,
     templates: &Templates<'_>,
-    the_plan: &super::plan::Plan,
-    owned: &[Arc<Pod>],
+    (the_plan, owned): (&super::plan::Plan, &[Arc<Pod>]),
+    time: &Time,
 ) -> (Result<(), kube::Error>, bool) {
     let uid = set.uid().unwrap_or_default();
     let mut pending = ctx.pending_creations(&uid, owned);
@@ -391,6 +400,8 @@ async fn create_pods(
         return (Ok(()), false);
     }
     let pp = &post_as(MANAGER);
+    let stamp = serde_json::to_value(time).unwrap_or_default();
+    let stamp = stamp.as_str().unwrap_or_default();
     let mut first_error = None;
     let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for chunk in kinds.chunks(WRITE_CONCURRENCY) {
@@ -401,8 +412,13 @@ async fn create_pods(
             ctx.expect_created(&uid, name.clone());
             let pod = pods::new_pod(set, template, &target.revision, &target.shape, name);
             batch.push(async move {
-                let result = api.create(pp, &pod).await;
-                (pod.name_any(), target.revision.clone(), result)
+                let name = pod.name_any();
+                let result = api.create(pp, &pod).await.map(drop);
+                if result.is_ok() {
+                    // Not opened (an error): the next reconcile opens it.
+                    let _ = open_gate(api, &name, stamp).await;
+                }
+                (name, target.revision.clone(), result)
             });
         }
         for (name, revision, result) in futures::future::join_all(batch).await {
@@ -555,8 +571,8 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         &Api::namespaced(ctx.client.clone(), &namespace),
         &set,
         &templates,
-        &the_plan,
-        &owned,
+        (&the_plan, &owned),
+        &time,
     )
     .await;
     if let Err(e) = created {

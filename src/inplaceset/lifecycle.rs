@@ -7,8 +7,8 @@
 //!            -> gate True (Serving) -> kubelet: Ready once they are ready
 //!            -> traffic finalizers back = released
 //! delete:    Serving -> gate False (DrainingForDelete) -> traffic finalizers gone -> delete
-//! new pod:   created (no gate condition = not in traffic) -> containers started
-//!            -> gate True -> kubelet: Ready once they are ready
+//! new pod:   created -> gate True at once -> kubelet: Ready once its
+//!            containers are ready
 //! ```
 //!
 //! The gate guards a pod while its containers change, not while they warm
@@ -16,7 +16,10 @@
 //! ones are gone), kubelet's own readiness keeps it out of traffic until they
 //! are ready, as it does for any pod. Opening the gate then, not after
 //! readiness, saves kubelet a round trip per pod (it recomputes Ready in the
-//! same status write that reports the containers ready).
+//! same status write that reports the containers ready). A new pod runs
+//! nothing but what its spec asks for, so its gate opens as it is created,
+//! before kubelet has seen it: kubelet's readiness alone keeps it out of
+//! traffic, and no write waits for kubelet's first status or races it.
 //!
 //! Where a pod is in its lifecycle is recorded on the pod by the writes that
 //! move it: the reason of the gate condition (`DrainingForUpdate`,
@@ -92,6 +95,8 @@ pub struct PodFacts {
     pub ready_since: Option<i64>,
     /// When kubelet last turned `Ready` False (None while Ready or unreported).
     pub unready_since: Option<i64>,
+    /// When kubelet started the pod (`status.startTime`).
+    pub started_at: Option<i64>,
     /// When the scheduler found no node for the pod (PodScheduled=False, Unschedulable).
     pub unschedulable_since: Option<i64>,
     /// A Service selects the pod: its EndpointSlices list the pod by
@@ -127,10 +132,16 @@ impl PodFacts {
     /// and later is not (a crash) is not starting. Kubelet's time of the
     /// change is compared with the gate's, so clocks skewed by more than the
     /// time between a container's start and the gate opening can misread it.
+    /// A gate opened at creation precedes kubelet's first status, whose
+    /// `Ready` False carries the pod's start time (to the second, so one
+    /// second of slack).
     pub fn starting(&self) -> bool {
+        let first_status = self.started_at.map_or(i64::MIN, |t| t + 1);
         self.gate.open == Some(true)
             && !self.ready
-            && self.unready_since.is_none_or(|t| t <= self.gate.since)
+            && self
+                .unready_since
+                .is_none_or(|t| t <= self.gate.since.max(first_status))
     }
 
     pub fn containers_ready(&self) -> bool {
@@ -366,16 +377,18 @@ pub fn same_image(reported: &str, wanted: &str) -> bool {
     normal(reported) == normal(wanted)
 }
 
-/// A pod that is not moving: into traffic (as far as the gate goes) once
-/// kubelet has started its containers. A pod that has no gate condition yet
-/// is new, so whatever containers it runs are the ones its spec asked for.
+/// A pod that is not moving: into traffic (as far as the gate goes). A pod
+/// that has no gate condition yet is new, so whatever containers it will run
+/// are the ones its spec asks for: its gate opens at once (its creation
+/// opens it; this is for a creation cut short before that write). A pod
+/// whose gate was closed waits until kubelet has started its containers.
 fn admit(pod: &PodFacts) -> Decision {
     let started = !pod.containers.is_empty()
         && pod
             .containers
             .iter()
             .all(|c| c.run.as_ref().is_some_and(|r| !r.container_id.is_empty()));
-    if pod.gate.open != Some(true) && !started {
+    if pod.gate.open == Some(false) && !started {
         Decision::Wait(Waiting::ContainersStarting)
     } else {
         enter(pod)
@@ -723,24 +736,64 @@ mod tests {
         if let Some(run) = new.containers[0].run.as_mut() {
             run.ready = false;
         }
-        // Started, not ready yet: the gate opens, kubelet's readiness decides.
+        // Started or not, a new pod's gate opens: kubelet's readiness decides.
         assert_eq!(
             step(&new, Intent::Keep, &target(), &T300, NOW),
             Decision::GateOn
         );
-        // Not started (no container yet: pulling, creating).
         let mut pulling = new.clone();
         if let Some(run) = pulling.containers[0].run.as_mut() {
             run.container_id.clear();
         }
         assert_eq!(
             step(&pulling, Intent::Keep, &target(), &T300, NOW),
-            Decision::Wait(Waiting::ContainersStarting)
+            Decision::GateOn
         );
         new.containers[0].run = None;
         assert_eq!(
             step(&new, Intent::Keep, &target(), &T300, NOW),
+            Decision::GateOn
+        );
+        // A closed gate reopens only on started containers.
+        let mut closed = gate_off(pulling, gate_reason::DRAINING_FOR_UPDATE, NOW);
+        assert_eq!(
+            step(&closed, Intent::Keep, &target(), &T300, NOW),
             Decision::Wait(Waiting::ContainersStarting)
+        );
+        closed.containers = serving().containers;
+        assert_eq!(
+            step(&closed, Intent::Keep, &target(), &T300, NOW),
+            Decision::GateOn
+        );
+    }
+
+    #[test]
+    fn a_pod_whose_gate_opened_at_creation_is_starting_until_first_ready() {
+        let mut p = serving();
+        p.gate.since = p.created;
+        p.ready = false;
+        p.ready_since = None;
+        p.registered.clear();
+        if let Some(run) = p.containers[0].run.as_mut() {
+            run.ready = false;
+        }
+        // Kubelet's first status, a few seconds after the gate: Ready False
+        // since the start (or the second after it).
+        p.started_at = Some(p.created + 3);
+        for first in [p.created + 3, p.created + 4] {
+            p.unready_since = Some(first);
+            assert!(p.starting());
+            assert_eq!(
+                step(&p, Intent::Keep, &target(), &T300, NOW),
+                Decision::Wait(Waiting::ContainersStarting)
+            );
+        }
+        // Ready for a while, then not: a crash, not a start.
+        p.unready_since = Some(p.created + 60);
+        assert!(!p.starting());
+        assert_eq!(
+            step(&p, Intent::Keep, &target(), &T300, NOW),
+            Decision::Steady
         );
     }
 

@@ -85,6 +85,9 @@ pub fn facts(pod: &Pod) -> PodFacts {
             .filter(|_| !ready)
             .and_then(|c| c.last_transition_time.as_ref())
             .map(|t| t.0.as_second()),
+        started_at: status
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| t.0.as_second()),
         unschedulable_since: status
             .and_then(|s| s.conditions.as_ref())
             .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))

@@ -564,6 +564,70 @@ async fn a_crashloop_image_stalls_the_update_with_a_clear_condition() {
     assert_eq!(progressing.status, "False");
 }
 
+/// A new pod's gate opens as it is created, before kubelet has seen it (no
+/// write waits for kubelet's first status): kubelet's readiness alone keeps
+/// it out of traffic. A pod no node takes stays Pending, gate open, never
+/// Ready nor counted; a new pod that never gets ready still stalls the set.
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn a_new_pod_opens_its_gate_as_it_is_created_and_kubelet_keeps_it_out_until_ready() {
+    let ns = TestNs::new("ips-new-gate").await;
+    let _op = Operator::start(&ns.name);
+    let mut nowhere = set("nowhere", 2, "nginx:1.25", &[]);
+    nowhere["spec"]["template"]["spec"]["nodeSelector"] = json!({"no-such-node": "true"});
+    ns.create::<InPlaceSet>(nowhere).await;
+    let mut broken = set("broken", 2, "example.com/app:crashloop", &[]);
+    broken["spec"]["progressDeadlineSeconds"] = json!(5);
+    ns.create::<InPlaceSet>(broken).await;
+
+    let api: Api<Pod> = ns.api();
+    let pending = ns
+        .wait("two Pending pods with their gate open", 30, || async {
+            let pods = pods_of(&api, "nowhere").await;
+            (pods.len() == 2
+                && pods
+                    .iter()
+                    .all(|p| pod_condition(p, GATE).as_deref() == Some("True")))
+            .then_some(pods)
+        })
+        .await;
+    for p in &pending {
+        let spec = p.spec.as_ref().expect("spec");
+        assert!(
+            spec.node_name.is_none(),
+            "{} was never scheduled",
+            p.name_any()
+        );
+        assert!(!pod_ready(p), "{} is not Ready", p.name_any());
+    }
+    let stalled = wait_set_condition(&ns, "broken", "Stalled", "True").await;
+    assert_eq!(stalled.reason, "ProgressDeadlineExceeded");
+    assert!(
+        stalled.message.contains("was started but"),
+        "{}",
+        stalled.message
+    );
+    for p in pods_of(&api, "broken").await {
+        assert_eq!(pod_condition(&p, GATE).as_deref(), Some("True"));
+        assert!(!pod_ready(&p), "{} never gets ready", p.name_any());
+    }
+    let sets: Api<InPlaceSet> = ns.api();
+    for name in ["nowhere", "broken"] {
+        let status = sets
+            .get(name)
+            .await
+            .expect("set")
+            .status
+            .unwrap_or_default();
+        assert_eq!(status.replicas, 2, "{name}");
+        assert_eq!(status.ready_replicas, 0, "{name}: nothing counted ready");
+        assert_eq!(
+            status.available_replicas, 0,
+            "{name}: nothing counted available"
+        );
+    }
+}
+
 /// The API requests an operator run reported on shutdown ("verb resource=n, ...").
 fn requests(log: &str) -> BTreeMap<String, u64> {
     let line = log
