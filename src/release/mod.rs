@@ -109,11 +109,23 @@ pub fn decide(input: &Input) -> Decision {
     if progress.phase == progress::Phase::Complete {
         record = record.complete();
     }
+    // Whether the template has shown its pods get ready: a group's worth
+    // available, counted in every set whose status describes this template,
+    // fresh or not. Read from fresh sets only, it would turn false again at
+    // each write it causes to the sets (their status lags every spec write),
+    // and the sets were rewritten back and forth until their statuses
+    // happened to catch up (400 writes in a creation of 1,000 pods).
+    let available: Vec<usize> = input
+        .active
+        .iter()
+        .map(|o| o.as_ref().map_or(0, |o| o.updated_available))
+        .collect();
+    let proven = cells::creation_proven(plan.covered_by(&available), input.paused);
     let targets = cells::targets(
         &record,
         &plan,
         progress.opened,
-        cells::creation_proven(completed, input.paused),
+        proven,
         input.cells,
         input.active,
         input.removed,

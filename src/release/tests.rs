@@ -308,6 +308,52 @@ fn check(
     Ok(())
 }
 
+/// A creation stops pacing once a group is available, and a set whose
+/// status lags its spec (as it does after every write to it) does not make it
+/// pace again: the sets are not rewritten back and forth.
+#[test]
+fn a_proven_creation_stays_unpaced_while_a_status_lags() {
+    let cells = vec![("a".to_string(), 10), ("b".to_string(), 10)];
+    let input = |active: &[Option<Observed>]| {
+        decide(&Input {
+            record: &Record::default(),
+            update: "r1",
+            cells: &cells,
+            active,
+            removed: &[],
+            beta: false,
+            batch: 5,
+            need_confirm: false,
+            paused: false,
+            confirmed: false,
+        })
+    };
+    let paced = |d: &Decision| {
+        d.targets
+            .iter()
+            .map(|t| t.pace_creation)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(paced(&input(&[None, None])), [true, true]);
+    let observed = |available: usize, fresh: bool| Observed {
+        name: String::new(),
+        given: Some(10),
+        live: 10,
+        available,
+        updated_available: available,
+        stable_available: 0,
+        fresh,
+    };
+    let proven = [Some(observed(3, true)), Some(observed(3, true))];
+    assert_eq!(paced(&input(&proven)), [false, false]);
+    for lagging in [
+        [Some(observed(3, false)), Some(observed(3, true))],
+        [Some(observed(4, false)), Some(observed(3, false))],
+    ] {
+        assert_eq!(paced(&input(&lagging)), [false, false], "{lagging:?}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
     #[test]
