@@ -69,7 +69,8 @@ struct Args {
     /// Runs of part (a). With more than one, every run's times and ratios,
     /// then the median ratios (the Deployment's own time moves by 10-20%
     /// from run to run on a 2-CPU machine); the detailed tables are the
-    /// last run's.
+    /// last run's. Every second run has the CafeDeployment go first: a
+    /// cluster that served runs before answers more slowly.
     #[arg(long, default_value_t = 1)]
     repeat: usize,
     /// Confirmations timed in part (e).
@@ -886,6 +887,8 @@ struct RunA {
     deploy_create: Duration,
     cd_release: Duration,
     deploy_release: Duration,
+    /// The CafeDeployment's side ran first.
+    cd_first: bool,
 }
 
 impl RunA {
@@ -902,14 +905,19 @@ impl RunA {
 fn report_runs(report: &mut Report, runs: &[RunA]) {
     report.line(format!("\n### part (a), {} runs\n", runs.len()));
     report.line(
-        "| run | create: CafeDeployment | Deployment | ratio | release: CafeDeployment | Deployment | ratio |",
+        "| run | first | create: CafeDeployment | Deployment | ratio | release: CafeDeployment | Deployment | ratio |",
     );
-    report.line("|---|---:|---:|---:|---:|---:|---:|");
+    report.line("|---|---|---:|---:|---:|---:|---:|---:|");
     for (i, r) in runs.iter().enumerate() {
         let (create, release) = r.ratios();
         report.line(format!(
-            "| {} | {:.1} s | {:.1} s | {create:.2}x | {:.1} s | {:.1} s | {release:.2}x |",
+            "| {} | {} | {:.1} s | {:.1} s | {create:.2}x | {:.1} s | {:.1} s | {release:.2}x |",
             i + 1,
+            if r.cd_first {
+                "CafeDeployment"
+            } else {
+                "Deployment"
+            },
             r.cd_create.as_secs_f64(),
             r.deploy_create.as_secs_f64(),
             r.cd_release.as_secs_f64(),
@@ -923,18 +931,25 @@ fn report_runs(report: &mut Report, runs: &[RunA]) {
     let create = median(runs.iter().map(|r| r.ratios().0).collect());
     let release = median(runs.iter().map(|r| r.ratios().1).collect());
     report.line(format!(
-        "| **median** | | | **{create:.2}x** | | | **{release:.2}x** |"
+        "| **median** | | | | **{create:.2}x** | | | **{release:.2}x** |"
     ));
 }
 
-/// (a) and (c): create and release `pods` pods, CafeDeployment then
-/// Deployment; the detailed tables only with `details`.
-async fn part_a(args: &Args, report: &mut Report, details: bool) -> RunA {
-    report.line(format!(
-        "\n## (a) {} pods, {} cells, groups of {}: CafeDeployment vs Deployment\n",
-        args.pods, args.cells, args.group
-    ));
-    // The Deployment first, on the same nodes, with the same budget.
+/// One side of part (a), measured: its creation and its release, the CPU
+/// and API server writes before the creation, after it and after the release,
+/// and where each created pod's time went.
+struct Side {
+    create: Duration,
+    release: Duration,
+    cpu: [Cpu; 3],
+    writes: [Writes; 3],
+    created: Arc<Mutex<Stages>>,
+    start: Instant,
+}
+
+/// The Deployment's side: the same nodes, the same budget (`maxSurge: 0`,
+/// `maxUnavailable`: one group). Its namespace is removed before it returns.
+async fn deployment_side(args: &Args) -> Side {
     let ns = TestNs::new("bench-deploy").await;
     let deployments: Api<Deployment> = ns.api();
     let body = json!({
@@ -953,11 +968,10 @@ async fn part_a(args: &Args, report: &mut Report, details: bool) -> RunA {
     let client = ns.client.clone();
     let cpu_0 = Cpu::read(None);
     let writes_0 = Writes::read(&client).await;
-    let (deploy_created, watch) = watch_stages(&ns, &CREATION_STAGES, creation_marks);
+    let (created, watch) = watch_stages(&ns, &CREATION_STAGES, creation_marks);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let profile_create = profile(args, "deployment-create");
     let start = Instant::now();
-    let deploy_start = start;
     ns.create::<Deployment>(body).await;
     let deploy_done = |what: &'static str| {
         let api = deployments.clone();
@@ -971,7 +985,7 @@ async fn part_a(args: &Args, report: &mut Report, details: bool) -> RunA {
         }
     };
     deploy_done("the Deployment to be ready").await;
-    let deploy_create = start.elapsed();
+    let create = start.elapsed();
     watch.abort();
     profiled(profile_create).await;
     let cpu_1 = Cpu::read(None);
@@ -980,7 +994,7 @@ async fn part_a(args: &Args, report: &mut Report, details: bool) -> RunA {
     // that both releases serve one more watcher.
     let (_, watch) = watch_stages(&ns, &RELEASE_STAGES, |p| release_marks(p, IMAGE_2));
     let profile_release = profile(args, "deployment");
-    let start = Instant::now();
+    let release_start = Instant::now();
     deployments
         .patch(
             "bench",
@@ -990,98 +1004,158 @@ async fn part_a(args: &Args, report: &mut Report, details: bool) -> RunA {
         .await
         .expect("patch the Deployment");
     deploy_done("the Deployment's rollout").await;
-    let deploy_release = start.elapsed();
+    let release = release_start.elapsed();
     let cpu_2 = Cpu::read(None);
     let writes_2 = Writes::read(&client).await;
     watch.abort();
     profiled(profile_release).await;
     remove(ns).await;
+    Side {
+        create,
+        release,
+        cpu: [cpu_0, cpu_1, cpu_2],
+        writes: [writes_0, writes_1, writes_2],
+        created,
+        start,
+    }
+}
 
+/// The CafeDeployment's side, with its operator (counted in the CPU): the
+/// side, the measured release, and with `details` the writes in the 10 s
+/// after it. Its namespace is removed before it returns.
+async fn cafedeployment_side(args: &Args, details: bool) -> (Side, Release, Option<String>) {
     let ns = TestNs::new("bench-cd").await;
+    let client = ns.client.clone();
     let (mut op, port) = operator(&ns.name);
     let cds: Api<CafeDeployment> = ns.api();
     let traffic = json!({"components": [], "settleSeconds": 0});
-    let cpu_3 = Cpu::read(op.pid());
-    let writes_3 = Writes::read(&client).await;
-    let (cd_created, watch) = watch_stages(&ns, &CREATION_STAGES, creation_marks);
+    let cpu_0 = Cpu::read(op.pid());
+    let writes_0 = Writes::read(&client).await;
+    let (created, watch) = watch_stages(&ns, &CREATION_STAGES, creation_marks);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let profile_create = profile(args, "cafedeployment-create");
     let start = Instant::now();
-    let cd_start = start;
     ns.create::<CafeDeployment>(cafedeployment(
         "bench", args, args.pods, args.group, traffic,
     ))
     .await;
     wait_cd(&cds, "bench", args.pods).await;
-    let cd_create = start.elapsed();
+    let create = start.elapsed();
     watch.abort();
     profiled(profile_create).await;
-    let cpu_4 = Cpu::read(op.pid());
-    let writes_4 = Writes::read(&client).await;
+    let cpu_1 = Cpu::read(op.pid());
+    let writes_1 = Writes::read(&client).await;
     let profile_release = profile(args, "cafedeployment");
     let measured = release(&ns, port, args.pods).await;
-    let cd_release = measured.took;
-    let cpu_5 = Cpu::read(op.pid());
-    let writes_5 = Writes::read(&client).await;
+    let cpu_2 = Cpu::read(op.pid());
+    let writes_2 = Writes::read(&client).await;
     profiled(profile_release).await;
+    // Idle: nothing to do, nothing written.
+    let idle = if details {
+        let before = requests(port).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let after = requests(port).await;
+        let idle: u64 = writes_between(&before, &after);
+        Some(format!(
+            "\nwrites in the 10 s right after the release: {idle} ({})",
+            writes_by_kind(&before, &after)
+        ))
+    } else {
+        None
+    };
+    op.stop();
+    remove(ns).await;
+    let side = Side {
+        create,
+        release: measured.took,
+        cpu: [cpu_0, cpu_1, cpu_2],
+        writes: [writes_0, writes_1, writes_2],
+        created,
+        start,
+    };
+    (side, measured, idle)
+}
 
+/// (a) and (c): create and release `pods` pods, the Deployment then the
+/// CafeDeployment, or the other way round with `cd_first` (a cluster that
+/// served runs before answers more slowly: alternating the order keeps that
+/// from favouring one side); the detailed tables only with `details`.
+async fn part_a(args: &Args, report: &mut Report, details: bool, cd_first: bool) -> RunA {
+    report.line(format!(
+        "\n## (a) {} pods, {} cells, groups of {}: CafeDeployment vs Deployment ({} first)\n",
+        args.pods,
+        args.cells,
+        args.group,
+        if cd_first {
+            "CafeDeployment"
+        } else {
+            "Deployment"
+        }
+    ));
+    let (deploy, (cd, measured, idle)) = if cd_first {
+        let cd = cafedeployment_side(args, details).await;
+        (deployment_side(args).await, cd)
+    } else {
+        let deploy = deployment_side(args).await;
+        (deploy, cafedeployment_side(args, details).await)
+    };
     let run = RunA {
-        cd_create,
-        deploy_create,
-        cd_release,
-        deploy_release,
+        cd_create: cd.create,
+        deploy_create: deploy.create,
+        cd_release: cd.release,
+        deploy_release: deploy.release,
+        cd_first,
     };
     let (create_ratio, release_ratio) = run.ratios();
     report.line("| | CafeDeployment | Deployment | ratio |");
     report.line("|---|---:|---:|---:|");
     report.line(format!(
         "| create from zero -> all ready | {:.1} s | {:.1} s | **{create_ratio:.2}x** |",
-        cd_create.as_secs_f64(),
-        deploy_create.as_secs_f64(),
+        cd.create.as_secs_f64(),
+        deploy.create.as_secs_f64(),
     ));
     report.line(format!(
         "| new image -> all ready | {:.1} s | {:.1} s | **{release_ratio:.2}x** |",
-        cd_release.as_secs_f64(),
-        deploy_release.as_secs_f64(),
+        cd.release.as_secs_f64(),
+        deploy.release.as_secs_f64(),
     ));
     if !details {
-        op.stop();
-        remove(ns).await;
         return run;
     }
     report_cpu(
         report,
         &[
-            ("create, CafeDeployment", &cpu_4.since(&cpu_3)),
-            ("create, Deployment", &cpu_1.since(&cpu_0)),
-            ("release, CafeDeployment", &cpu_5.since(&cpu_4)),
-            ("release, Deployment", &cpu_2.since(&cpu_1)),
+            ("create, CafeDeployment", &cd.cpu[1].since(&cd.cpu[0])),
+            ("create, Deployment", &deploy.cpu[1].since(&deploy.cpu[0])),
+            ("release, CafeDeployment", &cd.cpu[2].since(&cd.cpu[1])),
+            ("release, Deployment", &deploy.cpu[2].since(&deploy.cpu[1])),
         ],
     );
     report_writes(
         report,
         args.pods,
         &[
-            ("create, CafeDeployment", &writes_4.since(&writes_3)),
-            ("create, Deployment", &writes_1.since(&writes_0)),
-            ("release, CafeDeployment", &writes_5.since(&writes_4)),
-            ("release, Deployment", &writes_2.since(&writes_1)),
+            ("create, CafeDeployment", &cd.writes[1].since(&cd.writes[0])),
+            (
+                "create, Deployment",
+                &deploy.writes[1].since(&deploy.writes[0]),
+            ),
+            (
+                "release, CafeDeployment",
+                &cd.writes[2].since(&cd.writes[1]),
+            ),
+            (
+                "release, Deployment",
+                &deploy.writes[2].since(&deploy.writes[1]),
+            ),
         ],
     );
-    for (title, stages, start) in [
-        (
-            "where the CafeDeployment's creation went",
-            &cd_created,
-            cd_start,
-        ),
-        (
-            "where the Deployment's creation went",
-            &deploy_created,
-            deploy_start,
-        ),
+    for (title, side) in [
+        ("where the CafeDeployment's creation went", &cd),
+        ("where the Deployment's creation went", &deploy),
     ] {
-        if let Ok(st) = stages.lock() {
-            report_stages(report, title, &st, start);
+        if let Ok(st) = side.created.lock() {
+            report_stages(report, title, &st, side.start);
         }
     }
     measured.report(
@@ -1089,17 +1163,9 @@ async fn part_a(args: &Args, report: &mut Report, details: bool) -> RunA {
         args,
         "## (c) operator API requests per in-place-updated pod (no traffic component)",
     );
-    // Idle: nothing to do, nothing written.
-    let before = requests(port).await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let after = requests(port).await;
-    let idle: u64 = writes_between(&before, &after);
-    report.line(format!(
-        "\nwrites in the 10 s right after the release: {idle} ({})",
-        writes_by_kind(&before, &after)
-    ));
-    op.stop();
-    remove(ns).await;
+    if let Some(idle) = idle {
+        report.line(idle);
+    }
     run
 }
 
@@ -1401,7 +1467,7 @@ async fn main() {
             let repeat = args.repeat.max(1);
             let mut runs = Vec::new();
             for i in 0..repeat {
-                runs.push(part_a(&args, &mut report, i + 1 == repeat).await);
+                runs.push(part_a(&args, &mut report, i + 1 == repeat, i % 2 == 1).await);
             }
             if repeat > 1 {
                 report_runs(&mut report, &runs);
