@@ -415,8 +415,14 @@ async fn create_pods(
                 let name = pod.name_any();
                 let result = api.create(pp, &pod).await.map(drop);
                 if result.is_ok() {
-                    // Not opened (an error): the next reconcile opens it.
-                    let _ = open_gate(api, &name, stamp).await;
+                    // Remembered, so that a reconcile reading the pod from
+                    // before the gate does not open it twice; not opened (an
+                    // error), the next reconcile opens it.
+                    if let Ok(opened) = open_gate(api, &name, stamp).await
+                        && let (Some(uid), Some(rv)) = (opened.uid(), opened.resource_version())
+                    {
+                        ctx.acted_on.remember(uid, rv);
+                    }
                 }
                 (name, target.revision.clone(), result)
             });
