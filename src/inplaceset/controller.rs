@@ -259,8 +259,6 @@ async fn apply(
     time: &Time,
 ) -> Result<Option<(Moved, Option<Pod>)>, kube::Error> {
     let name = facts.name.as_str();
-    let stamp = serde_json::to_value(time).unwrap_or_default();
-    let stamp = stamp.as_str().unwrap_or_default();
     match decision {
         Decision::Steady
         | Decision::Wait(_)
@@ -269,7 +267,7 @@ async fn apply(
         Decision::GateOff(reason) => {
             let components = facts.still_registered();
             let message = format!("out of traffic: {reason}");
-            let patch = gate::patch(false, reason, &message, stamp);
+            let patch = gate::patch(false, reason, &message, time);
             let written = api
                 .patch_status(name, &patch_as(MANAGER), &Patch::Strategic(&patch))
                 .await?;
@@ -325,7 +323,7 @@ async fn apply(
             }
         }
         Decision::GateOn => {
-            let written = open_gate(api, name, stamp).await?;
+            let written = open_gate(api, name, time).await?;
             let note = format!(
                 "pod {name}: ready on revision {}; traffic gate open",
                 facts.revision.clone().unwrap_or_default()
@@ -357,11 +355,11 @@ async fn apply(
 }
 
 /// Opens a pod's traffic gate (condition True, reason Serving).
-async fn open_gate<K>(api: &Api<K>, name: &str, stamp: &str) -> Result<K, kube::Error>
+async fn open_gate<K>(api: &Api<K>, name: &str, time: &Time) -> Result<K, kube::Error>
 where
     K: Clone + std::fmt::Debug + serde::de::DeserializeOwned,
 {
-    let patch = gate::patch(true, gate_reason::SERVING, "in traffic", stamp);
+    let patch = gate::patch(true, gate_reason::SERVING, "in traffic", time);
     api.patch_status(name, &patch_as(MANAGER), &Patch::Strategic(&patch))
         .await
 }
@@ -400,8 +398,6 @@ async fn create_pods(
         return (Ok(()), false);
     }
     let pp = &post_as(MANAGER);
-    let stamp = serde_json::to_value(time).unwrap_or_default();
-    let stamp = stamp.as_str().unwrap_or_default();
     let mut first_error = None;
     let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for chunk in kinds.chunks(WRITE_CONCURRENCY) {
@@ -418,7 +414,7 @@ async fn create_pods(
                     // Remembered, so that a reconcile reading the pod from
                     // before the gate does not open it twice; not opened (an
                     // error), the next reconcile opens it.
-                    if let Ok(opened) = open_gate(api, &name, stamp).await
+                    if let Ok(opened) = open_gate(api, &name, time).await
                         && let (Some(uid), Some(rv)) = (opened.uid(), opened.resource_version())
                     {
                         ctx.acted_on.remember(uid, rv);

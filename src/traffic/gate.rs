@@ -5,6 +5,7 @@
 //! never `Ready`, which kubelet derives) is touched. Its reason records the
 //! pod's lifecycle state.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
 use crate::api::names::TRAFFIC_GATE;
@@ -21,13 +22,13 @@ pub struct Gate {
 }
 
 /// The status patch that opens or closes the gate.
-pub fn patch(open: bool, reason: &str, message: &str, now_rfc3339: &str) -> Value {
+pub fn patch(open: bool, reason: &str, message: &str, now: &Time) -> Value {
     json!({"status": {"conditions": [{
         "type": TRAFFIC_GATE,
         "status": if open { "True" } else { "False" },
         "reason": reason,
         "message": message,
-        "lastTransitionTime": now_rfc3339,
+        "lastTransitionTime": now,
     }]}})
 }
 
