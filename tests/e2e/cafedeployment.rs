@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::lossless::Lossless;
 use crate::operator::Operator;
-use crate::support::{TestNs, cafedeployment, pod_ready, pods_on_nodes};
+use crate::support::{TestNs, cafedeployment, pod_condition, pod_ready, pods_on_nodes};
 
 pub(crate) fn image(p: &Pod) -> String {
     p.spec
@@ -202,15 +202,20 @@ fn kubectl_rollback(ns: &str, revision: i64) {
 
 /// Waits until all 10 pods run `wanted`, Ready, and the release is Healthy.
 pub(crate) async fn wait_all_on(ns: &TestNs, wanted: &str) {
+    wait_n_on(ns, 10, wanted).await;
+}
+
+/// Waits until exactly `n` pods run `wanted`, Ready, and the release is Healthy.
+async fn wait_n_on(ns: &TestNs, n: usize, wanted: &str) {
     let cds: Api<CafeDeployment> = ns.api();
     ns.wait(
-        &format!("all 10 pods Ready on {wanted}, Healthy"),
+        &format!("all {n} pods Ready on {wanted}, Healthy"),
         180,
         || async {
             let s = cds.get("demo").await.ok()?.status?;
             let pods = pods_by_cell(ns).await;
             let ok =
-                pods.len() == 10 && pods.iter().all(|(p, _)| image(p) == wanted && pod_ready(p));
+                pods.len() == n && pods.iter().all(|(p, _)| image(p) == wanted && pod_ready(p));
             (ok && s.phase == Some(Phase::Healthy)).then_some(())
         },
     )
@@ -585,41 +590,16 @@ async fn an_unconfirmed_release_over_three_cells_never_has_more_than_a_group_out
     ))
     .await;
     let cds: Api<CafeDeployment> = ns.api();
-    let healthy_on = |wanted: &'static str| {
-        let (cds, ns) = (cds.clone(), &ns);
-        async move {
-            ns.wait(
-                &format!("12 pods Ready on {wanted}, Healthy"),
-                180,
-                || async {
-                    let s = cds.get("demo").await.ok()?.status?;
-                    let pods = pods_by_cell(ns).await;
-                    let ok = pods.len() == 12
-                        && pods.iter().all(|(p, _)| image(p) == wanted && pod_ready(p));
-                    (ok && s.phase == Some(Phase::Healthy)).then_some(())
-                },
-            )
-            .await;
-        }
-    };
-    healthy_on("nginx:1.25").await;
+    wait_n_on(&ns, 12, "nginx:1.25").await;
 
     // Every version of every pod during the release: how many were out of
     // traffic (gate not True, or kubelet not Ready) at once.
     let (counts, watch) = count_pods(&ns, |p| {
-        let gate_open = p
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c.type_ == TRAFFIC_GATE && c.status == "True")
-            });
-        !(gate_open && pod_ready(p))
+        !(pod_condition(p, TRAFFIC_GATE).as_deref() == Some("True") && pod_ready(p))
     })
     .await;
     release_image(&cds, "nginx:1.26").await;
-    healthy_on("nginx:1.26").await;
+    wait_n_on(&ns, 12, "nginx:1.26").await;
     watch.abort();
     let counts = counts.lock().expect("counts").clone();
     let most = counts.iter().map(|(_, out)| *out).max().unwrap_or(0);
