@@ -450,6 +450,14 @@ impl Writes {
                 continue;
             }
             let (resource, sub) = (label("resource"), label("subresource"));
+            // Refused writes (a conflict, say) are counted apart: they cost
+            // the API server a request but changed nothing.
+            let code = label("code");
+            let verb = if code.starts_with('2') {
+                verb
+            } else {
+                format!("{verb} ({code})")
+            };
             let (map, key) = match (resource == "pods", sub.is_empty()) {
                 (true, true) => (&mut out.pods, verb),
                 (true, false) => (&mut out.pods, format!("{verb} {sub}")),
@@ -751,6 +759,29 @@ fn report_window(report: &mut Report, stages: &Stages, group: usize) {
         "\nout of traffic, on average in each tenth of that time: {}",
         by_tenth.join(", ")
     ));
+    // When each cell (its pods are named after its set) had its last pod
+    // back: a cell still moving pods while others are done holds the tail.
+    let mut cells: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
+    for (name, marks) in &stages.seen {
+        let (Some(cell), Some(done)) = (name.rsplit_once('-').map(|c| c.0), marks[last]) else {
+            continue;
+        };
+        let e = cells.entry(cell).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(done.saturating_duration_since(first).as_secs_f64());
+    }
+    let mut done: Vec<f64> = cells.values().map(|c| c.1).collect();
+    done.sort_by(f64::total_cmp);
+    if done.len() > 1 {
+        report.line(format!(
+            "\ncells done (last pod Ready, from the first gate closed): first {:.1} s, \
+             median {:.1} s, last {:.1} s ({} cells)",
+            done[0],
+            percentile(&done, 0.5),
+            done[done.len() - 1],
+            done.len()
+        ));
+    }
 }
 
 /// A measured release of the CafeDeployment `bench`: how long it took,
