@@ -66,6 +66,15 @@ struct RunArgs {
     #[arg(long, env = "CAFE_LEADER_ELECTION_LEASE_DURATION", default_value_t = 15,
           value_parser = clap::value_parser!(u64).range(2..=3600))]
     leader_election_lease_duration: u64,
+    /// Testing only: every watch event reaches the caches this many
+    /// milliseconds late, as from an API server under heavy load.
+    #[arg(
+        long,
+        env = "CAFE_DEBUG_WATCH_LAG_MS",
+        default_value_t = 0,
+        hide = true
+    )]
+    debug_watch_lag_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -249,7 +258,8 @@ async fn operate(args: RunArgs) -> Result<(), String> {
         let concurrency = args.concurrency;
         let stops = (stopped(), stopped(), stopped(), stopped());
         // One watch per kind for the scope, shared by the three controllers.
-        let (caches, drive) = Caches::start(&client, namespace, &telemetry.health);
+        let lag = Duration::from_millis(args.debug_watch_lag_ms);
+        let (caches, drive) = Caches::start(&client, namespace, &telemetry.health, lag);
         telemetry.metrics.observe_pods(caches.pods.store.clone());
         telemetry
             .metrics

@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use futures::channel::mpsc::{UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
@@ -85,8 +86,8 @@ where
 pub fn watch<K, O>(
     health: &Health,
     name: &'static str,
-    api: Api<K>,
-    config: watcher::Config,
+    (api, config): (Api<K>, watcher::Config),
+    lag: Duration,
     trim: fn(&mut K),
     mut observe: O,
 ) -> (Shared<K>, impl Future<Output = ()> + Send + use<K, O>)
@@ -99,8 +100,7 @@ where
     // The index is kept in the same step as the store, before the cache
     // reports itself synced: a reconcile must never see a full store and an
     // empty index (it would create every pod again).
-    let events = watcher(api, config)
-        .default_backoff()
+    let events = lagged(watcher(api, config).default_backoff(), lag)
         .modify(trim)
         .reflect(writer)
         .map(move |event| {
@@ -152,6 +152,37 @@ where
         }
     };
     (shared, drive)
+}
+
+/// Every event of `events`, in order, `lag` after it arrived (none: as
+/// they come). For tests only (`--debug-watch-lag-ms`): the watch of an API
+/// server under load, whose events reach the caches well after the
+/// responses to the operator's own writes.
+fn lagged<S>(events: S, lag: Duration) -> impl Stream<Item = S::Item> + Send
+where
+    S: Stream + Send + 'static,
+    S::Item: Send + 'static,
+{
+    if lag.is_zero() {
+        return events.left_stream();
+    }
+    let (tx, rx) = unbounded();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            if tx
+                .unbounded_send((tokio::time::Instant::now() + lag, event))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    rx.then(|(due, event)| async move {
+        tokio::time::sleep_until(due).await;
+        event
+    })
+    .right_stream()
 }
 
 /// Pods by the uid of their controlling owner (an InPlaceSet), so a
@@ -267,10 +298,12 @@ pub struct Caches {
 impl Caches {
     /// The watches of `namespace` (all when `None`), and the future that
     /// drives them all. Subscribe before driving it.
+    /// `lag` delays every watch event (tests only; zero in production).
     pub fn start(
         client: &Client,
         namespace: Option<&str>,
         health: &Health,
+        lag: Duration,
     ) -> (Self, impl Future<Output = ()> + Send + use<>) {
         let pods_by_set = OwnerIndex::default();
         let sets_by_owner = OwnerIndex::default();
@@ -278,40 +311,46 @@ impl Caches {
         let (pods, drive_pods) = watch(
             health,
             "pods",
-            scoped_api(client, namespace),
-            watcher::Config::default().labels(REVISION_LABEL),
+            (
+                scoped_api(client, namespace),
+                watcher::Config::default().labels(REVISION_LABEL),
+            ),
+            lag,
             trim::meta,
             pods_by_set.indexer(),
         );
         let (services, drive_services) = watch(
             health,
             "services",
-            scoped_api(client, namespace),
-            watcher::Config::default(),
+            (scoped_api(client, namespace), watcher::Config::default()),
+            lag,
             trim::service,
             |_: &watcher::Event<Service>| {},
         );
         let (sets, drive_sets) = watch(
             health,
             "inplacesets",
-            scoped_api(client, namespace),
-            watcher::Config::default(),
+            (scoped_api(client, namespace), watcher::Config::default()),
+            lag,
             trim::meta,
             sets_by_owner.indexer(),
         );
         let (cafedeployments, drive_cds) = watch(
             health,
             "cafedeployments",
-            scoped_api(client, namespace),
-            watcher::Config::default(),
+            (scoped_api(client, namespace), watcher::Config::default()),
+            lag,
             trim::meta,
             |_: &watcher::Event<CafeDeployment>| {},
         );
         let (revisions, drive_revisions) = watch(
             health,
             "controllerrevisions",
-            scoped_api(client, namespace),
-            watcher::Config::default().labels(CAFEDEPLOYMENT_UID_LABEL),
+            (
+                scoped_api(client, namespace),
+                watcher::Config::default().labels(CAFEDEPLOYMENT_UID_LABEL),
+            ),
+            lag,
             trim::meta,
             revisions_by_owner.indexer(),
         );
