@@ -662,22 +662,23 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Per stage: how long pods took from the stage before (p50, p90, max), and
-/// when the last pod reached it, from `start`.
+/// when the first and the last pod reached it, from `start`.
 fn report_stages(report: &mut Report, title: &str, stages: &Stages, start: Instant) {
     report.line(format!("\n{title} (per pod, from a watch):\n"));
-    report.line("| stage | p50 | p90 | max | last pod at |");
-    report.line("|---|---:|---:|---:|---:|");
+    report.line("| stage | p50 | p90 | max | first pod at | last pod at |");
+    report.line("|---|---:|---:|---:|---:|---:|");
     let names = stages.names;
-    let mut rows: Vec<(String, Vec<f64>, f64)> =
-        vec![(format!("start -> {}", names[0]), vec![], 0.0)];
+    let mut rows: Vec<(String, Vec<f64>, f64, f64)> =
+        vec![(format!("start -> {}", names[0]), vec![], f64::MAX, 0.0)];
     for w in names.windows(2) {
-        rows.push((format!("{} -> {}", w[0], w[1]), vec![], 0.0));
+        rows.push((format!("{} -> {}", w[0], w[1]), vec![], f64::MAX, 0.0));
     }
     for marks in stages.seen.values() {
         for (i, mark) in marks.iter().enumerate() {
             let Some(at) = mark else { continue };
             let since_start = at.saturating_duration_since(start).as_secs_f64();
-            rows[i].2 = rows[i].2.max(since_start);
+            rows[i].2 = rows[i].2.min(since_start);
+            rows[i].3 = rows[i].3.max(since_start);
             let before = if i == 0 { Some(start) } else { marks[i - 1] };
             if let Some(b) = before {
                 rows[i]
@@ -686,13 +687,14 @@ fn report_stages(report: &mut Report, title: &str, stages: &Stages, start: Insta
             }
         }
     }
-    for (name, mut v, last) in rows {
+    for (name, mut v, first, last) in rows {
         v.sort_by(f64::total_cmp);
         report.line(format!(
-            "| {name} | {:.2} s | {:.2} s | {:.2} s | {last:.1} s |",
+            "| {name} | {:.2} s | {:.2} s | {:.2} s | {:.1} s | {last:.1} s |",
             percentile(&v, 0.5),
             percentile(&v, 0.9),
-            v.last().copied().unwrap_or(0.0)
+            v.last().copied().unwrap_or(0.0),
+            if v.is_empty() { 0.0 } else { first },
         ));
     }
 }
@@ -769,6 +771,38 @@ fn report_window(report: &mut Report, stages: &Stages, group: usize) {
         let e = cells.entry(cell).or_default();
         e.0 += 1;
         e.1 = e.1.max(done.saturating_duration_since(first).as_secs_f64());
+    }
+    // The operator's reaction: from a pod of a cell back in traffic (kubelet
+    // Ready) to the next gate of that cell closing, the budget idle between.
+    let mut by_cell: BTreeMap<&str, (Vec<Instant>, Vec<Instant>)> = BTreeMap::new();
+    for (name, marks) in &stages.seen {
+        if let (Some(cell), Some(closed), Some(ready)) =
+            (name.rsplit_once('-').map(|c| c.0), marks[0], marks[last])
+        {
+            let e = by_cell.entry(cell).or_default();
+            e.0.push(closed);
+            e.1.push(ready);
+        }
+    }
+    let mut reactions: Vec<f64> = Vec::new();
+    for (closes, readies) in by_cell.values_mut() {
+        readies.sort();
+        for c in closes.iter() {
+            let before = readies.partition_point(|r| r <= c);
+            if let Some(r) = before.checked_sub(1).map(|i| readies[i]) {
+                reactions.push(c.saturating_duration_since(r).as_secs_f64());
+            }
+        }
+    }
+    reactions.sort_by(f64::total_cmp);
+    if !reactions.is_empty() {
+        report.line(format!(
+            "\nfrom a pod back in traffic to its cell's next gate closed: p50 {:.2} s, p90 {:.2} s \
+             ({} gates)",
+            percentile(&reactions, 0.5),
+            percentile(&reactions, 0.9),
+            reactions.len()
+        ));
     }
     let mut done: Vec<f64> = cells.values().map(|c| c.1).collect();
     done.sort_by(f64::total_cmp);
