@@ -259,6 +259,12 @@ async fn operate(args: RunArgs) -> Result<(), String> {
         let stops = (stopped(), stopped(), stopped(), stopped());
         // One watch per kind for the scope, shared by the three controllers.
         let lag = Duration::from_millis(args.debug_watch_lag_ms);
+        if !lag.is_zero() {
+            warn!(
+                ?lag,
+                "testing only: every watch event reaches the caches this late"
+            );
+        }
         let (caches, drive) = Caches::start(&client, namespace, &telemetry.health, lag);
         telemetry.metrics.observe_pods(caches.pods.store.clone());
         telemetry
