@@ -158,7 +158,7 @@ where
 /// they come). For tests only (`--debug-watch-lag-ms`): the watch of an API
 /// server under load, whose events reach the caches well after the
 /// responses to the operator's own writes.
-fn lagged<S>(events: S, lag: Duration) -> impl Stream<Item = S::Item> + Send
+pub fn lagged<S>(events: S, lag: Duration) -> impl Stream<Item = S::Item> + Send
 where
     S: Stream + Send + 'static,
     S::Item: Send + 'static,
@@ -293,6 +293,9 @@ pub struct Caches {
     pub revisions: Shared<ControllerRevision>,
     /// ControllerRevisions by owning CafeDeployment.
     pub revisions_by_owner: OwnerIndex,
+    /// How late every watch event is delivered (tests only; zero in
+    /// production): for the watches a controller runs itself too.
+    pub lag: Duration,
 }
 
 impl Caches {
@@ -372,6 +375,7 @@ impl Caches {
             cafedeployments,
             revisions,
             revisions_by_owner,
+            lag,
         };
         (caches, drive)
     }
