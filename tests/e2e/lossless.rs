@@ -24,6 +24,24 @@ use crate::support::TestNs;
 const GATE: &str = "cafe.sofastack.io/traffic-ready";
 const TRAFFIC_PREFIX: &str = "traffic.cafe.sofastack.io/";
 
+/// The checker's watches retry every 250 ms, however often they failed: an
+/// instrument must be back as soon as the API server is. kube's default
+/// backoff doubles up to 30 s between attempts while the API server is down
+/// or not yet serving watches, and once outlived the chaos story's 60 s wait
+/// for the checker to list again after an API server restart.
+struct Prompt;
+
+impl Iterator for Prompt {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::from_millis(250))
+    }
+}
+
+impl kube::runtime::utils::Backoff for Prompt {
+    fn reset(&mut self) {}
+}
+
 /// A recorded object version.
 #[derive(Clone, Debug)]
 pub enum Version {
@@ -91,7 +109,7 @@ impl Lossless {
         let pod_lists = lists.clone();
         let pod_task = tokio::spawn(async move {
             let mut s = watcher(pods, watcher::Config::default())
-                .default_backoff()
+                .backoff(Prompt)
                 .boxed();
             while let Some(event) = s.next().await {
                 let p = match event {
@@ -131,7 +149,7 @@ impl Lossless {
         let slice_log = log.clone();
         let slice_lists = lists.clone();
         let slice_task = tokio::spawn(async move {
-            let mut s = watcher(slices, config).default_backoff().boxed();
+            let mut s = watcher(slices, config).backoff(Prompt).boxed();
             while let Some(event) = s.next().await {
                 let slice = match event {
                     Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => s,
