@@ -761,19 +761,8 @@ fn report_window(report: &mut Report, stages: &Stages, group: usize) {
         "\nout of traffic, on average in each tenth of that time: {}",
         by_tenth.join(", ")
     ));
-    // When each cell (its pods are named after its set) had its last pod
-    // back: a cell still moving pods while others are done holds the tail.
-    let mut cells: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
-    for (name, marks) in &stages.seen {
-        let (Some(cell), Some(done)) = (name.rsplit_once('-').map(|c| c.0), marks[last]) else {
-            continue;
-        };
-        let e = cells.entry(cell).or_default();
-        e.0 += 1;
-        e.1 = e.1.max(done.saturating_duration_since(first).as_secs_f64());
-    }
-    // The operator's reaction: from a pod of a cell back in traffic (kubelet
-    // Ready) to the next gate of that cell closing, the budget idle between.
+    // Per cell (its pods are named after its set), when its gates closed and
+    // when its pods were back (kubelet Ready).
     let mut by_cell: BTreeMap<&str, (Vec<Instant>, Vec<Instant>)> = BTreeMap::new();
     for (name, marks) in &stages.seen {
         if let (Some(cell), Some(closed), Some(ready)) =
@@ -784,6 +773,8 @@ fn report_window(report: &mut Report, stages: &Stages, group: usize) {
             e.1.push(ready);
         }
     }
+    // The operator's reaction: from a pod of a cell back in traffic to the
+    // next gate of that cell closing, the budget idle between.
     let mut reactions: Vec<f64> = Vec::new();
     for (closes, readies) in by_cell.values_mut() {
         readies.sort();
@@ -804,7 +795,13 @@ fn report_window(report: &mut Report, stages: &Stages, group: usize) {
             reactions.len()
         ));
     }
-    let mut done: Vec<f64> = cells.values().map(|c| c.1).collect();
+    // When each cell had its last pod back (its readies are sorted above):
+    // a cell still moving pods while others are done holds the tail.
+    let mut done: Vec<f64> = by_cell
+        .values()
+        .filter_map(|(_, readies)| readies.last())
+        .map(|r| r.saturating_duration_since(first).as_secs_f64())
+        .collect();
     done.sort_by(f64::total_cmp);
     if done.len() > 1 {
         report.line(format!(
@@ -978,11 +975,7 @@ fn report_runs(report: &mut Report, runs: &[RunA]) {
         report.line(format!(
             "| {} | {} | {:.1} s | {:.1} s | {create:.2}x | {:.1} s | {:.1} s | {release:.2}x |",
             i + 1,
-            if r.cd_first {
-                "CafeDeployment"
-            } else {
-                "Deployment"
-            },
+            first_side(r.cd_first),
             r.cd_create.as_secs_f64(),
             r.deploy_create.as_secs_f64(),
             r.cd_release.as_secs_f64(),
@@ -1141,6 +1134,15 @@ async fn cafedeployment_side(args: &Args, details: bool) -> (Side, Release, Opti
     (side, measured, idle)
 }
 
+/// Which side of part (a) went first.
+fn first_side(cd_first: bool) -> &'static str {
+    if cd_first {
+        "CafeDeployment"
+    } else {
+        "Deployment"
+    }
+}
+
 /// (a) and (c): create and release `pods` pods, the Deployment then the
 /// CafeDeployment, or the other way round with `cd_first` (a cluster that
 /// served runs before answers more slowly: alternating the order keeps that
@@ -1151,11 +1153,7 @@ async fn part_a(args: &Args, report: &mut Report, details: bool, cd_first: bool)
         args.pods,
         args.cells,
         args.group,
-        if cd_first {
-            "CafeDeployment"
-        } else {
-            "Deployment"
-        }
+        first_side(cd_first)
     ));
     let (deploy, (cd, measured, idle)) = if cd_first {
         let cd = cafedeployment_side(args, details).await;
