@@ -100,7 +100,7 @@ where
     // The index is kept in the same step as the store, before the cache
     // reports itself synced: a reconcile must never see a full store and an
     // empty index (it would create every pod again).
-    let events = lagged(watcher(api, config).default_backoff(), lag)
+    let events = watch_events(api, config, lag)
         .modify(trim)
         .reflect(writer)
         .map(move |event| {
@@ -154,11 +154,24 @@ where
     (shared, drive)
 }
 
+/// A watch of `api` as every watch of the operator runs: with kube's
+/// backoff, and its events `lag` late (tests only; zero in production).
+pub fn watch_events<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    lag: Duration,
+) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + use<K>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    lagged(watcher(api, config).default_backoff(), lag)
+}
+
 /// Every event of `events`, in order, `lag` after it arrived (none: as
 /// they come). For tests only (`--debug-watch-lag-ms`): the watch of an API
 /// server under load, whose events reach the caches well after the
 /// responses to the operator's own writes.
-pub fn lagged<S>(events: S, lag: Duration) -> impl Stream<Item = S::Item> + Send
+fn lagged<S>(events: S, lag: Duration) -> impl Stream<Item = S::Item> + Send
 where
     S: Stream + Send + 'static,
     S::Item: Send + 'static,

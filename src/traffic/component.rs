@@ -24,7 +24,7 @@ use super::service::{self, Action as Step, EndpointIndex, PodView};
 use crate::api::names::traffic_finalizer;
 use crate::api::pod::Pod;
 use crate::runtime::backoff::Backoff;
-use crate::runtime::cache::{Caches, lagged};
+use crate::runtime::cache::{Caches, watch_events};
 use crate::runtime::health::CacheSync;
 use crate::runtime::own_writes::OwnWrites;
 use crate::runtime::{Telemetry, patch_as, run_until_stopped, scoped_api};
@@ -226,21 +226,18 @@ pub async fn run(
 
     let index = Arc::new(RwLock::new(EndpointIndex::default()));
     let writer_index = index.clone();
-    let slice_events = lagged(
-        watcher(slices_api, watcher::Config::default()).default_backoff(),
-        caches.lag,
-    )
-    .map(move |event| {
-        if let (Ok(event), Ok(mut index)) = (&event, writer_index.write()) {
-            match event {
-                watcher::Event::Init => index.relist_started(),
-                watcher::Event::InitApply(s) | watcher::Event::Apply(s) => index.apply(s),
-                watcher::Event::InitDone => index.relist_done(),
-                watcher::Event::Delete(s) => index.delete(s),
+    let slice_events =
+        watch_events(slices_api, watcher::Config::default(), caches.lag).map(move |event| {
+            if let (Ok(event), Ok(mut index)) = (&event, writer_index.write()) {
+                match event {
+                    watcher::Event::Init => index.relist_started(),
+                    watcher::Event::InitApply(s) | watcher::Event::Apply(s) => index.apply(s),
+                    watcher::Event::InitDone => index.relist_done(),
+                    watcher::Event::Delete(s) => index.delete(s),
+                }
             }
-        }
-        event
-    });
+            event
+        });
     let (slices, slices_synced) = health.track_synced("endpointslices", slice_events);
     let slices = slices.touched_objects();
 
