@@ -1,13 +1,19 @@
 // Wrapper module: builds the Kubernetes control plane binaries from the
 // published k8s.io/kubernetes module. k8s.io/kubernetes replaces its staging
 // modules with ./staging paths that a dependency cannot use, so every one is
-// pinned here to the published v0.x release of the same patch. To bump: change
-// versions.env, the require and every replace line, then `go mod tidy`.
+// pinned here to the published v0.x release of the same patch (the staging
+// modules k8s.io/kubernetes only replaces and does not require are left out:
+// the Go proxy refuses sample-cli-plugin and sample-controller v0.37.2). To
+// bump: change versions.env, the require and every replace line, then fill
+// go.sum with `go list -mod=mod -deps` of the four commands build.sh builds
+// (`go mod tidy` does nothing here: the module has no Go files).
 module cafe-operator.local/cluster/kubernetes
 
 go 1.26.0
 
 godebug default=go1.26
+
+require k8s.io/kubernetes v1.37.2
 
 replace (
 	k8s.io/api => k8s.io/api v0.37.2
@@ -42,5 +48,3 @@ replace (
 	k8s.io/sample-apiserver => k8s.io/sample-apiserver v0.37.2
 	k8s.io/streaming => k8s.io/streaming v0.37.2
 )
-
-require k8s.io/kubernetes v1.37.2
