@@ -13,7 +13,11 @@
 //! - **Budget.** Pods taken out of traffic at once, over all cells, never
 //!   exceed one group (the largest group of the plan), nor leave a Service
 //!   without an endpoint (at most `replicas - 1`). Cells with pods to move get
-//!   the budget: the open group's share first, the rest round-robin.
+//!   the budget: the open group's share first, the rest round-robin. Every
+//!   unavailable pod counts, as for a Deployment's `maxUnavailable`: a set
+//!   counts its own unavailable pods against its share, and a cell's
+//!   unavailable pods beyond its share (pods failing their own probes, on a
+//!   lost node, new) are taken from the other cells' shares.
 
 use super::baseline::Record;
 use super::plan::Plan;
@@ -100,7 +104,50 @@ pub fn targets(
         .collect();
     hold_shrinking_cells(&mut out, &observed, desired, plan.largest_group());
     allocate_budget(&mut out, &observed, plan, opened, desired);
+    if record.stable.is_some() {
+        count_every_unavailable_pod(&mut out, &observed, budget(plan, desired));
+    }
     out
+}
+
+/// One budget for the whole CafeDeployment, counting every unavailable pod,
+/// as a Deployment's `maxUnavailable` does. A set takes a pod out of traffic
+/// only while its own unavailable pods, for whatever reason, are below its
+/// share, so a cell's unavailable pods within its share are counted already.
+/// Two cuts keep the whole within the budget:
+///
+/// - pods beyond a cell's share (failing their own probes, on a lost node,
+///   new ones starting, a cell with no work that has some) are taken from
+///   the shares of the cells within theirs, the last in `values` order first,
+///   so the shares and the pods beyond them add up to the budget at most;
+/// - no cell's share exceeds the budget less the other cells' unavailable
+///   pods, so a cell whose own pods recover before the next look (they were
+///   beyond its share when seen) still cannot add to another cell's.
+///
+/// Neither binds while every cell's unavailable pods are within its share
+/// (a release as usual), so the sets are rewritten only while some are not.
+/// Not applied to a first creation: nothing serves yet, and its new pods
+/// would rewrite the sets at every one that gets ready.
+fn count_every_unavailable_pod(out: &mut [Target], observed: &[Option<&Observed>], budget: usize) {
+    let unavailable: Vec<usize> = observed
+        .iter()
+        .map(|o| o.map_or(0, |o| o.live.saturating_sub(o.available)))
+        .collect();
+    let total: usize = unavailable.iter().sum();
+    let mut overflow: usize = out
+        .iter()
+        .zip(&unavailable)
+        .map(|(t, u)| u.saturating_sub(t.max_unavailable))
+        .sum();
+    for (t, u) in out.iter_mut().zip(&unavailable).rev() {
+        if *u <= t.max_unavailable {
+            let cut = t.max_unavailable.min(overflow);
+            t.max_unavailable -= cut;
+            overflow -= cut;
+        }
+        let others = total - u;
+        t.max_unavailable = t.max_unavailable.min(budget.saturating_sub(others));
+    }
 }
 
 /// Whether a creation may stop pacing its new pods: once a group is
@@ -469,6 +516,39 @@ mod tests {
             t[1].replicas, 3,
             "two available, one pod per group of budget"
         );
+    }
+
+    #[test]
+    fn unhealthy_pods_beyond_a_cells_share_shrink_the_others_shares() {
+        // CAFE's 12 pods over two cells, groups of 4: shares 2 + 2.
+        let plan = Plan::new(&[6, 6], false, 4);
+        let sick = |n: usize| {
+            let mut o = serving("c0", 6, 0);
+            o.available = 6 - n;
+            o
+        };
+        let split = |a: Observed| {
+            let obs = vec![Some(a), Some(serving("c1", 6, 0))];
+            targets(&stable("r1"), &plan, 3, false, &cells(&[6, 6]), &obs, &[])
+                .iter()
+                .map(|t| t.max_unavailable)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(split(sick(0)), [2, 2]);
+        assert_eq!(split(sick(2)), [2, 2], "within cell-a's own share");
+        assert_eq!(
+            split(sick(3)),
+            [2, 1],
+            "3 sick + 1 drained = the budget of 4"
+        );
+        assert_eq!(split(sick(4)), [2, 0]);
+        assert_eq!(split(sick(6)), [2, 0], "nothing more leaves traffic");
+        // Sick pods in a cell with nothing to do count all the same.
+        let mut done_sick = serving("c0", 6, 6);
+        done_sick.available = 3;
+        let obs = vec![Some(done_sick), Some(serving("c1", 6, 0))];
+        let t = targets(&stable("r1"), &plan, 3, false, &cells(&[6, 6]), &obs, &[]);
+        assert_eq!((t[0].max_unavailable, t[1].max_unavailable), (0, 1));
     }
 
     #[test]

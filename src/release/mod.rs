@@ -95,7 +95,9 @@ pub fn decide(input: &Input) -> Decision {
         completed,
         need_confirm: input.need_confirm,
         paused: input.paused,
-        rollback: record.rollback || record.releases_stable(),
+        // Only releasing the stable revision itself may complete with no
+        // pods (an empty plan): nothing new would become stable by it.
+        rollback: record.releases_stable() || (record.rollback && plan.groups() > 0),
         awaiting: record.awaiting,
         confirmed: input.confirmed,
     };

@@ -38,6 +38,9 @@ pub enum Phase {
     WaitingForConfirm(usize),
     Paused,
     Complete,
+    /// No pod to release (every cell at zero pods): the release stays on
+    /// record as it is, and scaling up resumes it where it stood.
+    Empty,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +63,23 @@ impl Progress {
 
 pub fn decide(input: &Input) -> Progress {
     let groups = input.groups;
+    if groups == 0 && !input.rollback {
+        // An empty plan completes nothing: "0 of 0 groups done" would make
+        // an unconfirmed revision stable, and scaling up would create every
+        // pod on it. The groups opened and the wait stay as recorded.
+        let phase = match input.awaiting {
+            _ if input.paused => Phase::Paused,
+            Some(next) => Phase::WaitingForConfirm(next),
+            None => Phase::Empty,
+        };
+        return Progress {
+            opened: input.opened,
+            completed: 0,
+            groups,
+            phase,
+            awaiting: input.awaiting,
+        };
+    }
     let mut completed = input.completed.min(groups);
     let mut opened = input.opened.min(groups).max(completed);
     // A wait on record for the next group stays on record while the groups
@@ -251,6 +271,35 @@ mod tests {
             (2, Phase::WaitingForConfirm(3))
         );
         assert!(!big.begins_waiting(&again));
+    }
+
+    #[test]
+    fn an_empty_plan_keeps_the_release_where_it_stood() {
+        // Scaled to zero while waiting for group 2.
+        let zero = Input {
+            groups: 0,
+            awaiting: Some(2),
+            confirmed: true,
+            ..input(1, 0)
+        };
+        let p = decide(&zero);
+        assert_eq!(
+            (p.opened, p.phase.clone(), p.awaiting),
+            (1, Phase::WaitingForConfirm(2), Some(2))
+        );
+        assert!(!p.begins_waiting(&zero), "the wait is the one on record");
+        let p = decide(&Input {
+            groups: 0,
+            ..input(2, 0)
+        });
+        assert_eq!((p.opened, p.phase), (2, Phase::Empty));
+        // Releasing the stable revision itself has nothing to hold.
+        let p = decide(&Input {
+            groups: 0,
+            rollback: true,
+            ..input(0, 0)
+        });
+        assert_eq!(p.phase, Phase::Complete);
     }
 
     #[test]

@@ -6,12 +6,20 @@ use proptest::prelude::*;
 
 use super::*;
 
-/// A pod in the model: its revision, and whether it is out of traffic
-/// because the operator is moving it (it comes back on the next step).
+/// A pod in the model: its revision, whether it is out of traffic because
+/// the operator is moving it (it comes back on the next step), and whether
+/// it is out of traffic on its own (its probe fails, its node is lost).
 #[derive(Clone, Debug)]
 struct Pod {
     rev: u32,
     moving: bool,
+    sick: bool,
+}
+
+impl Pod {
+    fn available(&self) -> bool {
+        !self.moving && !self.sick
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -26,8 +34,12 @@ struct Set {
 }
 
 impl Set {
-    fn observe(&self, name: &str) -> Observed {
-        let available = |p: &&Pod| !p.moving;
+    /// As the CafeDeployment observes the set while releasing `update`: the
+    /// counts of a set whose template is another revision describe nothing
+    /// of this release (as `carries` reads the set's revision annotation).
+    fn observe(&self, name: &str, update: u32) -> Observed {
+        let available = |p: &&Pod| p.available();
+        let carries = self.update == update;
         Observed {
             name: name.to_string(),
             given: Some(self.given),
@@ -37,20 +49,24 @@ impl Set {
                 .pods
                 .iter()
                 .filter(available)
-                .filter(|p| p.rev == self.update)
+                .filter(|p| carries && p.rev == self.update)
                 .count(),
             stable_available: self
                 .pods
                 .iter()
                 .filter(available)
-                .filter(|p| Some(p.rev) == self.stable && p.rev != self.update)
+                .filter(|p| carries && Some(p.rev) == self.stable && p.rev != self.update)
                 .count(),
-            fresh: true,
+            fresh: carries,
         }
     }
 
-    /// One round of the InPlaceSet: moving pods land, then scale, create, move.
-    fn step(&mut self) {
+    /// One round of the InPlaceSet: moving pods land, then scale, create,
+    /// move. `pdb`: what a PodDisruptionBudget over every set's pods still
+    /// allows out of traffic (shared by the sets, as the operator's ledger is).
+    /// Returns how many available pods it took out of traffic, and how many
+    /// pods out of traffic on their own it kept (a scale-in takes those first).
+    fn step(&mut self, pdb: &mut Option<usize>) -> (usize, usize) {
         for p in &mut self.pods {
             p.moving = false;
         }
@@ -70,14 +86,25 @@ impl Set {
                 Some(s) if on_update(&self.pods, self.update) >= want_update => s,
                 _ => self.update,
             };
-            self.pods.push(Pod { rev, moving: true });
+            self.pods.push(Pod {
+                rev,
+                moving: true,
+                sick: false,
+            });
         }
+        let sick = self.pods.iter().filter(|p| p.sick).count();
         if self.paused {
-            return;
+            return (0, sick);
         }
-        let mut budget = self.max_unavailable;
-        for i in 0..self.pods.len() {
-            if budget == 0 {
+        // Its own unavailable pods use its share; unavailable pods move
+        // first and for free (they serve nothing).
+        let mut budget = self.max_unavailable.saturating_sub(sick);
+        let mut order: Vec<usize> = (0..self.pods.len()).collect();
+        order.sort_by_key(|i| !self.pods[*i].sick);
+        let mut taken = 0;
+        for i in order {
+            let free = self.pods[i].sick;
+            if !free && (budget == 0 || *pdb == Some(0)) {
                 break;
             }
             let updated = on_update(&self.pods, self.update);
@@ -95,10 +122,21 @@ impl Set {
                 None
             };
             if let Some(rev) = to {
-                self.pods[i] = Pod { rev, moving: true };
-                budget -= 1;
+                self.pods[i] = Pod {
+                    rev,
+                    moving: true,
+                    sick: false,
+                };
+                if !free {
+                    budget -= 1;
+                    taken += 1;
+                    if let Some(room) = pdb.as_mut() {
+                        *room -= 1;
+                    }
+                }
             }
         }
+        (taken, sick)
     }
 }
 
@@ -113,6 +151,11 @@ enum Op {
     LosePod(usize),
     /// This cell's set reports a status older than its spec for one round.
     Stale(usize),
+    /// A pod of this cell falls out of traffic on its own.
+    Sicken(usize),
+    Heal(usize),
+    /// A PodDisruptionBudget over all pods (maxUnavailable), or none.
+    Pdb(Option<usize>),
     Tick,
 }
 
@@ -126,6 +169,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Rollback),
         1 => (0usize..3).prop_map(Op::LosePod),
         2 => (0usize..3).prop_map(Op::Stale),
+        2 => (0usize..3).prop_map(Op::Sicken),
+        1 => (0usize..3).prop_map(Op::Heal),
+        1 => proptest::option::of(0usize..3).prop_map(Op::Pdb),
         6 => Just(Op::Tick),
     ]
 }
@@ -149,6 +195,7 @@ struct World {
     stale: Vec<String>,
     /// (template, group) of every wait that began: none begins twice.
     waits: Vec<(u32, usize)>,
+    pdb: Option<usize>,
 }
 
 impl World {
@@ -181,7 +228,7 @@ impl World {
             .iter()
             .map(|(c, _)| {
                 self.sets.get(c).map(|s| {
-                    let mut o = s.observe(c);
+                    let mut o = s.observe(c, self.template);
                     if stale.contains(c) {
                         o.fresh = false;
                     }
@@ -193,7 +240,7 @@ impl World {
             .sets
             .iter()
             .filter(|(c, _)| !cells.iter().any(|(n, _)| n == *c))
-            .map(|(c, s)| s.observe(c))
+            .map(|(c, s)| s.observe(c, self.template))
             .collect();
         let decision = decide(&Input {
             record: &self.record,
@@ -244,10 +291,44 @@ impl World {
         decision
     }
 
-    fn tick(&mut self) {
-        for set in self.sets.values_mut() {
-            set.step();
-        }
+    /// One round of every set: how many available pods they took out of
+    /// traffic, and how many pods out of it on their own they kept.
+    fn tick(&mut self) -> (usize, usize) {
+        let sick = self.sick();
+        let mut room = self.pdb.map(|max| max.saturating_sub(sick));
+        self.sets
+            .values_mut()
+            .map(|set| set.step(&mut room))
+            .fold((0, 0), |(t, s), (taken, sick)| (t + taken, s + sick))
+    }
+
+    fn sick(&self) -> usize {
+        self.sets
+            .values()
+            .flat_map(|s| &s.pods)
+            .filter(|p| p.sick)
+            .count()
+    }
+}
+
+impl World {
+    /// One reconcile and one round of the sets, checked.
+    fn round(&mut self) -> Result<Decision, TestCaseError> {
+        let before = on_template(self);
+        let stable_before = self.record.stable.clone();
+        let decision = self.reconcile();
+        let (taken, sick) = self.tick();
+        check(
+            self,
+            &Round {
+                decision: &decision,
+                before: &before,
+                stable_before,
+                sick,
+                taken,
+            },
+        )?;
+        Ok(decision)
     }
 }
 
@@ -265,11 +346,21 @@ fn on_template(world: &World) -> BTreeMap<String, usize> {
         .collect()
 }
 
-fn check(
-    world: &World,
-    decision: &Decision,
-    before: &BTreeMap<String, usize>,
-) -> Result<(), TestCaseError> {
+/// What a round changed, for the checks.
+struct Round<'a> {
+    decision: &'a Decision,
+    /// Pods on the template per cell before the round.
+    before: &'a BTreeMap<String, usize>,
+    /// The stable revision before the round.
+    stable_before: Option<String>,
+    /// Pods out of traffic on their own that the round kept.
+    sick: usize,
+    /// Available pods the sets took out of traffic.
+    taken: usize,
+}
+
+fn check(world: &World, round: &Round) -> Result<(), TestCaseError> {
+    let (decision, before) = (round.decision, round.before);
     let cells = world.cells();
     let sizes: Vec<usize> = cells.iter().map(|(_, n)| *n).collect();
     let plan = Plan::new(&sizes, world.beta && !decision.record.rollback, world.batch);
@@ -305,6 +396,45 @@ fn check(
     let desired: usize = sizes.iter().sum();
     prop_assert!(handed <= decision.budget);
     prop_assert!(decision.budget <= desired.saturating_sub(1).max(1));
+    // (b) over the whole CafeDeployment: a pod leaves traffic only while the
+    // pods out of it, for any reason, stay within the budget, and within
+    // the PodDisruptionBudget's maxUnavailable.
+    if round.taken > 0 {
+        prop_assert!(
+            round.taken + round.sick <= decision.budget,
+            "{} pods taken out of traffic with {} unhealthy: budget {}; targets {:?}; sets {:?}",
+            round.taken,
+            round.sick,
+            decision.budget,
+            decision.targets,
+            world.sets
+        );
+        if let Some(max) = world.pdb {
+            prop_assert!(
+                round.taken + round.sick <= max,
+                "PDB maxUnavailable {}",
+                max
+            );
+        }
+    }
+    // The template's revision becomes stable only from a release whose pods
+    // all run it: never from an empty plan (scaled to zero mid-release).
+    // (A first creation interrupted by a new template makes the pods it
+    // created the stable baseline: that revision is not the template.)
+    let stable = decision.record.stable.clone();
+    if stable != round.stable_before
+        && let Some(rev) = stable.as_deref().and_then(|r| r.strip_prefix('r'))
+        && rev == world.template.to_string()
+    {
+        let on_it: usize = before.values().sum();
+        prop_assert!(
+            desired > 0 && on_it >= desired,
+            "r{} became stable with {} of {} pods on it",
+            rev,
+            on_it,
+            desired
+        );
+    }
     Ok(())
 }
 
@@ -359,7 +489,7 @@ proptest! {
     #[test]
     fn invariants_hold_after_every_change_and_every_release_converges(
         ops in proptest::collection::vec(op(), 0..40),
-        replicas in 1usize..16,
+        replicas in 0usize..16,
         beta in any::<bool>(),
         batch in 1usize..6,
         need_confirm in any::<bool>(),
@@ -378,6 +508,7 @@ proptest! {
             need_confirm,
             stale: Vec::new(),
             waits: Vec::new(),
+            pdb: None,
         };
         for op in ops {
             match op {
@@ -408,22 +539,39 @@ proptest! {
                     }
                 }
                 Op::Stale(cell) => world.stale.push(CELLS[cell].to_string()),
+                Op::Sicken(cell) => {
+                    if let Some(p) = world
+                        .sets
+                        .get_mut(CELLS[cell])
+                        .and_then(|s| s.pods.iter_mut().find(|p| !p.sick))
+                    {
+                        p.sick = true;
+                    }
+                }
+                Op::Heal(cell) => {
+                    for p in world.sets.get_mut(CELLS[cell]).into_iter().flat_map(|s| &mut s.pods) {
+                        p.sick = false;
+                    }
+                }
+                Op::Pdb(max) => world.pdb = max,
                 Op::Tick => {}
             }
-            let before = on_template(&world);
-            let d = world.reconcile();
-            world.tick();
-            check(&world, &d, &before)?;
+            world.round()?;
         }
-        // Converges: unpaused, confirming every wait.
+        // Converges: unpaused, confirming every wait, pods healthy again,
+        // and scaled up if it was at zero (the release kept goes on).
         world.paused = false;
+        world.replicas = world.replicas.max(4);
+        // A budget allowing no disruption holds a release for ever, as it
+        // holds a node drain: the person raises it.
+        world.pdb = world.pdb.map(|max| max.max(1));
+        for p in world.sets.values_mut().flat_map(|s| &mut s.pods) {
+            p.sick = false;
+        }
         let mut done = false;
         for _ in 0..400 {
             world.confirmed = true;
-            let before = on_template(&world);
-            let d = world.reconcile();
-            world.tick();
-            check(&world, &d, &before)?;
+            let d = world.round()?;
             let cells = world.cells();
             let settled = world.sets.keys().all(|c| cells.iter().any(|(n, _)| n == c))
                 && cells.iter().all(|(c, n)| world.sets.get(c).map_or(0, |s| s.pods.len()) == *n);
