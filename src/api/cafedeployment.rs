@@ -90,6 +90,7 @@ fn cafe_deployment_spec_rules(schema: &mut Schema) {
             rules::SELECTOR_NOT_EMPTY,
             rules::SELECTOR_MATCHES_TEMPLATE,
             rules::SELECTOR_IMMUTABLE,
+            rules::TEMPLATE_ANNOTATIONS_FIT_A_POD,
             Rule {
                 // Percentages resolve against replicas, rounded down, as the
                 // operator resolves them.

@@ -100,6 +100,7 @@ fn inplaceset_spec_rules(schema: &mut Schema) {
             rules::SELECTOR_NOT_EMPTY,
             rules::SELECTOR_MATCHES_TEMPLATE,
             rules::SELECTOR_IMMUTABLE,
+            rules::TEMPLATE_ANNOTATIONS_FIT_A_POD,
             rules::Rule {
                 rule: "!has(self.progressDeadlineSeconds) || !has(self.minReadySeconds) || \
                        self.progressDeadlineSeconds > self.minReadySeconds",

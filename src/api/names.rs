@@ -72,6 +72,15 @@ pub mod condition {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Set when a Service selecting the pods defeats draining.
     pub const TRAFFIC_UNSAFE: &str = "TrafficUnsafe";
+    /// ReplicaSet's: True while the API server refuses to create pods
+    /// (reason `FailedCreate`, the API server's message).
+    pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+    /// Reasons for a set that cannot write what it must.
+    pub const FAILED_CREATE: &str = "FailedCreate";
+    /// A CafeDeployment whose InPlaceSet write the API server refuses.
+    pub const FAILED_UPDATE: &str = "FailedUpdate";
+    /// Progressing reason while a PodDisruptionBudget allows no disruption.
+    pub const WAITING_FOR_DISRUPTION_BUDGET: &str = "WaitingForDisruptionBudget";
 }
 
 #[cfg(test)]

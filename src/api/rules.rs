@@ -172,3 +172,24 @@ pub const PARTITION_COUNT_OR_PERCENT: Rule = Rule {
     message: "partition must be an integer >= 0 or a percentage from 0% to 100%, e.g. 3 or \"50%\"",
     field_path: ".partition",
 };
+
+/// A pod may carry 262,144 bytes of annotations (keys and values, the API
+/// server's `TotalAnnotationSizeLimitB`). The operator adds its own: the
+/// template's label and annotation keys once more (each quoted, with a
+/// comma), and up to 16 KiB for its in-place record and the rest. A
+/// template over that would have every pod creation refused, so it is
+/// refused here, naming the field. (CEL's `size` counts characters, not
+/// bytes: a template of multi-byte text near the limit gets past this rule,
+/// and its refused creations are reported as `FailedCreate`.)
+pub const TEMPLATE_ANNOTATIONS_FIT_A_POD: Rule = Rule {
+    rule: "!has(self.template.metadata) || !has(self.template.metadata.annotations) || \
+           self.template.metadata.annotations.map(k, \
+             2 * size(k) + size(self.template.metadata.annotations[k]) + 3).sum() + \
+           (has(self.template.metadata.labels) ? \
+             self.template.metadata.labels.map(k, size(k) + 3).sum() : 0) <= 245760",
+    message: "template.metadata.annotations are too large for a pod: a pod may carry 262144 \
+              bytes of annotations and the operator adds the template's keys once more and up \
+              to 16 KiB of its own; keep each annotation's key twice plus its value, summed, \
+              under 245760 bytes (move large data to a ConfigMap)",
+    field_path: ".template.metadata.annotations",
+};

@@ -25,10 +25,10 @@ use tracing::{info, warn};
 
 use super::analysis::{self as gate, Act};
 use super::build::REVISION_ANNOTATION;
-use super::decide::{Note, Observation, Outcome, decide};
+use super::decide::{Note, Observation, Outcome, Refused, decide};
 use crate::api::names::{
     CAFEDEPLOYMENT_UID_LABEL as OWNER_LABEL, CELL_LABEL, REVISION_LABEL,
-    UPGRADE_CONFIRMED_ANNOTATION,
+    UPGRADE_CONFIRMED_ANNOTATION, condition,
 };
 use crate::api::pod::Pod;
 use crate::api::{
@@ -42,6 +42,7 @@ use crate::runtime::cache::{Caches, OwnerIndex};
 use crate::runtime::coalesce::{Coalesce, conditions_moved};
 use crate::runtime::health::CacheSync;
 use crate::runtime::prometheus::Prometheus;
+use crate::runtime::refusals::{Refusals, is_refusal};
 use crate::runtime::{Telemetry, patch_as, post_as, run_until_stopped};
 use crate::traffic::gate as traffic_gate;
 
@@ -81,6 +82,9 @@ struct Context {
     /// re-confirm a group already recorded).
     written: Mutex<HashMap<ObjectRef<CafeDeployment>, u64>>,
     backoff: Backoff<ObjectRef<CafeDeployment>>,
+    /// Writes of a CafeDeployment's objects the API server refused: held
+    /// back whatever wakes the reconcile, and reported as Stalled.
+    refusals: Refusals<ObjectRef<CafeDeployment>>,
 }
 
 fn rv_number(rv: Option<String>) -> Option<u64> {
@@ -88,6 +92,30 @@ fn rv_number(rv: Option<String>) -> Option<u64> {
 }
 
 impl Context {
+    /// Records a refused write of one of `cd`'s objects (`what`).
+    fn refused(&self, cd: &CafeDeployment, what: &str, e: &kube::Error) {
+        let r = self.refusals.refused(ObjectRef::from_obj(cd), what, e);
+        warn!(cafedeployment = %cd.name_any(), error = %e, retry_in = ?r.wait(), "{what} refused");
+    }
+
+    /// The refused write on record for `cd` as status reports it (none in a
+    /// namespace being deleted), and whether it still holds writes back.
+    fn refusal(&self, cd: &CafeDeployment) -> (Option<Refused>, bool) {
+        let Some(r) = self.refusals.get(&ObjectRef::from_obj(cd)) else {
+            return (None, false);
+        };
+        let reason = if r.what.starts_with("InPlaceSet") {
+            condition::FAILED_UPDATE
+        } else {
+            condition::FAILED_CREATE
+        };
+        let shown = (!r.terminating).then(|| Refused {
+            reason,
+            message: format!("the API server refuses to write {}: {}", r.what, r.message),
+        });
+        (shown, r.wait() > Duration::ZERO)
+    }
+
     async fn event(&self, cd: &CafeDeployment, type_: EventType, reason: &str, note: String) {
         self.event_as(cd, type_, reason, reason, note).await;
     }
@@ -212,17 +240,19 @@ fn urgent(previous: &CafeDeploymentStatus, status: &CafeDeploymentStatus) -> boo
 /// Makes sure the template has a ControllerRevision (numbered after the
 /// newest) and keeps at most `historyLimit` older ones, never the stable one.
 /// Returns the templates of the history by revision name.
+/// `holding`: a refused write holds creations back; the history is read only.
 async fn record_revision(
     cd: &CafeDeployment,
     ctx: &Context,
     name: &str,
+    holding: bool,
 ) -> Result<BTreeMap<String, PodTemplateSpec>, Error> {
     let ns = cd.namespace().unwrap_or_default();
     let uid = cd.uid().unwrap_or_default();
     let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
     let mut existing: Vec<Arc<ControllerRevision>> =
         ctx.revisions_by_owner.owned(&ctx.revisions, &ns, &uid);
-    if !existing.iter().any(|r| r.name_any() == name) {
+    if !holding && !existing.iter().any(|r| r.name_any() == name) {
         let next = existing.iter().map(|r| r.revision).max().unwrap_or(0) + 1;
         let mut rev = ControllerRevision {
             revision: next,
@@ -238,6 +268,8 @@ async fn record_revision(
             Ok(r) => existing.push(Arc::new(r)),
             // Made already (the cache has not shown it yet): it is this template.
             Err(kube::Error::Api(s)) if s.code == 409 => existing.push(Arc::new(rev)),
+            // Too large, say: the status says so, the stable pods keep serving.
+            Err(e) if is_refusal(&e) => ctx.refused(cd, &format!("ControllerRevision {name}"), &e),
             Err(e) => return Err(e.into()),
         }
     }
@@ -597,7 +629,9 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
         cd.name_any(),
         revision::revision(&cd.spec.template)
     );
-    let history = record_revision(&cd, &ctx, &update).await?;
+    let (_, holding) = ctx.refusal(&cd);
+    let history = record_revision(&cd, &ctx, &update, holding).await?;
+    let (refused, holding) = ctx.refusal(&cd);
     let uid = cd.uid().unwrap_or_default();
     let namespace = cd.namespace().unwrap_or_default();
     let mut owned: Vec<Arc<InPlaceSet>> = ctx.sets_by_owner.owned(&ctx.sets, &namespace, &uid);
@@ -611,6 +645,7 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
         history: &history,
         update: &update,
         now: &now,
+        refused: refused.as_ref(),
     });
     if let Some(verdict) = outcome.act.take() {
         let record = outcome
@@ -623,11 +658,11 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
             ctx.publish(&cd, outcome.notes).await;
             return act(&cd, &ctx, verdict, &history, record).await;
         }
-        let action = apply(&cd, &ctx, &owned, outcome).await?;
+        let action = apply(&cd, &ctx, &owned, outcome, holding).await?;
         act(&cd, &ctx, verdict, &history, record).await?;
         return Ok(action);
     }
-    apply(&cd, &ctx, &owned, outcome).await
+    apply(&cd, &ctx, &owned, outcome, holding).await
 }
 
 fn event_type(warning: bool) -> EventType {
@@ -640,12 +675,14 @@ fn event_type(warning: bool) -> EventType {
 
 /// Writes the outcome: the confirmation reset, then the status (the release
 /// record, conditional on the version decided from), then the sets. A set is
-/// written only when the recorded decision allows it and it differs.
+/// written only when the recorded decision allows it and it differs, and not
+/// while a refused write holds the CafeDeployment's writes back (`holding`).
 async fn apply(
     cd: &CafeDeployment,
     ctx: &Context,
     owned: &[Arc<InPlaceSet>],
     outcome: Outcome,
+    holding: bool,
 ) -> Result<Action, Error> {
     let ns = cd.namespace().unwrap_or_default();
     let name = cd.name_any();
@@ -677,26 +714,60 @@ async fn apply(
     });
     let pp = PatchParams::apply(MANAGER).force();
     let (sets, pp) = (&sets, &pp);
-    futures::future::try_join_all(writes.map(|desired| async move {
-        sets.patch(&desired.name_any(), pp, &Patch::Apply(desired))
-            .await
+    let writes: Vec<&InPlaceSet> = if holding {
+        Vec::new()
+    } else {
+        writes.collect()
+    };
+    let results = futures::future::join_all(writes.iter().map(|desired| async move {
+        let written = sets
+            .patch(&desired.name_any(), pp, &Patch::Apply(desired))
+            .await;
+        (desired.name_any(), written)
     }))
-    .await?;
-    for set in &outcome.delete {
+    .await;
+    for (set, written) in results {
+        match written {
+            Ok(_) => {}
+            Err(e) if is_refusal(&e) => {
+                // The next reconcile reports it (Stalled) and waits its hold-off.
+                ctx.refused(cd, &format!("InPlaceSet {set}"), &e);
+                return Ok(Action::requeue(Duration::from_millis(100)));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let refusal = ctx.refusals.get(&ObjectRef::from_obj(cd));
+    if !holding && refusal.is_some() {
+        // Every write it needed went through.
+        ctx.refusals.cleared(&ObjectRef::from_obj(cd));
+    }
+    let delete = if holding {
+        &[][..]
+    } else {
+        &outcome.delete[..]
+    };
+    for set in delete {
         match sets.delete(set, &Default::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(e.into()),
         }
     }
-    ctx.publish(cd, outcome.notes).await;
+    // No event into a namespace being deleted: it would be refused too.
+    if !refusal.as_ref().is_some_and(|r| r.terminating) {
+        ctx.publish(cd, outcome.notes).await;
+    }
     ctx.backoff.succeeded(&ObjectRef::from_obj(cd));
     // Unschedulable pods not yet due for rescheduling need a look when they are.
     let wake = outcome
         .wake
         .map_or(300, |w| u64::try_from(w).unwrap_or(1).max(1));
-    let wake = Duration::from_secs(wake);
-    Ok(Action::requeue(status_wait.map_or(wake, |w| w.min(wake))))
+    let wake = [status_wait, refusal.map(|r| r.wait())]
+        .into_iter()
+        .flatten()
+        .fold(Duration::from_secs(wake), Duration::min);
+    Ok(Action::requeue(wake.max(Duration::from_millis(100))))
 }
 
 async fn reconcile(obj: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -746,6 +817,7 @@ pub async fn run(
         status_writes: Coalesce::new(STATUS_EVERY),
         written: Mutex::new(HashMap::new()),
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
+        refusals: Refusals::new(Duration::from_secs(1)),
     });
     let synced = [
         caches.cafedeployments.synced.clone(),

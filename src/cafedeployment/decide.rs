@@ -36,6 +36,17 @@ pub struct Observation<'a> {
     /// The name of the current template's revision (`<cd>-<hash>`).
     pub update: &'a str,
     pub now: &'a Time,
+    /// A write of this CafeDeployment's objects the API server refused
+    /// (an InPlaceSet, a ControllerRevision), until one goes through.
+    pub refused: Option<&'a Refused>,
+}
+
+/// A write the API server refused, as status reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// `FailedUpdate` (an InPlaceSet) or `FailedCreate` (a ControllerRevision).
+    pub reason: &'static str,
+    pub message: String,
 }
 
 /// An event to publish on the CafeDeployment.
@@ -589,6 +600,20 @@ fn compute_status(
             Phase::Progressing,
             format!("moving pods out of removed cells ({cells_text})"),
         ),
+        // Nothing to create yet: a first creation at zero replicas is done.
+        progress::Phase::Empty if creating => (
+            Phase::Healthy,
+            format!("replicas is 0; scaling up creates the pods of {revision} group by group"),
+        ),
+        progress::Phase::Empty => (
+            Phase::Progressing,
+            format!(
+                "scaled to zero in the release of {revision}: the release is kept; scaling \
+                 up creates pods on {} except what the groups opened so far cover, and \
+                 the release goes on from there",
+                record.stable.as_deref().unwrap_or_default()
+            ),
+        ),
         progress::Phase::WaitingForConfirm(group) => (
             Phase::WaitingForConfirm,
             format!(
@@ -647,7 +672,29 @@ fn compute_status(
         }
         _ => (phase, message),
     };
+    // A cell waiting for a PodDisruptionBudget says so.
+    let held = distribution
+        .iter()
+        .zip(observed)
+        .find_map(|((cell, _), set)| {
+            let s = set.as_ref()?.status.as_ref()?;
+            s.conditions
+                .iter()
+                .find(|c| {
+                    c.type_ == condition::PROGRESSING
+                        && c.reason == condition::WAITING_FOR_DISRUPTION_BUDGET
+                })
+                .map(|c| format!("cell {cell} is {}", c.message))
+        });
+    let message = match (phase, held) {
+        (Phase::Progressing | Phase::RollingBack, Some(held)) => format!("{message}; {held}"),
+        _ => message,
+    };
     // A stalled cell stalls the release: say which and why, and how to recover.
+    let rollback_hint = format!(
+        "roll back with: kubectl patch cafedeployment {name} --type merge -p \
+         '{{\"spec\":{{\"rollbackTo\":{{\"revision\":0}}}}}}'"
+    );
     let stalled = distribution
         .iter()
         .zip(observed)
@@ -657,15 +704,27 @@ fn compute_status(
                 .iter()
                 .find(|c| c.type_ == condition::STALLED && c.status == "True")
                 .map(|c| (cell.clone(), c.reason.clone(), c.message.clone()))
+        })
+        .map(|(cell, reason, why)| {
+            let next = if reason == condition::FAILED_CREATE {
+                format!("Change what the API server refuses (the template, a quota, an admission policy), or {rollback_hint}")
+            } else {
+                let mut hint = rollback_hint.clone();
+                hint[..1].make_ascii_uppercase();
+                hint
+            };
+            let message = format!("cell {cell}: {reason}: {why}. {next}");
+            (reason, message)
         });
+    // A write the API server refuses stalls the release where it stands.
+    let stalled = obs
+        .refused
+        .map(|r| (r.reason.to_string(), r.message.clone()))
+        .or(stalled);
     let (phase, message) = match (&stalled, phase) {
-        (Some((cell, reason, why)), p) if p != Phase::Healthy => (
-            Phase::Stalled,
-            format!(
-                "cell {cell}: {reason}: {why}. Roll back with: kubectl patch cafedeployment \
-                 {name} --type merge -p '{{\"spec\":{{\"rollbackTo\":{{\"revision\":0}}}}}}'"
-            ),
-        ),
+        (Some((_, why)), p) if p != Phase::Healthy || obs.refused.is_some() => {
+            (Phase::Stalled, why.clone())
+        }
         _ => (phase, message),
     };
     let done = i32::try_from(progress.completed).unwrap_or(i32::MAX);
@@ -697,10 +756,7 @@ fn compute_status(
     });
     let cond = conditions(previous, &message, cd.metadata.generation, obs.now);
     let available = status.available_replicas >= cd.spec.replicas;
-    let health = Health::of(
-        phase,
-        stalled.as_ref().map(|(_, reason, _)| reason.as_str()),
-    );
+    let health = Health::of(phase, stalled.as_ref().map(|(reason, _)| reason.as_str()));
     status.conditions = vec![
         cond(
             condition::AVAILABLE,
@@ -827,6 +883,7 @@ mod tests {
             history: &history,
             update: "demo-2",
             now: &now,
+            refused: None,
         });
         assert_eq!(out.status.observed_generation, Some(2));
         assert_eq!(out.status.phase, Some(Phase::Stalled));

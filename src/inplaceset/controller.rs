@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{self, PodTemplateSpec, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{self, Action, Controller};
@@ -22,7 +23,7 @@ use tracing::{debug, warn};
 use super::lifecycle::{Decision, Intent, PodFacts, Target, Timing, Toward, Waiting, step};
 use super::plan::{Revisions, SetSpec, plan};
 use super::status::{Inputs, Observed, compute};
-use super::{pods, revision};
+use super::{disruption, pods, revision};
 use crate::api::count::resolve;
 use crate::api::names::{condition, gate_reason};
 use crate::api::pod::Pod;
@@ -32,6 +33,7 @@ use crate::runtime::cache::{Caches, OwnerIndex};
 use crate::runtime::coalesce::{Coalesce, conditions_moved};
 use crate::runtime::health::CacheSync;
 use crate::runtime::own_writes::OwnWrites;
+use crate::runtime::refusals::{Refusals, is_refusal};
 use crate::runtime::{Telemetry, patch_as, post_as, run_until_stopped};
 use crate::traffic::{gate, service};
 
@@ -75,18 +77,37 @@ pub struct Context {
     status_writes: Coalesce<String>,
     pub services: Store<Service>,
     services_synced: CacheSync,
+    /// PodDisruptionBudgets, and the pods this process took out of traffic
+    /// under them that the cache may not show yet.
+    budgets: Store<PodDisruptionBudget>,
+    budgets_synced: CacheSync,
+    ledger: disruption::Ledger,
+    /// Every set, to count the pods a budget selects in other cells too.
+    sets: Store<InPlaceSet>,
     pub recorder: Recorder,
     /// Pods created per set (by uid) that the watch cache has not shown yet:
     /// without this, a fast second reconcile would create them again.
     created: Mutex<HashMap<String, Vec<(String, Instant)>>>,
     /// Consecutive failures per set, for the error backoff.
     backoff: Backoff<ObjectRef<InPlaceSet>>,
+    /// Per set (by uid): the API server refused its last creation; no pod
+    /// is created again before the hold-off ends, whatever event wakes the set.
+    refusals: Refusals<String>,
     /// Pods written to: until the cache shows our write, the pod is not acted
     /// on again (the gate would be written twice).
     acted_on: OwnWrites,
     /// When each drained pod (by uid) was first seen drained: the settle time
     /// runs from there. Lost on restart, so a new leader waits it again.
     drained: Mutex<HashMap<String, HashMap<String, i64>>>,
+}
+
+fn template_labels(set: &InPlaceSet) -> BTreeMap<String, String> {
+    set.spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
 }
 
 /// The set's two templates and their revisions.
@@ -190,6 +211,24 @@ impl Context {
         if !now_drained.is_empty() {
             drained.insert(uid.to_string(), now_drained);
         }
+    }
+
+    /// The uids of our pods that `budget` selects and that are out of
+    /// traffic: the pods of every set in `namespace` whose template the
+    /// budget selects (O(pods under the budget), only when one exists).
+    fn out_of_traffic_under(&self, budget: &PodDisruptionBudget, namespace: &str) -> Vec<String> {
+        self.sets
+            .state()
+            .into_iter()
+            .filter(|s| s.namespace().as_deref() == Some(namespace))
+            .filter(|s| disruption::selects(budget, &template_labels(s)))
+            .flat_map(|s| {
+                let uid = s.uid().unwrap_or_default();
+                self.pods_by_set.owned(&self.pods, namespace, &uid)
+            })
+            .filter(|p| disruption::out_of_traffic(&pods::facts(p)))
+            .filter_map(|p| p.uid())
+            .collect()
     }
 
     fn expect_created(&self, uid: &str, name: String) {
@@ -372,7 +411,9 @@ const CREATIONS_PER_RECONCILE: usize = 256;
 /// update revision first, then the stable one, and opens each new pod's
 /// gate at once (the lifecycle's `admit`), before kubelet writes its first
 /// status. Each creation is expected under its name before the request is
-/// sent. Returns whether more remain.
+/// sent. Slow start, as a ReplicaSet's: 1, 2, 4, ... creations at once, and
+/// none after a refused one, so a template the API server refuses costs one
+/// refused request per try, not one per pod. Returns whether more remain.
 async fn create_pods(
     ctx: &Context,
     api: &Api<v1::Pod>,
@@ -400,7 +441,12 @@ async fn create_pods(
     let pp = &post_as(MANAGER);
     let mut first_error = None;
     let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for chunk in kinds.chunks(WRITE_CONCURRENCY) {
+    let mut rest = kinds.as_slice();
+    let mut size = 1;
+    while !rest.is_empty() && first_error.is_none() {
+        let (chunk, later) = rest.split_at(size.min(rest.len()));
+        rest = later;
+        size = (size * 2).min(WRITE_CONCURRENCY);
         let mut batch = Vec::new();
         for toward in chunk {
             let (template, target) = templates.toward(*toward);
@@ -450,7 +496,7 @@ async fn create_pods(
         )
         .await;
     }
-    (first_error.map_or(Ok(()), Err), more)
+    (first_error.map_or(Ok(()), Err), more || !rest.is_empty())
 }
 
 /// Entropy for pod names: the clock and a counter, mixed.
@@ -469,7 +515,7 @@ fn entropy() -> u64 {
 }
 
 async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Error> {
-    for cache in [&ctx.pods_synced, &ctx.services_synced] {
+    for cache in [&ctx.pods_synced, &ctx.services_synced, &ctx.budgets_synced] {
         cache.wait().await.map_err(|()| Error::CacheStopped)?;
     }
     if set.metadata.deletion_timestamp.is_some() {
@@ -482,7 +528,6 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     let (now, time) = now();
 
     let templates = Templates::new(&set);
-    let template = &set.spec.template;
     let mut owned: Vec<Arc<Pod>> = ctx.pods_by_set.owned(&ctx.pods, &namespace, &uid);
     owned.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let services: Vec<Arc<Service>> = ctx
@@ -507,7 +552,8 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         .map_err(|e| Error::InvalidSpec(format!("partition {e}")))?;
     let max_unavailable = resolve(&strategy.max_unavailable, replicas, true)
         .map_err(|e| Error::InvalidSpec(format!("maxUnavailable {e}")))?;
-    let spec = SetSpec {
+    let template_labels = template_labels(&set);
+    let mut spec = SetSpec {
         replicas,
         partition,
         max_unavailable,
@@ -515,18 +561,67 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         pace_creation: strategy.pace_creation,
         recreate: strategy.update_mode == UpdateMode::ReCreate,
         min_ready_seconds: i64::from(set.spec.min_ready_seconds),
+        disruptions_allowed: None,
     };
     let timing = Timing {
         drain_timeout_seconds: i64::from(set.spec.traffic.drain_timeout_seconds),
         settle_seconds: i64::from(set.spec.traffic.settle_seconds),
     };
-    let the_plan = plan(&facts, &spec, &templates.revisions(), now);
-    let intents: Vec<Intent> = facts.iter().map(|f| the_plan.intent(&f.name)).collect();
-    let decisions: Vec<Decision> = facts
-        .iter()
-        .zip(&intents)
-        .map(|(f, i)| step(f, *i, templates.target_of(*i), &timing, now))
+    // The PodDisruptionBudgets over the pods: read, planned within and
+    // claimed under one lock, so sets sharing a budget never both take its
+    // last room (the cache shows a gate write only later).
+    let budgets: Vec<Arc<PodDisruptionBudget>> = ctx
+        .budgets
+        .state()
+        .into_iter()
+        .filter(|b| b.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|b| disruption::selects(b, &template_labels))
         .collect();
+    let (the_plan, intents, decisions, disruption_hold) = {
+        let mut ledger = if budgets.is_empty() {
+            None
+        } else {
+            ctx.ledger.lock()
+        };
+        let mut disruption_hold = None;
+        if let Some(claims) = ledger.as_mut() {
+            let readings: Vec<disruption::Reading> = budgets
+                .iter()
+                .map(|b| {
+                    let out = ctx.out_of_traffic_under(b, &namespace);
+                    let pending =
+                        disruption::pending_claims(claims, &b.uid().unwrap_or_default(), &out);
+                    disruption::Reading::of(b, out.len() + pending)
+                })
+                .collect();
+            if let Some((room, hold)) = disruption::tightest(&readings) {
+                spec.disruptions_allowed = Some(room);
+                disruption_hold = Some(hold);
+            }
+        }
+        let the_plan = plan(&facts, &spec, &templates.revisions(), now);
+        let intents: Vec<Intent> = facts.iter().map(|f| the_plan.intent(&f.name)).collect();
+        let decisions: Vec<Decision> = facts
+            .iter()
+            .zip(&intents)
+            .map(|(f, i)| step(f, *i, templates.target_of(*i), &timing, now))
+            .collect();
+        if let Some(claims) = ledger.as_mut() {
+            let taken: Vec<String> = owned
+                .iter()
+                .zip(facts.iter().zip(&decisions))
+                .filter(|(_, (f, d))| {
+                    matches!(d, Decision::GateOff(_)) && !disruption::out_of_traffic(f)
+                })
+                .filter_map(|(p, _)| p.uid())
+                .collect();
+            for b in &budgets {
+                disruption::claim(claims, &b.uid().unwrap_or_default(), taken.iter().cloned());
+            }
+        }
+        (the_plan, intents, decisions, disruption_hold)
+    };
+    let disruption_hold = disruption_hold.filter(|_| the_plan.held_by_disruption_budget);
 
     // Act on the pods, a bounded number of writes at a time.
     let work: Vec<(&Arc<Pod>, &PodFacts, Intent, &Decision)> = owned
@@ -567,18 +662,46 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         }
     }
 
-    // Pause stops updates, not scaling: lost pods are replaced and replicas honoured.
-    let (created, more) = create_pods(
-        &ctx,
-        &Api::namespaced(ctx.client.clone(), &namespace),
-        &set,
-        &templates,
-        (&the_plan, &owned),
-        &time,
-    )
-    .await;
-    if let Err(e) = created {
-        first_error.get_or_insert(e);
+    // Pause stops updates, not scaling: lost pods are replaced and replicas
+    // honoured. A refused creation holds creations back for a while, whatever
+    // wakes the set (its pods' events would otherwise retry it at once), and
+    // shows in the status (ReplicaFailure, Stalled) with the API server's words.
+    let mut more = false;
+    let mut refusal = ctx.refusals.get(&uid);
+    let mut creation_wait = None;
+    if the_plan.create + the_plan.create_stable == 0 {
+        if refusal.take().is_some() {
+            ctx.refusals.cleared(&uid);
+        }
+    } else if let Some(r) = ctx.refusals.holding(&uid) {
+        creation_wait = Some(r.wait());
+    } else {
+        let created;
+        (created, more) = create_pods(
+            &ctx,
+            &Api::namespaced(ctx.client.clone(), &namespace),
+            &set,
+            &templates,
+            (&the_plan, &owned),
+            &time,
+        )
+        .await;
+        match created {
+            Ok(()) => {
+                if refusal.take().is_some() {
+                    ctx.refusals.cleared(&uid);
+                }
+            }
+            Err(e) if is_refusal(&e) => {
+                let r = ctx.refusals.refused(uid.clone(), "pods", &e);
+                warn!(set = %set.name_any(), error = %e, retry_in = ?r.wait(), "pod creation refused");
+                creation_wait = Some(r.wait());
+                refusal = Some(r);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
     }
 
     // Status, written only when it changed.
@@ -588,11 +711,6 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         .map(|(pod, decision)| Observed { pod, decision })
         .collect();
     let previous = set.status.clone().unwrap_or_default();
-    let template_labels = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
     let mut unsafe_services: Vec<String> = services
         .iter()
         .filter(|s| service::publishes_not_ready(s) && service::selects(s, &template_labels))
@@ -611,6 +729,8 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         now,
         now_time: time,
         unsafe_services: &unsafe_services,
+        failed_create: refusal.as_ref().map(|r| r.message.as_str()),
+        disruption_hold: disruption_hold.as_deref(),
     });
     let mut status_wait = None;
     if status != previous {
@@ -619,7 +739,10 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
             .due(&uid, urgent(&previous, &status, &spec));
     }
     if status != previous && status_wait.is_none() {
-        report_stall_transition(&ctx, &set, &previous, &status).await;
+        // No event into a namespace being deleted: it would be refused too.
+        if !refusal.as_ref().is_some_and(|r| r.terminating) {
+            report_stall_transition(&ctx, &set, &previous, &status).await;
+        }
         let sets: Api<InPlaceSet> = Api::namespaced(ctx.client.clone(), &namespace);
         let body = json!({
             "apiVersion": "cafe.sofastack.io/v1alpha1",
@@ -641,11 +764,11 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     if more {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
-    let wake = next_wake(&facts, &decisions, &spec, &set, now);
-    Ok(match status_wait {
-        Some(wait) if wait < wake => Action::requeue(wait),
-        _ => Action::requeue(wake),
-    })
+    let wake = [status_wait, creation_wait].into_iter().flatten().fold(
+        next_wake(&facts, &decisions, &spec, &set, now),
+        Duration::min,
+    );
+    Ok(Action::requeue(wake))
 }
 
 /// Whether a status change must be written at once: anything but counters
@@ -665,7 +788,18 @@ fn urgent(previous: &InPlaceSetStatus, status: &InPlaceSetStatus, spec: &SetSpec
         || previous.stable_revision != status.stable_revision
         || previous.selector != status.selector
         || previous.unschedulable_since.is_some() != status.unschedulable_since.is_some()
+        // The CafeDeployment's one budget counts a cell's unavailable pods
+        // beyond its share at once.
+        || beyond_share(previous, spec) != beyond_share(status, spec)
         || conditions_moved(&previous.conditions, &status.conditions)
+}
+
+/// Unavailable pods beyond the set's share of the budget (0 within it).
+fn beyond_share(status: &InPlaceSetStatus, spec: &SetSpec) -> usize {
+    let unavailable = status.replicas.saturating_sub(status.available_replicas);
+    usize::try_from(unavailable)
+        .unwrap_or(0)
+        .saturating_sub(spec.max_unavailable)
 }
 
 /// A Warning event when the set becomes stalled (once, not every reconcile).
@@ -745,6 +879,7 @@ pub async fn run(
     let set_events = caches.sets.subscribe();
     let pod_events = caches.pods.subscribe();
     let service_events = caches.services.subscribe();
+    let budget_events = caches.disruption_budgets.subscribe();
     let sets_store = caches.sets.store.clone();
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -755,9 +890,14 @@ pub async fn run(
         status_writes: Coalesce::new(STATUS_EVERY),
         services: caches.services.store.clone(),
         services_synced: caches.services.synced.clone(),
+        budgets: caches.disruption_budgets.store.clone(),
+        budgets_synced: caches.disruption_budgets.synced.clone(),
+        ledger: disruption::Ledger::default(),
+        sets: sets_store.clone(),
         recorder: Recorder::new(client, "cafe-operator".into()),
         created: Mutex::new(HashMap::new()),
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
+        refusals: Refusals::new(Duration::from_secs(1)),
         acted_on: OwnWrites::new(STALE_CACHE_WINDOW),
         drained: Mutex::new(HashMap::new()),
     });
@@ -765,7 +905,9 @@ pub async fn run(
         caches.sets.synced.clone(),
         caches.pods.synced.clone(),
         caches.services.synced.clone(),
+        caches.disruption_budgets.synced.clone(),
     ];
+    let budgets_sets_store = sets_store.clone();
     let controller = Controller::for_shared_stream(set_events, sets_store.clone());
     let shutdown = shutdown.shared();
     let run = controller
@@ -778,18 +920,24 @@ pub async fn run(
                 .state()
                 .into_iter()
                 .filter(|s| s.namespace() == namespace)
-                .filter(|s| {
-                    let labels = s
-                        .spec
-                        .template
-                        .metadata
-                        .as_ref()
-                        .and_then(|m| m.labels.clone())
-                        .unwrap_or_default();
-                    service::selects(&svc, &labels)
-                })
+                .filter(|s| service::selects(&svc, &template_labels(s)))
                 .map(|s| ObjectRef::from_obj(&*s))
                 .collect::<Vec<_>>()
+        })
+        // A budget's room changes as the disruption controller recounts: the
+        // sets whose pods it selects look again.
+        .watches_shared_stream(budget_events, {
+            let sets_store = budgets_sets_store;
+            move |budget: Arc<PodDisruptionBudget>| {
+                let namespace = budget.namespace();
+                sets_store
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.namespace() == namespace)
+                    .filter(|s| disruption::selects(&budget, &template_labels(s)))
+                    .map(|s| ObjectRef::from_obj(&*s))
+                    .collect::<Vec<_>>()
+            }
         })
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown.clone())

@@ -2,6 +2,7 @@
 //! them to a new template in place, through the lossless lifecycle.
 
 pub mod controller;
+pub mod disruption;
 pub mod lifecycle;
 pub mod plan;
 pub mod pods;

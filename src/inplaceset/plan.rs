@@ -42,6 +42,9 @@ pub struct SetSpec {
     /// Every update re-creates (updateMode ReCreate).
     pub recreate: bool,
     pub min_ready_seconds: i64,
+    /// Available pods that may still leave traffic under the
+    /// PodDisruptionBudgets selecting the pods (None: no budget selects them).
+    pub disruptions_allowed: Option<usize>,
 }
 
 /// The revisions of the set: the template's, and the stable one when the spec
@@ -82,6 +85,9 @@ pub struct Plan {
     pub create_stable: usize,
     /// One intent per pod, by name.
     pub intents: BTreeMap<String, Intent>,
+    /// Available pods that would start moving but a PodDisruptionBudget
+    /// allows no more disruption.
+    pub held_by_disruption_budget: bool,
 }
 
 impl Plan {
@@ -232,7 +238,11 @@ pub fn plan(pods: &[PodFacts], spec: &SetSpec, revs: &Revisions, now: i64) -> Pl
         intents.insert(p.name.clone(), Intent::Update(Toward::Stable));
     }
 
-    // New moves start within what is left of the budget, unless paused.
+    // New moves start within what is left of the budget, unless paused; an
+    // available pod also needs the PodDisruptionBudgets' room (in-place
+    // updates bypass the eviction API, so the set honours them itself).
+    let mut disruptions = spec.disruptions_allowed;
+    let mut held_by_disruption_budget = false;
     if !spec.paused {
         candidates.sort_by_key(|(p, _)| {
             (
@@ -246,7 +256,12 @@ pub fn plan(pods: &[PodFacts], spec: &SetSpec, revs: &Revisions, now: i64) -> Pl
                 if budget == 0 {
                     break;
                 }
+                if disruptions == Some(0) {
+                    held_by_disruption_budget = true;
+                    break;
+                }
                 budget -= 1;
+                disruptions = disruptions.map(|d| d - 1);
             }
             let intent = if !spec.recreate && revs.in_place(p, toward) {
                 Intent::Update(toward)
@@ -260,6 +275,7 @@ pub fn plan(pods: &[PodFacts], spec: &SetSpec, revs: &Revisions, now: i64) -> Pl
         create: created_update,
         create_stable,
         intents,
+        held_by_disruption_budget,
     }
 }
 
@@ -313,6 +329,7 @@ mod tests {
             pace_creation: false,
             recreate: false,
             min_ready_seconds: 0,
+            disruptions_allowed: None,
         }
     }
 
@@ -448,6 +465,34 @@ mod tests {
         assert_eq!(count(&p, Intent::Delete), 2);
         assert_eq!(p.intent("p03"), Intent::Keep, "the stable pod is kept");
         assert_eq!(count(&p, Intent::Update(Toward::Stable)), 0);
+    }
+
+    #[test]
+    fn a_disruption_budget_bounds_moves_of_available_pods_only() {
+        let mut pods: Vec<_> = (0..4).map(|i| pod(i, "old", true)).collect();
+        pods.push(pod(4, "old", false));
+        let pdb = |allowed| SetSpec {
+            disruptions_allowed: Some(allowed),
+            ..spec(5, 0, 3)
+        };
+        let p = plan(&pods, &pdb(1), &target(), NOW);
+        assert_eq!(
+            p.intent("p04"),
+            Intent::Update(Toward::Update),
+            "free: unavailable"
+        );
+        assert_eq!(count(&p, Intent::Update(Toward::Update)), 2);
+        assert!(p.held_by_disruption_budget);
+        let p = plan(&pods, &pdb(0), &target(), NOW);
+        assert_eq!(count(&p, Intent::Update(Toward::Update)), 1);
+        assert!(p.held_by_disruption_budget, "the release says it waits");
+        let p = plan(&pods, &pdb(5), &target(), NOW);
+        assert_eq!(
+            count(&p, Intent::Update(Toward::Update)),
+            3,
+            "the set's own budget"
+        );
+        assert!(!p.held_by_disruption_budget);
     }
 
     #[test]

@@ -36,11 +36,22 @@ pub struct Inputs<'a> {
     /// Services selecting the pods with `publishNotReadyAddresses: true`:
     /// the gate cannot take pods out of them.
     pub unsafe_services: &'a [String],
+    /// The API server's message while it refuses to create the set's pods.
+    pub failed_create: Option<&'a str>,
+    /// Why no pod may leave traffic now, when a PodDisruptionBudget holds
+    /// moves the set would otherwise start.
+    pub disruption_hold: Option<&'a str>,
 }
 
 /// A pod that blocks the set: a drain that timed out, or a pod that has not
 /// become ready within the progress deadline.
 pub fn stall(inputs: &Inputs) -> Option<Stall> {
+    if let Some(why) = inputs.failed_create {
+        return Some(Stall {
+            reason: condition::FAILED_CREATE,
+            message: format!("the API server refuses to create pods: {why}"),
+        });
+    }
     for o in inputs.observed {
         let message = match o.decision {
             Decision::DrainTimedOut(components) => format!(
@@ -204,6 +215,11 @@ pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
             "Paused",
             "paused: pods already in their lifecycle finish it, no new pod starts".to_string(),
         ),
+        (None, false) if inputs.disruption_hold.is_some() => (
+            true,
+            condition::WAITING_FOR_DISRUPTION_BUDGET,
+            inputs.disruption_hold.unwrap_or_default().to_string(),
+        ),
         (None, false) => (
             true,
             "ReplicaSetUpdated",
@@ -272,6 +288,18 @@ pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
         },
         inputs,
     );
+    // As a ReplicaSet's: present only while creations are refused.
+    if let Some(why) = inputs.failed_create {
+        set_condition(
+            &mut conditions,
+            prev,
+            condition::REPLICA_FAILURE,
+            true,
+            condition::FAILED_CREATE,
+            why.to_string(),
+            inputs,
+        );
+    }
     status.conditions = conditions;
     status
 }

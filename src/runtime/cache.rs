@@ -25,6 +25,7 @@ use kube::{Api, Resource};
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 
 use super::health::{CacheSync, Health};
@@ -298,6 +299,8 @@ pub struct Caches {
     /// Pods by owning InPlaceSet.
     pub pods_by_set: OwnerIndex,
     pub services: Shared<Service>,
+    /// PodDisruptionBudgets: in-place updates honour them too.
+    pub disruption_budgets: Shared<PodDisruptionBudget>,
     pub sets: Shared<InPlaceSet>,
     /// InPlaceSets by owning CafeDeployment.
     pub sets_by_owner: OwnerIndex,
@@ -343,6 +346,14 @@ impl Caches {
             trim::service,
             |_: &watcher::Event<Service>| {},
         );
+        let (disruption_budgets, drive_budgets) = watch(
+            health,
+            "poddisruptionbudgets",
+            (scoped_api(client, namespace), watcher::Config::default()),
+            lag,
+            trim::meta,
+            |_: &watcher::Event<PodDisruptionBudget>| {},
+        );
         let (sets, drive_sets) = watch(
             health,
             "inplacesets",
@@ -374,6 +385,7 @@ impl Caches {
             tokio::join!(
                 drive_pods,
                 drive_services,
+                drive_budgets,
                 drive_sets,
                 drive_cds,
                 drive_revisions
@@ -383,6 +395,7 @@ impl Caches {
             pods,
             pods_by_set,
             services,
+            disruption_budgets,
             sets,
             sets_by_owner,
             cafedeployments,

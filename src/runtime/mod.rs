@@ -9,6 +9,7 @@ pub mod leader;
 pub mod metrics;
 pub mod own_writes;
 pub mod prometheus;
+pub mod refusals;
 pub mod serve;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -1,0 +1,149 @@
+//! Writes the API server refused (a pod creation, an InPlaceSet too large,
+//! anything into a namespace being deleted): per object, what it said and
+//! when to try again. A refusal holds the object's writes back whatever
+//! event wakes its reconcile (a pod event would otherwise retry at once, as
+//! the error backoff only paces retries after errors), and stays on record
+//! for the status until a write goes through, as a ReplicaSet's
+//! `ReplicaFailure` does.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::backoff::Backoff;
+
+/// How long an object writes nothing after the API server said its
+/// namespace is being deleted (no creation is ever accepted there again).
+const TERMINATING_NAMESPACE_HOLDOFF: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    /// No write before this.
+    pub until: Instant,
+    /// What was refused ("pods", "InPlaceSet demo-cell-a", ...).
+    pub what: String,
+    /// The API server's message.
+    pub message: String,
+    /// The namespace is being deleted: nothing is created, nothing reported.
+    pub terminating: bool,
+}
+
+impl Refusal {
+    /// How long writes are still held back (zero: try again).
+    pub fn wait(&self) -> Duration {
+        self.until.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Refused writes per object.
+pub struct Refusals<K> {
+    by_object: Mutex<HashMap<K, Refusal>>,
+    backoff: Backoff<K>,
+}
+
+impl<K: Eq + Hash + Clone> Refusals<K> {
+    /// `first`: the hold-off after one refusal; it doubles with each one
+    /// more, up to five minutes.
+    pub fn new(first: Duration) -> Self {
+        Self {
+            by_object: Mutex::new(HashMap::new()),
+            backoff: Backoff::new(first, Duration::from_secs(300)),
+        }
+    }
+
+    /// The object's last write was refused, and none went through since.
+    pub fn get(&self, key: &K) -> Option<Refusal> {
+        self.by_object.lock().ok()?.get(key).cloned()
+    }
+
+    /// The refusal holding the object's writes back now, if one does.
+    pub fn holding(&self, key: &K) -> Option<Refusal> {
+        self.get(key).filter(|r| r.until > Instant::now())
+    }
+
+    /// Records a refused write: writes wait, longer after each refusal.
+    pub fn refused(&self, key: K, what: &str, error: &kube::Error) -> Refusal {
+        let terminating = namespace_terminating(error);
+        let message = match error {
+            kube::Error::Api(s) => s.message.clone(),
+            e => e.to_string(),
+        };
+        let wait = if terminating {
+            TERMINATING_NAMESPACE_HOLDOFF
+        } else {
+            self.backoff.failed(key.clone())
+        };
+        let refusal = Refusal {
+            until: Instant::now() + wait,
+            what: what.to_string(),
+            message,
+            terminating,
+        };
+        if let Ok(mut by_object) = self.by_object.lock() {
+            by_object.insert(key, refusal.clone());
+        }
+        refusal
+    }
+
+    /// A write went through, or none is needed any more.
+    pub fn cleared(&self, key: &K) {
+        if let Ok(mut by_object) = self.by_object.lock() {
+            by_object.remove(key);
+        }
+        self.backoff.succeeded(key);
+    }
+}
+
+/// A refusal, not a failure to get an answer: the API server said no.
+pub fn is_refusal(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(s) if s.code >= 400 && s.code < 500 && s.code != 409)
+}
+
+/// The API server refuses it because the namespace is being deleted.
+pub fn namespace_terminating(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(s) if s.details.as_ref().is_some_and(|d| {
+        d.causes.iter().any(|c| c.reason == "NamespaceTerminating")
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn error(code: u16, cause: Option<&str>) -> kube::Error {
+        let mut status: Status = serde_json::from_value(serde_json::json!({
+            "code": code, "message": "no", "reason": "Forbidden",
+        }))
+        .expect("status");
+        if let Some(cause) = cause {
+            status = serde_json::from_value(serde_json::json!({
+                "code": code, "message": "no", "reason": "Forbidden",
+                "details": {"causes": [{"reason": cause, "message": "terminating"}]},
+            }))
+            .expect("status");
+        }
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn a_refusal_holds_writes_back_longer_each_time_until_cleared() {
+        let refusals = Refusals::new(Duration::from_secs(1));
+        let first = refusals.refused("a", "pods", &error(422, None));
+        assert!(refusals.holding(&"a").is_some());
+        assert_eq!(first.message, "no");
+        let second = refusals.refused("a", "pods", &error(422, None));
+        assert!(second.until > first.until);
+        refusals.cleared(&"a");
+        assert!(refusals.get(&"a").is_none());
+    }
+
+    #[test]
+    fn a_terminating_namespace_holds_for_a_minute() {
+        let refusals = Refusals::new(Duration::from_secs(1));
+        let r = refusals.refused("a", "pods", &error(403, Some("NamespaceTerminating")));
+        assert!(r.terminating && r.wait() > Duration::from_secs(50));
+        assert!(is_refusal(&error(403, None)) && !is_refusal(&error(409, None)));
+    }
+}
