@@ -614,6 +614,15 @@ fn compute_status(
                 record.stable.as_deref().unwrap_or_default()
             ),
         ),
+        progress::Phase::WaitingForConfirm(group) if progress.groups == 0 => (
+            Phase::WaitingForConfirm,
+            format!(
+                "scaled to zero while group {group} of {revision} waits for confirmation: the \
+                 release is kept; scaling up creates pods on {} except what the groups opened \
+                 so far cover",
+                record.stable.as_deref().unwrap_or_default()
+            ),
+        ),
         progress::Phase::WaitingForConfirm(group) => (
             Phase::WaitingForConfirm,
             format!(

@@ -846,11 +846,24 @@ fn next_wake(
             deadlines.push(since + i64::from(set.spec.progress_deadline_seconds) + 1);
         }
     }
-    match deadlines.into_iter().filter(|d| *d > now).min() {
+    let wake = match deadlines.into_iter().filter(|d| *d > now).min() {
         Some(at) => Duration::from_secs(u64::try_from(at - now).unwrap_or(1)),
         None => Duration::from_secs(300),
+    };
+    // A set short of its pods looks again soon, whatever else it waits for:
+    // a pod it counted while it left (a drain finishing under a scale from
+    // zero and back) or a creation expected and never seen must not leave it
+    // short until an unrelated event.
+    let live = facts.iter().filter(|f| !f.terminating).count();
+    if live < spec.replicas {
+        wake.min(SHORT_OF_PODS_LOOK)
+    } else {
+        wake
     }
 }
+
+/// How soon a set with fewer live pods than replicas looks again.
+const SHORT_OF_PODS_LOOK: Duration = Duration::from_secs(2);
 
 async fn reconcile(obj: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     let telemetry = ctx.telemetry.clone();

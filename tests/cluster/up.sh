@@ -193,7 +193,7 @@ start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
     --service-account-private-key-file "$PKI/sa.key" \
     --root-ca-file "$PKI/ca.crt" \
     --kube-api-qps 200 --kube-api-burst 400 \
-    --controllers endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,deployment-controller,replicaset-controller,clusterrole-aggregation-controller,root-ca-certificate-publisher-controller,pod-garbage-collector-controller
+    --controllers endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,deployment-controller,replicaset-controller,clusterrole-aggregation-controller,root-ca-certificate-publisher-controller,pod-garbage-collector-controller,disruption-controller,resourcequota-controller
 
 start kube-scheduler "$K8S_BIN/kube-scheduler" \
     --kubeconfig "$STATE/scheduler.kubeconfig" \

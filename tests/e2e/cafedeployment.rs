@@ -68,7 +68,11 @@ pub(crate) async fn phase(cds: &Api<CafeDeployment>) -> Option<Phase> {
 }
 
 /// Waits for the phase, then returns new-image pods per cell.
-async fn settle(ns: &TestNs, want: Phase, new_per_cell: usize) -> BTreeMap<String, usize> {
+pub(crate) async fn settle(
+    ns: &TestNs,
+    want: Phase,
+    new_per_cell: usize,
+) -> BTreeMap<String, usize> {
     let cds: Api<CafeDeployment> = ns.api();
     ns.wait(
         &format!("phase {want:?} with {new_per_cell} new pods per cell"),
@@ -174,7 +178,7 @@ pub(crate) fn restarts(p: &Pod) -> i32 {
         .map_or(0, |c| c.restart_count)
 }
 
-fn kubectl(ns: &str, args: &[&str]) {
+pub(crate) fn kubectl(ns: &str, args: &[&str]) {
     let status = Command::new("kubectl")
         .args(["-n", ns])
         .args(args)
@@ -206,7 +210,7 @@ pub(crate) async fn wait_all_on(ns: &TestNs, wanted: &str) {
 }
 
 /// Waits until exactly `n` pods run `wanted`, Ready, and the release is Healthy.
-async fn wait_n_on(ns: &TestNs, n: usize, wanted: &str) {
+pub(crate) async fn wait_n_on(ns: &TestNs, n: usize, wanted: &str) {
     let cds: Api<CafeDeployment> = ns.api();
     ns.wait(
         &format!("all {n} pods Ready on {wanted}, Healthy"),
@@ -505,7 +509,7 @@ async fn an_unconfirmed_creation_of_a_broken_template_creates_one_group_of_pods(
 
 /// A watch of every version of every pod of `ns` from now on: after each
 /// event, (pods seen, pods for which `flag` holds in their latest version).
-async fn count_pods(
+pub(crate) async fn count_pods(
     ns: &TestNs,
     flag: fn(&Pod) -> bool,
 ) -> (

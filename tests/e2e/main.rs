@@ -18,5 +18,6 @@ mod inplaceset;
 mod midflight;
 mod plugin;
 mod production;
+mod safety;
 mod traffic;
 mod validation;
