@@ -66,6 +66,14 @@ pub struct InPlaceSetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_object")]
     pub stable_template: Option<PodTemplateSpec>,
+    /// The stable revision's template as a JSON Patch (RFC 6902) of
+    /// `template`, used when `stableTemplate` is not set. A CafeDeployment
+    /// writes this rather than a second copy of the template, so a set
+    /// carries a large template once (and a release of it fits in etcd's
+    /// request limit wherever the CafeDeployment itself does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_patch")]
+    pub stable_template_patch: Option<Vec<serde_json::Value>>,
     /// Seconds a pod must be ready (and back in traffic) before it counts as available.
     #[serde(default)]
     #[schemars(range(min = 0))]
@@ -90,6 +98,51 @@ fn any_object(_: &mut schemars::SchemaGenerator) -> Schema {
         "nullable": true,
         "x-kubernetes-preserve-unknown-fields": true,
     })
+}
+
+fn any_patch(_: &mut schemars::SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "nullable": true,
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+    })
+}
+
+impl InPlaceSetSpec {
+    /// The stable revision's template: `stableTemplate`, else `template`
+    /// with `stableTemplatePatch` applied; `None` when neither is set.
+    pub fn resolved_stable_template(&self) -> Result<Option<PodTemplateSpec>, String> {
+        if let Some(t) = &self.stable_template {
+            return Ok(Some(t.clone()));
+        }
+        let Some(ops) = &self.stable_template_patch else {
+            return Ok(None);
+        };
+        let patch: json_patch::Patch =
+            serde_json::from_value(serde_json::Value::Array(ops.clone()))
+                .map_err(|e| format!("stableTemplatePatch is not a JSON Patch: {e}"))?;
+        let mut doc = serde_json::to_value(&self.template).map_err(|e| e.to_string())?;
+        json_patch::patch(&mut doc, &patch)
+            .map_err(|e| format!("stableTemplatePatch does not apply to template: {e}"))?;
+        serde_json::from_value(doc)
+            .map(Some)
+            .map_err(|e| format!("stableTemplatePatch makes no pod template: {e}"))
+    }
+}
+
+/// The JSON Patch that turns `template` into `stable` (for `stableTemplatePatch`).
+pub fn template_patch(
+    template: &PodTemplateSpec,
+    stable: &PodTemplateSpec,
+) -> Vec<serde_json::Value> {
+    let (from, to) = (
+        serde_json::to_value(template).unwrap_or_default(),
+        serde_json::to_value(stable).unwrap_or_default(),
+    );
+    match serde_json::to_value(json_patch::diff(&from, &to)) {
+        Ok(serde_json::Value::Array(ops)) => ops,
+        _ => Vec::new(),
+    }
 }
 
 fn inplaceset_spec_rules(schema: &mut Schema) {

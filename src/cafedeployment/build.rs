@@ -11,6 +11,7 @@ use kube::{Resource, ResourceExt};
 use crate::api::names::{CELL_LABEL, CELL_NODE_LABEL, ZONE_NODE_LABEL};
 use crate::api::{
     CafeDeployment, InPlaceSet, InPlaceSetSpec, InPlaceSetStrategy, Topology, UnitType,
+    template_patch,
 };
 
 /// The annotation on each InPlaceSet naming the CafeDeployment revision its
@@ -96,9 +97,12 @@ pub fn cell_template(
 pub fn inplaceset(cd: &CafeDeployment, cell: &CellSet) -> InPlaceSet {
     let spec = &cd.spec;
     let template = cell_template(&spec.topology, cell.update.0, cell.cell);
-    let stable_template = cell
+    // The stable template as a patch of the update's: the set carries the
+    // template once, however large (a release must fit wherever the
+    // CafeDeployment itself does).
+    let stable_template_patch = cell
         .stable
-        .map(|(t, _)| cell_template(&spec.topology, t, cell.cell));
+        .map(|(t, _)| template_patch(&template, &cell_template(&spec.topology, t, cell.cell)));
     let (replicas, partition) = (cell.replicas, cell.partition);
     let cell_name = cell.cell;
     let mut selector = spec.selector.clone();
@@ -113,7 +117,8 @@ pub fn inplaceset(cd: &CafeDeployment, cell: &CellSet) -> InPlaceSet {
             replicas: i32::try_from(replicas).unwrap_or(i32::MAX),
             selector,
             template,
-            stable_template,
+            stable_template: None,
+            stable_template_patch,
             min_ready_seconds: spec.strategy.min_ready_seconds,
             progress_deadline_seconds: spec.strategy.progress_deadline_seconds,
             strategy: InPlaceSetStrategy {
@@ -235,14 +240,56 @@ mod tests {
         assert_eq!(set.spec.strategy.partition, IntOrString::Int(4));
         let stable = set
             .spec
-            .stable_template
-            .clone()
+            .resolved_stable_template()
+            .expect("a patch that applies")
             .expect("the stable template");
         assert_eq!(
             stable, set.spec.template,
             "pinned to the cell like the update"
         );
         assert_eq!(set.owner_references()[0].uid, "u-1");
+    }
+
+    #[test]
+    fn a_set_carries_a_large_template_once_and_its_stable_template_as_a_patch() {
+        let mut d = cd(json!({"values": ["cell-a"]}));
+        let big = "x".repeat(600_000);
+        let mut stable = d.spec.template.clone();
+        if let Some(c) = stable.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+            c.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+                name: "BLOB".into(),
+                value: Some(big),
+                ..Default::default()
+            }]);
+        }
+        let mut update = stable.clone();
+        if let Some(c) = update.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+            c.image = Some("nginx:1.26".into());
+        }
+        d.spec.template = update.clone();
+        let set = inplaceset(
+            &d,
+            &CellSet {
+                update: (&update, "demo-2"),
+                stable: Some((&stable, "demo-1")),
+                ..cell_set(&d, "cell-a", 5, 4)
+            },
+        );
+        let size = serde_json::to_vec(&set).expect("set").len();
+        assert!(
+            size < 700_000,
+            "{size} bytes: the template once, the stable one as a patch"
+        );
+        let resolved = set
+            .spec
+            .resolved_stable_template()
+            .expect("applies")
+            .expect("a stable template");
+        assert_eq!(
+            resolved,
+            cell_template(&d.spec.topology, &stable, "cell-a"),
+            "the patch gives back the stable template, pinned to the cell"
+        );
     }
 
     #[test]

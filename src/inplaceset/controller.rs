@@ -59,7 +59,7 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("reconcile did not finish within {0:?}; retrying")]
     Timeout(Duration),
-    #[error("spec.strategy: {0}")]
+    #[error("spec: {0}")]
     InvalidSpec(String),
     #[error("the pod cache stopped")]
     CacheStopped,
@@ -117,16 +117,15 @@ struct Templates<'a> {
 }
 
 impl<'a> Templates<'a> {
-    fn new(set: &'a InPlaceSet) -> Self {
+    /// `stable`: the set's stable template, resolved (`stableTemplate`, or
+    /// `stableTemplatePatch` applied to the template).
+    fn new(set: &'a InPlaceSet, stable: Option<&'a PodTemplateSpec>) -> Self {
         let target = |t: &PodTemplateSpec| Target {
             revision: revision::revision(t),
             shape: revision::shape(t),
         };
         let update = (&set.spec.template, target(&set.spec.template));
-        let stable = set
-            .spec
-            .stable_template
-            .as_ref()
+        let stable = stable
             .map(|t| (t, target(t)))
             .filter(|(_, s)| s.revision != update.1.revision);
         Self { update, stable }
@@ -527,7 +526,11 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let (now, time) = now();
 
-    let templates = Templates::new(&set);
+    let stable_template = set
+        .spec
+        .resolved_stable_template()
+        .map_err(Error::InvalidSpec)?;
+    let templates = Templates::new(&set, stable_template.as_ref());
     let mut owned: Vec<Arc<Pod>> = ctx.pods_by_set.owned(&ctx.pods, &namespace, &uid);
     owned.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let services: Vec<Arc<Service>> = ctx
@@ -549,9 +552,9 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     let replicas = usize::try_from(set.spec.replicas).unwrap_or(0);
     let strategy = &set.spec.strategy;
     let partition = resolve(&strategy.partition, replicas, false)
-        .map_err(|e| Error::InvalidSpec(format!("partition {e}")))?;
+        .map_err(|e| Error::InvalidSpec(format!("strategy.partition {e}")))?;
     let max_unavailable = resolve(&strategy.max_unavailable, replicas, true)
-        .map_err(|e| Error::InvalidSpec(format!("maxUnavailable {e}")))?;
+        .map_err(|e| Error::InvalidSpec(format!("strategy.maxUnavailable {e}")))?;
     let template_labels = template_labels(&set);
     let mut spec = SetSpec {
         replicas,

@@ -459,3 +459,37 @@ async fn a_namespace_deleted_mid_release_costs_less_than_a_refused_request_per_p
         "{during} refused requests over the deletion of 100 pods"
     );
 }
+
+/// A template of 700 KB (a large environment value) is accepted by the API
+/// server, so it must be releasable: the cell's InPlaceSet carries the
+/// template once and the stable one as a patch, so the release's set write
+/// fits in etcd's request limit (1.5 MiB) where two copies would not.
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn a_large_template_is_created_and_released() {
+    let ns = TestNs::new("large-template").await;
+    let _op = Operator::start(&ns.name);
+    let mut body = cafedeployment(
+        "demo",
+        "demo",
+        4,
+        &["cell-a", "cell-b"],
+        json!({"upgradeType": "Batch", "batchSize": 2, "needWaitingForConfirm": false}),
+        json!({"components": []}),
+    );
+    body["spec"]["template"]["spec"]["containers"][0]["env"] =
+        json!([{"name": "BLOB", "value": "x".repeat(700_000)}]);
+    ns.create::<CafeDeployment>(body).await;
+    wait_n_on(&ns, 4, "nginx:1.25").await;
+    let cds: Api<CafeDeployment> = ns.api();
+    release_image(&cds, "nginx:1.26").await;
+    wait_n_on(&ns, 4, "nginx:1.26").await;
+    let s = cds.get("demo").await.expect("cd").status.expect("status");
+    assert!(
+        !s.conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == "True"),
+        "{:?}",
+        s.conditions
+    );
+}
