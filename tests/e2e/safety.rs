@@ -246,6 +246,10 @@ async fn scaling_to_zero_mid_release_keeps_the_release_and_its_wait() {
         &["scale", "cafedeployment", "demo", "--replicas=10"],
     );
     settle(&ns, Phase::WaitingForConfirm, 1).await;
+    // From here on, the release goes on losslessly and within its budget
+    // (one group, 4). (At zero the Service had no endpoint: the user's doing.)
+    let lossless = Lossless::start(&ns, "demo").await;
+    let (counts, watch) = count_pods(&ns, out_of_traffic).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pods = pods_by_cell(&ns).await;
     let new = pods
@@ -260,6 +264,27 @@ async fn scaling_to_zero_mid_release_keeps_the_release_and_its_wait() {
     kubectl_annotate_confirm(&ns.name);
     crate::cafedeployment::confirm_until_healthy(&ns).await;
     wait_all_on(&ns, "nginx:1.26").await;
+    watch.abort();
+    let most = counts
+        .lock()
+        .expect("counts")
+        .iter()
+        .map(|(_, out)| *out)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "scale-zero: at most {most} of 10 pods out of traffic at once after the scale back (budget 4)"
+    );
+    assert!(
+        most <= 4,
+        "{most} pods out of traffic at once; the budget is 4"
+    );
+    let summary = lossless.verify().await;
+    assert!(
+        summary.min_ready >= 6,
+        "fewest ready endpoints {}",
+        summary.min_ready
+    );
 }
 
 /// The user's third row: a pod creation the API server refuses (here a
