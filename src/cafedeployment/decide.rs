@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
 use super::analysis::{self as gate, Act, Gate};
@@ -681,20 +681,22 @@ fn compute_status(
         }
         _ => (phase, message),
     };
+    // The first cell (in `values` order) whose set has a condition `matching`.
+    let first_cell = |matching: &dyn Fn(&Condition) -> bool| {
+        distribution
+            .iter()
+            .zip(observed)
+            .find_map(|((cell, _), set)| {
+                let s = set.as_ref()?.status.as_ref()?;
+                let c = s.conditions.iter().find(|c| matching(c))?;
+                Some((cell.clone(), c.clone()))
+            })
+    };
     // A cell waiting for a PodDisruptionBudget says so.
-    let held = distribution
-        .iter()
-        .zip(observed)
-        .find_map(|((cell, _), set)| {
-            let s = set.as_ref()?.status.as_ref()?;
-            s.conditions
-                .iter()
-                .find(|c| {
-                    c.type_ == condition::PROGRESSING
-                        && c.reason == condition::WAITING_FOR_DISRUPTION_BUDGET
-                })
-                .map(|c| format!("cell {cell} is {}", c.message))
-        });
+    let held = first_cell(&|c| {
+        c.type_ == condition::PROGRESSING && c.reason == condition::WAITING_FOR_DISRUPTION_BUDGET
+    })
+    .map(|(cell, c)| format!("cell {cell} is {}", c.message));
     let message = match (phase, held) {
         (Phase::Progressing | Phase::RollingBack, Some(held)) => format!("{message}; {held}"),
         _ => message,
@@ -704,16 +706,8 @@ fn compute_status(
         "roll back with: kubectl patch cafedeployment {name} --type merge -p \
          '{{\"spec\":{{\"rollbackTo\":{{\"revision\":0}}}}}}'"
     );
-    let stalled = distribution
-        .iter()
-        .zip(observed)
-        .find_map(|((cell, _), set)| {
-            let s = set.as_ref()?.status.as_ref()?;
-            s.conditions
-                .iter()
-                .find(|c| c.type_ == condition::STALLED && c.status == "True")
-                .map(|c| (cell.clone(), c.reason.clone(), c.message.clone()))
-        })
+    let stalled = first_cell(&|c| c.type_ == condition::STALLED && c.status == "True")
+        .map(|(cell, c)| (cell, c.reason, c.message))
         .map(|(cell, reason, why)| {
             let next = if reason == condition::FAILED_CREATE {
                 format!("Change what the API server refuses (the template, a quota, an admission policy), or {rollback_hint}")

@@ -37,6 +37,14 @@ async fn set_healthy(pods: &Api<Pod>, pod: &str, healthy: bool) {
         .unwrap_or_else(|e| panic!("set {HEALTHY} of {pod}: {e}"));
 }
 
+/// The most pods flagged at once over a `count_pods` recording.
+fn most_flagged(counts: &std::sync::Mutex<Vec<(usize, usize)>>) -> usize {
+    counts
+        .lock()
+        .map(|c| c.iter().map(|(_, out)| *out).max().unwrap_or(0))
+        .unwrap_or(0)
+}
+
 /// Out of traffic: the traffic gate not True, or kubelet's Ready not True.
 fn out_of_traffic(p: &Pod) -> bool {
     !(pod_condition(p, TRAFFIC_GATE).as_deref() == Some("True") && pod_ready(p))
@@ -123,13 +131,7 @@ async fn pods_sick_on_their_own_count_against_the_one_budget() {
     }
     wait_n_on(&ns, 12, "nginx:1.26").await;
     watch.abort();
-    let most = counts
-        .lock()
-        .expect("counts")
-        .iter()
-        .map(|(_, out)| *out)
-        .max()
-        .unwrap_or(0);
+    let most = most_flagged(&counts);
     println!("sick-budget: at most {most} of 12 pods out of traffic at once (budget 4)");
     assert!(
         most <= 4,
@@ -185,13 +187,7 @@ async fn a_release_honours_a_pod_disruption_budget() {
     println!("pdb: {said}");
     wait_n_on(&ns, 12, "nginx:1.26").await;
     watch.abort();
-    let most = counts
-        .lock()
-        .expect("counts")
-        .iter()
-        .map(|(_, out)| *out)
-        .max()
-        .unwrap_or(0);
+    let most = most_flagged(&counts);
     println!("pdb: at most {most} of 12 pods out of traffic at once (maxUnavailable 1)");
     assert_eq!(
         most, 1,
@@ -265,13 +261,7 @@ async fn scaling_to_zero_mid_release_keeps_the_release_and_its_wait() {
     crate::cafedeployment::confirm_until_healthy(&ns).await;
     wait_all_on(&ns, "nginx:1.26").await;
     watch.abort();
-    let most = counts
-        .lock()
-        .expect("counts")
-        .iter()
-        .map(|(_, out)| *out)
-        .max()
-        .unwrap_or(0);
+    let most = most_flagged(&counts);
     println!(
         "scale-zero: at most {most} of 10 pods out of traffic at once after the scale back (budget 4)"
     );
