@@ -92,9 +92,12 @@ fn rv_number(rv: Option<String>) -> Option<u64> {
 }
 
 impl Context {
-    /// Records a refused write of one of `cd`'s objects (`what`).
-    fn refused(&self, cd: &CafeDeployment, what: &str, e: &kube::Error) {
-        let r = self.refusals.refused(ObjectRef::from_obj(cd), what, e);
+    /// Records a refused write of one of `cd`'s objects (`what`), reported
+    /// with `reason`.
+    fn refused(&self, cd: &CafeDeployment, reason: &'static str, what: &str, e: &kube::Error) {
+        let r = self
+            .refusals
+            .refused(ObjectRef::from_obj(cd), (reason, what), e);
         warn!(cafedeployment = %cd.name_any(), error = %e, retry_in = ?r.wait(), "{what} refused");
     }
 
@@ -104,13 +107,8 @@ impl Context {
         let Some(r) = self.refusals.get(&ObjectRef::from_obj(cd)) else {
             return (None, false);
         };
-        let reason = if r.what.starts_with("InPlaceSet") {
-            condition::FAILED_UPDATE
-        } else {
-            condition::FAILED_CREATE
-        };
         let shown = (!r.terminating).then(|| Refused {
-            reason,
+            reason: r.reason,
             message: format!("the API server refuses to write {}: {}", r.what, r.message),
         });
         (shown, r.wait() > Duration::ZERO)
@@ -269,7 +267,12 @@ async fn record_revision(
             // Made already (the cache has not shown it yet): it is this template.
             Err(kube::Error::Api(s)) if s.code == 409 => existing.push(Arc::new(rev)),
             // Too large, say: the status says so, the stable pods keep serving.
-            Err(e) if is_refusal(&e) => ctx.refused(cd, &format!("ControllerRevision {name}"), &e),
+            Err(e) if is_refusal(&e) => ctx.refused(
+                cd,
+                condition::FAILED_CREATE,
+                &format!("ControllerRevision {name}"),
+                &e,
+            ),
             Err(e) => return Err(e.into()),
         }
     }
@@ -731,7 +734,12 @@ async fn apply(
             Ok(_) => {}
             Err(e) if is_refusal(&e) => {
                 // The next reconcile reports it (Stalled) and waits its hold-off.
-                ctx.refused(cd, &format!("InPlaceSet {set}"), &e);
+                ctx.refused(
+                    cd,
+                    condition::FAILED_UPDATE,
+                    &format!("InPlaceSet {set}"),
+                    &e,
+                );
                 return Ok(Action::requeue(Duration::from_millis(100)));
             }
             Err(e) => return Err(e.into()),

@@ -672,23 +672,23 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     let mut more = false;
     let mut refusal = ctx.refusals.get(&uid);
     let mut creation_wait = None;
-    if the_plan.create + the_plan.create_stable == 0 {
-        if refusal.take().is_some() {
-            ctx.refusals.cleared(&uid);
-        }
-    } else if let Some(r) = ctx.refusals.holding(&uid) {
+    let to_create = the_plan.create + the_plan.create_stable > 0;
+    if let Some(r) = ctx.refusals.holding(&uid).filter(|_| to_create) {
         creation_wait = Some(r.wait());
     } else {
-        let created;
-        (created, more) = create_pods(
-            &ctx,
-            &Api::namespaced(ctx.client.clone(), &namespace),
-            &set,
-            &templates,
-            (&the_plan, &owned),
-            &time,
-        )
-        .await;
+        // Nothing to create leaves no refusal standing either.
+        let mut created = Ok(());
+        if to_create {
+            (created, more) = create_pods(
+                &ctx,
+                &Api::namespaced(ctx.client.clone(), &namespace),
+                &set,
+                &templates,
+                (&the_plan, &owned),
+                &time,
+            )
+            .await;
+        }
         match created {
             Ok(()) => {
                 if refusal.take().is_some() {
@@ -696,7 +696,9 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
                 }
             }
             Err(e) if is_refusal(&e) => {
-                let r = ctx.refusals.refused(uid.clone(), "pods", &e);
+                let r = ctx
+                    .refusals
+                    .refused(uid.clone(), (condition::FAILED_CREATE, "pods"), &e);
                 warn!(set = %set.name_any(), error = %e, retry_in = ?r.wait(), "pod creation refused");
                 creation_wait = Some(r.wait());
                 refusal = Some(r);

@@ -21,6 +21,8 @@ const TERMINATING_NAMESPACE_HOLDOFF: Duration = Duration::from_secs(60);
 pub struct Refusal {
     /// No write before this.
     pub until: Instant,
+    /// The condition reason status reports it with (`FailedCreate`, ...).
+    pub reason: &'static str,
     /// What was refused ("pods", "InPlaceSet demo-cell-a", ...).
     pub what: String,
     /// The API server's message.
@@ -63,7 +65,12 @@ impl<K: Eq + Hash + Clone> Refusals<K> {
     }
 
     /// Records a refused write: writes wait, longer after each refusal.
-    pub fn refused(&self, key: K, what: &str, error: &kube::Error) -> Refusal {
+    pub fn refused(
+        &self,
+        key: K,
+        (reason, what): (&'static str, &str),
+        error: &kube::Error,
+    ) -> Refusal {
         let terminating = namespace_terminating(error);
         let message = match error {
             kube::Error::Api(s) => s.message.clone(),
@@ -76,6 +83,7 @@ impl<K: Eq + Hash + Clone> Refusals<K> {
         };
         let refusal = Refusal {
             until: Instant::now() + wait,
+            reason,
             what: what.to_string(),
             message,
             terminating,
@@ -130,10 +138,10 @@ mod tests {
     #[test]
     fn a_refusal_holds_writes_back_longer_each_time_until_cleared() {
         let refusals = Refusals::new(Duration::from_secs(1));
-        let first = refusals.refused("a", "pods", &error(422, None));
+        let first = refusals.refused("a", ("FailedCreate", "pods"), &error(422, None));
         assert!(refusals.holding(&"a").is_some());
         assert_eq!(first.message, "no");
-        let second = refusals.refused("a", "pods", &error(422, None));
+        let second = refusals.refused("a", ("FailedCreate", "pods"), &error(422, None));
         assert!(second.until > first.until);
         refusals.cleared(&"a");
         assert!(refusals.get(&"a").is_none());
@@ -142,7 +150,11 @@ mod tests {
     #[test]
     fn a_terminating_namespace_holds_for_a_minute() {
         let refusals = Refusals::new(Duration::from_secs(1));
-        let r = refusals.refused("a", "pods", &error(403, Some("NamespaceTerminating")));
+        let r = refusals.refused(
+            "a",
+            ("FailedCreate", "pods"),
+            &error(403, Some("NamespaceTerminating")),
+        );
         assert!(r.terminating && r.wait() > Duration::from_secs(50));
         assert!(is_refusal(&error(403, None)) && !is_refusal(&error(409, None)));
     }
