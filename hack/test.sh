@@ -11,10 +11,12 @@ command -v cargo >/dev/null 2>&1 ||
     die "cargo is not on PATH: install Rust (rustup or your distribution's cargo), then run 'make test' again"
 
 started_cluster=0
+scratch="$(mktemp -d)"
 cleanup() {
     if [ "$started_cluster" = 1 ]; then
         tests/cluster/down.sh || true
     fi
+    rm -rf "$scratch"
 }
 trap cleanup EXIT
 
@@ -31,6 +33,8 @@ if [ -f "$PIDS/kube-apiserver.pid" ] && pid_alive kube-apiserver; then
     echo "reusing the running cluster ($KUBECONFIG_FILE)"
 else
     started_cluster=1
+    # What the machine looks like without the cluster, to check cluster-down.
+    tests/cluster/machine-state.sh >"$scratch/machine-before"
     tests/cluster/up.sh
 fi
 export KUBECONFIG="$KUBECONFIG_FILE"
@@ -48,6 +52,26 @@ kubectl wait --for condition=Established --timeout=60s \
 echo "== cargo test (unit, CRD freshness, e2e on the local control plane)"
 # Each e2e test runs its own operator: 4 at a time keep a 2-core machine responsive.
 # The chaos story restarts the API server, so it runs alone afterwards.
-cargo test -- --include-ignored --test-threads 4 --skip chaos::
+cargo test -- --include-ignored --test-threads 4 --skip chaos:: --skip real_nodes::
+echo "== real nodes: real containers, requests through kube-proxy during releases (alone)"
+# --nocapture: the failed-request counts are printed (README's table).
+cargo test --test e2e -- --include-ignored --test-threads 1 --nocapture real_nodes::
 echo "== chaos: SIGKILLs and an API server restart during a release (alone)"
 cargo test --test e2e -- --include-ignored --test-threads 1 chaos::
+
+if [ "$started_cluster" = 1 ]; then
+    echo "== make cluster-down leaves the machine as it found it, and the cluster starts again"
+    started_cluster=0
+    tests/cluster/down.sh
+    tests/cluster/machine-state.sh >"$scratch/machine-after"
+    diff -u "$scratch/machine-before" "$scratch/machine-after" ||
+        die "make cluster-down left the differences above on this machine"
+    started_cluster=1
+    tests/cluster/up.sh
+    started_cluster=0
+    tests/cluster/down.sh
+    tests/cluster/machine-state.sh >"$scratch/machine-after"
+    diff -u "$scratch/machine-before" "$scratch/machine-after" ||
+        die "the second make cluster-down left the differences above on this machine"
+    echo "up -> down -> up -> down: nothing left behind"
+fi

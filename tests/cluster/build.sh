@@ -113,9 +113,49 @@ build_helm() {
         "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
+build_kubernetes_node() (
+    cd "$CLUSTER_SCRIPTS/modules/kubernetes"
+    CGO_ENABLED=0 go build -ldflags "$LDFLAGS_STRIP $(k8s_version_ldflags)" -o "$OUT/" \
+        k8s.io/kubernetes/cmd/kubelet \
+        k8s.io/kubernetes/cmd/kube-proxy
+)
+
+build_containerd() {
+    # Static, without the snapshotters that need C headers (overlayfs is used).
+    local m=github.com/containerd/containerd/v2
+    GOBIN="$OUT" CGO_ENABLED=0 go install -tags "no_btrfs no_devmapper no_zfs" \
+        -ldflags "$LDFLAGS_STRIP -X $m/version.Version=$CONTAINERD_VERSION" \
+        "$m/cmd/containerd@$CONTAINERD_VERSION" \
+        "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
+        "$m/cmd/ctr@$CONTAINERD_VERSION"
+}
+
+build_runc() {
+    # cgo with libseccomp: pods' `seccompProfile: RuntimeDefault` needs it.
+    GOBIN="$OUT" CGO_ENABLED=1 go install -tags seccomp \
+        -ldflags "$LDFLAGS_STRIP -X main.version=${RUNC_VERSION#v}" \
+        "github.com/opencontainers/runc@$RUNC_VERSION"
+}
+
+build_cni_plugins() {
+    local m=github.com/containernetworking/plugins/plugins
+    GOBIN="$OUT" CGO_ENABLED=0 go install -ldflags "$LDFLAGS_STRIP" \
+        "$m/main/bridge@$CNI_PLUGINS_VERSION" \
+        "$m/main/loopback@$CNI_PLUGINS_VERSION" \
+        "$m/ipam/host-local@$CNI_PLUGINS_VERSION"
+}
+
 build_into "$ETCD_BIN" "etcd-$ETCD_VERSION" etcd -- build_etcd
 build_into "$KWOK_BIN" "kwok-$KWOK_VERSION" kwok -- build_kwok
 build_into "$HELM_BIN" "helm-$HELM_VERSION" helm -- build_helm
 build_into "$PROMETHEUS_BIN" "prometheus-$PROMETHEUS_VERSION" prometheus -- build_prometheus
 build_into "$K8S_BIN" "kubernetes-$KUBERNETES_VERSION" \
     kube-apiserver kube-controller-manager kube-scheduler kubectl -- build_kubernetes
+
+if [ "${CAFE_REAL_NODES:-1}" = 1 ]; then
+    build_into "$NODE_BIN" "kubernetes-node-$KUBERNETES_VERSION" kubelet kube-proxy -- build_kubernetes_node
+    build_into "$CONTAINERD_BIN" "containerd-$CONTAINERD_VERSION" \
+        containerd containerd-shim-runc-v2 ctr -- build_containerd
+    build_into "$RUNC_BIN" "runc-$RUNC_VERSION" runc -- build_runc
+    build_into "$CNI_BIN" "cni-plugins-$CNI_PLUGINS_VERSION" bridge loopback host-local -- build_cni_plugins
+fi

@@ -4,22 +4,15 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-stopped=()
+STOPPED=()
 for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
     c="${COMPONENTS[$i]}"
-    f="$PIDS/$c.pid"
-    [ -f "$f" ] || continue
-    pid="$(cat "$f")"
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-        stopped+=("$c")
-    fi
-    rm -f "$f"
+    # The real nodes' pods and shims go before their containerd stops.
+    case "$c" in containerd-*) continue ;; esac
+    stop_component "$c"
 done
+# Whatever the real nodes left (also after a run that was killed, and also
+# when CAFE_REAL_NODES=0 now but the nodes ran before): nodes.sh.
+nodes_down
 rm -rf "$STATE"
-say "stopped: ${stopped[*]:-nothing was running}; removed $STATE"
+say "stopped: ${STOPPED[*]:-nothing was running}; removed $STATE"

@@ -13,6 +13,10 @@ ETCD_BIN="$BIN_CACHE/etcd-$ETCD_VERSION"
 KWOK_BIN="$BIN_CACHE/kwok-$KWOK_VERSION"
 HELM_BIN="$BIN_CACHE/helm-$HELM_VERSION"
 PROMETHEUS_BIN="$BIN_CACHE/prometheus-$PROMETHEUS_VERSION"
+NODE_BIN="$BIN_CACHE/kubernetes-node-$KUBERNETES_VERSION"
+CONTAINERD_BIN="$BIN_CACHE/containerd-$CONTAINERD_VERSION"
+RUNC_BIN="$BIN_CACHE/runc-$RUNC_VERSION"
+CNI_BIN="$BIN_CACHE/cni-plugins-$CNI_PLUGINS_VERSION"
 
 STATE="${CAFE_CLUSTER_DIR:-$REPO_ROOT/.cluster}"
 PKI="$STATE/pki"
@@ -31,12 +35,32 @@ PROMETHEUS_PORT="${CAFE_PROMETHEUS_PORT:-19090}"
 # demo register their exporters by writing <name>.json).
 PROMETHEUS_TARGETS="$STATE/prometheus/targets"
 
-# Pod IPs come from a range that does not overlap the Service range.
-SERVICE_CIDR="10.96.0.0/16"
-POD_CIDR="10.244.0.0/16"
+# Every address of the cluster is in 198.18.0.0/15, the range reserved for
+# benchmark networks (nodes.sh has the plan): pods in 198.18.0.0/16 (the kwok
+# nodes' from 198.18.101.0/24 up), Services in 198.19.0.0/17.
+SERVICE_CIDR="198.19.0.0/17"
+SERVICE_CIDR_FIRST_IP="198.19.0.1"
+POD_CIDR="198.18.0.0/16"
+
+# The real nodes (nodes.sh): on by default; CAFE_REAL_NODES=0 starts the
+# kwok nodes only (and binds the API server to 127.0.0.1 alone).
+REAL_NODES="${CAFE_REAL_NODES:-1}"
+# With real nodes, the API server listens on this address (on the dummy link
+# nodes.sh makes) so that pods reach it through the kubernetes Service.
+if [ "$REAL_NODES" = 1 ]; then
+    HOST_ADDRESS="${CAFE_HOST_ADDRESS:-198.19.255.254}"
+else
+    HOST_ADDRESS=127.0.0.1
+fi
+KUBECTL="$K8S_BIN/kubectl"
 
 # The components, in start order; down.sh stops them in reverse.
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok prometheus)
+# shellcheck source=nodes.sh
+. "$CLUSTER_SCRIPTS/nodes.sh"
+if [ "$REAL_NODES" = 1 ]; then
+    mapfile -t -O "${#COMPONENTS[@]}" COMPONENTS < <(real_node_components)
+fi
 
 die() {
     echo "cluster: error: $*" >&2
@@ -51,4 +75,21 @@ say() {
 pid_alive() {
     local f="$PIDS/$1.pid"
     [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+# stop_component NAME: SIGTERM, five seconds, SIGKILL; forgets its pid.
+stop_component() {
+    local f="$PIDS/$1.pid" pid
+    [ -f "$f" ] || return 0
+    pid="$(cat "$f")"
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+        STOPPED+=("$1")
+    fi
+    rm -f "$f"
 }

@@ -6,6 +6,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+"$CLUSTER_SCRIPTS/deps.sh"
 for tool in openssl curl base64 setsid; do
     command -v "$tool" >/dev/null 2>&1 ||
         die "'$tool' is not on PATH; it is needed to start the cluster: install it (Debian: apt-get install openssl curl coreutils util-linux), then run 'make cluster-up' again"
@@ -15,7 +16,6 @@ command -v ss >/dev/null 2>&1 ||
 
 "$CLUSTER_SCRIPTS/build.sh"
 
-KUBECTL="$K8S_BIN/kubectl"
 START_TIME=$SECONDS
 
 apiserver_ready() {
@@ -54,6 +54,18 @@ check_port "$KCM_PORT" kube-controller-manager CAFE_KCM_PORT
 check_port "$SCHEDULER_PORT" kube-scheduler CAFE_SCHEDULER_PORT
 check_port "$KWOK_PORT" kwok CAFE_KWOK_PORT
 check_port "$PROMETHEUS_PORT" prometheus CAFE_PROMETHEUS_PORT
+if [ "$REAL_NODES" = 1 ]; then
+    for link in "$NODE_LINK" "${REAL_NODE_BRIDGES[@]}"; do
+        ! ip link show "$link" >/dev/null 2>&1 ||
+            die "the network link $link exists: real nodes of another cluster run here, or a killed run left it. Run 'make cluster-down' (or 'ip link del $link'), or start this cluster with CAFE_REAL_NODES=0."
+    done
+    for i in "${!REAL_NODE_NAMES[@]}"; do
+        check_port "${REAL_NODE_KUBELET_PORTS[$i]}" "kubelet ${REAL_NODE_NAMES[$i]}" "(nodes.sh)"
+        check_port "${REAL_NODE_HEALTHZ_PORTS[$i]}" "kubelet ${REAL_NODE_NAMES[$i]} healthz" "(nodes.sh)"
+    done
+    check_port "$KUBE_PROXY_HEALTHZ_PORT" kube-proxy CAFE_KUBE_PROXY_HEALTHZ_PORT
+    check_port "$KUBE_PROXY_METRICS_PORT" "kube-proxy metrics" CAFE_KUBE_PROXY_METRICS_PORT
+fi
 
 mkdir -p "$PKI" "$LOGS" "$PIDS" "$STATE/etcd"
 
@@ -90,11 +102,20 @@ issue() {
         -CAcreateserial -out "$PKI/$name.crt" -days 3650 -extfile "$PKI/$name.ext"
 }
 issue apiserver "/CN=kube-apiserver" serverAuth \
-    "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    "IP:127.0.0.1,IP:$HOST_ADDRESS,IP:$SERVICE_CIDR_FIRST_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 issue admin "/O=system:masters/CN=cafe-admin" clientAuth
 issue controller-manager "/CN=system:kube-controller-manager" clientAuth
 issue scheduler "/CN=system:kube-scheduler" clientAuth
 issue kwok "/O=system:masters/CN=kwok" clientAuth
+if [ "$REAL_NODES" = 1 ]; then
+    # The Node authorizer knows a kubelet by this subject.
+    for n in "${REAL_NODE_NAMES[@]}"; do
+        issue "kubelet-$n" "/O=system:nodes/CN=system:node:$n" clientAuth
+    done
+    issue kube-proxy "/CN=system:kube-proxy" clientAuth
+    # The API server's client certificate for kubelets (logs, exec).
+    issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
+fi
 
 # kubeconfig NAME: a kubeconfig for the client certificate NAME, certs embedded
 # so that it works from any directory.
@@ -106,7 +127,7 @@ kind: Config
 clusters:
 - name: cafe-local
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: https://$HOST_ADDRESS:$APISERVER_PORT
     certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")
 users:
 - name: $name
@@ -124,6 +145,10 @@ kubeconfig admin "$KUBECONFIG_FILE"
 kubeconfig controller-manager "$STATE/controller-manager.kubeconfig"
 kubeconfig scheduler "$STATE/scheduler.kubeconfig"
 kubeconfig kwok "$STATE/kwok.kubeconfig"
+if [ "$REAL_NODES" = 1 ]; then
+    for n in "${REAL_NODE_NAMES[@]}"; do kubeconfig "kubelet-$n" "$STATE/kubelet-$n.kubeconfig"; done
+    kubeconfig kube-proxy "$STATE/kube-proxy.kubeconfig"
+fi
 
 # --- Processes ----------------------------------------------------------------
 # start NAME BINARY ARGS...: runs a component in its own session, records its pid.
@@ -157,6 +182,21 @@ wait_for() {
     done
 }
 
+if [ "$REAL_NODES" = 1 ]; then
+    nodes_record_host
+    nodes_network_up
+    # Pods reach the API server through the kubernetes Service: its endpoint
+    # is this address, kept by the API server's lease reconciler.
+    apiserver_network=(--bind-address "$HOST_ADDRESS" --advertise-address "$HOST_ADDRESS"
+        --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction
+        --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt"
+        --kubelet-client-key "$PKI/apiserver-kubelet-client.key"
+        --kubelet-preferred-address-types InternalIP)
+else
+    apiserver_network=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1
+        --authorization-mode RBAC --endpoint-reconciler-type none)
+fi
+
 start etcd "$ETCD_BIN/etcd" \
     --name cafe-local --data-dir "$STATE/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -168,7 +208,7 @@ start etcd "$ETCD_BIN/etcd" \
 wait_for etcd 30 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
 
 start kube-apiserver "$K8S_BIN/kube-apiserver" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    "${apiserver_network[@]}" --secure-port "$APISERVER_PORT" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
     --client-ca-file "$PKI/ca.crt" \
@@ -176,9 +216,7 @@ start kube-apiserver "$K8S_BIN/kube-apiserver" \
     --service-account-signing-key-file "$PKI/sa.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-cluster-ip-range "$SERVICE_CIDR" \
-    --authorization-mode RBAC \
     --allow-privileged=true \
-    --endpoint-reconciler-type none \
     --disable-admission-plugins TaintNodesByCondition \
     --profiling=true # make bench reads /debug/pprof while a release runs
 wait_for kube-apiserver 90 "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz
@@ -236,6 +274,8 @@ start prometheus "$PROMETHEUS_BIN/prometheus" \
     --storage.tsdb.retention.time 6h \
     --web.listen-address "127.0.0.1:$PROMETHEUS_PORT"
 
+if [ "$REAL_NODES" = 1 ]; then nodes_up; fi
+
 # --- Nodes: three cells, two nodes each ----------------------------------------
 NODE_PODS="${CAFE_NODE_PODS:-110}"
 {
@@ -259,8 +299,8 @@ metadata:
   annotations:
     kwok.x-k8s.io/node: fake
 spec:
-  podCIDR: 10.244.$i.0/24
-  podCIDRs: [10.244.$i.0/24]
+  podCIDR: 198.18.$((100 + i)).0/24
+  podCIDRs: [198.18.$((100 + i)).0/24]
 status:
   allocatable: {cpu: "32", memory: 256Gi, pods: "$NODE_PODS"}
   capacity: {cpu: "32", memory: 256Gi, pods: "$NODE_PODS"}
@@ -280,7 +320,10 @@ wait_for kwok 60 all_nodes_ready
 wait_for kube-controller-manager 60 "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" get serviceaccount default -n default
 pid_alive kube-scheduler || wait_for kube-scheduler 1 false
 wait_for prometheus 60 curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
+if [ "$REAL_NODES" = 1 ]; then nodes_wait; fi
 
 started=1
-say "ready in $((SECONDS - START_TIME))s: Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, Prometheus $PROMETHEUS_VERSION (http://127.0.0.1:$PROMETHEUS_PORT), 6 nodes in cells cell-a, cell-b, cell-c"
+real=""
+[ "$REAL_NODES" != 1 ] || real=", real nodes ${REAL_NODE_NAMES[*]} (containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, taint $REAL_NODE_TAINT_KEY)"
+say "ready in $((SECONDS - START_TIME))s: Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, Prometheus $PROMETHEUS_VERSION (http://127.0.0.1:$PROMETHEUS_PORT), 6 kwok nodes in cells cell-a, cell-b, cell-c$real"
 say "export KUBECONFIG=$KUBECONFIG_FILE"

@@ -188,7 +188,7 @@ pub(crate) fn kubectl(ns: &str, args: &[&str]) {
 }
 
 /// `kubectl patch` a rollback request, as a user would.
-fn kubectl_rollback(ns: &str, revision: i64) {
+pub(crate) fn kubectl_rollback(ns: &str, revision: i64) {
     let body = format!(r#"{{"spec":{{"rollbackTo":{{"revision":{revision}}}}}}}"#);
     kubectl(
         ns,
@@ -226,11 +226,15 @@ pub(crate) async fn wait_n_on(ns: &TestNs, n: usize, wanted: &str) {
     .await;
 }
 
-/// Releases a new image by patching the template, as `kubectl patch` would.
+/// Releases a new image by patching the first container's image, as
+/// `kubectl patch --type json` would (a merge patch would replace the whole
+/// containers list: probes and hooks gone, a change that cannot be in place).
 pub(crate) async fn release_image(cds: &Api<CafeDeployment>, image: &str) {
-    let patch =
-        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}});
-    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&patch))
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image}
+    ]))
+    .expect("a JSON patch");
+    cds.patch("demo", &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
         .expect("release");
 }

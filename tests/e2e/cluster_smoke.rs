@@ -90,7 +90,7 @@ async fn deployment_pods_land_in_their_cell_become_ready_and_back_a_service() {
             .and_then(|s| s.pod_ip.clone())
             .expect("a Ready pod has an IP");
         assert!(
-            ip.starts_with("10.244."),
+            ip.starts_with("198.18."),
             "pod IP {ip} comes from the pod range, not the service range"
         );
         ns.wait("the pod's endpoint to be ready", 30, || async {

@@ -5,6 +5,7 @@
 
 #[path = "../corpus/mod.rs"]
 mod corpus;
+mod load;
 mod lossless;
 mod operator;
 mod support;
@@ -18,6 +19,7 @@ mod inplaceset;
 mod midflight;
 mod plugin;
 mod production;
+mod real_nodes;
 mod safety;
 mod traffic;
 mod validation;

@@ -5,7 +5,7 @@
 // modules k8s.io/kubernetes only replaces and does not require are left out:
 // the Go proxy refuses sample-cli-plugin and sample-controller v0.37.2). To
 // bump: change versions.env, the require and every replace line, then fill
-// go.sum with `go list -mod=mod -deps` of the four commands build.sh builds
+// go.sum with `go list -mod=mod -deps` of the six commands build.sh builds
 // (`go mod tidy` does nothing here: the module has no Go files).
 module cafe-operator.local/cluster/kubernetes
 
