@@ -140,6 +140,15 @@ pub(crate) fn assert_no_failure(story: &str, report: &Report) {
     );
 }
 
+/// Waits until `demo` waits for a confirmation (`what` has been released).
+pub(crate) async fn wait_for_confirmation(ns: &TestNs, what: &str) {
+    let cds: Api<CafeDeployment> = ns.api();
+    ns.wait(&format!("{what} to wait for confirmation"), 120, || async {
+        (phase(&cds).await == Some(Phase::WaitingForConfirm)).then_some(())
+    })
+    .await;
+}
+
 /// The number of the revision all pods ran before this release (`rollbackTo`).
 pub(crate) async fn stable_revision_number(ns: &TestNs) -> i64 {
     let cds: Api<CafeDeployment> = ns.api();
@@ -170,10 +179,7 @@ async fn a_release_with_confirmations_and_a_rollback_fails_no_request() {
 
     // Beta (one pod per cell), then batches of 2, each confirmed.
     release_image(&cds, &testapp("v2")).await;
-    ns.wait("the Beta group to wait for confirmation", 120, || async {
-        (phase(&cds).await == Some(Phase::WaitingForConfirm)).then_some(())
-    })
-    .await;
+    wait_for_confirmation(&ns, "the Beta group").await;
     let beta: Vec<Pod> = pods_by_cell(&ns)
         .await
         .into_iter()
@@ -186,10 +192,7 @@ async fn a_release_with_confirmations_and_a_rollback_fails_no_request() {
 
     // The next release, paused after its Beta group, then rolled back.
     release_image(&cds, &testapp("v3")).await;
-    ns.wait("v3's Beta group to wait for confirmation", 120, || async {
-        (phase(&cds).await == Some(Phase::WaitingForConfirm)).then_some(())
-    })
-    .await;
+    wait_for_confirmation(&ns, "v3's Beta group").await;
     kubectl_rollback(&ns.name, stable_revision_number(&ns).await);
     wait_n_on(&ns, 6, &testapp("v2")).await;
     // A moment of steady state after the rollback, then the verdict.
