@@ -28,6 +28,9 @@ cargo clippy --all-targets -- -D warnings
 echo "== building the tests (once: the operator binary is built with them)"
 cargo test --no-run --quiet
 
+echo "== the operator's image (a static release binary, user 65532: the Dockerfile's layout)"
+tests/images/build.sh --operator target/images
+
 echo "== local control plane"
 if [ -f "$PIDS/kube-apiserver.pid" ] && pid_alive kube-apiserver; then
     echo "reusing the running cluster ($KUBECONFIG_FILE)"
@@ -44,6 +47,10 @@ export PATH="$K8S_BIN:$HELM_BIN:$PATH"
 export CAFE_PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT"
 export CAFE_PROMETHEUS_TARGETS="$PROMETHEUS_TARGETS"
 
+tests/cluster/load-image.sh target/images/cafe-operator.tar
+# The helm story installs the chart with this image on the real nodes.
+export CAFE_OPERATOR_IMAGE=cafe.local/cafe-operator:dev
+
 echo "== installing the CRDs"
 target/debug/cafe-operator crd | kubectl apply --server-side --force-conflicts -f -
 kubectl wait --for condition=Established --timeout=60s \
@@ -52,10 +59,10 @@ kubectl wait --for condition=Established --timeout=60s \
 echo "== cargo test (unit, CRD freshness, e2e on the local control plane)"
 # Each e2e test runs its own operator: 4 at a time keep a 2-core machine responsive.
 # The chaos story restarts the API server, so it runs alone afterwards.
-cargo test -- --include-ignored --test-threads 4 --skip chaos:: --skip real_nodes::
+cargo test -- --include-ignored --test-threads 4 --skip chaos:: --skip real_nodes:: --skip real_operator::
 echo "== real nodes: real containers, requests through kube-proxy during releases (alone)"
 # --nocapture: the failed-request counts are printed (README's table).
-cargo test --test e2e -- --include-ignored --test-threads 1 --nocapture real_nodes::
+cargo test --test e2e -- --include-ignored --test-threads 1 --nocapture real_nodes:: real_operator::
 echo "== chaos: SIGKILLs and an API server restart during a release (alone)"
 cargo test --test e2e -- --include-ignored --test-threads 1 chaos::
 

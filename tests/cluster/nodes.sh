@@ -10,7 +10,9 @@
 #   198.19.0.0/17                  Services (SERVICE_CIDR in lib.sh)
 #   198.19.255.1, .2               the nodes' addresses; .254 the API server's
 #                                  (on the link cafe-nodes, a bridge without ports)
-# Nothing leaves the machine: no masquerading, no default route for pods.
+# Nothing leaves the machine: no masquerading, and a pod's only route beyond its
+# bridge is to 198.18.0.0/15 (BENCH_RANGE: the other node's pods, Services, the
+# API server), never a default route.
 #
 # What this changes on the machine, and how down.sh gives it back:
 # - sysctls: kubelet sets vm.overcommit_memory=1, kernel.panic=10 and
@@ -24,6 +26,7 @@
 #   the CNI library and containerd's shims use (/var/lib/cni, /run/containerd/s)
 #   when they did not exist before: removed.
 
+BENCH_RANGE="198.18.0.0/15"
 REAL_NODE_NAMES=(real-cell-a real-cell-b)
 REAL_NODE_CELLS=(cell-a cell-b)
 REAL_NODE_IPS=(198.19.255.1 198.19.255.2)
@@ -130,7 +133,8 @@ EOF
     "ipam": {
       "type": "host-local",
       "dataDir": "$dir/cni-ipam",
-      "ranges": [[{"subnet": "${REAL_NODE_SUBNETS[$i]}", "gateway": "${REAL_NODE_GATEWAYS[$i]}"}]]
+      "ranges": [[{"subnet": "${REAL_NODE_SUBNETS[$i]}", "gateway": "${REAL_NODE_GATEWAYS[$i]}"}]],
+      "routes": [{"dst": "$BENCH_RANGE"}]
     }
   }]
 }

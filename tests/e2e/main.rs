@@ -20,6 +20,7 @@ mod midflight;
 mod plugin;
 mod production;
 mod real_nodes;
+mod real_operator;
 mod safety;
 mod traffic;
 mod validation;

@@ -132,7 +132,7 @@ async fn metrics_and_probes_report_what_the_operator_does_and_sees() {
 }
 
 /// Who holds the Lease `cafe-operator` in the test namespace.
-async fn holder(ns: &TestNs) -> Option<String> {
+pub(crate) async fn holder(ns: &TestNs) -> Option<String> {
     let leases: Api<Lease> = ns.api();
     leases
         .get_opt("cafe-operator")
@@ -297,7 +297,7 @@ async fn a_leader_whose_lease_is_taken_stops_writing_at_once() {
     assert!(log.contains("lost the leader Lease"), "{log}");
 }
 
-fn helm(args: &[&str]) -> String {
+pub(crate) fn helm(args: &[&str]) -> String {
     let out = Command::new("helm")
         .args(args)
         .output()
@@ -322,7 +322,7 @@ fn kubectl_out(args: &[&str]) -> (bool, String) {
     )
 }
 
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/cafe-operator");
+pub(crate) const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/cafe-operator");
 
 #[test]
 #[ignore = "needs helm: make test"]
