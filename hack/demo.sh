@@ -11,7 +11,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say_() { printf '   %s\n' "$*"; }
 
 step "Building cafe-operator (release)"
-cargo build --release --quiet --bins --example error-ratio-exporter
+cargo build --release --quiet --bins --example error-ratio-exporter --example load-generator
 OPERATOR="$REPO_ROOT/target/release/cafe-operator"
 # `kubectl cafe` is the plugin binary kubectl-cafe, found on PATH.
 export PATH="$REPO_ROOT/target/release:$PATH"
@@ -169,6 +169,67 @@ show_cd
 say_ "Only the two Beta pods ran nginx:1.28; they were drained, rolled back in place, and"
 say_ "the template is nginx:1.27 again. The verdict stays in status.release.analysis:"
 kubectl cafe -n "$NS" get demo | grep -E '^(Phase|Message|Analysis)' | sed 's/^/   /'
+
+if [ "$REAL_NODES" = 1 ]; then
+    step "Real containers, real requests: a release under load on the real nodes (examples/real-nodes.yaml)"
+    RNS=demo-real
+    kubectl delete namespace "$RNS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    for _ in $(seq 1 90); do kubectl get namespace "$RNS" >/dev/null 2>&1 || break; sleep 1; done
+    kubectl create namespace "$RNS" >/dev/null
+    kubectl -n "$RNS" apply --server-side -f examples/real-nodes.yaml
+    rcd() { kubectl -n "$RNS" get cafedeployment demo -o "jsonpath={.status.$1}"; }
+    # Confirms every group of the creation until all 6 pods serve v1.
+    created() {
+        [ "$(rcd phase)" = WaitingForConfirm ] &&
+            kubectl -n "$RNS" annotate cafedeployment demo cafe.sofastack.io/upgrade-confirmed=true --overwrite >/dev/null
+        [ "$(rcd phase)" = Healthy ] && [ "$(rcd readyReplicas)" = 6 ]
+    }
+    wait_for "6 test application pods on the real nodes" 180 created
+    REAL_PODS='custom-columns=POD:.metadata.name,NODE:.spec.nodeName,IP:.status.podIP,IMAGE:.spec.containers[0].image,RESTARTS:.status.containerStatuses[0].restartCount,READY:.status.conditions[?(@.type=="Ready")].status'
+    show_real() { kubectl -n "$RNS" get pods -l app=demo -o "$REAL_PODS" --sort-by=.spec.nodeName | sed 's/^/   /'; }
+    show_real
+    TARGET="$(kubectl -n "$RNS" get service demo -o jsonpath='{.spec.clusterIP}'):80"
+    routed() { curl -fsS --max-time 1 "http://$TARGET/" >/dev/null 2>&1; }
+    wait_for "kube-proxy to route $TARGET" 30 routed
+    say_ "\$ curl http://$TARGET/    # the Service's ClusterIP, through kube-proxy"
+    say_ "$(curl -fsS "http://$TARGET/")"
+    say_ "A load generator sends 200 requests a second to $TARGET, one connection each,"
+    say_ "for the whole release (target/release/examples/load-generator; log: .cluster/logs/load.log)."
+    "$REPO_ROOT/target/release/examples/load-generator" --target "$TARGET" --rate 200 --max-seconds 600 \
+        >"$LOGS/load.log" 2>&1 &
+    LOAD_PID=$!
+    trap 'kill -TERM $LOAD_PID $EXPORTER_PID $OPERATOR_PID 2>/dev/null || true; wait $LOAD_PID $EXPORTER_PID $OPERATOR_PID 2>/dev/null || true' EXIT
+    live() { say_ "$(printf '%-17s group %s of %s   requests: %s' "$(rcd phase)" "$(rcd release.group)" "$(rcd release.groups)" "$(tail -n 1 "$LOGS/load.log")")"; }
+    sleep 3
+    live
+    say_ "\$ kubectl cafe set image demo app=cafe.local/testapp:v2"
+    kubectl cafe -n "$RNS" set image demo app=cafe.local/testapp:v2 | sed 's/^/   /'
+    on_v2() { [ "$(kubectl -n "$RNS" get pods -l app=demo -o jsonpath='{.items[*].spec.containers[0].image}' | tr ' ' '\n' | grep -c 'testapp:v2')" = 6 ] && [ "$(rcd phase)" = Healthy ]; }
+    for _ in $(seq 1 120); do
+        live
+        on_v2 && break
+        if [ "$(rcd phase)" = WaitingForConfirm ]; then
+            show_real
+            say_ "\$ kubectl cafe confirm demo"
+            kubectl cafe -n "$RNS" confirm demo | sed 's/^/   /'
+        fi
+        sleep 2
+    done
+    on_v2 || { echo "the release on the real nodes did not finish" >&2; exit 1; }
+    show_real
+    sleep 2
+    kill -TERM "$LOAD_PID"
+    load_ok=0
+    wait "$LOAD_PID" && load_ok=1
+    say_ "$(tail -n 1 "$LOGS/load.log")"
+    if [ "$load_ok" = 1 ]; then
+        say_ "Zero failed requests: every pod was taken out of the Service before its container"
+        say_ "was restarted with v2 (same pod, same IP, restart +1), and back in only once ready."
+    else
+        echo "requests failed during the release: see $LOGS/load.log" >&2
+        exit 1
+    fi
+fi
 
 step "Bad input is refused with a message that says what to change"
 sed 's/batchSize: 4/batchSize: 0/' examples/demo.yaml |

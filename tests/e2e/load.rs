@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,7 +32,15 @@ pub struct Outcome {
 
 pub struct Load {
     stop: Arc<AtomicBool>,
+    live: Arc<Live>,
     task: JoinHandle<Vec<Outcome>>,
+}
+
+/// The counts so far, while the load runs (`make demo` shows them live).
+#[derive(Default)]
+struct Live {
+    answered: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl Load {
@@ -41,6 +49,8 @@ impl Load {
     pub fn start(target: SocketAddr, rate: u32, max_requests: u64, max_time: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let live = Arc::new(Live::default());
+        let counts = live.clone();
         let task = tokio::spawn(async move {
             let start = Instant::now();
             let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -53,7 +63,9 @@ impl Load {
                 tick.tick().await;
                 sent += 1;
                 let sent_at = start.elapsed();
+                let counts = counts.clone();
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    counts.failed.fetch_add(1, Ordering::Relaxed);
                     requests.push(tokio::spawn(async move {
                         Outcome {
                             sent_at,
@@ -67,6 +79,11 @@ impl Load {
                     let began = Instant::now();
                     let result = request(target).await;
                     drop(slot);
+                    let count = match result {
+                        Ok(_) => &counts.answered,
+                        Err(_) => &counts.failed,
+                    };
+                    count.fetch_add(1, Ordering::Relaxed);
                     Outcome {
                         sent_at,
                         latency: began.elapsed(),
@@ -82,19 +99,35 @@ impl Load {
             }
             outcomes
         });
-        Self { stop, task }
+        Self { stop, live, task }
+    }
+
+    /// Requests answered and failed so far (those in flight are in neither).
+    pub fn so_far(&self) -> (u64, u64) {
+        (
+            self.live.answered.load(Ordering::Relaxed),
+            self.live.failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Whether the load stopped by itself (its count or time was reached).
+    pub fn is_done(&self) -> bool {
+        self.task.is_finished()
     }
 
     /// Waits until the load stopped by itself (count or time), then reports.
     pub async fn finish_when_done(self) -> Report {
-        Report::new(self.task.await.expect("the load task panicked"))
+        Report::new(self.task.await.expect("the load task panicked"), false)
     }
 
     /// Stops sending, waits for the requests in flight, and reports.
+    /// If the load had already stopped by itself, the report says so: it
+    /// does not cover what happened since.
     pub async fn finish(self) -> Report {
+        let ran_out = self.is_done();
         self.stop.store(true, Ordering::Relaxed);
         let outcomes = self.task.await.expect("the load task panicked");
-        Report::new(outcomes)
+        Report::new(outcomes, ran_out)
     }
 }
 
@@ -132,12 +165,14 @@ async fn request(target: SocketAddr) -> Result<String, String> {
 /// What a load saw.
 pub struct Report {
     pub outcomes: Vec<Outcome>,
+    /// The load reached its count or time limit before `finish`.
+    pub ran_out: bool,
 }
 
 impl Report {
-    fn new(mut outcomes: Vec<Outcome>) -> Self {
+    fn new(mut outcomes: Vec<Outcome>, ran_out: bool) -> Self {
         outcomes.sort_by_key(|o| o.sent_at);
-        Self { outcomes }
+        Self { outcomes, ran_out }
     }
 
     pub fn sent(&self) -> usize {

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::SignedDuration;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::cafedeployment::{
@@ -35,31 +36,28 @@ pub(crate) fn testapp(version: &str) -> String {
     format!("cafe.local/testapp:{version}")
 }
 
-/// The test application's pod template for the real nodes: imported image
-/// (never pulled), a preStop hook (HTTP: the image has no shell; the app logs
-/// it), a readiness probe every second from 2 s after the start, small
-/// requests. A release changes only the image, so it is made in place.
+/// `examples/real-nodes.yaml`, the CafeDeployment `make demo` releases under
+/// load: the stories run the very example a user reads.
+const EXAMPLE: &str = include_str!("../../examples/real-nodes.yaml");
+
+/// The example's CafeDeployment, as JSON.
+fn example() -> serde_json::Value {
+    serde_yaml::Deserializer::from_str(EXAMPLE)
+        .map(|doc| serde_json::Value::deserialize(doc).expect("examples/real-nodes.yaml is YAML"))
+        .find(|doc| doc["kind"] == "CafeDeployment")
+        .expect("examples/real-nodes.yaml has a CafeDeployment")
+}
+
+/// The test application's pod template for the real nodes, the example's:
+/// imported image (never pulled), an HTTP preStop hook (the image has no
+/// shell; the app logs it), a readiness probe every second from 2 s after the
+/// start, small requests. A release changes only the image, so it is made in
+/// place. `app` labels the pods, `version` is the image's tag.
 pub(crate) fn template(app: &str, version: &str) -> serde_json::Value {
-    json!({
-        "metadata": {"labels": {"app": app}},
-        "spec": {
-            "nodeSelector": {"type": "real"},
-            "tolerations": [{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}],
-            "terminationGracePeriodSeconds": 30,
-            "containers": [{
-                "name": "app",
-                "image": testapp(version),
-                "imagePullPolicy": "Never",
-                "ports": [{"containerPort": 8080}],
-                "lifecycle": {"preStop": {"httpGet": {"path": "/prestop", "port": 8080}}},
-                "readinessProbe": {
-                    "httpGet": {"path": "/ready", "port": 8080},
-                    "initialDelaySeconds": 2, "periodSeconds": 1, "failureThreshold": 1
-                },
-                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}
-            }]
-        }
-    })
+    let mut template = example()["spec"]["template"].take();
+    template["metadata"]["labels"] = json!({"app": app});
+    template["spec"]["containers"][0]["image"] = json!(testapp(version));
+    template
 }
 
 /// A ClusterIP Service `name` in front of app's pods; returns ClusterIP:80.
@@ -94,18 +92,11 @@ pub(crate) async fn wait_routed(ns: &TestNs, target: SocketAddr) {
 /// A CafeDeployment `demo` of the test application on the real nodes:
 /// `replicas` pods over cell-a and cell-b, Beta, batches of `batch`, confirmed.
 pub(crate) fn demo(replicas: i64, batch: i64, version: &str) -> serde_json::Value {
-    json!({
-        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
-        "metadata": {"name": "demo"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": "demo"}},
-            "template": template("demo", version),
-            "topology": {"values": ["cell-a", "cell-b"]},
-            "strategy": {"upgradeType": "Beta", "batchSize": batch, "needWaitingForConfirm": true},
-            "traffic": {"components": ["service"]}
-        }
-    })
+    let mut demo = example();
+    demo["spec"]["replicas"] = json!(replicas);
+    demo["spec"]["strategy"]["batchSize"] = json!(batch);
+    demo["spec"]["template"] = template("demo", version);
+    demo
 }
 
 /// Creates `demo` with its Service, confirms it up, and waits until kube-proxy
@@ -127,9 +118,15 @@ pub(crate) async fn create_demo(ns: &TestNs, replicas: i64, batch: i64) -> Socke
     target
 }
 
-/// Asserts that no request failed, printing the report either way.
+/// Asserts that no request failed and that the load covered the whole story
+/// (it had not stopped at its bound), printing the report either way.
 pub(crate) fn assert_no_failure(story: &str, report: &Report) {
     println!("{story}: {}", report.summary());
+    assert!(
+        !report.ran_out,
+        "{story}: the load stopped at its bound ({MAX_REQUESTS} requests or {MAX_LOAD_TIME:?}) \
+         before the story ended: raise the bound"
+    );
     let failed = report.failed();
     assert!(
         failed.is_empty(),
@@ -187,6 +184,11 @@ async fn a_release_with_confirmations_and_a_rollback_fails_no_request() {
         .filter(|p| image(p) == testapp("v2"))
         .collect();
     assert_eq!(beta.len(), 2, "the Beta group is one pod per cell");
+    let (answered, failed) = load.so_far();
+    assert_eq!(
+        failed, 0,
+        "requests failed during the Beta group ({answered} answered)"
+    );
     confirm_until_healthy(&ns).await;
     wait_n_on(&ns, 6, &testapp("v2")).await;
 
