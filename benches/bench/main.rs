@@ -1,0 +1,191 @@
+//! `make bench`: a CafeDeployment release against a native Deployment on the
+//! same cluster, in one run, with the figures a reviewer asks for:
+//!
+//! (a) create and release of `--pods` pods over `--cells` cells in groups of
+//!     `--group`, against a Deployment with the same unavailability budget
+//!     (`maxSurge: 0`, `maxUnavailable: group`) on the same nodes;
+//! (b) the same release with the `service` traffic component behind a real
+//!     Service, checked by the lossless checker;
+//! (c) the operator's API requests per in-place-updated pod, by verb and resource;
+//! (d) `--fleet` CafeDeployments of `--fleet-pods` pods: operator memory once
+//!     all are healthy, writes during a quiet period, and the time to release
+//!     all of them at once;
+//! (e) the reaction latency from a confirmation to the first gate flip.
+//!
+//! It creates its own kwok nodes (`cafe-bench=true`, cells `bench-cell-*`),
+//! runs one operator process per part (release build, watching only that
+//! part's namespace), and removes everything it created when it ends.
+
+#[allow(dead_code)]
+#[path = "../../tests/e2e/lossless.rs"]
+mod lossless;
+#[allow(dead_code)]
+#[path = "../../tests/e2e/operator.rs"]
+mod operator;
+#[allow(dead_code)]
+#[path = "../../tests/e2e/support.rs"]
+mod support;
+
+use std::fmt::Write as _;
+
+use clap::Parser;
+
+use cluster::{create_nodes, delete_nodes};
+use part_a::{part_a, report_runs};
+use part_b::part_b;
+use part_d::part_d;
+use part_e::part_e;
+
+mod cluster;
+mod metrics;
+mod part_a;
+mod part_b;
+mod part_d;
+mod part_e;
+mod stages;
+
+#[derive(Parser, Clone)]
+#[command(about = "CafeDeployment against Deployment on the local control plane")]
+struct Args {
+    /// Pods in parts (a), (b) and (c).
+    #[arg(long, default_value_t = 1000)]
+    pods: usize,
+    /// Cells (two kwok nodes each).
+    #[arg(long, default_value_t = 10)]
+    cells: usize,
+    /// Pods per release group, and the Deployment's maxUnavailable.
+    #[arg(long, default_value_t = 100)]
+    group: usize,
+    /// CafeDeployments in part (d).
+    #[arg(long, default_value_t = 100)]
+    fleet: usize,
+    /// Pods per CafeDeployment in part (d).
+    #[arg(long, default_value_t = 100)]
+    fleet_pods: usize,
+    /// Seconds of the quiet period in part (d).
+    #[arg(long, default_value_t = 60)]
+    quiet_seconds: u64,
+    /// Runs of part (a). With more than one, every run's times and ratios,
+    /// then the median ratios (the Deployment's own time moves by 10-20%
+    /// from run to run on a 2-CPU machine); the detailed tables are the
+    /// last run's. Every second run has the CafeDeployment go first: a
+    /// cluster that served runs before answers more slowly.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Confirmations timed in part (e).
+    #[arg(long, default_value_t = 30)]
+    samples: usize,
+    /// Parts to run, e.g. `a,c` (c needs a; b needs a Service).
+    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e")]
+    parts: Vec<char>,
+    /// Also record CPU profiles during each creation and release of part (a),
+    /// their first `--profile-seconds`: the API server's as
+    /// DIR/{deployment,cafedeployment}{-create,}.pprof
+    /// (`go tool pprof -top DIR/cafedeployment.pprof`), kwok's as
+    /// DIR/{deployment,cafedeployment}{-create,}-kwok.perf when perf is
+    /// installed (`perf report -i`).
+    #[arg(long, value_name = "DIR")]
+    profile: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    profile_seconds: u32,
+    /// Where the results are written (Markdown), besides the screen.
+    #[arg(long, default_value = "target/bench/results.md")]
+    out: String,
+    /// Ignored: cargo passes it to every bench target.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// Results, printed and written to `--out` as they come (a failed part
+/// keeps the figures of the parts before it).
+struct Report {
+    text: String,
+    out: String,
+}
+
+impl Report {
+    fn line(&mut self, s: impl AsRef<str>) {
+        println!("{}", s.as_ref());
+        let _ = writeln!(self.text, "{}", s.as_ref());
+        if let Err(e) = std::fs::write(&self.out, &self.text) {
+            eprintln!("cannot write {}: {e}", self.out);
+        }
+    }
+}
+
+const IMAGE_1: &str = "nginx:1.25";
+
+const IMAGE_2: &str = "nginx:1.26";
+
+const NODE_LABEL: &str = "cafe-bench";
+
+const WAIT: u64 = 1800;
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
+    format!(
+        "{cpus} CPUs ({model}), {:.0} GiB",
+        mem as f64 / 1024.0 / 1024.0
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let client = support::client().await;
+    if let Some(dir) = std::path::Path::new(&args.out).parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let mut report = Report {
+        text: String::new(),
+        out: args.out.clone(),
+    };
+    report.line("# cafe-operator benchmark");
+    report.line(format!(
+        "\n{} · machine: {} · local control plane (kwok), {} cells of 2 nodes · operator: release build",
+        k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"),
+        machine(),
+        args.cells
+    ));
+    let nodes = create_nodes(&client, args.cells).await;
+    let run = async {
+        if args.parts.contains(&'a') {
+            let repeat = args.repeat.max(1);
+            let mut runs = Vec::new();
+            for i in 0..repeat {
+                runs.push(part_a(&args, &mut report, i + 1 == repeat, i % 2 == 1).await);
+            }
+            if repeat > 1 {
+                report_runs(&mut report, &runs);
+            }
+        }
+        if args.parts.contains(&'b') {
+            part_b(&args, &mut report).await;
+        }
+        if args.parts.contains(&'e') {
+            part_e(&args, &mut report).await;
+        }
+        if args.parts.contains(&'d') {
+            part_d(&args, &mut report).await;
+        }
+    };
+    // A failed part still removes the nodes (its namespace goes with its guard).
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await;
+    delete_nodes(&client, &nodes).await;
+    println!("\nresults written to {}", args.out);
+    if outcome.is_err() {
+        std::process::exit(1);
+    }
+}
