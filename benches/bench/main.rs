@@ -10,11 +10,17 @@
 //! (d) `--fleet` CafeDeployments of `--fleet-pods` pods: operator memory once
 //!     all are healthy, writes during a quiet period, and the time to release
 //!     all of them at once;
-//! (e) the reaction latency from a confirmation to the first gate flip.
+//! (e) the reaction latency from a confirmation to the first gate flip;
+//! (f) real containers on the real nodes: `--real-pods` pods of the test
+//!     application released in place by a CafeDeployment and recreated by a
+//!     Deployment of the same budget (`--real-group`), with and without the
+//!     `service` component's draining.
 //!
-//! It creates its own kwok nodes (`cafe-bench=true`, cells `bench-cell-*`),
-//! runs one operator process per part (release build, watching only that
-//! part's namespace), and removes everything it created when it ends.
+//! Parts (a)-(e) run on simulated kubelets: the benchmark creates its own kwok
+//! nodes (`cafe-bench=true`, cells `bench-cell-*`); part (f) on the local
+//! control plane's real nodes. It runs one operator process per part (release
+//! build, watching only that part's namespace), and removes everything it
+//! created when it ends.
 
 #[allow(dead_code)]
 #[path = "../../tests/e2e/lossless.rs"]
@@ -22,6 +28,9 @@ mod lossless;
 #[allow(dead_code)]
 #[path = "../../tests/e2e/operator.rs"]
 mod operator;
+#[allow(dead_code)]
+#[path = "../../tests/e2e/real_app.rs"]
+mod real_app;
 #[allow(dead_code)]
 #[path = "../../tests/e2e/support.rs"]
 mod support;
@@ -35,6 +44,7 @@ use part_a::{part_a, report_runs};
 use part_b::part_b;
 use part_d::part_d;
 use part_e::part_e;
+use part_f::part_f;
 
 mod cluster;
 mod metrics;
@@ -42,6 +52,7 @@ mod part_a;
 mod part_b;
 mod part_d;
 mod part_e;
+mod part_f;
 mod stages;
 
 #[derive(Parser, Clone)]
@@ -75,8 +86,14 @@ struct Args {
     /// Confirmations timed in part (e).
     #[arg(long, default_value_t = 30)]
     samples: usize,
+    /// Pods in part (f), on the two real nodes.
+    #[arg(long, default_value_t = 60)]
+    real_pods: usize,
+    /// Pods per release group in part (f), and the Deployment's maxUnavailable.
+    #[arg(long, default_value_t = 10)]
+    real_group: usize,
     /// Parts to run, e.g. `a,c` (c needs a; b needs a Service).
-    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e")]
+    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e,f")]
     parts: Vec<char>,
     /// Also record CPU profiles during each creation and release of part (a),
     /// their first `--profile-seconds`: the API server's as
@@ -179,6 +196,9 @@ async fn main() {
         }
         if args.parts.contains(&'d') {
             part_d(&args, &mut report).await;
+        }
+        if args.parts.contains(&'f') {
+            part_f(&args, &mut report, &client).await;
         }
     };
     // A failed part still removes the nodes (its namespace goes with its guard).

@@ -38,17 +38,20 @@ pub(crate) struct Release {
     pub(crate) reconciles: BTreeMap<String, (f64, f64)>,
 }
 
-pub(crate) async fn release(ns: &TestNs, port: u16, pods: usize) -> Release {
+/// Releases `to` to the CafeDeployment `bench` of `pods` pods in `ns`, its
+/// operator's metrics on `port`.
+pub(crate) async fn release(ns: &TestNs, port: u16, pods: usize, to: &str) -> Release {
     let cds: Api<CafeDeployment> = ns.api();
     let metrics = operator_metrics(port).await;
     let (before, reconciled) = (requests_in(&metrics), reconciles_in(&metrics));
-    let (stages, task) = watch_stages(ns, &RELEASE_STAGES, |p| release_marks(p, IMAGE_2));
+    let target = to.to_string();
+    let (stages, task) = watch_stages(ns, &RELEASE_STAGES, move |p| release_marks(p, &target));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
     cds.patch(
         "bench",
         &PatchParams::default(),
-        &Patch::Merge(&set_image(IMAGE_2)),
+        &Patch::Merge(&set_image(to)),
     )
     .await
     .expect("patch the CafeDeployment");
@@ -306,7 +309,7 @@ pub(crate) async fn cafedeployment_side(
     let cpu_1 = Cpu::read(op.pid());
     let writes_1 = Writes::read(&client).await;
     let profile_release = profile(args, "cafedeployment");
-    let measured = release(&ns, port, args.pods).await;
+    let measured = release(&ns, port, args.pods, IMAGE_2).await;
     let cpu_2 = Cpu::read(op.pid());
     let writes_2 = Writes::read(&client).await;
     profiled(profile_release).await;

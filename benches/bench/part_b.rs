@@ -10,7 +10,7 @@ use crate::cluster::{cafedeployment, operator, remove, wait_cd};
 use crate::lossless;
 use crate::part_a::release;
 use crate::support::TestNs;
-use crate::{Args, Report};
+use crate::{Args, IMAGE_2, Report};
 
 /// (b): the same release behind a Service, drained by the `service` component.
 pub(crate) async fn part_b(args: &Args, report: &mut Report) {
@@ -34,7 +34,7 @@ pub(crate) async fn part_b(args: &Args, report: &mut Report) {
     .await;
     wait_cd(&cds, "bench", args.pods).await;
     let checker = lossless::Lossless::start(&ns, "bench").await;
-    let measured = release(&ns, port, args.pods).await;
+    let measured = release(&ns, port, args.pods, IMAGE_2).await;
     let took = measured.took;
     let summary = checker.verify().await;
     report.line(format!(

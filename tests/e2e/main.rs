@@ -8,6 +8,7 @@ mod corpus;
 mod load;
 mod lossless;
 mod operator;
+mod real_app;
 mod support;
 
 mod analysis;

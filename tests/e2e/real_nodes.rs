@@ -14,7 +14,6 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::SignedDuration;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::cafedeployment::{
@@ -23,6 +22,7 @@ use crate::cafedeployment::{
 use crate::load::{Load, Report};
 use crate::lossless::Lossless;
 use crate::operator::Operator;
+use crate::real_app::{example, template, testapp};
 use crate::support::{TestNs, pod_condition, pod_ready};
 
 pub(crate) const TAINT: &str = "cafe.sofastack.io/real-node";
@@ -31,34 +31,6 @@ pub(crate) const RATE: u32 = 200;
 /// Every load stops by itself after this many requests or this long.
 pub(crate) const MAX_REQUESTS: u64 = 120_000;
 pub(crate) const MAX_LOAD_TIME: Duration = Duration::from_secs(540);
-
-pub(crate) fn testapp(version: &str) -> String {
-    format!("cafe.local/testapp:{version}")
-}
-
-/// `examples/real-nodes.yaml`, the CafeDeployment `make demo` releases under
-/// load: the stories run the very example a user reads.
-const EXAMPLE: &str = include_str!("../../examples/real-nodes.yaml");
-
-/// The example's CafeDeployment, as JSON.
-fn example() -> serde_json::Value {
-    serde_yaml::Deserializer::from_str(EXAMPLE)
-        .map(|doc| serde_json::Value::deserialize(doc).expect("examples/real-nodes.yaml is YAML"))
-        .find(|doc| doc["kind"] == "CafeDeployment")
-        .expect("examples/real-nodes.yaml has a CafeDeployment")
-}
-
-/// The test application's pod template for the real nodes, the example's:
-/// imported image (never pulled), an HTTP preStop hook (the image has no
-/// shell; the app logs it), a readiness probe every second from 2 s after the
-/// start, small requests. A release changes only the image, so it is made in
-/// place. `app` labels the pods, `version` is the image's tag.
-pub(crate) fn template(app: &str, version: &str) -> serde_json::Value {
-    let mut template = example()["spec"]["template"].take();
-    template["metadata"]["labels"] = json!({"app": app});
-    template["spec"]["containers"][0]["image"] = json!(testapp(version));
-    template
-}
 
 /// A ClusterIP Service `name` in front of app's pods; returns ClusterIP:80.
 pub(crate) async fn service(ns: &TestNs, name: &str, app: &str) -> SocketAddr {

@@ -18,9 +18,8 @@ use crate::cafedeployment::{
 use crate::load::Load;
 use crate::operator::Operator;
 use crate::production::{CHART, helm, holder};
-use crate::real_nodes::{
-    MAX_LOAD_TIME, MAX_REQUESTS, RATE, TAINT, assert_no_failure, create_demo, testapp,
-};
+use crate::real_app::testapp;
+use crate::real_nodes::{MAX_LOAD_TIME, MAX_REQUESTS, RATE, TAINT, assert_no_failure, create_demo};
 use crate::support::TestNs;
 
 /// No confirmations: the release runs by itself while the operator dies.
