@@ -20,6 +20,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The Debian packages the cluster and the checks below use (nft, iptables,
+# libseccomp-dev, ...): a fresh machine has none of them.
+tests/cluster/deps.sh
+
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy --all-targets -- -D warnings"

@@ -74,6 +74,8 @@ nodes_network_up() {
     # A bridge without ports: this kernel has no dummy links; local delivery
     # to its addresses needs no carrier.
     ip link add "$NODE_LINK" type bridge
+    # Whose nodes these are: up.sh of another checkout reads it.
+    ip link set "$NODE_LINK" alias "$STATE"
     ip link set "$NODE_LINK" up
     local ip
     for ip in "${REAL_NODE_IPS[@]}" "$HOST_ADDRESS"; do
@@ -82,6 +84,12 @@ nodes_network_up() {
     sysctl -qw net.ipv4.ip_forward=1
     sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null ||
         say "net.bridge.bridge-nf-call-iptables is not available: a pod cannot reach a Service backed by a pod on its own node"
+}
+
+# node_link_owner: the state directory of the cluster whose real nodes hold
+# this machine's node network, if any.
+node_link_owner() {
+    ip -o link show "$NODE_LINK" 2>/dev/null | sed -n 's/.* alias //p'
 }
 
 # node_config I: containerd's, the CNI's and kubelet's configuration of node I.
@@ -278,7 +286,7 @@ kill_cgroup_processes() {
 # nodes_down: stops and removes everything the real nodes made. Safe to run
 # when they never started, or after a killed run (it does not need the pids).
 nodes_down() {
-    [ -d "$NODES_STATE" ] || return 0
+    [ -d "$NODES_STATE" ] || [ "$(node_link_owner)" = "$STATE" ] || return 0
     local name h ctrl
     # The pods' processes first (kubelet and kube-proxy were stopped by then),
     # then the shims, whose sockets name this cluster's containerd.
@@ -290,13 +298,12 @@ nodes_down() {
     # Mounts under the state directory, deepest first (overlay rootfs, netns,
     # kubelet's volumes and its rshared bind of its root directory).
     local mounts
-    mounts="$(awk -v p="$STATE/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r)"
     for _ in 1 2 3; do
+        mounts="$(awk -v p="$STATE/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r)"
         [ -n "$mounts" ] || break
         while IFS= read -r m; do
             umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
         done <<<"$mounts"
-        mounts="$(awk -v p="$STATE/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r)"
     done
     for name in "${REAL_NODE_NAMES[@]}"; do
         for ctrl in /sys/fs/cgroup/*; do

@@ -55,9 +55,18 @@ check_port "$SCHEDULER_PORT" kube-scheduler CAFE_SCHEDULER_PORT
 check_port "$KWOK_PORT" kwok CAFE_KWOK_PORT
 check_port "$PROMETHEUS_PORT" prometheus CAFE_PROMETHEUS_PORT
 if [ "$REAL_NODES" = 1 ]; then
+    # The real nodes' network is the machine's: one cluster at a time has it.
+    # Its owner's state directory is the link's alias; an owner whose API
+    # server is gone (a killed run, a deleted checkout) is cleaned up here.
+    owner="$(node_link_owner)"
+    if [ -n "$owner" ] && [ "$owner" != "$STATE" ] &&
+        ! { [ -f "$owner/pids/kube-apiserver.pid" ] && kill -0 "$(cat "$owner/pids/kube-apiserver.pid")" 2>/dev/null; }; then
+        say "the real nodes of a cluster that no longer runs ($owner) left their network: removing it"
+        CAFE_CLUSTER_DIR="$owner" "$CLUSTER_SCRIPTS/down.sh"
+    fi
     for link in "$NODE_LINK" "${REAL_NODE_BRIDGES[@]}"; do
         ! ip link show "$link" >/dev/null 2>&1 ||
-            die "the network link $link exists: real nodes of another cluster run here, or a killed run left it. Run 'make cluster-down' (or 'ip link del $link'), or start this cluster with CAFE_REAL_NODES=0."
+            die "the network link $link exists: the real nodes of the cluster in ${owner:-an unknown directory} run here (only one cluster at a time can have real nodes on a machine), or a killed run left it. Run 'make cluster-down' in that checkout (or 'CAFE_CLUSTER_DIR=<its .cluster> tests/cluster/down.sh', or 'ip link del $link'), or start this cluster with CAFE_REAL_NODES=0."
     done
     for i in "${!REAL_NODE_NAMES[@]}"; do
         check_port "${REAL_NODE_KUBELET_PORTS[$i]}" "kubelet ${REAL_NODE_NAMES[$i]}" "(nodes.sh)"
