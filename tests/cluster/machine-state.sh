@@ -11,6 +11,9 @@ echo "# links"
 ip -o link show | awk '{print $2}' | sed 's/@.*//; s/:$//' | sort
 echo "# addresses"
 ip -o addr show | awk '{print $2, $4}' | sort
+# Without nft (CAFE_REAL_NODES=0 does not install it) there are no tables
+# the cluster could have made.
+nft() { if type -P nft >/dev/null; then command nft "$@"; fi; }
 echo "# nftables tables"
 nft list tables 2>/dev/null | sort
 echo "# KUBE-* chains (from nftables, without creating iptables' tables)"

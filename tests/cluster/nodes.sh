@@ -89,7 +89,7 @@ nodes_network_up() {
 # node_link_owner: the state directory of the cluster whose real nodes hold
 # this machine's node network, if any.
 node_link_owner() {
-    ip -o link show "$NODE_LINK" 2>/dev/null | sed -n 's/.* alias //p'
+    { ip -o link show "$NODE_LINK" 2>/dev/null || true; } | sed -n 's/.* alias //p'
 }
 
 # node_config I: containerd's, the CNI's and kubelet's configuration of node I.
