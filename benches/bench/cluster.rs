@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use cafe_operator::api::CafeDeployment;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -133,8 +133,22 @@ pub(crate) fn cafedeployment(
     })
 }
 
-pub(crate) fn set_image(image: &str) -> Value {
-    json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}})
+/// A release: the first container's image changed and nothing else. A JSON
+/// patch, not a merge patch: a merge patch replaces the whole `containers`
+/// list, and the real nodes' template would lose its probe, ports and
+/// preStop hook (no longer an in-place change, and a Deployment's new pods
+/// ready at once).
+pub(crate) fn set_image(image: &str) -> Patch<Value> {
+    json_patch(vec![image_op(image)])
+}
+
+/// The JSON patch operation that sets the first container's image.
+pub(crate) fn image_op(image: &str) -> Value {
+    json!({"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image})
+}
+
+pub(crate) fn json_patch(ops: Vec<Value>) -> Patch<Value> {
+    Patch::Json(serde_json::from_value(Value::Array(ops)).expect("a JSON patch"))
 }
 
 /// All `replicas` pods ready and available on the current template, as the

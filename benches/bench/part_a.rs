@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cafe_operator::api::CafeDeployment;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
+use kube::api::PatchParams;
 use serde_json::json;
 
 use crate::cluster::{
@@ -48,13 +48,9 @@ pub(crate) async fn release(ns: &TestNs, port: u16, pods: usize, to: &str) -> Re
     let (stages, task) = watch_stages(ns, &RELEASE_STAGES, move |p| release_marks(p, &target));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let start = Instant::now();
-    cds.patch(
-        "bench",
-        &PatchParams::default(),
-        &Patch::Merge(&set_image(to)),
-    )
-    .await
-    .expect("patch the CafeDeployment");
+    cds.patch("bench", &PatchParams::default(), &set_image(to))
+        .await
+        .expect("patch the CafeDeployment");
     let took = wait_cd(&cds, "bench", pods).await;
     let metrics = operator_metrics(port).await;
     let (after, mut reconciles) = (requests_in(&metrics), reconciles_in(&metrics));
@@ -256,11 +252,7 @@ pub(crate) async fn deployment_side(args: &Args) -> Side {
     let profile_release = profile(args, "deployment");
     let release_start = Instant::now();
     deployments
-        .patch(
-            "bench",
-            &PatchParams::default(),
-            &Patch::Merge(&set_image(IMAGE_2)),
-        )
+        .patch("bench", &PatchParams::default(), &set_image(IMAGE_2))
         .await
         .expect("patch the Deployment");
     deploy_done("the Deployment's rollout").await;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use cafe_operator::api::CafeDeployment;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{ListParams, PatchParams};
 use serde_json::json;
 
 use crate::cluster::{cafedeployment, cd_done, operator, remove, set_image, wait_until};
@@ -55,7 +55,7 @@ pub(crate) async fn part_d(args: &Args, report: &mut Report) {
         cds.patch(
             &format!("fleet-{i}"),
             &PatchParams::default(),
-            &Patch::Merge(&set_image(IMAGE_2)),
+            &set_image(IMAGE_2),
         )
         .await
         .expect("patch a fleet CafeDeployment");

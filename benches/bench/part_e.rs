@@ -13,7 +13,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::cluster::{cafedeployment, cell, operator, remove, set_image, wait_cd, wait_until};
+use crate::cluster::{
+    cafedeployment, cell, image_op, json_patch, operator, remove, wait_cd, wait_until,
+};
 use crate::stages::{condition, percentile};
 use crate::support::TestNs;
 use crate::{Args, IMAGE_2, Report};
@@ -61,9 +63,11 @@ pub(crate) async fn part_e(args: &Args, report: &mut Report) {
             }
         }
     });
-    let mut release = set_image(IMAGE_2);
-    release["spec"]["strategy"] = json!({"needWaitingForConfirm": true});
-    cds.patch("confirm", &PatchParams::default(), &Patch::Merge(&release))
+    let release = json_patch(vec![
+        image_op(IMAGE_2),
+        json!({"op": "add", "path": "/spec/strategy/needWaitingForConfirm", "value": true}),
+    ]);
+    cds.patch("confirm", &PatchParams::default(), &release)
         .await
         .expect("release");
     let waiting = || async {
