@@ -16,8 +16,9 @@ use serde_json::json;
 use crate::cluster::{
     cafedeployment, cell, image_op, json_patch, operator, remove, wait_cd, wait_until,
 };
-use crate::stages::{condition, percentile};
+use crate::stages::percentile;
 use crate::support::TestNs;
+use crate::support::pod_condition;
 use crate::{Args, IMAGE_2, Report};
 
 /// (e): confirmation -> first gate flip, on an otherwise idle operator.
@@ -54,7 +55,7 @@ pub(crate) async fn part_e(args: &Args, report: &mut Report) {
             .boxed();
         while let Some(Ok(p)) = s.next().await {
             let now = Instant::now();
-            let is_open = condition(&p, TRAFFIC_GATE).as_deref() == Some("True");
+            let is_open = pod_condition(&p, TRAFFIC_GATE).as_deref() == Some("True");
             if open.insert(p.name_any(), is_open) == Some(true)
                 && !is_open
                 && let Ok(mut f) = log.lock()

@@ -13,7 +13,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use crate::Report;
-use crate::support::TestNs;
+use crate::support::{TestNs, pod_condition};
 
 /// When each pod (by name) reached each of `names`, as seen by a watch:
 /// where a creation's or a release's time goes.
@@ -38,16 +38,6 @@ pub(crate) const RELEASE_STAGES: [&str; 6] = [
 pub(crate) const CREATION_STAGES: [&str; 4] =
     ["created", "scheduled", "kubelet: started", "kubelet: Ready"];
 
-pub(crate) fn condition(p: &Pod, type_: &str) -> Option<String> {
-    p.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| c.status.clone())
-}
-
 pub(crate) fn image(p: &Pod) -> Option<String> {
     p.spec.as_ref()?.containers.first()?.image.clone()
 }
@@ -68,9 +58,9 @@ pub(crate) fn runs(p: &Pod, target: &str) -> bool {
 
 /// Which of RELEASE_STAGES a pod moving to `target` has reached.
 pub(crate) fn release_marks(p: &Pod, target: &str) -> Vec<bool> {
-    let gate = condition(p, TRAFFIC_GATE);
+    let gate = pod_condition(p, TRAFFIC_GATE);
     let on_target = image(p).as_deref() == Some(target);
-    let ready = condition(p, "Ready").as_deref() == Some("True");
+    let ready = pod_condition(p, "Ready").as_deref() == Some("True");
     let closed = gate.as_deref() == Some("False");
     vec![
         closed || on_target,
@@ -90,7 +80,7 @@ pub(crate) fn creation_marks(p: &Pod) -> Vec<bool> {
         true,
         scheduled,
         scheduled && started,
-        condition(p, "Ready").as_deref() == Some("True"),
+        pod_condition(p, "Ready").as_deref() == Some("True"),
     ]
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,10 +30,14 @@ pub struct Outcome {
     pub result: Result<String, String>,
 }
 
+/// The load runs on a thread of its own with its own runtime: a test that
+/// blocks its runtime (a `helm` or `kubectl` command run to completion)
+/// neither pauses the requests nor adds its time to their latency.
 pub struct Load {
     stop: Arc<AtomicBool>,
     live: Arc<Live>,
-    task: JoinHandle<Vec<Outcome>>,
+    done: oneshot::Receiver<Vec<Outcome>>,
+    finished: Arc<AtomicBool>,
 }
 
 /// The counts so far, while the load runs (`make demo` shows them live).
@@ -51,7 +55,10 @@ impl Load {
         let flag = stop.clone();
         let live = Arc::new(Live::default());
         let counts = live.clone();
-        let task = tokio::spawn(async move {
+        let (send, done) = oneshot::channel();
+        let finished = Arc::new(AtomicBool::new(false));
+        let finish = finished.clone();
+        let run = async move {
             let start = Instant::now();
             let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
             let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
@@ -98,8 +105,25 @@ impl Load {
                 }
             }
             outcomes
-        });
-        Self { stop, live, task }
+        };
+        std::thread::Builder::new()
+            .name("load".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the load's runtime");
+                let outcomes = runtime.block_on(run);
+                finish.store(true, Ordering::Relaxed);
+                let _ = send.send(outcomes);
+            })
+            .expect("the load's thread");
+        Self {
+            stop,
+            live,
+            done,
+            finished,
+        }
     }
 
     /// Requests answered and failed so far (those in flight are in neither).
@@ -112,12 +136,12 @@ impl Load {
 
     /// Whether the load stopped by itself (its count or time was reached).
     pub fn is_done(&self) -> bool {
-        self.task.is_finished()
+        self.finished.load(Ordering::Relaxed)
     }
 
     /// Waits until the load stopped by itself (count or time), then reports.
     pub async fn finish_when_done(self) -> Report {
-        Report::new(self.task.await.expect("the load task panicked"), false)
+        Report::new(self.done.await.expect("the load's thread panicked"), false)
     }
 
     /// Stops sending, waits for the requests in flight, and reports.
@@ -126,7 +150,7 @@ impl Load {
     pub async fn finish(self) -> Report {
         let ran_out = self.is_done();
         self.stop.store(true, Ordering::Relaxed);
-        let outcomes = self.task.await.expect("the load task panicked");
+        let outcomes = self.done.await.expect("the load's thread panicked");
         Report::new(outcomes, ran_out)
     }
 }
