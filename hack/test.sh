@@ -12,7 +12,9 @@ command -v cargo >/dev/null 2>&1 ||
 
 started_cluster=0
 scratch="$(mktemp -d)"
+cluster_build=
 cleanup() {
+    [ -z "$cluster_build" ] || kill -- "-$cluster_build" 2>/dev/null || true
     if [ "$started_cluster" = 1 ]; then
         tests/cluster/down.sh || true
     fi
@@ -23,6 +25,12 @@ trap cleanup EXIT
 # The Debian packages the cluster and the checks below use (nft, iptables,
 # libseccomp-dev, ...): a fresh machine has none of them.
 tests/cluster/deps.sh
+
+# The cluster's binaries (first run only; then cached) build while cargo
+# does: each leaves the other's idle moments (links, serial crates) to it.
+# Its own process group, so that a failed check stops all of it.
+setsid tests/cluster/build.sh >"$scratch/cluster-build.log" 2>&1 &
+cluster_build=$!
 
 echo "== cargo fmt --check"
 cargo fmt --check
@@ -36,6 +44,12 @@ echo "== the operator's image (a static release binary, user 65532: the Dockerfi
 tests/images/build.sh --operator target/images
 
 echo "== local control plane"
+wait "$cluster_build" || {
+    cat "$scratch/cluster-build.log"
+    die "building the local control plane failed (above)"
+}
+cluster_build=
+cat "$scratch/cluster-build.log"
 if [ -f "$PIDS/kube-apiserver.pid" ] && pid_alive kube-apiserver; then
     echo "reusing the running cluster ($KUBECONFIG_FILE)"
 else
