@@ -133,6 +133,22 @@ pub(crate) fn cafedeployment(
     })
 }
 
+/// The Deployment `bench` of `replicas` pods of `template`, at most `group`
+/// unavailable and none surged: the budget a CafeDeployment's group has.
+pub(crate) fn deployment(replicas: usize, group: usize, template: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "bench"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "bench"}},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": 0, "maxUnavailable": group}},
+            "template": template,
+        }
+    })
+}
+
 /// A release: the first container's image changed and nothing else. A JSON
 /// patch, not a merge patch: a merge patch replaces the whole `containers`
 /// list, and the real nodes' template would lose its probe, ports and

@@ -13,7 +13,7 @@ use kube::api::PatchParams;
 use serde_json::json;
 
 use crate::cluster::{
-    cafedeployment, deployment_done, operator, remove, set_image, wait_cd, wait_until,
+    cafedeployment, deployment, deployment_done, operator, remove, set_image, wait_cd, wait_until,
 };
 use crate::metrics::{
     Cpu, Writes, operator_metrics, per_pod, reconciles_in, report_cpu, report_writes, requests,
@@ -208,19 +208,13 @@ pub(crate) struct Side {
 pub(crate) async fn deployment_side(args: &Args) -> Side {
     let ns = TestNs::new("bench-deploy").await;
     let deployments: Api<Deployment> = ns.api();
-    let body = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "bench"},
-        "spec": {
-            "replicas": args.pods,
-            "selector": {"matchLabels": {"app": "bench"}},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxSurge": 0, "maxUnavailable": args.group}},
-            "template": {"metadata": {"labels": {"app": "bench"}},
-                         "spec": {"nodeSelector": {NODE_LABEL: "true"},
-                                  "containers": [{"name": "app", "image": IMAGE_1}]}},
-        }
-    });
+    let body = deployment(
+        args.pods,
+        args.group,
+        json!({"metadata": {"labels": {"app": "bench"}},
+               "spec": {"nodeSelector": {NODE_LABEL: "true"},
+                        "containers": [{"name": "app", "image": IMAGE_1}]}}),
+    );
     let client = ns.client.clone();
     let cpu_0 = Cpu::read(None);
     let writes_0 = Writes::read(&client).await;

@@ -14,7 +14,7 @@ use kube::api::{ListParams, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use crate::cluster::{deployment_done, operator, remove, set_image, wait_cd, wait_until};
+use crate::cluster::{self, deployment_done, operator, remove, set_image, wait_cd, wait_until};
 use crate::part_a::release;
 use crate::real_app::{example, template, testapp};
 use crate::stages::{CREATION_STAGES, creation_marks, image, report_stages, watch_stages};
@@ -47,18 +47,8 @@ async fn deployment(args: &Args, report: &mut Report) -> Timed {
     let (pods, group) = (args.real_pods, args.real_group);
     let mut waited = quiet().await;
     let start = Instant::now();
-    ns.create::<Deployment>(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "bench"},
-        "spec": {
-            "replicas": pods,
-            "selector": {"matchLabels": {"app": "bench"}},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxSurge": 0, "maxUnavailable": group}},
-            "template": template("bench", "v1"),
-        }
-    }))
-    .await;
+    ns.create::<Deployment>(cluster::deployment(pods, group, template("bench", "v1")))
+        .await;
     let done = || async {
         let d = deployments.get("bench").await.ok()?;
         deployment_done(&d, pods).then_some(())

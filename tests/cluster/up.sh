@@ -60,7 +60,7 @@ if [ "$REAL_NODES" = 1 ]; then
     # server is gone (a killed run, a deleted checkout) is cleaned up here.
     owner="$(node_link_owner)"
     if [ -n "$owner" ] && [ "$owner" != "$STATE" ] &&
-        ! { [ -f "$owner/pids/kube-apiserver.pid" ] && kill -0 "$(cat "$owner/pids/kube-apiserver.pid")" 2>/dev/null; }; then
+        ! PIDS="$owner/pids" pid_alive kube-apiserver; then
         say "the real nodes of a cluster that no longer runs ($owner) left their network: removing it"
         CAFE_CLUSTER_DIR="$owner" "$CLUSTER_SCRIPTS/down.sh"
     fi
