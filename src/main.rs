@@ -6,6 +6,7 @@ use cafe_operator::runtime::Telemetry;
 use cafe_operator::runtime::cache::Caches;
 use cafe_operator::runtime::health::{Health, Role};
 use cafe_operator::runtime::leader::{self, LeaseConfig};
+use cafe_operator::runtime::members::Members;
 use cafe_operator::runtime::metrics::Metrics;
 use cafe_operator::runtime::serve;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -75,13 +76,25 @@ struct RunArgs {
         hide = true
     )]
     debug_watch_lag_ms: u64,
+    /// `all`: every controller (a single cluster, or the host of member
+    /// clusters). `member`: only what runs inside a member cluster (the
+    /// InPlaceSet controller and the traffic components); the host writes
+    /// the InPlaceSets.
+    #[arg(long, env = "CAFE_ROLE", value_enum, default_value_t = OperatorRole::All)]
+    role: OperatorRole,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OperatorRole {
+    All,
+    Member,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the controllers against the cluster in KUBECONFIG (or in-cluster).
     Run(RunArgs),
-    /// Print both CRDs (CafeDeployment, InPlaceSet) as YAML.
+    /// Print the CRDs (CafeDeployment, InPlaceSet, MemberCluster) as YAML.
     Crd,
 }
 
@@ -179,7 +192,11 @@ async fn operate(args: RunArgs) -> Result<(), String> {
         "--health-probe-bind-address",
         &args.health_probe_bind_address,
     )?;
-    let (client, counters) = cafe_operator::runtime::preflight()
+    let cafe_operator::runtime::Preflight {
+        client,
+        counters,
+        members: members_crd,
+    } = cafe_operator::runtime::preflight()
         .await
         .map_err(|e| e.to_string())?;
     let telemetry = Telemetry {
@@ -251,8 +268,24 @@ async fn operate(args: RunArgs) -> Result<(), String> {
     } else {
         args.namespaces.iter().cloned().map(Some).collect()
     };
-    info!(namespaces = ?args.namespaces, "starting the CafeDeployment and InPlaceSet controllers and the service traffic component");
+    let host = args.role == OperatorRole::All;
+    if host {
+        info!(namespaces = ?args.namespaces, member_clusters = members_crd, "starting the CafeDeployment and InPlaceSet controllers and the service traffic component");
+    } else {
+        info!(namespaces = ?args.namespaces, "member role: starting the InPlaceSet controller and the service traffic component (a host writes the InPlaceSets)");
+    }
+    // One registry of member clusters for the process, read by every scope.
+    let (members, drive_members) = Members::start(client.clone(), host && members_crd);
+    telemetry.metrics.observe_members(members.clone());
+    let members_stop = stopped();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = drive_members => {}
+            () = members_stop => {}
+        }
+    });
     let controllers = futures::future::join_all(scopes.iter().map(|scope| {
+        let members = members.clone();
         let namespace = scope.as_deref();
         let (client, telemetry) = (client.clone(), telemetry.clone());
         let concurrency = args.concurrency;
@@ -288,13 +321,19 @@ async fn operate(args: RunArgs) -> Result<(), String> {
                     telemetry.clone(),
                     stops.1,
                 ),
-                cafe_operator::cafedeployment::controller::run(
-                    client.clone(),
-                    &caches,
-                    concurrency,
-                    telemetry.clone(),
-                    stops.2,
-                ),
+                async {
+                    if host {
+                        cafe_operator::cafedeployment::controller::run(
+                            client.clone(),
+                            &caches,
+                            &members,
+                            concurrency,
+                            telemetry.clone(),
+                            stops.2,
+                        )
+                        .await;
+                    }
+                },
                 async {
                     tokio::select! {
                         () = drive => {}

@@ -150,6 +150,17 @@ pub struct Topology {
     /// Moves the quota of pods that cannot be scheduled in a full cell to other cells.
     #[serde(default)]
     pub auto_reschedule: AutoReschedule,
+    /// Which cluster runs a cell: a MemberCluster's name, or "local" (this
+    /// cluster). Needed only where two MemberClusters list the same cell;
+    /// otherwise a cell runs in the MemberCluster that lists it, else here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clusters: BTreeMap<String, String>,
+    /// Cells whose cluster is lost, by a person's decision: while such a
+    /// cell is unreachable, its pods are run by the other cells (surge first,
+    /// within the budget); once it answers again they are given back.
+    /// Nothing fails over on its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failover: Vec<String>,
 }
 
 fn topology_rules(schema: &mut Schema) {
@@ -174,6 +185,25 @@ fn topology_rules(schema: &mut Schema) {
         json!(4),
     );
     rules::bound(schema, &["properties", "unitKey"], "maxLength", json!(317));
+    rules::bound(
+        schema,
+        &["properties", "clusters"],
+        "maxProperties",
+        json!(64),
+    );
+    rules::bound(
+        schema,
+        &["properties", "clusters", "additionalProperties"],
+        "maxLength",
+        json!(253),
+    );
+    rules::bound(schema, &["properties", "failover"], "maxItems", json!(64));
+    rules::bound(
+        schema,
+        &["properties", "failover", "items"],
+        "maxLength",
+        json!(63),
+    );
     rules::push(
         schema,
         &[
@@ -198,6 +228,31 @@ fn topology_rules(schema: &mut Schema) {
                 rule: "self.values.all(v, self.values.exists_one(w, w == v))",
                 message: "topology.values lists a cell twice: list each cell once",
                 field_path: ".values",
+            },
+            Rule {
+                rule: "!has(self.clusters) || self.clusters.all(k, k in self.values)",
+                message: "topology.clusters places a cell that is not in topology.values: \
+                          add the cell to values or remove it from clusters",
+                field_path: ".clusters",
+            },
+            Rule {
+                rule: "!has(self.clusters) || self.clusters.all(k, \
+                       self.clusters[k].matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$'))",
+                message: "each topology.clusters value must name a MemberCluster (a DNS \
+                          subdomain) or be \"local\"",
+                field_path: ".clusters",
+            },
+            Rule {
+                rule: "!has(self.failover) || self.failover.all(c, c in self.values)",
+                message: "topology.failover lists a cell that is not in topology.values: \
+                          list only cells of values",
+                field_path: ".failover",
+            },
+            Rule {
+                rule: "!has(self.failover) || size(self.failover) < size(self.values)",
+                message: "topology.failover lists every cell: at least one cell must remain \
+                          to run the pods",
+                field_path: ".failover",
             },
             Rule {
                 rule: "!has(self.unitReplicas) || self.unitReplicas.all(k, k in self.values)",
@@ -461,6 +516,19 @@ pub struct CellStatus {
     /// (kept until the spec changes).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rescheduled_away: i32,
+    /// The MemberCluster that runs the cell (none: this cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Reachable, or Unknown while its cluster does not answer (its pods
+    /// are as last seen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachability: Option<String>,
+    /// When its cluster last answered (set while it is Unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_contact: Option<Time>,
+    /// Pods of this cell's share run by other cells while it is failed over.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_over: i32,
 }
 
 fn is_zero(n: &i32) -> bool {

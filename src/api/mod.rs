@@ -4,6 +4,7 @@ mod analysis;
 mod cafedeployment;
 pub mod count;
 mod inplaceset;
+mod member;
 pub mod names;
 pub mod pod;
 mod rules;
@@ -11,6 +12,7 @@ mod rules;
 pub use analysis::*;
 pub use cafedeployment::*;
 pub use inplaceset::*;
+pub use member::*;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::{JsonSchema, Schema};
@@ -137,12 +139,16 @@ fn traffic_rules(schema: &mut Schema) {
     );
 }
 
-/// Both CRDs, in the order `cafe-operator crd` prints them.
+/// The CRDs, in the order `cafe-operator crd` prints them.
 pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
-    vec![CafeDeployment::crd(), InPlaceSet::crd()]
+    vec![
+        CafeDeployment::crd(),
+        InPlaceSet::crd(),
+        MemberCluster::crd(),
+    ]
 }
 
 /// The CRDs as one multi-document YAML stream, as committed under `crds/`.

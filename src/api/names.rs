@@ -20,6 +20,13 @@ pub const REVISION_LABEL: &str = "cafe.sofastack.io/revision";
 
 /// ControllerRevisions of a CafeDeployment carry its uid (names may be too long for a label).
 pub const CAFEDEPLOYMENT_UID_LABEL: &str = "cafe.sofastack.io/cafedeployment-uid";
+/// InPlaceSets a host writes into a member cluster carry the CafeDeployment's
+/// uid (label, above) and name (this annotation): no ownerReference crosses
+/// clusters.
+pub const CAFEDEPLOYMENT_NAME_ANNOTATION: &str = "cafe.sofastack.io/cafedeployment";
+/// The finalizer on a CafeDeployment with cells in member clusters: its
+/// InPlaceSets there are deleted before it goes.
+pub const MEMBER_SETS_FINALIZER: &str = "cafe.sofastack.io/member-sets";
 
 /// The readiness gate injected into every pod at creation. The operator owns
 /// this condition and only this one; kubelet derives `Ready` from it.
@@ -81,6 +88,9 @@ pub mod condition {
     pub const FAILED_UPDATE: &str = "FailedUpdate";
     /// Progressing reason while a PodDisruptionBudget allows no disruption.
     pub const WAITING_FOR_DISRUPTION_BUDGET: &str = "WaitingForDisruptionBudget";
+    /// Stalled reason: a group waits past its deadline for a cell whose
+    /// member cluster does not answer.
+    pub const MEMBER_UNREACHABLE: &str = "MemberUnreachable";
 }
 
 #[cfg(test)]

@@ -26,8 +26,9 @@ use tracing::{info, warn};
 use super::analysis::{self as gate, Act};
 use super::build::REVISION_ANNOTATION;
 use super::decide::{Note, Observation, Outcome, Refused, decide};
+use super::homes::{self, Seen};
 use crate::api::names::{
-    CAFEDEPLOYMENT_UID_LABEL as OWNER_LABEL, CELL_LABEL, REVISION_LABEL,
+    CAFEDEPLOYMENT_UID_LABEL as OWNER_LABEL, CELL_LABEL, MEMBER_SETS_FINALIZER, REVISION_LABEL,
     UPGRADE_CONFIRMED_ANNOTATION, condition,
 };
 use crate::api::pod::Pod;
@@ -41,6 +42,7 @@ use crate::runtime::backoff::Backoff;
 use crate::runtime::cache::{Caches, OwnerIndex};
 use crate::runtime::coalesce::{Coalesce, conditions_moved};
 use crate::runtime::health::CacheSync;
+use crate::runtime::members::Members;
 use crate::runtime::prometheus::Prometheus;
 use crate::runtime::refusals::{Refusals, is_refusal};
 use crate::runtime::{Telemetry, patch_as, post_as, run_until_stopped};
@@ -66,6 +68,8 @@ struct Context {
     telemetry: Telemetry,
     sets: Store<InPlaceSet>,
     sets_by_owner: OwnerIndex,
+    /// The member clusters cells may live in.
+    members: Members,
     revisions: Store<ControllerRevision>,
     revisions_by_owner: OwnerIndex,
     /// Pods, read only to name a group's pods in analysis queries.
@@ -617,8 +621,26 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
     for cache in &ctx.synced {
         cache.wait().await.map_err(|()| Error::CacheStopped)?;
     }
+    let uid = cd.uid().unwrap_or_default();
+    let namespace = cd.namespace().unwrap_or_default();
+    let local: Vec<Arc<InPlaceSet>> = ctx.sets_by_owner.owned(&ctx.sets, &namespace, &uid);
+    let cells = super::build::cells(&cd.spec.topology);
+    let seen = homes::observe(&cd, &cells, local, &ctx.client, &ctx.members);
     if cd.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
+        return finalize(&cd, &ctx, &seen).await;
+    }
+    if seen.spans_members() && !cd.finalizers().iter().any(|f| f == MEMBER_SETS_FINALIZER) {
+        // Before the first write to a member: its sets go when this does.
+        return patch_spec(
+            &cd,
+            &ctx,
+            json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": cd.resource_version()},
+                {"op": "add", "path": if cd.metadata.finalizers.is_some() { "/metadata/finalizers/-" } else { "/metadata/finalizers" },
+                 "value": if cd.metadata.finalizers.is_some() { json!(MEMBER_SETS_FINALIZER) } else { json!([MEMBER_SETS_FINALIZER]) }}
+            ]),
+        )
+        .await;
     }
     if ctx.behind(&cd) {
         // Our own write is on its way through the watch; decide on it then.
@@ -635,13 +657,10 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
     let (_, holding) = ctx.refusal(&cd);
     let history = record_revision(&cd, &ctx, &update, holding).await?;
     let (refused, holding) = ctx.refusal(&cd);
-    let uid = cd.uid().unwrap_or_default();
-    let namespace = cd.namespace().unwrap_or_default();
-    let mut owned: Vec<Arc<InPlaceSet>> = ctx.sets_by_owner.owned(&ctx.sets, &namespace, &uid);
-    owned.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let owned = &seen.sets;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     // A measurement due now goes into the record the decision reads.
-    let measured = measure(&cd, &ctx, &owned, &update, &now).await;
+    let measured = measure(&cd, &ctx, owned, &update, &now).await;
     let mut outcome = decide(&Observation {
         cd: measured.as_ref().unwrap_or(&cd),
         sets: owned.iter().map(|s| &**s).collect(),
@@ -649,7 +668,10 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
         update: &update,
         now: &now,
         refused: refused.as_ref(),
+        unreachable: &seen.unreachable,
+        misplaced: seen.misplaced.as_deref(),
     });
+    seen.label_rows(&mut outcome.status.cells);
     if let Some(verdict) = outcome.act.take() {
         let record = outcome
             .status
@@ -661,11 +683,73 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
             ctx.publish(&cd, outcome.notes).await;
             return act(&cd, &ctx, verdict, &history, record).await;
         }
-        let action = apply(&cd, &ctx, &owned, outcome, holding).await?;
+        let action = apply(&cd, &ctx, &seen, outcome, holding).await?;
         act(&cd, &ctx, verdict, &history, record).await?;
         return Ok(action);
     }
-    apply(&cd, &ctx, &owned, outcome, holding).await
+    apply(&cd, &ctx, &seen, outcome, holding).await
+}
+
+/// A CafeDeployment being deleted: its sets in member clusters are deleted
+/// (its local ones go by their ownerReference), then its finalizer. A member
+/// that cannot be reached keeps the finalizer until it answers: nothing is
+/// left behind there.
+async fn finalize(cd: &CafeDeployment, ctx: &Context, seen: &Seen) -> Result<Action, Error> {
+    let Some(at) = cd
+        .finalizers()
+        .iter()
+        .position(|f| f == MEMBER_SETS_FINALIZER)
+    else {
+        return Ok(Action::await_change());
+    };
+    let ns = cd.namespace().unwrap_or_default();
+    let mut left = Vec::new();
+    for (set, home) in seen.in_members() {
+        let cluster = home.cluster().unwrap_or_default().to_string();
+        let cell = set.labels().get(CELL_LABEL).cloned().unwrap_or_default();
+        if let Some(u) = seen.unreachable.get(&cell) {
+            left.push(format!("{} in {cluster} ({})", set.name_any(), u.why));
+            continue;
+        }
+        if let Err(e) = home.delete(&ns, &set.name_any()).await {
+            left.push(format!("{} in {cluster} ({e})", set.name_any()));
+        } else {
+            info!(cafedeployment = %cd.name_any(), set = %set.name_any(), member = %cluster, "deleted the InPlaceSet in the member cluster");
+            left.push(format!("{} in {cluster} (deleting)", set.name_any()));
+        }
+    }
+    if !left.is_empty() {
+        ctx.event(
+            cd,
+            EventType::Normal,
+            "DeletingMemberSets",
+            format!(
+                "waiting for the InPlaceSets in member clusters to go: {}",
+                left.join(", ")
+            ),
+        )
+        .await;
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    let cds: Api<CafeDeployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{at}"), "value": MEMBER_SETS_FINALIZER},
+        {"op": "remove", "path": format!("/metadata/finalizers/{at}")}
+    ]);
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).unwrap_or_else(|_| json_patch::Patch(Vec::new()));
+    match cds
+        .patch(
+            &cd.name_any(),
+            &patch_as(MANAGER),
+            &Patch::Json::<()>(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(Action::await_change()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 422 => Ok(Action::await_change()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn event_type(warning: bool) -> EventType {
@@ -683,14 +767,14 @@ fn event_type(warning: bool) -> EventType {
 async fn apply(
     cd: &CafeDeployment,
     ctx: &Context,
-    owned: &[Arc<InPlaceSet>],
+    seen: &Seen,
     outcome: Outcome,
     holding: bool,
 ) -> Result<Action, Error> {
     let ns = cd.namespace().unwrap_or_default();
     let name = cd.name_any();
+    let owned = &seen.sets;
     let cds: Api<CafeDeployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let sets: Api<InPlaceSet> = Api::namespaced(ctx.client.clone(), &ns);
     let previous = cd.status.clone().unwrap_or_default();
     let mut rv = cd.resource_version();
     if outcome.reset_confirmation {
@@ -715,24 +799,40 @@ async fn apply(
         let current = owned.iter().find(|s| s.name_any() == desired.name_any());
         !current.is_some_and(|c| c.spec == desired.spec && c.annotations() == desired.annotations())
     });
-    let pp = PatchParams::apply(MANAGER).force();
-    let (sets, pp) = (&sets, &pp);
     let writes: Vec<&InPlaceSet> = if holding {
         Vec::new()
     } else {
         writes.collect()
     };
     let results = futures::future::join_all(writes.iter().map(|desired| async move {
-        let written = sets
-            .patch(&desired.name_any(), pp, &Patch::Apply(desired))
-            .await;
+        let written = match seen.home_of(desired) {
+            Some(home) => home
+                .apply(cd, desired, MANAGER)
+                .await
+                .map_err(|e| (home.cluster().map(str::to_string), e)),
+            None => Ok(()),
+        };
         (desired.name_any(), written)
     }))
     .await;
+    // A member that fails a write is looked at again soon; the others'
+    // writes stand.
+    let mut member_failed = false;
     for (set, written) in results {
         match written {
-            Ok(_) => {}
-            Err(e) if is_refusal(&e) => {
+            Ok(()) => {}
+            Err((Some(cluster), e)) if !is_refusal(&e) => {
+                warn!(cafedeployment = %name, set = %set, member = %cluster, error = %e, "cannot write the InPlaceSet in the member cluster");
+                ctx.event(
+                    cd,
+                    EventType::Warning,
+                    "MemberWriteFailed",
+                    format!("cannot write InPlaceSet {set} in member cluster {cluster}: {e}"),
+                )
+                .await;
+                member_failed = true;
+            }
+            Err((_, e)) if is_refusal(&e) => {
                 // The next reconcile reports it (Stalled) and waits its hold-off.
                 ctx.refused(
                     cd,
@@ -742,7 +842,7 @@ async fn apply(
                 );
                 return Ok(Action::requeue(Duration::from_millis(100)));
             }
-            Err(e) => return Err(e.into()),
+            Err((_, e)) => return Err(e.into()),
         }
     }
     let refusal = ctx.refusals.get(&ObjectRef::from_obj(cd));
@@ -756,10 +856,14 @@ async fn apply(
         &outcome.delete[..]
     };
     for set in delete {
-        match sets.delete(set, &Default::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
+        let Some(home) = seen.home_of_name(set) else {
+            continue;
+        };
+        if let Err(e) = home.delete(&ns, set).await {
+            if home.cluster().is_none() {
+                return Err(e.into());
+            }
+            member_failed = true;
         }
     }
     // No event into a namespace being deleted: it would be refused too.
@@ -771,7 +875,8 @@ async fn apply(
     let wake = outcome
         .wake
         .map_or(300, |w| u64::try_from(w).unwrap_or(1).max(1));
-    let wake = [status_wait, refusal.map(|r| r.wait())]
+    let member_retry = member_failed.then_some(Duration::from_secs(2));
+    let wake = [status_wait, refusal.map(|r| r.wait()), member_retry]
         .into_iter()
         .flatten()
         .fold(Duration::from_secs(wake), Duration::min);
@@ -800,6 +905,7 @@ fn error_policy(cd: Arc<CafeDeployment>, error: &Error, ctx: Arc<Context>) -> Ac
 pub async fn run(
     client: Client,
     caches: &Caches,
+    members: &Members,
     concurrency: u16,
     telemetry: Telemetry,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -812,6 +918,7 @@ pub async fn run(
         telemetry,
         sets: caches.sets.store.clone(),
         sets_by_owner: caches.sets_by_owner.clone(),
+        members: members.clone(),
         revisions: caches.revisions.store.clone(),
         revisions_by_owner: caches.revisions_by_owner.clone(),
         pods: caches.pods.store.clone(),
@@ -835,6 +942,8 @@ pub async fn run(
     let shutdown = shutdown.shared();
     let run = Controller::for_shared_stream(cd_events, caches.cafedeployments.store.clone())
         .owns_shared_stream(set_events)
+        .reconcile_on(members.set_changes())
+        .reconcile_all_on(members.member_changes())
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)

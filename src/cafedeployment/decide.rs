@@ -39,6 +39,20 @@ pub struct Observation<'a> {
     /// A write of this CafeDeployment's objects the API server refused
     /// (an InPlaceSet, a ControllerRevision), until one goes through.
     pub refused: Option<&'a Refused>,
+    /// Cells whose sets cannot be read or written now (their cluster does
+    /// not answer), by cell: their sets are as last seen.
+    pub unreachable: &'a BTreeMap<String, Unreachable>,
+    /// Why the cells cannot be placed (an ambiguous or unknown cluster).
+    pub misplaced: Option<&'a str>,
+}
+
+/// A cell whose set cannot be reached: nothing is written or deleted there,
+/// and its last seen status stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreachable {
+    /// Why, naming where the cell runs.
+    pub why: String,
+    pub last_contact: Option<Time>,
 }
 
 /// A write the API server refused, as status reports it.
@@ -76,6 +90,9 @@ pub struct Outcome {
     /// What a metric analysis verdict asks for, after the status is written.
     pub act: Option<Act>,
 }
+
+/// A cell's reachability while its cluster does not answer.
+pub const UNKNOWN: &str = "Unknown";
 
 /// The release as recorded in status.
 pub fn record_of(status: &CafeDeploymentStatus) -> Record {
@@ -163,6 +180,9 @@ pub fn decide(obs: &Observation) -> Outcome {
         Ok(b) => b.max(1),
         Err(e) => return invalid(cd, &previous, obs.now, format!("strategy.batchSize {e}")),
     };
+    if let Some(why) = obs.misplaced {
+        return invalid(cd, &previous, obs.now, why.to_string());
+    }
     let analysis = spec.strategy.analysis.as_ref();
     if let Some(e) = analysis
         .into_iter()
@@ -177,6 +197,7 @@ pub fn decide(obs: &Observation) -> Outcome {
         cells.iter().map(|c| by_cell.get(c).copied()).collect();
     let (sizes, away, wake) =
         rescheduled_sizes(cd, &previous, &cells, &distribution, &active_sets, now);
+    let (sizes, failed_over) = failed_over_sizes(&spec.topology.failover, &cells, sizes, obs);
     let sized: Vec<(String, usize)> = cells.iter().cloned().zip(sizes.iter().copied()).collect();
 
     let record = record_of(&previous);
@@ -288,10 +309,23 @@ pub fn decide(obs: &Observation) -> Outcome {
         ));
     }
 
+    // Nothing is written to or deleted from a cell that cannot be reached:
+    // what it was given last stands until it answers.
+    let reachable = |name: &String| !obs.unreachable.contains_key(name);
+    let waiting = waiting_for(&decision.targets, &by_cell, obs);
+    sets.retain(|s| reachable(&cell_of(s)));
+    delete.retain(|name| {
+        obs.sets
+            .iter()
+            .find(|s| s.name_any() == *name)
+            .is_none_or(|s| reachable(&cell_of(s)))
+    });
     let cells = CellRows {
         distribution: &sized,
         away: &away,
+        failed_over: &failed_over,
         observed: &active_sets,
+        waiting: &waiting,
     };
     let status = compute_status(cd, obs, &cells, &decision, &analysed, &previous);
     if status.phase != previous.phase
@@ -508,11 +542,75 @@ fn invalid(
 }
 
 /// The cells as status reports them: desired pods, pods moved away by
-/// autoReschedule, and each cell's set.
+/// autoReschedule or by failover, and each cell's set.
 struct CellRows<'a> {
     distribution: &'a [(String, usize)],
     away: &'a [usize],
+    failed_over: &'a [usize],
     observed: &'a [Option<&'a InPlaceSet>],
+    /// Unreachable cells the release needs something of (in `values` order).
+    waiting: &'a [(String, &'a Unreachable)],
+}
+
+/// `topology.failover`: a listed cell that cannot be reached gives its
+/// share to the cells with room, by a person's decision; once it answers,
+/// it has its share again (its pods there were never touched). Returns the
+/// sizes and what each cell gave.
+fn failed_over_sizes(
+    failover: &[String],
+    cells: &[String],
+    sizes: Vec<usize>,
+    obs: &Observation,
+) -> (Vec<usize>, Vec<usize>) {
+    let lost = |c: &String| failover.contains(c) && obs.unreachable.contains_key(c);
+    let away: Vec<usize> = cells
+        .iter()
+        .zip(&sizes)
+        .map(|(c, n)| if lost(c) { *n } else { 0 })
+        .collect();
+    if away.iter().all(|n| *n == 0) {
+        return (sizes, away);
+    }
+    let room: Vec<bool> = cells
+        .iter()
+        .map(|c| !obs.unreachable.contains_key(c))
+        .collect();
+    (crate::topology::reschedule(&sizes, &away, &room), away)
+}
+
+/// The unreachable cells the release waits for: their set is not yet what
+/// this decision gives them (pods, partition, revision), or its status does
+/// not describe its spec.
+fn waiting_for<'a>(
+    targets: &[Target],
+    by_cell: &BTreeMap<String, &InPlaceSet>,
+    obs: &'a Observation,
+) -> Vec<(String, &'a Unreachable)> {
+    targets
+        .iter()
+        .filter_map(|t| {
+            let why = obs.unreachable.get(&t.name)?;
+            let behind = by_cell.get(&t.name).is_none_or(|set| {
+                let partition = match &set.spec.strategy.partition {
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => {
+                        usize::try_from(*n).ok()
+                    }
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(_) => None,
+                };
+                usize::try_from(set.spec.replicas).ok() != Some(t.replicas)
+                    || (!t.retiring && partition != Some(t.partition))
+                    || (!t.retiring
+                        && set
+                            .annotations()
+                            .get(REVISION_ANNOTATION)
+                            .map(String::as_str)
+                            != Some(obs.update))
+                    || set.status.as_ref().and_then(|s| s.observed_generation)
+                        != set.metadata.generation
+            });
+            behind.then(|| (t.name.clone(), why))
+        })
+        .collect()
 }
 
 fn compute_status(
@@ -526,7 +624,9 @@ fn compute_status(
     let CellRows {
         distribution,
         away,
+        failed_over,
         observed,
+        waiting,
     } = *cells;
     let revision = obs.update;
     let record = &decision.record;
@@ -567,6 +667,13 @@ fn compute_status(
             ready: s.ready_replicas,
             available: s.available_replicas,
             rescheduled_away: i32::try_from(away.get(i).copied().unwrap_or(0)).unwrap_or(0),
+            failed_over: i32::try_from(failed_over.get(i).copied().unwrap_or(0)).unwrap_or(0),
+            reachability: obs.unreachable.get(cell).map(|_| UNKNOWN.to_string()),
+            last_contact: obs
+                .unreachable
+                .get(cell)
+                .and_then(|u| u.last_contact.clone()),
+            cluster: None,
         });
     }
     let cells_text = rows
@@ -701,6 +808,38 @@ fn compute_status(
         (Phase::Progressing | Phase::RollingBack, Some(held)) => format!("{message}; {held}"),
         _ => message,
     };
+    // An unreachable cell the group needs holds it: say so, and past the
+    // progress deadline stall naming it (the release goes on when it answers).
+    let opened = opened_at(previous, record, progress.opened, obs.now);
+    let overdue = opened.as_ref().is_some_and(|at| {
+        obs.now.0.as_second() - at.0.as_second()
+            > i64::from(cd.spec.strategy.progress_deadline_seconds)
+    });
+    let unreachable = waiting
+        .iter()
+        .map(|(cell, u)| format!("cell {cell} is unreachable: {}", u.why))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let message = match phase {
+        Phase::Progressing | Phase::RollingBack if !waiting.is_empty() => {
+            format!("{message}; waiting: {unreachable}")
+        }
+        _ => message,
+    };
+    let member_stall = (!waiting.is_empty()
+        && overdue
+        && matches!(phase, Phase::Progressing | Phase::RollingBack))
+    .then(|| {
+        (
+            condition::MEMBER_UNREACHABLE.to_string(),
+            format!(
+                "group {} of {} is past its progress deadline ({}s): {unreachable}. It goes on \
+                 when the cell answers; nothing there is changed meanwhile. Or move its pods \
+                 to the other cells by listing it in spec.topology.failover",
+                progress.opened, progress.groups, cd.spec.strategy.progress_deadline_seconds
+            ),
+        )
+    });
     // A stalled cell stalls the release: say which and why, and how to recover.
     let rollback_hint = format!(
         "roll back with: kubectl patch cafedeployment {name} --type merge -p \
@@ -723,7 +862,8 @@ fn compute_status(
     let stalled = obs
         .refused
         .map(|r| (r.reason.to_string(), r.message.clone()))
-        .or(stalled);
+        .or(stalled)
+        .or(member_stall);
     let (phase, message) = match (&stalled, phase) {
         (Some((_, why)), p) if p != Phase::Healthy || obs.refused.is_some() => {
             (Phase::Stalled, why.clone())
@@ -754,7 +894,7 @@ fn compute_status(
             .flatten()
             .map(|(k, v)| (k.clone(), i32::try_from(*v).unwrap_or(i32::MAX)))
             .collect(),
-        opened_at: opened_at(previous, record, progress.opened, obs.now),
+        opened_at: opened,
         analysis: analysed.record.clone(),
     });
     let cond = conditions(previous, &message, cd.metadata.generation, obs.now);
@@ -840,6 +980,168 @@ mod tests {
         }
     }
 
+    /// Two cells of 5 pods, Beta then batches of 4 with confirmations;
+    /// `topology` extends the topology, `status` is the status before.
+    fn two_cells(topology: serde_json::Value, status: serde_json::Value) -> CafeDeployment {
+        let mut cd: CafeDeployment = serde_json::from_value(json!({
+            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+            "metadata": {"name": "demo", "namespace": "shop", "uid": "u-1",
+                         "generation": 1, "resourceVersion": "7"},
+            "spec": {
+                "replicas": 10,
+                "selector": {"matchLabels": {"app": "demo"}},
+                "template": {"metadata": {"labels": {"app": "demo"}},
+                             "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}},
+                "topology": {"values": ["cell-a", "cell-b"]},
+                "strategy": {"batchSize": 4, "needWaitingForConfirm": true,
+                             "progressDeadlineSeconds": 60}
+            },
+            "status": status
+        }))
+        .expect("cd");
+        if let Some(failover) = topology.get("failover") {
+            cd.spec.topology.failover = serde_json::from_value(failover.clone()).expect("failover");
+        }
+        cd
+    }
+
+    fn unreachable_b() -> BTreeMap<String, Unreachable> {
+        BTreeMap::from([(
+            "cell-b".to_string(),
+            Unreachable {
+                why: "member cluster dc-2 has not answered since 2026-12-03T09:00:00Z".into(),
+                last_contact: Some(Time("2026-12-03T09:00:00Z".parse().expect("time"))),
+            },
+        )])
+    }
+
+    fn decide_at(
+        cd: &CafeDeployment,
+        unreachable: &BTreeMap<String, Unreachable>,
+        now: &str,
+    ) -> Outcome {
+        let now = Time(now.parse().expect("time"));
+        let history = BTreeMap::new();
+        decide(&Observation {
+            cd,
+            sets: Vec::new(),
+            history: &history,
+            update: "demo-1",
+            now: &now,
+            refused: None,
+            unreachable,
+            misplaced: None,
+        })
+    }
+
+    #[test]
+    fn nothing_is_written_to_an_unreachable_cell_and_its_row_reads_unknown() {
+        let cd = two_cells(json!({}), json!({}));
+        let out = decide_at(&cd, &unreachable_b(), "2026-12-03T09:00:10Z");
+        let cells: Vec<String> = out.sets.iter().map(cell_of).collect();
+        assert_eq!(cells, ["cell-a"], "no write to cell-b");
+        let b = &out.status.cells[1];
+        assert_eq!(b.reachability.as_deref(), Some(UNKNOWN));
+        assert_eq!(b.last_contact, unreachable_b()["cell-b"].last_contact);
+        assert_eq!(out.status.cells[0].reachability, None);
+        assert_eq!(out.status.phase, Some(Phase::Progressing));
+        let message = &out.status.release.as_ref().expect("release").message;
+        assert!(
+            message.contains("waiting: cell cell-b is unreachable: member cluster dc-2"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_group_waiting_for_an_unreachable_cell_stalls_past_its_deadline_naming_it() {
+        let opened = json!({
+            "observedGeneration": 1,
+            "release": {"revision": "demo-1", "opened": 1, "groups": 3,
+                        "openedAt": "2026-12-03T09:00:00Z"}
+        });
+        let cd = two_cells(json!({}), opened);
+        let within = decide_at(&cd, &unreachable_b(), "2026-12-03T09:00:30Z");
+        assert_eq!(within.status.phase, Some(Phase::Progressing));
+        let past = decide_at(&cd, &unreachable_b(), "2026-12-03T09:01:30Z");
+        assert_eq!(past.status.phase, Some(Phase::Stalled));
+        let stalled = past
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::STALLED)
+            .expect("Stalled");
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", condition::MEMBER_UNREACHABLE)
+        );
+        assert!(
+            stalled
+                .message
+                .contains("cell cell-b is unreachable: member cluster dc-2")
+                && stalled.message.contains("spec.topology.failover"),
+            "{}",
+            stalled.message
+        );
+        let reachable = decide_at(&cd, &BTreeMap::new(), "2026-12-03T09:01:30Z");
+        assert_ne!(reachable.status.phase, Some(Phase::Stalled));
+    }
+
+    #[test]
+    fn failover_gives_a_lost_cells_share_to_the_others_only_while_it_is_lost() {
+        let cd = two_cells(json!({"failover": ["cell-b"]}), json!({}));
+        let lost = decide_at(&cd, &unreachable_b(), "2026-12-03T09:00:10Z");
+        assert_eq!(lost.status.cells[0].replicas, 10, "cell-a runs all 10");
+        assert_eq!(lost.status.cells[1].replicas, 0);
+        assert_eq!(lost.status.cells[1].failed_over, 5);
+        assert!(lost.sets.iter().all(|s| cell_of(s) == "cell-a"));
+        let back = decide_at(&cd, &BTreeMap::new(), "2026-12-03T09:00:10Z");
+        assert_eq!(
+            back.status.cells[0].replicas, 5,
+            "given back once it answers"
+        );
+        assert_eq!(back.status.cells[1].failed_over, 0);
+        let listed_but_reachable = decide_at(
+            &two_cells(json!({}), json!({})),
+            &unreachable_b(),
+            "2026-12-03T09:00:10Z",
+        );
+        assert_eq!(
+            listed_but_reachable.status.cells[0].replicas, 5,
+            "an unreachable cell not listed in failover keeps its share"
+        );
+    }
+
+    #[test]
+    fn a_cell_that_cannot_be_placed_stalls_the_spec_naming_the_field() {
+        let cd = two_cells(json!({}), json!({}));
+        let now = Time("2026-12-03T09:00:00Z".parse().expect("time"));
+        let history = BTreeMap::new();
+        let out = decide(&Observation {
+            cd: &cd,
+            sets: Vec::new(),
+            history: &history,
+            update: "demo-1",
+            now: &now,
+            refused: None,
+            unreachable: &BTreeMap::new(),
+            misplaced: Some(
+                "topology.values: cell cell-b is listed by MemberClusters dc-2 and dc-3: choose one with topology.clusters.cell-b",
+            ),
+        });
+        assert_eq!(out.status.phase, Some(Phase::Stalled));
+        assert!(out.sets.is_empty());
+        assert!(
+            out.status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == condition::STALLED
+                    && c.reason == condition::INVALID_SPEC
+                    && c.message.contains("topology.clusters.cell-b")),
+            "{:?}",
+            out.status.conditions
+        );
+    }
+
     #[test]
     fn a_set_whose_status_lags_its_spec_keeps_its_counts_but_is_not_fresh() {
         let o = observe(&lagging_set(revision::revision), "demo-2", &record());
@@ -887,6 +1189,8 @@ mod tests {
             update: "demo-2",
             now: &now,
             refused: None,
+            unreachable: &BTreeMap::new(),
+            misplaced: None,
         });
         assert_eq!(out.status.observed_generation, Some(2));
         assert_eq!(out.status.phase, Some(Phase::Stalled));

@@ -6,4 +6,5 @@ pub mod analysis;
 pub mod build;
 pub mod controller;
 pub mod decide;
+pub mod homes;
 pub mod reschedule;

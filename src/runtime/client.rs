@@ -125,6 +125,11 @@ pub fn classify(method: &http::Method, path: &str, query: Option<&str>) -> (Stri
 /// A client for the cluster in KUBECONFIG (or in-cluster) that counts its requests.
 pub async fn counted_client() -> Result<(Client, ApiCounters), kube::Error> {
     let config = Config::infer().await.map_err(kube::Error::InferConfig)?;
+    client_for(config)
+}
+
+/// A client for `config` that counts its requests (a member cluster's).
+pub fn client_for(config: Config) -> Result<(Client, ApiCounters), kube::Error> {
     let counters = ApiCounters::default();
     let client = ClientBuilder::try_from(config)?
         .with_layer(&CountLayer(counters.clone()))

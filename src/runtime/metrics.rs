@@ -50,6 +50,7 @@ struct Observed {
     leader: AtomicBool,
     cafedeployments: Mutex<Vec<Store<CafeDeployment>>>,
     pods: Mutex<Vec<Store<Pod>>>,
+    members: Mutex<Option<super::members::Members>>,
 }
 
 impl std::fmt::Debug for Observed {
@@ -155,6 +156,13 @@ impl Metrics {
     pub fn observe_pods(&self, store: Store<Pod>) {
         if let Ok(mut stores) = self.observed.pods.lock() {
             stores.push(store);
+        }
+    }
+
+    /// Member clusters: reachability, silence and requests per member.
+    pub fn observe_members(&self, members: super::members::Members) {
+        if let Ok(mut m) = self.observed.members.lock() {
+            *m = Some(members);
         }
     }
 
@@ -292,6 +300,59 @@ impl Collector for Observed {
         )?;
         for (state, n) in by_state {
             ConstGauge::new(n).encode(m.encode_family(&[("lifecycle_state", state)])?)?;
+        }
+        self.encode_members(&mut encoder)
+    }
+}
+
+impl Observed {
+    /// Per member cluster: whether it is reachable, how long since it last
+    /// answered (a watch or probe; the lag of what the host knows of it),
+    /// and the API requests made to it.
+    fn encode_members(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let members = self
+            .members
+            .lock()
+            .ok()
+            .and_then(|m| m.as_ref().map(super::members::Members::all))
+            .unwrap_or_default();
+        let mut m = encoder.encode_descriptor(
+            "member_reachable",
+            "1 while a member cluster answers and its InPlaceSets are listed, else 0",
+            None,
+            MetricType::Gauge,
+        )?;
+        for member in &members {
+            let value = i64::from(member.reach().reachable);
+            ConstGauge::new(value).encode(m.encode_family(&[("member", member.name.as_str())])?)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "member_silence_seconds",
+            "Seconds since a member cluster last answered (its watch or its probe)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for member in &members {
+            if let Some(s) = member.silence() {
+                ConstGauge::new(s).encode(m.encode_family(&[("member", member.name.as_str())])?)?;
+            }
+        }
+        let mut m = encoder.encode_descriptor(
+            "member_api_requests",
+            "API requests made to a member cluster, by verb, resource and outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for member in &members {
+            for ((verb, resource, outcome), n) in member.requests() {
+                let labels = [
+                    ("member", member.name.as_str()),
+                    ("verb", verb.as_str()),
+                    ("resource", resource.as_str()),
+                    ("outcome", outcome),
+                ];
+                ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+            }
         }
         Ok(())
     }

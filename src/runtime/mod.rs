@@ -6,6 +6,7 @@ pub mod client;
 pub mod coalesce;
 pub mod health;
 pub mod leader;
+pub mod members;
 pub mod metrics;
 pub mod own_writes;
 pub mod prometheus;
@@ -83,21 +84,38 @@ pub enum StartError {
     ReadCrd(String, #[source] kube::Error),
 }
 
-/// Connects to the cluster and checks that both CRDs are installed.
-pub async fn preflight() -> Result<(Client, client::ApiCounters), StartError> {
+/// What the start-up check found.
+pub struct Preflight {
+    pub client: Client,
+    pub counters: client::ApiCounters,
+    /// The MemberCluster CRD is installed: cells may live in member clusters.
+    pub members: bool,
+}
+
+/// Connects to the cluster and checks that the CafeDeployment and InPlaceSet
+/// CRDs are installed (the MemberCluster CRD is optional: without it every
+/// cell is local).
+pub async fn preflight() -> Result<Preflight, StartError> {
     let (client, counters) = client::counted_client()
         .await
         .map_err(StartError::Connect)?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut members = false;
     for crd in crate::api::crds() {
         let name = crd.metadata.name.unwrap_or_default();
+        let optional = crd.spec.names.kind == "MemberCluster";
         match crds.get_opt(&name).await {
-            Ok(Some(_)) => {}
+            Ok(Some(_)) => members |= optional,
+            Ok(None) if optional => {}
             Ok(None) => return Err(StartError::MissingCrd(name)),
             Err(e) => return Err(StartError::ReadCrd(name, e)),
         }
     }
-    Ok((client, counters))
+    Ok(Preflight {
+        client,
+        counters,
+        members,
+    })
 }
 
 /// Patch parameters under `manager`: every write names its writer in the

@@ -1,0 +1,258 @@
+//! Where a CafeDeployment's cells live: the one seam between the release and
+//! the clusters. Each cell's InPlaceSet is read from, and written to, its
+//! home — this cluster, or the member cluster that runs the cell — through
+//! the same interface; the decision only learns which cells cannot be
+//! reached now.
+//!
+//! A set in a member carries no ownerReference (none crosses clusters): it
+//! carries the CafeDeployment's uid (label) and name (annotation), and the
+//! CafeDeployment holds a finalizer until its sets there are deleted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+
+use super::decide::Unreachable;
+use crate::api::names::{CAFEDEPLOYMENT_NAME_ANNOTATION, CAFEDEPLOYMENT_UID_LABEL, CELL_LABEL};
+use crate::api::{CafeDeployment, CellStatus, InPlaceSet};
+use crate::placement::{self, Place, Registered};
+use crate::runtime::members::{MEMBER_TIMEOUT, Member, Members};
+
+/// A cluster a set can live in.
+#[derive(Clone)]
+pub enum Home {
+    Local(Client),
+    Member(Arc<Member>),
+}
+
+impl Home {
+    /// The MemberCluster's name (none: this cluster).
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            Home::Local(_) => None,
+            Home::Member(m) => Some(&m.name),
+        }
+    }
+
+    /// Why the home cannot be used now (none: it can).
+    fn unreachable(&self) -> Option<Unreachable> {
+        match self {
+            Home::Local(_) => None,
+            Home::Member(m) => {
+                let reach = m.reach();
+                (!reach.reachable).then_some(Unreachable {
+                    why: reach.why,
+                    last_contact: reach.last_contact,
+                })
+            }
+        }
+    }
+
+    fn sets_api(&self, namespace: &str) -> Option<Api<InPlaceSet>> {
+        match self {
+            Home::Local(client) => Some(Api::namespaced(client.clone(), namespace)),
+            Home::Member(m) => m.sets_api(namespace),
+        }
+    }
+
+    /// Writes `desired`, a set of `cd` (server-side apply as `manager`),
+    /// bounded in time so that a member that stopped answering cannot hold
+    /// up the rest.
+    pub async fn apply(
+        &self,
+        cd: &CafeDeployment,
+        desired: &InPlaceSet,
+        manager: &str,
+    ) -> Result<(), kube::Error> {
+        let ns = desired.namespace().unwrap_or_default();
+        let Some(api) = self.sets_api(&ns) else {
+            return Err(no_client(self));
+        };
+        let pp = PatchParams::apply(manager).force();
+        let body = match self {
+            Home::Local(_) => desired.clone(),
+            Home::Member(_) => for_member(cd, desired.clone()),
+        };
+        bounded(api.patch(&desired.name_any(), &pp, &Patch::Apply(&body)))
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes the set `name` (gone already counts as deleted).
+    pub async fn delete(&self, namespace: &str, name: &str) -> Result<(), kube::Error> {
+        let Some(api) = self.sets_api(namespace) else {
+            return Err(no_client(self));
+        };
+        match bounded(api.delete(name, &Default::default())).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn no_client(home: &Home) -> kube::Error {
+    kube::Error::Service(
+        format!(
+            "member cluster {} has no client",
+            home.cluster().unwrap_or_default()
+        )
+        .into(),
+    )
+}
+
+async fn bounded<T>(
+    request: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
+    tokio::time::timeout(MEMBER_TIMEOUT, request)
+        .await
+        .unwrap_or_else(|_| {
+            Err(kube::Error::Service(
+                format!("no answer within {MEMBER_TIMEOUT:?}").into(),
+            ))
+        })
+}
+
+/// A CafeDeployment's sets, wherever they live, and what the decision must
+/// know of their homes.
+pub struct Seen {
+    /// Every set of the CafeDeployment, in every home (by name).
+    pub sets: Vec<Arc<InPlaceSet>>,
+    /// Each set's home, by set name; each cell's, by cell.
+    set_homes: BTreeMap<String, Home>,
+    cell_homes: BTreeMap<String, Home>,
+    pub unreachable: BTreeMap<String, Unreachable>,
+    /// Why the cells cannot be placed.
+    pub misplaced: Option<String>,
+}
+
+impl Seen {
+    /// Where the set `desired` is written: where it lives, else its cell's home.
+    pub fn home_of(&self, set: &InPlaceSet) -> Option<&Home> {
+        self.set_homes.get(&set.name_any()).or_else(|| {
+            let cell = set.labels().get(CELL_LABEL)?;
+            self.cell_homes.get(cell)
+        })
+    }
+
+    pub fn home_of_name(&self, name: &str) -> Option<&Home> {
+        self.set_homes.get(name)
+    }
+
+    /// Sets that live in member clusters.
+    pub fn in_members(&self) -> impl Iterator<Item = (&Arc<InPlaceSet>, &Home)> {
+        self.sets.iter().filter_map(|s| {
+            let home = self.set_homes.get(&s.name_any())?;
+            home.cluster().is_some().then_some((s, home))
+        })
+    }
+
+    /// Whether any cell lives in, or any set is left in, a member cluster.
+    pub fn spans_members(&self) -> bool {
+        self.cell_homes.values().any(|h| h.cluster().is_some())
+            || self.in_members().next().is_some()
+    }
+
+    /// The status rows with the cluster of each cell, and Reachable where
+    /// the decision found nothing wrong.
+    pub fn label_rows(&self, rows: &mut [CellStatus]) {
+        for row in rows {
+            let Some(cluster) = self.cell_homes.get(&row.name).and_then(Home::cluster) else {
+                continue;
+            };
+            row.cluster = Some(cluster.to_string());
+            row.reachability
+                .get_or_insert_with(|| "Reachable".to_string());
+        }
+    }
+}
+
+/// Finds `cd`'s sets: `local` (from this cluster's cache) and those in
+/// every member's cache; places its cells; finds the homes that cannot be
+/// reached now.
+pub fn observe(
+    cd: &CafeDeployment,
+    cells: &[String],
+    local: Vec<Arc<InPlaceSet>>,
+    client: &Client,
+    members: &Members,
+) -> Seen {
+    let ns = cd.namespace().unwrap_or_default();
+    let uid = cd.uid().unwrap_or_default();
+    let registered = members.registered();
+    let listing: Vec<Registered> = registered
+        .iter()
+        .map(|(name, cells)| Registered { name, cells })
+        .collect();
+    let (placed, misplaced) = match placement::resolve(cells, &cd.spec.topology.clusters, &listing)
+    {
+        Ok(p) => (p, None),
+        Err(e) => (BTreeMap::new(), Some(e)),
+    };
+    let local_home = Home::Local(client.clone());
+    let mut cell_homes = BTreeMap::new();
+    let mut unreachable = BTreeMap::new();
+    for (cell, place) in &placed {
+        let home = match place {
+            Place::Local => local_home.clone(),
+            Place::Member(name) => match members.get(name) {
+                Some(m) => Home::Member(m),
+                None => {
+                    unreachable.insert(
+                        cell.clone(),
+                        Unreachable {
+                            why: format!("member cluster {name} is not connected yet"),
+                            last_contact: None,
+                        },
+                    );
+                    continue;
+                }
+            },
+        };
+        if let Some(u) = home.unreachable() {
+            unreachable.insert(cell.clone(), u);
+        }
+        cell_homes.insert(cell.clone(), home);
+    }
+    let mut sets = Vec::new();
+    let mut set_homes = BTreeMap::new();
+    for set in local {
+        set_homes.insert(set.name_any(), local_home.clone());
+        sets.push(set);
+    }
+    for member in members.all() {
+        let home = Home::Member(member.clone());
+        let away = home.unreachable();
+        for set in member.sets_of(&ns, &uid) {
+            let cell = set.labels().get(CELL_LABEL).cloned().unwrap_or_default();
+            if let Some(u) = &away {
+                unreachable.entry(cell).or_insert_with(|| u.clone());
+            }
+            set_homes.insert(set.name_any(), home.clone());
+            sets.push(set);
+        }
+    }
+    sets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    Seen {
+        sets,
+        set_homes,
+        cell_homes,
+        unreachable,
+        misplaced,
+    }
+}
+
+/// `set` as written into a member: no ownerReference, the CafeDeployment's
+/// uid and name instead.
+pub fn for_member(cd: &CafeDeployment, mut set: InPlaceSet) -> InPlaceSet {
+    set.metadata.owner_references = None;
+    set.labels_mut().insert(
+        CAFEDEPLOYMENT_UID_LABEL.to_string(),
+        cd.uid().unwrap_or_default(),
+    );
+    set.annotations_mut()
+        .insert(CAFEDEPLOYMENT_NAME_ANNOTATION.to_string(), cd.name_any());
+    set
+}

@@ -1,0 +1,180 @@
+//! Where each cell of a CafeDeployment runs, pure: in the cluster the
+//! CafeDeployment lives in (local), or in a member cluster that registered it.
+//!
+//! - A cell no MemberCluster lists is local: a single-cluster user sees no
+//!   change.
+//! - A cell one MemberCluster lists runs there.
+//! - `topology.clusters` names the cluster of a cell explicitly: required
+//!   where two MemberClusters list the same cell; "local" keeps a listed cell
+//!   here.
+//! - Anything else (an unknown cluster, a cluster that does not list the
+//!   cell, a cell two clusters claim) is refused with a message that names
+//!   the field to change.
+
+use std::collections::BTreeMap;
+
+/// The name `topology.clusters` uses for the CafeDeployment's own cluster.
+pub const LOCAL: &str = "local";
+
+/// Where a cell runs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Place {
+    Local,
+    /// The MemberCluster of that name.
+    Member(String),
+}
+
+impl Place {
+    pub fn member(&self) -> Option<&str> {
+        match self {
+            Place::Local => None,
+            Place::Member(m) => Some(m),
+        }
+    }
+}
+
+/// A registered member: its name and the cells it lists.
+#[derive(Clone, Copy, Debug)]
+pub struct Registered<'a> {
+    pub name: &'a str,
+    pub cells: &'a [String],
+}
+
+/// Each cell's place, or why the cells cannot be placed.
+pub fn resolve(
+    cells: &[String],
+    explicit: &BTreeMap<String, String>,
+    members: &[Registered],
+) -> Result<BTreeMap<String, Place>, String> {
+    let listing = |cell: &String| -> Vec<&str> {
+        let mut names: Vec<&str> = members
+            .iter()
+            .filter(|m| m.cells.contains(cell))
+            .map(|m| m.name)
+            .collect();
+        names.sort_unstable();
+        names
+    };
+    let mut out = BTreeMap::new();
+    for cell in cells {
+        let place = match explicit.get(cell).map(String::as_str) {
+            Some(LOCAL) => Place::Local,
+            Some(name) => {
+                let Some(member) = members.iter().find(|m| m.name == name) else {
+                    let mut known: Vec<&str> = members.iter().map(|m| m.name).collect();
+                    known.sort_unstable();
+                    return Err(format!(
+                        "topology.clusters.{cell} names MemberCluster {name}, which is not \
+                         registered (registered: [{}]): register it or write \"{LOCAL}\"",
+                        known.join(", ")
+                    ));
+                };
+                if !member.cells.contains(cell) {
+                    return Err(format!(
+                        "topology.clusters.{cell} names MemberCluster {name}, which does not \
+                         list cell {cell} in spec.cells (it lists [{}]): add the cell there or \
+                         name the cluster that runs it",
+                        member.cells.join(", ")
+                    ));
+                }
+                Place::Member(name.to_string())
+            }
+            None => match listing(cell).as_slice() {
+                [] => Place::Local,
+                [one] => Place::Member((*one).to_string()),
+                several => {
+                    return Err(format!(
+                        "topology.values: cell {cell} is listed by MemberClusters {}: choose \
+                         one with topology.clusters.{cell}",
+                        several.join(" and ")
+                    ));
+                }
+            },
+        };
+        out.insert(cell.clone(), place);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cells(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn cells_no_member_lists_are_local() {
+        let placed = resolve(&cells(&["a", "b"]), &BTreeMap::new(), &[]).expect("placed");
+        assert!(placed.values().all(|p| *p == Place::Local));
+    }
+
+    #[test]
+    fn a_listed_cell_runs_in_its_member_and_others_stay_local() {
+        let dc2 = cells(&["b"]);
+        let dc3 = cells(&["c", "d"]);
+        let members = [
+            Registered {
+                name: "dc-2",
+                cells: &dc2,
+            },
+            Registered {
+                name: "dc-3",
+                cells: &dc3,
+            },
+        ];
+        let placed = resolve(&cells(&["a", "b", "c"]), &BTreeMap::new(), &members).expect("ok");
+        assert_eq!(placed["a"], Place::Local);
+        assert_eq!(placed["b"], Place::Member("dc-2".into()));
+        assert_eq!(placed["c"], Place::Member("dc-3".into()));
+    }
+
+    #[test]
+    fn a_cell_two_members_list_needs_a_choice_naming_the_field() {
+        let both = cells(&["b"]);
+        let members = [
+            Registered {
+                name: "dc-3",
+                cells: &both,
+            },
+            Registered {
+                name: "dc-2",
+                cells: &both,
+            },
+        ];
+        let e = resolve(&cells(&["b"]), &BTreeMap::new(), &members).expect_err("ambiguous");
+        assert_eq!(
+            e,
+            "topology.values: cell b is listed by MemberClusters dc-2 and dc-3: choose one \
+             with topology.clusters.b"
+        );
+        let chosen = BTreeMap::from([("b".to_string(), "dc-3".to_string())]);
+        let placed = resolve(&cells(&["b"]), &chosen, &members).expect("chosen");
+        assert_eq!(placed["b"], Place::Member("dc-3".into()));
+        let here = BTreeMap::from([("b".to_string(), LOCAL.to_string())]);
+        let placed = resolve(&cells(&["b"]), &here, &members).expect("local");
+        assert_eq!(placed["b"], Place::Local);
+    }
+
+    #[test]
+    fn unknown_or_inconsistent_clusters_are_refused_naming_the_field() {
+        let dc2 = cells(&["b"]);
+        let members = [Registered {
+            name: "dc-2",
+            cells: &dc2,
+        }];
+        let unknown = BTreeMap::from([("a".to_string(), "dc-9".to_string())]);
+        let e = resolve(&cells(&["a"]), &unknown, &members).expect_err("unknown");
+        assert!(
+            e.starts_with("topology.clusters.a names MemberCluster dc-9, which is not registered (registered: [dc-2])"),
+            "{e}"
+        );
+        let elsewhere = BTreeMap::from([("a".to_string(), "dc-2".to_string())]);
+        let e = resolve(&cells(&["a"]), &elsewhere, &members).expect_err("not listed");
+        assert!(
+            e.contains("does not list cell a in spec.cells (it lists [b])"),
+            "{e}"
+        );
+    }
+}

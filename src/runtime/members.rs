@@ -1,0 +1,591 @@
+//! Member clusters as the host sees them: for each MemberCluster, one client
+//! (built from its kubeconfig Secret, rebuilt when the Secret changes), one
+//! cache of the InPlaceSets hosts wrote there, and its reachability. Each
+//! member is looked after by a task of its own, so a member that hangs or
+//! refuses never delays another's watch, probe or status.
+//!
+//! The CafeDeployment controller reads a member through [`Member`]: its
+//! sets, a client to write them, and whether it may be trusted now
+//! ([`Reach`]). A member that has not answered for
+//! `unreachableAfterSeconds` reads Unknown; its cache keeps what it last
+//! showed (the member keeps serving on its own).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::channel::mpsc::{UnboundedSender, unbounded};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::cache::{trim, watch_events};
+use super::client::{ApiCounters, client_for};
+use crate::api::names::{CAFEDEPLOYMENT_NAME_ANNOTATION, CAFEDEPLOYMENT_UID_LABEL, condition};
+use crate::api::{CafeDeployment, InPlaceSet, MemberCluster, MemberClusterStatus};
+
+/// How often each member is probed (and its Secret read).
+pub const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// How long a probe or a write to a member may take.
+pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(4);
+/// How often `status.lastContact` is refreshed while nothing else changes.
+const CONTACT_WRITTEN_EVERY: Duration = Duration::from_secs(30);
+const MANAGER: &str = "cafe-operator-members";
+const IPS_CRD: &str = "inplacesets.cafe.sofastack.io";
+
+/// Whether a member may be trusted now, and why not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reach {
+    pub reachable: bool,
+    /// Why it is not (empty when it is).
+    pub why: String,
+    pub last_contact: Option<Time>,
+}
+
+/// A connection to a member: a client and the cache of its InPlaceSets.
+struct Conn {
+    client: Client,
+    counters: ApiCounters,
+    sets: Store<InPlaceSet>,
+    /// The Secret's resourceVersion the client was built from.
+    secret_version: String,
+    watch: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.watch.abort();
+    }
+}
+
+#[derive(Default)]
+struct State {
+    conn: Option<Arc<Conn>>,
+    /// The cache listed once since this connection was built.
+    synced: Arc<std::sync::atomic::AtomicBool>,
+    contact: Option<(Instant, Time)>,
+    /// A problem contact cannot cure by itself: (reason, message).
+    problem: Option<(&'static str, String)>,
+    /// The last transport error.
+    error: Option<String>,
+    versions: Vec<String>,
+    unreachable_after: Duration,
+}
+
+/// One member cluster.
+pub struct Member {
+    pub name: String,
+    state: Mutex<State>,
+}
+
+impl Member {
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+
+    /// Whether the member may be trusted now.
+    pub fn reach(&self) -> Reach {
+        self.with(|s| {
+            let last_contact = s.contact.as_ref().map(|(_, t)| t.clone());
+            let since = last_contact.as_ref().map_or_else(
+                || "never answered".to_string(),
+                |t| format!("has not answered since {}", t.0),
+            );
+            let why = if let Some((_, message)) = &s.problem {
+                format!("member cluster {}: {message}", self.name)
+            } else if s.conn.is_none() {
+                format!("member cluster {}: no client yet", self.name)
+            } else if s
+                .contact
+                .as_ref()
+                .is_none_or(|(at, _)| at.elapsed() >= s.unreachable_after)
+            {
+                let error = s
+                    .error
+                    .as_deref()
+                    .map_or(String::new(), |e| format!(" ({e})"));
+                format!("member cluster {} {since}{error}", self.name)
+            } else if !s.synced.load(std::sync::atomic::Ordering::SeqCst) {
+                format!(
+                    "member cluster {}: its InPlaceSets have not listed yet",
+                    self.name
+                )
+            } else {
+                String::new()
+            };
+            Reach {
+                reachable: why.is_empty(),
+                why,
+                last_contact,
+            }
+        })
+    }
+
+    /// The InPlaceSets a CafeDeployment (`uid`) has in this member, as last seen.
+    pub fn sets_of(&self, namespace: &str, uid: &str) -> Vec<Arc<InPlaceSet>> {
+        let Some(conn) = self.with(|s| s.conn.clone()) else {
+            return Vec::new();
+        };
+        conn.sets
+            .state()
+            .into_iter()
+            .filter(|s| {
+                s.namespace().as_deref() == Some(namespace)
+                    && s.labels().get(CAFEDEPLOYMENT_UID_LABEL).map(String::as_str) == Some(uid)
+            })
+            .collect()
+    }
+
+    /// The member's InPlaceSets in `namespace`, to write them.
+    pub fn sets_api(&self, namespace: &str) -> Option<Api<InPlaceSet>> {
+        self.with(|s| {
+            s.conn
+                .as_ref()
+                .map(|c| Api::namespaced(c.client.clone(), namespace))
+        })
+    }
+
+    /// API requests to this member so far, by (verb, resource, outcome).
+    pub fn requests(&self) -> BTreeMap<super::client::RequestKey, u64> {
+        self.with(|s| s.conn.as_ref().map(|c| c.counters.snapshot()))
+            .unwrap_or_default()
+    }
+
+    /// Seconds since the member last answered (none: never).
+    pub fn silence(&self) -> Option<f64> {
+        self.with(|s| s.contact.as_ref().map(|(at, _)| at.elapsed().as_secs_f64()))
+    }
+}
+
+type Senders<T> = Arc<Mutex<Vec<UnboundedSender<T>>>>;
+
+/// Every member cluster registered in the host.
+#[derive(Clone)]
+pub struct Members {
+    host: Client,
+    clusters: Store<MemberCluster>,
+    live: Arc<RwLock<BTreeMap<String, Arc<Member>>>>,
+    /// A member's InPlaceSet changed: the CafeDeployment to look at.
+    set_changes: Senders<ObjectRef<CafeDeployment>>,
+    /// A member came, went, or changed reachability: look at every one.
+    member_changes: Senders<()>,
+}
+
+fn send<T: Clone>(senders: &Senders<T>, item: &T) {
+    if let Ok(mut s) = senders.lock() {
+        s.retain(|tx| tx.unbounded_send(item.clone()).is_ok());
+    }
+}
+
+fn subscribe<T>(senders: &Senders<T>) -> impl Stream<Item = T> + use<T> {
+    let (tx, rx) = unbounded();
+    if let Ok(mut s) = senders.lock() {
+        s.push(tx);
+    }
+    rx
+}
+
+impl Members {
+    /// The registry, and the future that keeps it (run it until shutdown).
+    /// Without the MemberCluster CRD (`enabled` false) it stays empty.
+    pub fn start(host: Client, enabled: bool) -> (Self, impl Future<Output = ()> + Send) {
+        let (clusters, writer) = reflector::store();
+        let members = Self {
+            host: host.clone(),
+            clusters,
+            live: Arc::default(),
+            set_changes: Arc::default(),
+            member_changes: Arc::default(),
+        };
+        let this = members.clone();
+        let drive = async move {
+            if !enabled {
+                return std::future::pending().await;
+            }
+            let api: Api<MemberCluster> = Api::all(host);
+            let events = watch_events(api, watcher::Config::default(), Duration::ZERO)
+                .modify(trim::meta)
+                .reflect(writer);
+            let mut events = std::pin::pin!(events);
+            let mut tasks: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
+            while let Some(event) = events.next().await {
+                let Ok(event) = event else { continue };
+                if matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
+                    continue;
+                }
+                // Start a task for each new member; a task ends when its
+                // MemberCluster is gone.
+                tasks.retain(|_, t| !t.is_finished());
+                for mc in this.clusters.state() {
+                    let name = mc.name_any();
+                    if let std::collections::btree_map::Entry::Vacant(slot) =
+                        tasks.entry(name.clone())
+                    {
+                        let member = Arc::new(Member {
+                            name: name.clone(),
+                            state: Mutex::default(),
+                        });
+                        if let Ok(mut live) = this.live.write() {
+                            live.insert(name.clone(), member.clone());
+                        }
+                        info!(member = %name, "member cluster registered");
+                        slot.insert(tokio::spawn(this.clone().look_after(member)));
+                    }
+                }
+                send(&this.member_changes, &());
+            }
+        };
+        (members, drive)
+    }
+
+    /// The registered members and the cells each lists.
+    pub fn registered(&self) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = self
+            .clusters
+            .state()
+            .iter()
+            .map(|m| (m.name_any(), m.spec.cells.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Member>> {
+        self.live.read().ok()?.get(name).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Member>> {
+        self.live
+            .read()
+            .map(|l| l.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn set_changes(&self) -> impl Stream<Item = ObjectRef<CafeDeployment>> + use<> {
+        subscribe(&self.set_changes)
+    }
+
+    pub fn member_changes(&self) -> impl Stream<Item = ()> + use<> {
+        subscribe(&self.member_changes)
+    }
+
+    /// Keeps one member: its client (rebuilt when the Secret changes), its
+    /// probe, its status; until its MemberCluster is deleted.
+    async fn look_after(self, member: Arc<Member>) {
+        let mut last_reach: Option<bool> = None;
+        let mut contact_written: Option<Instant> = None;
+        loop {
+            let Some(mc) = self
+                .clusters
+                .get(&ObjectRef::new(&member.name))
+                .filter(|m| m.metadata.deletion_timestamp.is_none())
+            else {
+                if let Ok(mut live) = self.live.write() {
+                    live.remove(&member.name);
+                }
+                info!(member = %member.name, "member cluster removed");
+                send(&self.member_changes, &());
+                return;
+            };
+            let after = u64::try_from(mc.spec.unreachable_after_seconds).unwrap_or(20);
+            member.with(|s| s.unreachable_after = Duration::from_secs(after.max(2)));
+            self.connect(&member, &mc).await;
+            probe(&member).await;
+            let reach = member.reach();
+            if last_reach != Some(reach.reachable) {
+                if reach.reachable {
+                    info!(member = %member.name, "member cluster reachable");
+                } else {
+                    warn!(member = %member.name, why = %reach.why, "member cluster not reachable");
+                }
+                last_reach = Some(reach.reachable);
+                send(&self.member_changes, &());
+            }
+            let stale = contact_written.is_none_or(|at| at.elapsed() >= CONTACT_WRITTEN_EVERY);
+            match self.write_status(&member, &mc, stale).await {
+                Ok(true) => contact_written = Some(Instant::now()),
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(member = %member.name, error = %e, "cannot write MemberCluster status")
+                }
+            }
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
+    }
+
+    /// Reads the kubeconfig Secret and (re)builds the client when it changed.
+    async fn connect(&self, member: &Arc<Member>, mc: &MemberCluster) {
+        let r = &mc.spec.kubeconfig_secret_ref;
+        let secrets: Api<Secret> = Api::namespaced(self.host.clone(), &r.namespace);
+        let secret = match tokio::time::timeout(MEMBER_TIMEOUT, secrets.get_opt(&r.name)).await {
+            Ok(Ok(Some(s))) => s,
+            Ok(Ok(None)) => {
+                return member.with(|s| {
+                    s.problem = Some((
+                        "SecretNotFound",
+                        format!(
+                            "its kubeconfig Secret {}/{} does not exist: create it with the \
+                             kubeconfig under key {}",
+                            r.namespace, r.name, r.key
+                        ),
+                    ));
+                });
+            }
+            // The host's own API server: keep the client we have.
+            Ok(Err(e)) => {
+                return warn!(member = %member.name, error = %e, "cannot read the kubeconfig Secret");
+            }
+            Err(_) => return,
+        };
+        let version = secret.resource_version().unwrap_or_default();
+        if member.with(|s| s.conn.as_ref().is_some_and(|c| c.secret_version == version)) {
+            return;
+        }
+        let text = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+        let built = match text {
+            None => Err(format!(
+                "its kubeconfig Secret {}/{} has no key {}: put the kubeconfig there or set \
+                 spec.kubeconfigSecretRef.key",
+                r.namespace, r.name, r.key
+            )),
+            Some(text) => build_client(&text).await.map_err(|e| {
+                format!(
+                    "the kubeconfig in Secret {}/{} key {} is not usable: {e}",
+                    r.namespace, r.name, r.key
+                )
+            }),
+        };
+        match built {
+            Err(message) => member.with(|s| s.problem = Some(("InvalidKubeconfig", message))),
+            Ok((client, counters)) => {
+                let rotated = member.with(|s| s.conn.is_some());
+                let (sets, writer) = reflector::store();
+                let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let watch = tokio::spawn(watch_sets(
+                    client.clone(),
+                    writer,
+                    synced.clone(),
+                    self.set_changes.clone(),
+                    member.clone(),
+                ));
+                member.with(|s| {
+                    s.conn = Some(Arc::new(Conn {
+                        client,
+                        counters,
+                        sets,
+                        secret_version: version,
+                        watch,
+                    }));
+                    s.synced = synced;
+                    s.problem = None;
+                });
+                info!(member = %member.name, rotated, "member cluster client built from its kubeconfig Secret");
+            }
+        }
+    }
+
+    /// Writes the MemberCluster's status when it changed, or its last
+    /// contact when `refresh`. Returns whether it wrote.
+    async fn write_status(
+        &self,
+        member: &Member,
+        mc: &MemberCluster,
+        refresh: bool,
+    ) -> Result<bool, kube::Error> {
+        let previous = mc.status.clone().unwrap_or_default();
+        let reach = member.reach();
+        let (status, reason) = member.with(|s| match &s.problem {
+            Some((reason, _)) => ("False", *reason),
+            None if reach.reachable => ("True", "Reachable"),
+            None => ("Unknown", "Unreachable"),
+        });
+        let versions = member.with(|s| s.versions.clone());
+        let message = if reach.reachable {
+            format!("answers; serves InPlaceSet {}", versions.join(", "))
+        } else {
+            reach.why.clone()
+        };
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let ready = condition_of(&previous.conditions, status, reason, message, mc, &now);
+        let next = MemberClusterStatus {
+            observed_generation: mc.metadata.generation,
+            last_contact: if refresh {
+                reach.last_contact.clone()
+            } else {
+                previous.last_contact.clone()
+            }
+            .or(reach.last_contact.clone()),
+            in_place_set_versions: versions,
+            conditions: vec![ready],
+        };
+        if next == previous {
+            return Ok(false);
+        }
+        let api: Api<MemberCluster> = Api::all(self.host.clone());
+        let body = json!({
+            "apiVersion": "cafe.sofastack.io/v1alpha1",
+            "kind": "MemberCluster",
+            "status": next,
+        });
+        api.patch_status(
+            &mc.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+        Ok(refresh || previous.last_contact.is_none())
+    }
+}
+
+/// The Ready condition, its transition time kept unless its status moved.
+fn condition_of(
+    previous: &[Condition],
+    status: &str,
+    reason: &str,
+    message: String,
+    mc: &MemberCluster,
+    now: &Time,
+) -> Condition {
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == condition::READY && c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: condition::READY.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: mc.metadata.generation,
+        last_transition_time,
+    }
+}
+
+/// A client from a kubeconfig's current context, with short timeouts so
+/// that a member that stopped answering fails fast.
+async fn build_client(text: &str) -> Result<(Client, ApiCounters), String> {
+    let kubeconfig = Kubeconfig::from_yaml(text).map_err(|e| e.to_string())?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+    config.connect_timeout = Some(MEMBER_TIMEOUT);
+    config.write_timeout = Some(MEMBER_TIMEOUT);
+    client_for(config).map_err(|e| e.to_string())
+}
+
+/// Asks the member for the InPlaceSet CRD: an answer is contact; the CRD's
+/// served versions say whether the member can run what the host writes.
+async fn probe(member: &Member) {
+    let Some(client) = member.with(|s| s.conn.as_ref().map(|c| c.client.clone())) else {
+        return;
+    };
+    let crds: Api<CustomResourceDefinition> = Api::all(client);
+    let answer = tokio::time::timeout(MEMBER_TIMEOUT, crds.get_opt(IPS_CRD)).await;
+    let now = || Some((Instant::now(), Time(k8s_openapi::jiff::Timestamp::now())));
+    member.with(|s| match answer {
+        Ok(Ok(Some(crd))) => {
+            s.contact = now();
+            s.error = None;
+            s.versions = crd
+                .spec
+                .versions
+                .iter()
+                .filter(|v| v.served)
+                .map(|v| v.name.clone())
+                .collect();
+            s.problem = (!s.versions.iter().any(|v| v == crate::api::names::VERSION)).then(|| {
+                (
+                    "InPlaceSetVersionMissing",
+                    format!(
+                        "it does not serve InPlaceSet {} (serves [{}]): install this operator's \
+                         CRDs there",
+                        crate::api::names::VERSION,
+                        s.versions.join(", ")
+                    ),
+                )
+            });
+        }
+        Ok(Ok(None)) => {
+            s.contact = now();
+            s.problem = Some((
+                "InPlaceSetCRDMissing",
+                "the InPlaceSet CRD is not installed there: install it (cafe-operator crd | \
+                 kubectl apply --server-side -f -) and run the operator there with --role member"
+                    .to_string(),
+            ));
+        }
+        Ok(Err(kube::Error::Api(e))) if e.code == 401 || e.code == 403 => {
+            s.contact = now();
+            s.problem = Some((
+                "Forbidden",
+                format!(
+                    "its kubeconfig may not read the InPlaceSet CRD ({}): grant what \
+                     docs/multi-cluster.md lists",
+                    e.message
+                ),
+            ));
+        }
+        Ok(Err(e)) => s.error = Some(e.to_string()),
+        Err(_) => s.error = Some(format!("no answer within {MEMBER_TIMEOUT:?}")),
+    });
+}
+
+/// Watches the member's InPlaceSets that hosts wrote; every change wakes the
+/// CafeDeployment named on the set.
+async fn watch_sets(
+    client: Client,
+    writer: reflector::store::Writer<InPlaceSet>,
+    synced: Arc<std::sync::atomic::AtomicBool>,
+    changes: Senders<ObjectRef<CafeDeployment>>,
+    member: Arc<Member>,
+) {
+    let api: Api<InPlaceSet> = Api::all(client);
+    let config = watcher::Config::default().labels(CAFEDEPLOYMENT_UID_LABEL);
+    let events = watch_events(api, config, Duration::ZERO)
+        .modify(trim::meta)
+        .reflect(writer);
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                member.with(|s| s.error = Some(e.to_string()));
+                continue;
+            }
+        };
+        member.with(|s| {
+            s.contact = Some((Instant::now(), Time(k8s_openapi::jiff::Timestamp::now())));
+        });
+        let woken = match &event {
+            watcher::Event::Apply(s) | watcher::Event::Delete(s) | watcher::Event::InitApply(s) => {
+                vec![s.clone()]
+            }
+            watcher::Event::InitDone => {
+                synced.store(true, std::sync::atomic::Ordering::SeqCst);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
+        for set in woken {
+            if let (Some(name), Some(ns)) = (
+                set.annotations().get(CAFEDEPLOYMENT_NAME_ANNOTATION),
+                set.namespace(),
+            ) {
+                send(&changes, &ObjectRef::new(name).within(&ns));
+            }
+        }
+    }
+}
