@@ -11,10 +11,14 @@ command -v cargo >/dev/null 2>&1 ||
     die "cargo is not on PATH: install Rust (rustup or your distribution's cargo), then run 'make test' again"
 
 started_cluster=0
+started_members=0
 scratch="$(mktemp -d)"
 cluster_build=
 cleanup() {
     [ -z "$cluster_build" ] || kill -- "-$cluster_build" 2>/dev/null || true
+    if [ "$started_members" = 1 ]; then
+        tests/cluster/members.sh down || true
+    fi
     if [ "$started_cluster" = 1 ]; then
         tests/cluster/down.sh || true
     fi
@@ -77,7 +81,13 @@ kubectl wait --for condition=Established --timeout=60s \
 echo "== cargo test (unit, CRD freshness, e2e on the local control plane)"
 # Each e2e test runs its own operator: 4 at a time keep a 2-core machine responsive.
 # The chaos story restarts the API server, so it runs alone afterwards.
-cargo test -- --include-ignored --test-threads 4 --skip chaos:: --skip real_nodes:: --skip real_operator::
+cargo test -- --include-ignored --test-threads 4 --skip chaos:: --skip real_nodes:: --skip real_operator:: --skip multicluster::
+echo "== several clusters: a host and two member control planes, one release over all (alone)"
+started_members=1
+tests/cluster/members.sh up
+cargo test --test e2e -- --include-ignored --test-threads 1 --nocapture multicluster::
+tests/cluster/members.sh down
+started_members=0
 echo "== real nodes: real containers, requests through kube-proxy during releases (alone)"
 # --nocapture: the failed-request counts are printed (README's table).
 cargo test --test e2e -- --include-ignored --test-threads 1 --nocapture real_nodes:: real_operator::

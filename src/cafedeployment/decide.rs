@@ -579,8 +579,8 @@ fn failed_over_sizes(
 }
 
 /// The unreachable cells the release waits for: their set is not yet what
-/// this decision gives them (pods, partition, revision), or its status does
-/// not describe its spec.
+/// this decision gives them (pods, partition, revision), its status does
+/// not describe its spec, or its pods are not yet there (as last seen).
 fn waiting_for<'a>(
     targets: &[Target],
     by_cell: &BTreeMap<String, &InPlaceSet>,
@@ -607,6 +607,11 @@ fn waiting_for<'a>(
                             != Some(obs.update))
                     || set.status.as_ref().and_then(|s| s.observed_generation)
                         != set.metadata.generation
+                    || set.status.as_ref().is_none_or(|s| {
+                        let updated = usize::try_from(s.updated_available_replicas).unwrap_or(0);
+                        let live = usize::try_from(s.replicas).unwrap_or(0);
+                        updated < t.replicas - t.partition.min(t.replicas) || live > t.replicas
+                    })
             });
             behind.then(|| (t.name.clone(), why))
         })

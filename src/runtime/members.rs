@@ -543,6 +543,32 @@ async fn probe(member: &Member) {
     });
 }
 
+/// A member's watch retries after 0.5 s, doubling up to 2 s: a member that
+/// comes back is listed again within about a probe period (kube's default
+/// backoff waits up to 30 s).
+struct Retry(Duration);
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self(Duration::from_millis(500))
+    }
+}
+
+impl Iterator for Retry {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let wait = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(2));
+        Some(wait)
+    }
+}
+
+impl kube::runtime::utils::Backoff for Retry {
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
 /// Watches the member's InPlaceSets that hosts wrote; every change wakes the
 /// CafeDeployment named on the set.
 async fn watch_sets(
@@ -554,7 +580,8 @@ async fn watch_sets(
 ) {
     let api: Api<InPlaceSet> = Api::all(client);
     let config = watcher::Config::default().labels(CAFEDEPLOYMENT_UID_LABEL);
-    let events = watch_events(api, config, Duration::ZERO)
+    let events = watcher::watcher(api, config)
+        .backoff(Retry::default())
         .modify(trim::meta)
         .reflect(writer);
     let mut events = std::pin::pin!(events);
@@ -562,13 +589,18 @@ async fn watch_sets(
         let event = match event {
             Ok(e) => e,
             Err(e) => {
+                // Not trusted again until it has listed again.
+                synced.store(false, std::sync::atomic::Ordering::SeqCst);
                 member.with(|s| s.error = Some(e.to_string()));
                 continue;
             }
         };
-        member.with(|s| {
-            s.contact = Some((Instant::now(), Time(k8s_openapi::jiff::Timestamp::now())));
-        });
+        // Init comes before the list is asked for: not an answer.
+        if !matches!(event, watcher::Event::Init) {
+            member.with(|s| {
+                s.contact = Some((Instant::now(), Time(k8s_openapi::jiff::Timestamp::now())));
+            });
+        }
         let woken = match &event {
             watcher::Event::Apply(s) | watcher::Event::Delete(s) | watcher::Event::InitApply(s) => {
                 vec![s.clone()]

@@ -54,8 +54,12 @@ else
 fi
 KUBECTL="$K8S_BIN/kubectl"
 
+# Prometheus: on by default; CAFE_PROMETHEUS=0 leaves it out (the member
+# clusters of the multi-cluster stories, tests/cluster/members.sh).
+PROMETHEUS_ON="${CAFE_PROMETHEUS:-1}"
 # The components, in start order; down.sh stops them in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok prometheus)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+[ "$PROMETHEUS_ON" = 0 ] || COMPONENTS+=(prometheus)
 # shellcheck source=nodes.sh
 . "$CLUSTER_SCRIPTS/nodes.sh"
 if [ "$REAL_NODES" = 1 ]; then

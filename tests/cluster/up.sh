@@ -53,7 +53,7 @@ check_port "$APISERVER_PORT" kube-apiserver CAFE_APISERVER_PORT
 check_port "$KCM_PORT" kube-controller-manager CAFE_KCM_PORT
 check_port "$SCHEDULER_PORT" kube-scheduler CAFE_SCHEDULER_PORT
 check_port "$KWOK_PORT" kwok CAFE_KWOK_PORT
-check_port "$PROMETHEUS_PORT" prometheus CAFE_PROMETHEUS_PORT
+[ "$PROMETHEUS_ON" = 0 ] || check_port "$PROMETHEUS_PORT" prometheus CAFE_PROMETHEUS_PORT
 if [ "$REAL_NODES" = 1 ]; then
     # The real nodes' network is the machine's: one cluster at a time has it.
     # Its owner's state directory is the link's alias; an owner whose API
@@ -267,8 +267,9 @@ start kwok "$KWOK_BIN/kwok" \
 
 # Prometheus scrapes whatever exporters the tests and the demo register, every
 # second (fallback: exporters that send no Content-Type are read as text).
-mkdir -p "$PROMETHEUS_TARGETS" "$STATE/prometheus/data"
-cat >"$STATE/prometheus/prometheus.yml" <<EOF
+if [ "$PROMETHEUS_ON" != 0 ]; then
+    mkdir -p "$PROMETHEUS_TARGETS" "$STATE/prometheus/data"
+    cat >"$STATE/prometheus/prometheus.yml" <<EOF
 global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}
 scrape_configs:
 - job_name: cafe-local
@@ -277,11 +278,12 @@ scrape_configs:
   - files: ['$PROMETHEUS_TARGETS/*.json']
     refresh_interval: 1s
 EOF
-start prometheus "$PROMETHEUS_BIN/prometheus" \
-    --config.file "$STATE/prometheus/prometheus.yml" \
-    --storage.tsdb.path "$STATE/prometheus/data" \
-    --storage.tsdb.retention.time 6h \
-    --web.listen-address "127.0.0.1:$PROMETHEUS_PORT"
+    start prometheus "$PROMETHEUS_BIN/prometheus" \
+        --config.file "$STATE/prometheus/prometheus.yml" \
+        --storage.tsdb.path "$STATE/prometheus/data" \
+        --storage.tsdb.retention.time 6h \
+        --web.listen-address "127.0.0.1:$PROMETHEUS_PORT"
+fi
 
 if [ "$REAL_NODES" = 1 ]; then nodes_up; fi
 
@@ -328,11 +330,13 @@ wait_for kwok 60 all_nodes_ready
 # Pods need the default ServiceAccount, created by the controller manager.
 wait_for kube-controller-manager 60 "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" get serviceaccount default -n default
 pid_alive kube-scheduler || wait_for kube-scheduler 1 false
-wait_for prometheus 60 curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
+[ "$PROMETHEUS_ON" = 0 ] || wait_for prometheus 60 curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
 if [ "$REAL_NODES" = 1 ]; then nodes_wait; fi
 
 started=1
 real=""
 [ "$REAL_NODES" != 1 ] || real=", real nodes ${REAL_NODE_NAMES[*]} (containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, taint $REAL_NODE_TAINT_KEY)"
-say "ready in $((SECONDS - START_TIME))s: Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, Prometheus $PROMETHEUS_VERSION (http://127.0.0.1:$PROMETHEUS_PORT), 6 kwok nodes in cells cell-a, cell-b, cell-c$real"
+prometheus=""
+[ "$PROMETHEUS_ON" = 0 ] || prometheus=", Prometheus $PROMETHEUS_VERSION (http://127.0.0.1:$PROMETHEUS_PORT)"
+say "ready in $((SECONDS - START_TIME))s: Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION$prometheus, 6 kwok nodes in cells cell-a, cell-b, cell-c$real"
 say "export KUBECONFIG=$KUBECONFIG_FILE"

@@ -102,9 +102,14 @@ pub struct Lossless {
 impl Lossless {
     /// Starts recording `service`'s EndpointSlices and the namespace's pods.
     pub async fn start(ns: &TestNs, service: &str) -> Self {
+        Self::start_in(&ns.client, &ns.name, service).await
+    }
+
+    /// `start` in namespace `ns` of the cluster `client` talks to (a member).
+    pub async fn start_in(client: &kube::Client, ns: &str, service: &str) -> Self {
         let log = Arc::new(Mutex::new(Vec::new()));
         let lists = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
-        let pods: Api<Pod> = ns.api();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
         let pod_log = log.clone();
         let pod_lists = lists.clone();
         let pod_task = tokio::spawn(async move {
@@ -143,7 +148,7 @@ impl Lossless {
                 }
             }
         });
-        let slices: Api<EndpointSlice> = ns.api();
+        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
         let config =
             watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}"));
         let slice_log = log.clone();

@@ -18,6 +18,7 @@ mod cluster_smoke;
 mod examples;
 mod inplaceset;
 mod midflight;
+mod multicluster;
 mod plugin;
 mod production;
 mod real_nodes;

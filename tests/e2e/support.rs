@@ -169,9 +169,12 @@ impl Drop for TestNs {
                 // finalizers, or the namespace would stay Terminating forever.
                 // Again after the delete, for a write that was still in flight.
                 let pods: Api<Pod> = Api::namespaced(client.clone(), &name);
+                let cds: Api<cafe_operator::api::CafeDeployment> =
+                    Api::namespaced(client.clone(), &name);
                 let namespaces: Api<Namespace> = Api::all(client);
                 for round in 0..3 {
                     strip_traffic_finalizers(&pods).await;
+                    strip_member_finalizers(&cds).await;
                     if round == 0 {
                         let _ = namespaces.delete(&name, &DeleteParams::background()).await;
                     }
@@ -180,6 +183,28 @@ impl Drop for TestNs {
             });
         })
         .join();
+    }
+}
+
+/// A multi-cluster story's CafeDeployments hold a finalizer until their
+/// sets in the members are gone; its operator is gone now.
+async fn strip_member_finalizers(cds: &Api<cafe_operator::api::CafeDeployment>) {
+    for cd in cds
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+    {
+        if !cd.finalizers().is_empty() {
+            let patch = json!({"metadata": {"finalizers": null}});
+            let _ = cds
+                .patch(
+                    &cd.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await;
+        }
     }
 }
 

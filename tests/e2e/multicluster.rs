@@ -1,0 +1,707 @@
+//! Cells that are whole clusters: one CafeDeployment in the host cluster
+//! (`.cluster`), released over cell-a (local), cell-b in member dc-2 and
+//! cell-c in member dc-3 (`tests/cluster/members.sh up`: two more local
+//! control planes). Each member runs the operator in its member role; the
+//! host's reaches the members through least-privilege kubeconfigs held in
+//! Secrets. These stories share the cluster-scoped MemberClusters: they run
+//! one at a time (`make test` runs them in a phase of their own).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use cafe_operator::api::names::{CAFEDEPLOYMENT_UID_LABEL, MEMBER_SETS_FINALIZER};
+use cafe_operator::api::{CafeDeployment, InPlaceSet, MemberCluster, Phase};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use crate::cafedeployment::image;
+use crate::lossless::Lossless;
+use crate::operator::Operator;
+use crate::support::{TestNs, cafedeployment, pod_ready};
+
+const MEMBERS: [(&str, &str); 2] = [("dc-2", "cell-b"), ("dc-3", "cell-c")];
+const CELLS: [&str; 3] = ["cell-a", "cell-b", "cell-c"];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn members_sh(args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(repo().join("tests/cluster/members.sh"))
+        .args(args)
+        .output()
+        .expect("run tests/cluster/members.sh");
+    assert!(
+        out.status.success(),
+        "members.sh {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A member cluster as a test sees it: its admin client.
+struct Side {
+    name: &'static str,
+    cell: &'static str,
+    client: Client,
+    admin: PathBuf,
+}
+
+impl Side {
+    fn api<K>(&self, ns: &str) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), ns)
+    }
+}
+
+/// A member's API server, stopped; started again when dropped (also when
+/// the test fails), so that a failed story leaves the next one a member.
+struct Down(Option<&'static str>);
+
+impl Down {
+    fn stop(member: &'static str) -> Self {
+        members_sh(&["stop-apiserver", member]);
+        Self(Some(member))
+    }
+
+    fn start(mut self) {
+        if let Some(m) = self.0.take() {
+            members_sh(&["start-apiserver", m]);
+        }
+    }
+}
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        if let Some(m) = self.0.take() {
+            let _ = Command::new("bash")
+                .arg(repo().join("tests/cluster/members.sh"))
+                .args(["start-apiserver", m])
+                .status();
+        }
+    }
+}
+
+/// The host namespace, the same namespace in each member, the members
+/// registered, and the operators: the host's and one per member.
+struct Federation {
+    ns: TestNs,
+    members: Vec<Side>,
+    host_op: Operator,
+    member_ops: Vec<Operator>,
+}
+
+impl Federation {
+    async fn new(story: &str) -> Self {
+        let ns = TestNs::new(story).await;
+        let mut members = Vec::new();
+        for (name, cell) in MEMBERS {
+            let admin = repo().join(format!(".cluster-{name}/kubeconfig"));
+            assert!(
+                admin.exists(),
+                "member {name} is not running: start the members with tests/cluster/members.sh up"
+            );
+            let config = kube::config::Kubeconfig::read_from(&admin).expect("member kubeconfig");
+            let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
+                .await
+                .expect("member config");
+            let client = Client::try_from(config).expect("member client");
+            let namespaces: Api<Namespace> = Api::all(client.clone());
+            let body: Namespace =
+                serde_json::from_value(json!({"metadata": {"name": ns.name}})).expect("namespace");
+            namespaces
+                .create(&PostParams::default(), &body)
+                .await
+                .unwrap_or_else(|e| panic!("create namespace {} in {name}: {e}", ns.name));
+            members.push(Side {
+                name,
+                cell,
+                client,
+                admin,
+            });
+        }
+        // One registration per member (cluster-scoped): a story's own.
+        let registry: Api<MemberCluster> = Api::all(ns.client.clone());
+        for side in &members {
+            let _ = registry.delete(side.name, &DeleteParams::default()).await;
+        }
+        for side in &members {
+            let secrets: Api<Secret> = ns.api();
+            let secret: Secret = serde_json::from_value(json!({
+                "metadata": {"name": format!("kubeconfig-{}", side.name)},
+                "stringData": {"kubeconfig": members_sh(&["kubeconfig", side.name])}
+            }))
+            .expect("secret");
+            secrets
+                .create(&PostParams::default(), &secret)
+                .await
+                .expect("kubeconfig Secret");
+            let body: MemberCluster = serde_json::from_value(json!({
+                "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "MemberCluster",
+                "metadata": {"name": side.name, "labels": {"cafe.sofastack.io/e2e": "true"}},
+                "spec": {
+                    "kubeconfigSecretRef": {"namespace": ns.name,
+                                            "name": format!("kubeconfig-{}", side.name)},
+                    "cells": [side.cell],
+                    "unreachableAfterSeconds": 6
+                }
+            }))
+            .expect("member");
+            ns.wait("the previous registration to go", 30, || async {
+                registry
+                    .get_opt(side.name)
+                    .await
+                    .ok()
+                    .map(|m| m.is_none())
+                    .filter(|gone| *gone)
+            })
+            .await;
+            registry
+                .create(&PostParams::default(), &body)
+                .await
+                .expect("MemberCluster");
+        }
+        let host_op = Operator::launch(&format!("{}@host", ns.name), &[], &[]);
+        let member_ops = members
+            .iter()
+            .map(|side| {
+                Operator::launch(
+                    &format!("{}@{}", ns.name, side.name),
+                    &["--role", "member"],
+                    &[("KUBECONFIG", side.admin.to_str().unwrap_or_default())],
+                )
+            })
+            .collect();
+        let fed = Self {
+            ns,
+            members,
+            host_op,
+            member_ops,
+        };
+        for side in &fed.members {
+            fed.wait_member(side.name, "True").await;
+        }
+        fed
+    }
+
+    fn cds(&self) -> Api<CafeDeployment> {
+        self.ns.api()
+    }
+
+    async fn cd(&self, name: &str) -> CafeDeployment {
+        self.cds().get(name).await.expect("get CafeDeployment")
+    }
+
+    /// Waits until MemberCluster `name` reads Ready `status`.
+    async fn wait_member(&self, name: &str, status: &str) -> MemberCluster {
+        let registry: Api<MemberCluster> = Api::all(self.ns.client.clone());
+        self.ns
+            .wait(
+                &format!("MemberCluster {name} Ready={status}"),
+                60,
+                || async {
+                    let m = registry.get_opt(name).await.ok().flatten()?;
+                    let ready = m
+                        .status
+                        .as_ref()?
+                        .conditions
+                        .iter()
+                        .find(|c| c.type_ == "Ready")?;
+                    (ready.status == status).then_some(m)
+                },
+            )
+            .await
+    }
+
+    /// Creates a Service `web` selecting app=web in every cluster, and
+    /// starts the lossless checker of each.
+    async fn lossless(&self) -> Vec<(String, Lossless)> {
+        let service = |name: &str| -> Service {
+            serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
+            }))
+            .expect("service")
+        };
+        self.ns
+            .api::<Service>()
+            .create(&PostParams::default(), &service("web"))
+            .await
+            .expect("host Service");
+        let mut out = vec![("host".to_string(), Lossless::start(&self.ns, "web").await)];
+        for side in &self.members {
+            side.api::<Service>(&self.ns.name)
+                .create(&PostParams::default(), &service("web"))
+                .await
+                .expect("member Service");
+            out.push((
+                side.name.to_string(),
+                Lossless::start_in(&side.client, &self.ns.name, "web").await,
+            ));
+        }
+        out
+    }
+
+    /// The live pods of app=web in each cluster (host first).
+    async fn pods(&self) -> Vec<Vec<Pod>> {
+        let live = |pods: Vec<Pod>| -> Vec<Pod> {
+            pods.into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect()
+        };
+        let lp = ListParams::default().labels("app=web");
+        let mut out = vec![live(
+            self.ns
+                .api::<Pod>()
+                .list(&lp)
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default(),
+        )];
+        for side in &self.members {
+            out.push(live(
+                side.api::<Pod>(&self.ns.name)
+                    .list(&lp)
+                    .await
+                    .map(|l| l.items)
+                    .unwrap_or_default(),
+            ));
+        }
+        out
+    }
+
+    /// Waits until the CafeDeployment reads `phase` at its generation.
+    async fn wait_phase(&self, name: &str, phase: Phase, seconds: u64) -> CafeDeployment {
+        let cds = self.cds();
+        self.ns
+            .wait(&format!("{name} {phase:?}"), seconds, || async {
+                let cd = cds.get(name).await.ok()?;
+                let status = cd.status.as_ref()?;
+                (status.phase == Some(phase)
+                    && status.observed_generation == cd.metadata.generation)
+                    .then_some(cd)
+            })
+            .await
+    }
+
+    async fn confirm(&self, name: &str) {
+        let patch = json!({"metadata": {"annotations": {
+            "cafe.sofastack.io/upgrade-confirmed": "true"}}});
+        self.cds()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("confirm");
+    }
+
+    async fn set_image(&self, name: &str, image: &str) {
+        let patch = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "image": image}]}}}});
+        self.cds()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("new image");
+    }
+
+    /// Images of the live pods per cluster, sorted (host first).
+    async fn images(&self) -> Vec<Vec<String>> {
+        self.pods()
+            .await
+            .iter()
+            .map(|pods| {
+                let mut images: Vec<String> = pods.iter().map(image).collect();
+                images.sort();
+                images
+            })
+            .collect()
+    }
+
+    /// Creates `name` (6 pods of nginx:1.25, two per cell, Beta then batches
+    /// of 3 with confirmations) and waits until it is Healthy.
+    async fn create(&self, name: &str, extra: serde_json::Value) {
+        let mut body = cafedeployment(
+            name,
+            "web",
+            6,
+            &CELLS,
+            json!({"upgradeType": "Beta", "batchSize": 3, "needWaitingForConfirm": true,
+                   "progressDeadlineSeconds": 20}),
+            json!({"settleSeconds": 0}),
+        );
+        body["spec"]["template"]["spec"]["nodeSelector"] = json!({"type": "kwok"});
+        if let Some(topology) = extra.get("topology") {
+            for (k, v) in topology.as_object().into_iter().flatten() {
+                body["spec"]["topology"][k] = v.clone();
+            }
+        }
+        let _: CafeDeployment = self.ns.create(body).await;
+        // The creation waits for a confirmation after its Beta group.
+        self.wait_phase(name, Phase::WaitingForConfirm, 90).await;
+        self.confirm(name).await;
+        self.wait_phase(name, Phase::Healthy, 90).await;
+    }
+
+    /// Deletes `name` and waits until it and its sets in every cluster are gone.
+    async fn delete(&self, name: &str) {
+        self.cds()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+        let cds = self.cds();
+        self.ns
+            .wait(
+                "the CafeDeployment and its member sets to go",
+                60,
+                || async {
+                    let mut left = 0;
+                    for side in &self.members {
+                        left += side
+                            .api::<InPlaceSet>(&self.ns.name)
+                            .list(&ListParams::default())
+                            .await
+                            .map(|l| l.items.len())
+                            .unwrap_or(1);
+                    }
+                    let gone = cds.get_opt(name).await.ok()?.is_none();
+                    (gone && left == 0).then_some(())
+                },
+            )
+            .await;
+    }
+
+    async fn finish(mut self) {
+        let registry: Api<MemberCluster> = Api::all(self.ns.client.clone());
+        for side in &self.members {
+            let _ = registry.delete(side.name, &DeleteParams::default()).await;
+            let namespaces: Api<Namespace> = Api::all(side.client.clone());
+            let _ = namespaces
+                .delete(&self.ns.name, &DeleteParams::background())
+                .await;
+        }
+        self.host_op.stop();
+        for op in &mut self.member_ops {
+            op.stop();
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane and its members (make test)"]
+async fn one_release_over_three_clusters_is_one_plan_beta_one_pod_per_cell_lossless_everywhere() {
+    let fed = Federation::new("mc-release").await;
+    fed.create("web", json!({})).await;
+    let checkers = fed.lossless().await;
+    let before: Vec<Vec<String>> = fed
+        .pods()
+        .await
+        .iter()
+        .map(|pods| {
+            let mut uids: Vec<String> = pods.iter().filter_map(|p| p.uid()).collect();
+            uids.sort();
+            uids
+        })
+        .collect();
+    assert!(
+        before.iter().all(|uids| uids.len() == 2),
+        "two pods per cluster: {before:?}"
+    );
+
+    // What the host wrote into each member: no ownerReference crosses
+    // clusters; the uid label and the finalizer stand in for it.
+    let cd = fed.cd("web").await;
+    assert!(cd.finalizers().iter().any(|f| f == MEMBER_SETS_FINALIZER));
+    for side in &fed.members {
+        let set = side
+            .api::<InPlaceSet>(&fed.ns.name)
+            .get(&format!("web-{}", side.cell))
+            .await
+            .expect("member set");
+        assert!(set.owner_references().is_empty());
+        assert_eq!(
+            set.labels().get(CAFEDEPLOYMENT_UID_LABEL),
+            cd.uid().as_ref()
+        );
+    }
+    let rows = cd.status.as_ref().expect("status").cells.clone();
+    let placed: Vec<(String, Option<String>, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.name.clone(), r.cluster.clone(), r.reachability.clone()))
+        .collect();
+    assert_eq!(
+        placed,
+        vec![
+            ("cell-a".into(), None, None),
+            (
+                "cell-b".into(),
+                Some("dc-2".into()),
+                Some("Reachable".into())
+            ),
+            (
+                "cell-c".into(),
+                Some("dc-3".into()),
+                Some("Reachable".into())
+            ),
+        ]
+    );
+
+    // Beta: one pod per cell, in each of the three clusters.
+    fed.set_image("web", "nginx:1.26").await;
+    fed.wait_phase("web", Phase::WaitingForConfirm, 90).await;
+    for (cluster, images) in ["host", "dc-2", "dc-3"].iter().zip(fed.images().await) {
+        assert_eq!(
+            images,
+            ["nginx:1.25", "nginx:1.26"],
+            "Beta updated exactly one pod in {cluster}"
+        );
+    }
+    fed.confirm("web").await;
+    fed.wait_phase("web", Phase::Healthy, 120).await;
+    for (cluster, images) in ["host", "dc-2", "dc-3"].iter().zip(fed.images().await) {
+        assert_eq!(
+            images,
+            ["nginx:1.26", "nginx:1.26"],
+            "all of {cluster} released"
+        );
+    }
+    let after: Vec<Vec<String>> = fed
+        .pods()
+        .await
+        .iter()
+        .map(|pods| {
+            let mut uids: Vec<String> = pods.iter().filter_map(|p| p.uid()).collect();
+            uids.sort();
+            uids
+        })
+        .collect();
+    assert_eq!(
+        after, before,
+        "updated in place in every cluster: the same pods"
+    );
+    for (cluster, checker) in &checkers {
+        let summary = checker.verify().await;
+        println!(
+            "mc-release: {cluster}: {} changed, {} deleted, fewest ready endpoints {}",
+            summary.changed, summary.deleted, summary.min_ready
+        );
+        assert_eq!(summary.changed, 2, "{cluster}: each pod changed once");
+        assert_eq!(summary.deleted, 0, "{cluster}");
+        assert!(
+            summary.min_ready >= 1,
+            "{cluster}: never without an endpoint"
+        );
+    }
+
+    // Deleting it removes its sets everywhere, then the finalizer.
+    fed.delete("web").await;
+    fed.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane and its members (make test)"]
+async fn a_member_that_drops_off_holds_its_group_stalls_naming_it_and_the_release_ends_without_replay()
+ {
+    let fed = Federation::new("mc-down").await;
+    fed.create("web", json!({})).await;
+    fed.set_image("web", "nginx:1.26").await;
+    let waiting = fed.wait_phase("web", Phase::WaitingForConfirm, 90).await;
+    let opened = waiting.status.and_then(|s| s.release).map(|r| r.opened);
+
+    // dc-3 drops off, then the person confirms group 2.
+    let down = Down::stop("dc-3");
+    fed.wait_member("dc-3", "Unknown").await;
+    fed.confirm("web").await;
+    // The reachable clusters finish their part and keep serving.
+    fed.ns
+        .wait("host and dc-2 released, dc-3 untouched", 90, || async {
+            let images = fed.images().await;
+            let serving = fed.pods().await[..2]
+                .iter()
+                .flatten()
+                .filter(|p| pod_ready(p))
+                .count();
+            (images[0] == ["nginx:1.26", "nginx:1.26"]
+                && images[1] == ["nginx:1.26", "nginx:1.26"]
+                && serving == 4)
+                .then_some(())
+        })
+        .await;
+    let stalled = fed.wait_phase("web", Phase::Stalled, 90).await;
+    let status = stalled.status.expect("status");
+    let condition = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .expect("Stalled");
+    assert_eq!(condition.reason, "MemberUnreachable");
+    assert!(
+        condition
+            .message
+            .contains("cell cell-c is unreachable: member cluster dc-3"),
+        "{}",
+        condition.message
+    );
+    let row = status
+        .cells
+        .iter()
+        .find(|r| r.name == "cell-c")
+        .expect("cell-c");
+    assert_eq!(row.reachability.as_deref(), Some("Unknown"));
+    assert!(row.last_contact.is_some());
+    let during = status.release.as_ref().map(|r| r.opened);
+    assert!(during >= opened, "the groups opened never go back");
+
+    // dc-3 returns: its part is released, the release completes, and the
+    // confirmed group is not asked for again.
+    down.start();
+    fed.wait_member("dc-3", "True").await;
+    let healthy = fed.wait_phase("web", Phase::Healthy, 180).await;
+    for (cluster, images) in ["host", "dc-2", "dc-3"].iter().zip(fed.images().await) {
+        assert_eq!(
+            images,
+            ["nginx:1.26", "nginx:1.26"],
+            "all of {cluster} released"
+        );
+    }
+    assert_eq!(
+        healthy
+            .annotations()
+            .get("cafe.sofastack.io/upgrade-confirmed")
+            .map(String::as_str),
+        Some("true"),
+        "no new confirmation wait began (it would have reset the annotation)"
+    );
+    fed.delete("web").await;
+    fed.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane and its members (make test)"]
+async fn a_rollback_while_a_member_is_down_reaches_it_when_it_returns() {
+    let fed = Federation::new("mc-rollback").await;
+    fed.create("web", json!({})).await;
+    fed.set_image("web", "nginx:1.26").await;
+    fed.wait_phase("web", Phase::WaitingForConfirm, 90).await;
+    let down = Down::stop("dc-2");
+    fed.wait_member("dc-2", "Unknown").await;
+    let patch = json!({"spec": {"rollbackTo": {"revision": 0}}});
+    fed.cds()
+        .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("roll back");
+    // The reachable clusters roll back at once; dc-2 keeps its Beta pod.
+    fed.ns
+        .wait("host and dc-3 rolled back", 90, || async {
+            let images = fed.images().await;
+            (images[0] == ["nginx:1.25", "nginx:1.25"] && images[2] == ["nginx:1.25", "nginx:1.25"])
+                .then_some(())
+        })
+        .await;
+    down.start();
+    fed.wait_phase("web", Phase::Healthy, 180).await;
+    for (cluster, images) in ["host", "dc-2", "dc-3"].iter().zip(fed.images().await) {
+        assert_eq!(
+            images,
+            ["nginx:1.25", "nginx:1.25"],
+            "{cluster} rolled back"
+        );
+    }
+    fed.delete("web").await;
+    fed.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane and its members (make test)"]
+async fn a_rotated_kubeconfig_secret_rebuilds_the_members_client_mid_release() {
+    let fed = Federation::new("mc-rotate").await;
+    fed.create("web", json!({})).await;
+    fed.set_image("web", "nginx:1.26").await;
+    fed.wait_phase("web", Phase::WaitingForConfirm, 90).await;
+    // The old identity is revoked: its token no longer works.
+    members_sh(&["rotate", "dc-2"]);
+    let refused = fed.wait_member("dc-2", "False").await;
+    let ready = refused.status.expect("status").conditions;
+    assert_eq!(ready[0].reason, "Forbidden", "{:?}", ready[0]);
+    // The new kubeconfig goes into the same Secret.
+    let secrets: Api<Secret> = fed.ns.api();
+    let patch = json!({"stringData": {"kubeconfig": members_sh(&["kubeconfig", "dc-2"])}});
+    secrets
+        .patch(
+            "kubeconfig-dc-2",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .expect("rotate the Secret");
+    fed.wait_member("dc-2", "True").await;
+    fed.confirm("web").await;
+    fed.wait_phase("web", Phase::Healthy, 120).await;
+    for (cluster, images) in ["host", "dc-2", "dc-3"].iter().zip(fed.images().await) {
+        assert_eq!(
+            images,
+            ["nginx:1.26", "nginx:1.26"],
+            "all of {cluster} released"
+        );
+    }
+    let log = std::fs::read_to_string(&fed.host_op.log).unwrap_or_default();
+    assert!(
+        log.contains(
+            "member cluster client built from its kubeconfig Secret member=dc-2 rotated=true"
+        ),
+        "the host rebuilt dc-2's client"
+    );
+    fed.delete("web").await;
+    fed.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane and its members (make test)"]
+async fn failover_moves_a_lost_cells_pods_to_the_others_by_a_persons_decision_and_gives_them_back()
+{
+    let fed = Federation::new("mc-failover").await;
+    fed.create("web", json!({})).await;
+    let down = Down::stop("dc-3");
+    fed.wait_member("dc-3", "Unknown").await;
+    // Nothing moves on its own.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let counts: Vec<usize> = fed.pods().await[..2].iter().map(Vec::len).collect();
+    assert_eq!(counts, [2, 2], "no failover without a person's decision");
+    let patch = json!({"spec": {"topology": {"failover": ["cell-c"]}}});
+    fed.cds()
+        .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("fail over");
+    fed.ns
+        .wait("cell-c's pods run in cell-a and cell-b", 90, || async {
+            let pods = fed.pods().await;
+            let ready: Vec<usize> = pods[..2]
+                .iter()
+                .map(|p| p.iter().filter(|p| pod_ready(p)).count())
+                .collect();
+            (ready == [3, 3]).then_some(())
+        })
+        .await;
+    let cd = fed.cd("web").await;
+    let row = cd
+        .status
+        .as_ref()
+        .and_then(|s| s.cells.iter().find(|r| r.name == "cell-c").cloned())
+        .expect("cell-c row");
+    assert_eq!(row.failed_over, 2);
+    // dc-3 comes back: its pods were never touched; the others give theirs back.
+    down.start();
+    fed.ns
+        .wait("the surge given back", 120, || async {
+            let counts: Vec<usize> = fed.pods().await.iter().map(Vec::len).collect();
+            (counts == [2, 2, 2]).then_some(())
+        })
+        .await;
+    fed.wait_phase("web", Phase::Healthy, 60).await;
+    fed.delete("web").await;
+    fed.finish().await;
+}
