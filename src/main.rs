@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
+use cafe_operator::api::ReleaseFreeze;
 use cafe_operator::runtime::Telemetry;
 use cafe_operator::runtime::cache::Caches;
 use cafe_operator::runtime::health::{Health, Role};
@@ -284,8 +285,31 @@ async fn operate(args: RunArgs) -> Result<(), String> {
             () = members_stop => {}
         }
     });
+    // Release freezes are cluster-scoped: one watch for the process.
+    let freezes = (host && members_crd).then(|| {
+        let (freezes, drive) = cafe_operator::runtime::cache::watch(
+            &telemetry.health,
+            "releasefreezes",
+            (
+                kube::Api::<ReleaseFreeze>::all(client.clone()),
+                kube::runtime::watcher::Config::default(),
+            ),
+            Duration::from_millis(args.debug_watch_lag_ms),
+            cafe_operator::runtime::cache::trim::meta,
+            |_: &kube::runtime::watcher::Event<ReleaseFreeze>| {},
+        );
+        let stop = stopped();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = drive => {}
+                () = stop => {}
+            }
+        });
+        freezes
+    });
     let controllers = futures::future::join_all(scopes.iter().map(|scope| {
         let members = members.clone();
+        let freezes = freezes.clone();
         let namespace = scope.as_deref();
         let (client, telemetry) = (client.clone(), telemetry.clone());
         let concurrency = args.concurrency;
@@ -327,6 +351,7 @@ async fn operate(args: RunArgs) -> Result<(), String> {
                             client.clone(),
                             &caches,
                             &members,
+                            freezes.as_ref(),
                             concurrency,
                             telemetry.clone(),
                             stops.2,

@@ -433,18 +433,21 @@ pub enum Phase {
     Analyzing,
     WaitingForConfirm,
     Paused,
+    /// A ReleaseFreeze holds the release (an emergency stop).
+    Frozen,
     RollingBack,
     Stalled,
 }
 
 impl Phase {
     /// Every phase, for gauges that report 1 for the current one and 0 for the rest.
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::Healthy,
         Phase::Progressing,
         Phase::Analyzing,
         Phase::WaitingForConfirm,
         Phase::Paused,
+        Phase::Frozen,
         Phase::RollingBack,
         Phase::Stalled,
     ];

@@ -3,6 +3,7 @@
 mod analysis;
 mod cafedeployment;
 pub mod count;
+mod freeze;
 mod inplaceset;
 mod member;
 pub mod names;
@@ -11,6 +12,7 @@ mod rules;
 
 pub use analysis::*;
 pub use cafedeployment::*;
+pub use freeze::*;
 pub use inplaceset::*;
 pub use member::*;
 
@@ -148,6 +150,7 @@ pub fn crds()
         CafeDeployment::crd(),
         InPlaceSet::crd(),
         MemberCluster::crd(),
+        ReleaseFreeze::crd(),
     ]
 }
 

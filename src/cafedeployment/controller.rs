@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 use super::analysis::{self as gate, Act};
 use super::build::REVISION_ANNOTATION;
-use super::decide::{Note, Observation, Outcome, Refused, decide};
+use super::decide::{Frozen, Note, Observation, Outcome, Refused, decide};
 use super::homes::{self, Seen};
 use crate::api::names::{
     CAFEDEPLOYMENT_UID_LABEL as OWNER_LABEL, CELL_LABEL, MEMBER_SETS_FINALIZER, REVISION_LABEL,
@@ -34,7 +34,7 @@ use crate::api::names::{
 use crate::api::pod::Pod;
 use crate::api::{
     AnalysisPhase, AnalysisStatus, CafeDeployment, CafeDeploymentStatus, InPlaceSet, Phase,
-    ReleaseStatus,
+    ReleaseFreeze, ReleaseStatus,
 };
 use crate::inplaceset::revision;
 use crate::release::analysis::{self as verdicts, Facts};
@@ -70,6 +70,8 @@ struct Context {
     sets_by_owner: OwnerIndex,
     /// The member clusters cells may live in.
     members: Members,
+    /// Release freezes (none without the ReleaseFreeze CRD).
+    freezes: Option<Store<ReleaseFreeze>>,
     revisions: Store<ControllerRevision>,
     revisions_by_owner: OwnerIndex,
     /// Pods, read only to name a group's pods in analysis queries.
@@ -79,7 +81,7 @@ struct Context {
     prometheus: Result<Prometheus, String>,
     /// Sets, revisions and pods have listed once (pods name a group's pods
     /// in analysis queries: never from a cache that has not listed).
-    synced: [CacheSync; 3],
+    synced: Vec<CacheSync>,
     status_writes: Coalesce<ObjectRef<CafeDeployment>>,
     /// The resourceVersion our last write produced, per CafeDeployment: a
     /// cached copy older than that is not decided on (it would reopen, close or
@@ -149,6 +151,42 @@ impl Context {
             )
             .await;
         }
+    }
+
+    /// The oldest freeze that holds `cd`, as its status tells it.
+    fn frozen(&self, cd: &CafeDeployment) -> Option<Frozen> {
+        let store = self.freezes.as_ref()?;
+        let ns = cd.namespace().unwrap_or_default();
+        let mut holding: Vec<Arc<ReleaseFreeze>> = store
+            .state()
+            .into_iter()
+            .filter(|f| f.holds(&ns, cd.labels()))
+            .collect();
+        holding.sort_by_key(|f| f.metadata.creation_timestamp.clone().map(|t| t.0));
+        let f = holding.first()?;
+        let since = f
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(String::new(), |t| format!(" since {}", t.0));
+        let by = f
+            .spec
+            .requested_by
+            .as_deref()
+            .map_or(String::new(), |b| format!(" by {b}"));
+        let name = f.name_any();
+        let others = match holding.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        Some(Frozen {
+            message: format!(
+                "frozen by ReleaseFreeze {name}{others}: {}{by}{since}; no group opens and no pod \
+                 starts moving until it is thawed: kubectl cafe unfreeze {name}",
+                f.spec.reason
+            ),
+            name,
+        })
     }
 
     fn remember(&self, cd: &CafeDeployment, rv: Option<String>) {
@@ -660,7 +698,12 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
     let owned = &seen.sets;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     // A measurement due now goes into the record the decision reads.
-    let measured = measure(&cd, &ctx, owned, &update, &now).await;
+    let frozen = ctx.frozen(&cd);
+    let measured = match frozen {
+        // A frozen release measures nothing: its analysis waits too.
+        Some(_) => None,
+        None => measure(&cd, &ctx, owned, &update, &now).await,
+    };
     let mut outcome = decide(&Observation {
         cd: measured.as_ref().unwrap_or(&cd),
         sets: owned.iter().map(|s| &**s).collect(),
@@ -670,6 +713,7 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
         refused: refused.as_ref(),
         unreachable: &seen.unreachable,
         misplaced: seen.misplaced.as_deref(),
+        frozen: frozen.as_ref(),
     });
     seen.label_rows(&mut outcome.status.cells);
     if let Some(verdict) = outcome.act.take() {
@@ -906,6 +950,7 @@ pub async fn run(
     client: Client,
     caches: &Caches,
     members: &Members,
+    freezes: Option<&crate::runtime::cache::Shared<ReleaseFreeze>>,
     concurrency: u16,
     telemetry: Telemetry,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -919,16 +964,21 @@ pub async fn run(
         sets: caches.sets.store.clone(),
         sets_by_owner: caches.sets_by_owner.clone(),
         members: members.clone(),
+        freezes: freezes.map(|f| f.store.clone()),
         revisions: caches.revisions.store.clone(),
         revisions_by_owner: caches.revisions_by_owner.clone(),
         pods: caches.pods.store.clone(),
         pods_by_set: caches.pods_by_set.clone(),
         prometheus: Prometheus::new(),
+        // Freezes too: a release must never start from an empty freeze cache.
         synced: [
             caches.sets.synced.clone(),
             caches.revisions.synced.clone(),
             caches.pods.synced.clone(),
-        ],
+        ]
+        .into_iter()
+        .chain(freezes.map(|f| f.synced.clone()))
+        .collect(),
         status_writes: Coalesce::new(STATUS_EVERY),
         written: Mutex::new(HashMap::new()),
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
@@ -944,6 +994,11 @@ pub async fn run(
         .owns_shared_stream(set_events)
         .reconcile_on(members.set_changes())
         .reconcile_all_on(members.member_changes())
+        .reconcile_all_on(
+            freezes
+                .map(|f| f.subscribe().map(|_| ()).left_stream())
+                .unwrap_or_else(|| futures::stream::pending().right_stream()),
+        )
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)

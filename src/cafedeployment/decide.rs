@@ -44,6 +44,17 @@ pub struct Observation<'a> {
     pub unreachable: &'a BTreeMap<String, Unreachable>,
     /// Why the cells cannot be placed (an ambiguous or unknown cluster).
     pub misplaced: Option<&'a str>,
+    /// A ReleaseFreeze that holds this CafeDeployment: no group opens and
+    /// no pod starts moving (as a pause), until it is thawed.
+    pub frozen: Option<&'a Frozen>,
+}
+
+/// The freeze holding a CafeDeployment, as its phase message says it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frozen {
+    pub name: String,
+    /// Which freeze, why, who and since when, and how to thaw it.
+    pub message: String,
 }
 
 /// A cell whose set cannot be reached: nothing is written or deleted there,
@@ -171,6 +182,8 @@ pub fn decide(obs: &Observation) -> Outcome {
     let previous = cd.status.clone().unwrap_or_default();
     let now = obs.now.0.as_second();
     let replicas = usize::try_from(spec.replicas).unwrap_or(0);
+    // A freeze stops the release as a pause does, whoever paused it.
+    let paused = spec.strategy.pause || obs.frozen.is_some();
     let cells = build::cells(&spec.topology);
     let distribution = match distribute(replicas, &cells, &spec.topology.unit_replicas) {
         Ok(d) => d,
@@ -234,7 +247,7 @@ pub fn decide(obs: &Observation) -> Outcome {
         batch,
         // An analysis is a confirmation: groups wait for its verdict.
         need_confirm: spec.strategy.need_waiting_for_confirm || analysis.is_some(),
-        paused: spec.strategy.pause,
+        paused,
         confirmed,
     });
     let analysed = gate::gate(&gate::Input {
@@ -248,7 +261,7 @@ pub fn decide(obs: &Observation) -> Outcome {
         new_release: decision.record.revision != record.revision
             && !decision.record.rollback
             && !decision.record.releases_stable(),
-        paused: spec.strategy.pause,
+        paused,
         name: &cd.name_any(),
         now: obs.now,
     });
@@ -301,7 +314,7 @@ pub fn decide(obs: &Observation) -> Outcome {
                 replicas: target.replicas,
                 partition: target.partition,
                 max_unavailable: target.max_unavailable,
-                paused: spec.strategy.pause,
+                paused,
                 pace_creation: target.pace_creation,
                 update: (&spec.template, obs.update),
                 stable: stable_template,
@@ -442,6 +455,7 @@ impl<'a> Health<'a> {
             Phase::Healthy => (true, false, "NewRevisionAvailable"),
             Phase::WaitingForConfirm => (false, false, "WaitingForConfirm"),
             Phase::Paused => (false, false, "Paused"),
+            Phase::Frozen => (false, false, "Frozen"),
             Phase::Stalled => (false, false, "ProgressDeadlineExceeded"),
             Phase::Progressing | Phase::RollingBack => (false, true, "ReplicaSetUpdated"),
             // The operator is at work (measuring), not waiting for a person.
@@ -784,12 +798,19 @@ fn compute_status(
     // A group's analysis holds the release: it says where it stands.
     let (phase, message) = match (&progress.phase, &analysed.shown) {
         (progress::Phase::WaitingForConfirm(_) | progress::Phase::Paused, Some((shown, text))) => {
-            let shown = if cd.spec.strategy.pause {
+            let shown = if cd.spec.strategy.pause || obs.frozen.is_some() {
                 Phase::Paused
             } else {
                 *shown
             };
             (shown, format!("{text} ({cells_text})"))
+        }
+        _ => (phase, message),
+    };
+    // A freeze says so where a pause would, whoever paused too.
+    let (phase, message) = match (phase, obs.frozen) {
+        (Phase::Paused, Some(frozen)) => {
+            (Phase::Frozen, format!("{} ({cells_text})", frozen.message))
         }
         _ => (phase, message),
     };
@@ -1036,6 +1057,7 @@ mod tests {
             refused: None,
             unreachable,
             misplaced: None,
+            frozen: None,
         })
     }
 
@@ -1117,6 +1139,47 @@ mod tests {
     }
 
     #[test]
+    fn a_freeze_holds_a_release_as_a_pause_and_says_so_in_its_phase() {
+        // The release of demo-1 has its Beta group open, waiting.
+        let waiting = json!({
+            "observedGeneration": 1,
+            "release": {"revision": "demo-1", "opened": 1, "groups": 3,
+                        "openedAt": "2026-12-03T09:00:00Z"}
+        });
+        let cd = two_cells(json!({}), waiting);
+        let now = Time("2026-12-03T09:00:10Z".parse().expect("time"));
+        let history = BTreeMap::new();
+        let frozen = Frozen {
+            name: "incident".into(),
+            message: "frozen by ReleaseFreeze incident: payments down".into(),
+        };
+        let out = decide(&Observation {
+            cd: &cd,
+            sets: Vec::new(),
+            history: &history,
+            update: "demo-1",
+            now: &now,
+            refused: None,
+            unreachable: &BTreeMap::new(),
+            misplaced: None,
+            frozen: Some(&frozen),
+        });
+        assert_eq!(out.status.phase, Some(Phase::Frozen));
+        let message = &out.status.release.as_ref().expect("release").message;
+        assert!(
+            message.starts_with("frozen by ReleaseFreeze incident"),
+            "{message}"
+        );
+        assert!(
+            out.sets.iter().all(|s| s.spec.strategy.paused),
+            "every set paused"
+        );
+        assert_eq!(condition(&out.status, condition::READY), "False");
+        assert_eq!(condition(&out.status, condition::STALLED), "False");
+        assert_eq!(condition(&out.status, condition::RECONCILING), "False");
+    }
+
+    #[test]
     fn a_cell_that_cannot_be_placed_stalls_the_spec_naming_the_field() {
         let cd = two_cells(json!({}), json!({}));
         let now = Time("2026-12-03T09:00:00Z".parse().expect("time"));
@@ -1132,6 +1195,7 @@ mod tests {
             misplaced: Some(
                 "topology.values: cell cell-b is listed by MemberClusters dc-2 and dc-3: choose one with topology.clusters.cell-b",
             ),
+            frozen: None,
         });
         assert_eq!(out.status.phase, Some(Phase::Stalled));
         assert!(out.sets.is_empty());
@@ -1196,6 +1260,7 @@ mod tests {
             refused: None,
             unreachable: &BTreeMap::new(),
             misplaced: None,
+            frozen: None,
         });
         assert_eq!(out.status.observed_generation, Some(2));
         assert_eq!(out.status.phase, Some(Phase::Stalled));

@@ -8,6 +8,7 @@
 //! nothing to roll back to, not found); 2 `--timeout` passed; 3 the cluster
 //! could not be reached or the command line is wrong.
 
+mod freeze;
 pub mod view;
 
 use std::io::{IsTerminal, Write};
@@ -23,9 +24,9 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Config, ResourceExt};
 use serde_json::json;
 
-use crate::api::names::{CELL_LABEL, UPGRADE_CONFIRMED_ANNOTATION};
+use crate::api::names::{CAFEDEPLOYMENT_UID_LABEL, CELL_LABEL, UPGRADE_CONFIRMED_ANNOTATION};
 use crate::api::pod::Pod;
-use crate::api::{CafeDeployment, InPlaceSet, Phase};
+use crate::api::{CafeDeployment, InPlaceSet, MemberCluster, Phase};
 use crate::runtime::patch_as;
 use view::{Snapshot, Verdict};
 
@@ -110,6 +111,35 @@ pub enum Verb {
     Set {
         #[command(subcommand)]
         what: SetWhat,
+    },
+    /// Stop every release in progress, in every cluster (or those picked by
+    /// --namespaces and -l), recorded with who and why: a ReleaseFreeze.
+    #[command(
+        after_help = "Examples:\n  kubectl cafe freeze --reason \"incident 4711: payments down\"\n  kubectl cafe freeze --reason \"bank holiday\" --namespaces payments,ledger -l tier=core"
+    )]
+    Freeze {
+        /// Why (shown on every frozen release).
+        #[arg(long)]
+        reason: String,
+        /// Only these namespaces (default: all of them).
+        #[arg(long, value_delimiter = ',')]
+        namespaces: Vec<String>,
+        /// Only CafeDeployments with these labels (key=value[,key=value]).
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        /// The ReleaseFreeze's name (default: freeze-<date>-<time>).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// End freezes: the releases they held go on; the records stay.
+    #[command(
+        after_help = "Examples:\n  kubectl cafe unfreeze freeze-20261203-101500\n  kubectl cafe unfreeze --all"
+    )]
+    Unfreeze {
+        names: Vec<String>,
+        /// Every freeze still in force.
+        #[arg(long)]
+        all: bool,
     },
     /// Wait for the release like `kubectl rollout status`.
     #[command(after_help = "Example:\n  kubectl cafe status demo --timeout 10m --success-on-wait")]
@@ -274,7 +304,7 @@ impl Session {
 
     async fn snapshot(&self, cd: CafeDeployment) -> Result<Snapshot, Failure> {
         let uid = cd.uid();
-        let sets = self
+        let sets: Vec<InPlaceSet> = self
             .api::<InPlaceSet>()
             .list(&ListParams::default().labels(CELL_LABEL))
             .await
@@ -293,13 +323,106 @@ impl Session {
             .await
             .map_err(unreachable)?
             .items;
+        let (mut sets, mut pods) = (sets, pods);
+        let mut unread = std::collections::BTreeMap::new();
+        for cluster in member_clusters(&cd) {
+            match self.member_objects(&cluster, &cd).await {
+                Ok((s, p)) => {
+                    sets.extend(s);
+                    pods.extend(p);
+                }
+                Err(why) => {
+                    unread.insert(cluster, why);
+                }
+            }
+        }
         Ok(Snapshot {
             cd,
             sets,
             pods,
+            unread,
             now: now(),
         })
     }
+
+    /// `cd`'s sets and pods in member cluster `name`, read with the
+    /// kubeconfig the host holds for it (if the user may read that Secret).
+    async fn member_objects(
+        &self,
+        name: &str,
+        cd: &CafeDeployment,
+    ) -> Result<(Vec<InPlaceSet>, Vec<Pod>), String> {
+        let read = async {
+            let member = Api::<MemberCluster>::all(self.client.clone())
+                .get(name)
+                .await
+                .map_err(short)?;
+            let r = &member.spec.kubeconfig_secret_ref;
+            let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+                self.client.clone(),
+                &r.namespace,
+            )
+            .get(&r.name)
+            .await
+            .map_err(|e| {
+                format!(
+                    "its kubeconfig Secret {}/{}: {}",
+                    r.namespace,
+                    r.name,
+                    short(e)
+                )
+            })?;
+            let text = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(&r.key))
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                .ok_or_else(|| format!("no key {} in its Secret", r.key))?;
+            let kubeconfig = Kubeconfig::from_yaml(&text).map_err(|e| e.to_string())?;
+            let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let client = Client::try_from(config).map_err(|e| e.to_string())?;
+            let uid = cd.uid().unwrap_or_default();
+            let sets = Api::<InPlaceSet>::namespaced(client.clone(), &self.namespace)
+                .list(&ListParams::default().labels(&format!("{CAFEDEPLOYMENT_UID_LABEL}={uid}")))
+                .await
+                .map_err(short)?
+                .items;
+            // The host's identity there may write sets but not read pods
+            // (least privilege): the sets alone, then.
+            let pods = Api::<Pod>::namespaced(client, &self.namespace)
+                .list(&ListParams::default().labels(&selector(cd)))
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default();
+            Ok((sets, pods))
+        };
+        tokio::time::timeout(Duration::from_secs(4), read)
+            .await
+            .unwrap_or_else(|_| Err("no answer within 4s".to_string()))
+    }
+}
+
+/// An error in a few words: the API server's message, not its whole status.
+fn short(e: kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message,
+        e => e.to_string(),
+    }
+}
+
+/// The member clusters `cd`'s cells live in, as its status says.
+fn member_clusters(cd: &CafeDeployment) -> Vec<String> {
+    let mut out: Vec<String> = cd
+        .status
+        .iter()
+        .flat_map(|s| &s.cells)
+        .filter_map(|r| r.cluster.clone())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn now() -> i64 {
@@ -355,6 +478,13 @@ async fn dispatch(cli: &Cli) -> Result<u8, Failure> {
         Verb::Set {
             what: SetWhat::Image { name, images },
         } => set_image(&s, name, images).await,
+        Verb::Freeze {
+            reason,
+            namespaces,
+            selector,
+            name,
+        } => freeze::freeze(&s, reason, namespaces, selector.as_deref(), name.as_deref()).await,
+        Verb::Unfreeze { names, all } => freeze::unfreeze(&s, names, *all).await,
         Verb::Status {
             name,
             timeout,
@@ -744,6 +874,8 @@ async fn watch_release(
                     .map(|p: std::sync::Arc<Pod>| (*p).clone())
                     .collect(),
                 cd: cd.clone(),
+                // Member cells are drawn from the status while watching.
+                unread: Default::default(),
                 now: now(),
             };
             let frame: Vec<String> = view::header(&snap)

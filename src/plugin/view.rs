@@ -19,6 +19,9 @@ pub struct Snapshot {
     pub cd: CafeDeployment,
     pub sets: Vec<InPlaceSet>,
     pub pods: Vec<Pod>,
+    /// Member clusters whose sets and pods could not be read, and why
+    /// (their cells are drawn from the CafeDeployment's status).
+    pub unread: std::collections::BTreeMap<String, String>,
     /// Seconds since the epoch, for ages.
     pub now: i64,
 }
@@ -53,7 +56,9 @@ pub fn verdict(cd: &CafeDeployment, success_on_wait: bool) -> Option<Verdict> {
     match status.phase? {
         Phase::Healthy => Some(Verdict::Complete),
         Phase::Stalled => Some(Verdict::Stalled),
-        Phase::WaitingForConfirm | Phase::Paused if success_on_wait => Some(Verdict::Waiting),
+        Phase::WaitingForConfirm | Phase::Paused | Phase::Frozen if success_on_wait => {
+            Some(Verdict::Waiting)
+        }
         _ => None,
     }
 }
@@ -65,6 +70,7 @@ pub fn icon(phase: Option<Phase>) -> &'static str {
         Some(Phase::Analyzing) => "⌕",
         Some(Phase::WaitingForConfirm) => "⏸",
         Some(Phase::Paused) => "‖",
+        Some(Phase::Frozen) => "❄",
         Some(Phase::RollingBack) => "↺",
         Some(Phase::Stalled) => "✖",
         None => "?",
@@ -89,6 +95,11 @@ pub fn next_action(cd: &CafeDeployment) -> String {
             }
         }
         Some(Phase::Paused) => format!("kubectl cafe resume {name}"),
+        Some(Phase::Frozen) => {
+            "wait for the freeze to end (its name and reason are above); whoever froze it \
+             thaws it with: kubectl cafe unfreeze NAME"
+                .to_string()
+        }
         Some(Phase::Stalled) => format!("kubectl cafe rollback {name}   (or fix the template)"),
         Some(Phase::Healthy) => "nothing: the release is complete".to_string(),
         Some(Phase::Progressing | Phase::RollingBack) => "wait: pods are moving".to_string(),
@@ -258,80 +269,153 @@ pub fn header(snap: &Snapshot) -> Vec<String> {
     lines
 }
 
-/// The tree of `get`: each cell's InPlaceSet and its pods.
+/// The tree of `get`: each cluster (this one first, then the member
+/// clusters with their reachability), its cells' InPlaceSets and their pods.
+/// A member whose objects could not be read shows its cells as the
+/// CafeDeployment's status last saw them.
 pub fn tree(snap: &Snapshot) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut sets: Vec<&InPlaceSet> = snap.sets.iter().collect();
-    sets.sort_by_key(|s| s.name_any());
-    for set in sets {
-        let status = set.status.clone().unwrap_or_default();
-        let cell = set
-            .labels()
+    let rows = snap
+        .cd
+        .status
+        .as_ref()
+        .map(|s| s.cells.clone())
+        .unwrap_or_default();
+    let cell_of = |set: &InPlaceSet| {
+        set.labels()
             .get(crate::api::names::CELL_LABEL)
             .cloned()
-            .unwrap_or_else(|| "-".into());
-        let partition = match &set.spec.strategy.partition {
-            IntOrString::Int(n) => n.to_string(),
-            IntOrString::String(p) => p.clone(),
-        };
-        out.push(format!(
-            "{cell}  ⟶ InPlaceSet {}  partition {partition}  updated {}/{}  ready {}{}",
-            set.name_any(),
-            status.updated_replicas,
-            set.spec.replicas,
-            status.ready_replicas,
-            if set.spec.strategy.paused {
-                "  paused"
-            } else {
-                ""
-            },
-        ));
-        let uid = set.uid();
-        let mut pods: Vec<&Pod> = snap
-            .pods
+            .unwrap_or_else(|| "-".into())
+    };
+    let cluster_of = |cell: &str| {
+        rows.iter()
+            .find(|r| r.name == cell)
+            .and_then(|r| r.cluster.clone())
+    };
+    let mut clusters: Vec<Option<String>> = vec![None];
+    for row in &rows {
+        if !clusters.contains(&row.cluster) {
+            clusters.push(row.cluster.clone());
+        }
+    }
+    let spans = clusters.len() > 1;
+    let mut out = Vec::new();
+    for cluster in &clusters {
+        let indent = if spans { "  " } else { "" };
+        if spans {
+            out.push(cluster_line(cluster.as_deref(), &rows, snap));
+        }
+        let mut sets: Vec<&InPlaceSet> = snap
+            .sets
             .iter()
-            .filter(|p| {
-                p.owner_references()
-                    .iter()
-                    .any(|o| Some(&o.uid) == uid.as_ref())
-            })
+            .filter(|s| cluster_of(&cell_of(s)) == *cluster)
             .collect();
-        pods.sort_by_key(|p| p.name_any());
-        let update = status.update_revision.as_deref();
-        for (i, pod) in pods.iter().enumerate() {
-            let last = i + 1 == pods.len();
-            let revision = pod.labels().get(REVISION_LABEL).map(String::as_str);
-            let which = if revision == update {
-                "update"
-            } else if revision == status.stable_revision.as_deref() || update.is_none() {
-                "stable"
-            } else {
-                "old"
-            };
-            let image = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.containers.first())
-                .and_then(|c| c.image.clone())
-                .unwrap_or_default();
-            let created = pod
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map_or(snap.now, |t| t.0.as_second());
-            let traffic = registered(pod);
+        sets.sort_by_key(|s| s.name_any());
+        for set in &sets {
+            set_lines(set, snap, indent, &mut out);
+        }
+        // Cells of this cluster whose set could not be read: as last seen.
+        for row in rows.iter().filter(|r| r.cluster == *cluster) {
+            if sets.iter().any(|s| cell_of(s) == row.name) {
+                continue;
+            }
             out.push(format!(
-                "   {} {}  {image} ({which})  {}  traffic [{}]  restarts {}  age {}",
-                if last { "└─" } else { "├─" },
-                pod.name_any(),
-                pod_state(pod, update),
-                traffic.join(","),
-                restarts(pod),
-                age(snap.now - created)
+                "{indent}{}  ⟶ (as last seen) updated {}/{}  ready {}  available {}",
+                row.name, row.updated, row.replicas, row.ready, row.available
             ));
         }
     }
     out
+}
+
+/// A cluster's line: this one, or a member with its reachability.
+fn cluster_line(cluster: Option<&str>, rows: &[crate::api::CellStatus], snap: &Snapshot) -> String {
+    let Some(name) = cluster else {
+        return "cluster (this one)".to_string();
+    };
+    let row = rows.iter().find(|r| r.cluster.as_deref() == Some(name));
+    let reach = row
+        .and_then(|r| r.reachability.clone())
+        .unwrap_or_else(|| "-".into());
+    let contact = row
+        .and_then(|r| r.last_contact.as_ref())
+        .map_or(String::new(), |t| {
+            format!(", last contact {} ago", age(snap.now - t.0.as_second()))
+        });
+    let unread = snap
+        .unread
+        .get(name)
+        .map_or(String::new(), |why| format!("  (not read: {why})"));
+    format!("cluster {name}  {reach}{contact}{unread}")
+}
+
+/// A set's line and its pods' lines.
+fn set_lines(set: &InPlaceSet, snap: &Snapshot, indent: &str, out: &mut Vec<String>) {
+    let status = set.status.clone().unwrap_or_default();
+    let cell = set
+        .labels()
+        .get(crate::api::names::CELL_LABEL)
+        .cloned()
+        .unwrap_or_else(|| "-".into());
+    let partition = match &set.spec.strategy.partition {
+        IntOrString::Int(n) => n.to_string(),
+        IntOrString::String(p) => p.clone(),
+    };
+    out.push(format!(
+        "{indent}{cell}  ⟶ InPlaceSet {}  partition {partition}  updated {}/{}  ready {}{}",
+        set.name_any(),
+        status.updated_replicas,
+        set.spec.replicas,
+        status.ready_replicas,
+        if set.spec.strategy.paused {
+            "  paused"
+        } else {
+            ""
+        },
+    ));
+    let uid = set.uid();
+    let mut pods: Vec<&Pod> = snap
+        .pods
+        .iter()
+        .filter(|p| {
+            p.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == uid.as_ref())
+        })
+        .collect();
+    pods.sort_by_key(|p| p.name_any());
+    let update = status.update_revision.as_deref();
+    for (i, pod) in pods.iter().enumerate() {
+        let last = i + 1 == pods.len();
+        let revision = pod.labels().get(REVISION_LABEL).map(String::as_str);
+        let which = if revision == update {
+            "update"
+        } else if revision == status.stable_revision.as_deref() || update.is_none() {
+            "stable"
+        } else {
+            "old"
+        };
+        let image = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        let created = pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(snap.now, |t| t.0.as_second());
+        let traffic = registered(pod);
+        out.push(format!(
+            "{indent}   {} {}  {image} ({which})  {}  traffic [{}]  restarts {}  age {}",
+            if last { "└─" } else { "├─" },
+            pod.name_any(),
+            pod_state(pod, update),
+            traffic.join(","),
+            restarts(pod),
+            age(snap.now - created)
+        ));
+    }
 }
 
 /// One line of `list`: name, phase, group, what it waits for.
@@ -342,6 +426,7 @@ pub fn list_line(cd: &CafeDeployment, with_namespace: bool) -> String {
     let waits = match status.phase {
         Some(Phase::WaitingForConfirm) => "a person: confirm or roll back".to_string(),
         Some(Phase::Paused) => "a person: resume".to_string(),
+        Some(Phase::Frozen) => "the freeze to be thawed".to_string(),
         Some(Phase::Stalled) => "a fix: roll back or correct the template".to_string(),
         Some(Phase::Progressing | Phase::RollingBack) => "pods to move".to_string(),
         Some(Phase::Analyzing) => "the analysis (Prometheus)".to_string(),
@@ -451,6 +536,7 @@ mod tests {
             cd: cd("WaitingForConfirm", 2, 2),
             sets: Vec::new(),
             pods: Vec::new(),
+            unread: Default::default(),
             now: 0,
         };
         let text = header(&snap).join("\n");

@@ -88,7 +88,8 @@ pub enum StartError {
 pub struct Preflight {
     pub client: Client,
     pub counters: client::ApiCounters,
-    /// The MemberCluster CRD is installed: cells may live in member clusters.
+    /// The MemberCluster and ReleaseFreeze CRDs are installed: cells may live
+    /// in member clusters, releases may be frozen.
     pub members: bool,
 }
 
@@ -100,13 +101,17 @@ pub async fn preflight() -> Result<Preflight, StartError> {
         .await
         .map_err(StartError::Connect)?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut members = false;
+    let mut members = true;
     for crd in crate::api::crds() {
         let name = crd.metadata.name.unwrap_or_default();
-        let optional = crd.spec.names.kind == "MemberCluster";
+        // Without these, every cell is local and nothing can freeze releases.
+        let optional = matches!(
+            crd.spec.names.kind.as_str(),
+            "MemberCluster" | "ReleaseFreeze"
+        );
         match crds.get_opt(&name).await {
-            Ok(Some(_)) => members |= optional,
-            Ok(None) if optional => {}
+            Ok(Some(_)) => {}
+            Ok(None) if optional => members = false,
             Ok(None) => return Err(StartError::MissingCrd(name)),
             Err(e) => return Err(StartError::ReadCrd(name, e)),
         }

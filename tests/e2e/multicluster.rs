@@ -705,3 +705,111 @@ async fn failover_moves_a_lost_cells_pods_to_the_others_by_a_persons_decision_an
     fed.delete("web").await;
     fed.finish().await;
 }
+
+fn cafe(ns: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-cafe"))
+        .args(["-n", ns])
+        .args(args)
+        .output()
+        .expect("run kubectl-cafe");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane and its members (make test)"]
+async fn a_freeze_stops_the_release_in_every_cluster_and_is_kept_as_a_record() {
+    let fed = Federation::new("mc-freeze").await;
+    fed.create("web", json!({})).await;
+    fed.set_image("web", "nginx:1.26").await;
+    fed.wait_phase("web", Phase::WaitingForConfirm, 90).await;
+    let ns = fed.ns.name.clone();
+    let freeze = format!("{ns}-incident");
+    let (code, text) = cafe(
+        &ns,
+        &[
+            "freeze",
+            "--reason",
+            "incident 4711",
+            "--namespaces",
+            &ns,
+            "--name",
+            &freeze,
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("{ns}/web")),
+        "it names the release it holds: {text}"
+    );
+    // The person's confirmation does not get past the freeze, in any cluster.
+    fed.confirm("web").await;
+    let frozen = fed.wait_phase("web", Phase::Frozen, 60).await;
+    let message = frozen
+        .status
+        .and_then(|s| s.release)
+        .map(|r| r.message)
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "frozen by ReleaseFreeze {freeze}: incident 4711 by "
+        )),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for (cluster, images) in ["host", "dc-2", "dc-3"].iter().zip(fed.images().await) {
+        assert_eq!(
+            images,
+            ["nginx:1.25", "nginx:1.26"],
+            "nothing moved in {cluster}"
+        );
+    }
+    for side in &fed.members {
+        let set = side
+            .api::<InPlaceSet>(&ns)
+            .get(&format!("web-{}", side.cell))
+            .await
+            .expect("member set");
+        assert!(set.spec.strategy.paused, "{}'s set is paused", side.name);
+    }
+    // `kubectl cafe get` draws the tree by cluster.
+    let (code, tree) = cafe(&ns, &["get", "web"]);
+    assert_eq!(code, 0, "{tree}");
+    assert!(tree.contains("Frozen"), "{tree}");
+    for line in [
+        "cluster (this one)",
+        "cluster dc-2  Reachable",
+        "cluster dc-3  Reachable",
+    ] {
+        assert!(tree.contains(line), "{line} in:\n{tree}");
+    }
+    assert!(
+        tree.contains("⟶ InPlaceSet web-cell-c"),
+        "the member's sets are read:\n{tree}"
+    );
+    // Thawed: the release goes on; the freeze stays as the record.
+    let (code, text) = cafe(&ns, &["unfreeze", &freeze]);
+    assert_eq!(code, 0, "{text}");
+    fed.wait_phase("web", Phase::Healthy, 120).await;
+    for (cluster, images) in ["host", "dc-2", "dc-3"].iter().zip(fed.images().await) {
+        assert_eq!(
+            images,
+            ["nginx:1.26", "nginx:1.26"],
+            "all of {cluster} released"
+        );
+    }
+    let record = Api::<cafe_operator::api::ReleaseFreeze>::all(fed.ns.client.clone())
+        .get(&freeze)
+        .await
+        .expect("the record stays");
+    assert!(record.spec.requested_by.is_some() && record.spec.thawed.is_some());
+    let _ = Api::<cafe_operator::api::ReleaseFreeze>::all(fed.ns.client.clone())
+        .delete(&freeze, &DeleteParams::default())
+        .await;
+    fed.delete("web").await;
+    fed.finish().await;
+}

@@ -1,0 +1,166 @@
+//! `kubectl cafe freeze` / `unfreeze`: the emergency stop of every release
+//! in progress (in every cluster the host releases to), or of those a
+//! namespace list or a label selector picks, recorded as a ReleaseFreeze
+//! with who, why and when; thawing keeps the record.
+
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::api::{ListParams, Patch, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::{Failure, MANAGER, Session, refused, unreachable};
+use crate::api::{CafeDeployment, Phase, ReleaseFreeze};
+use crate::runtime::patch_as;
+
+/// Who the caller is, as the API server authenticated them.
+async fn caller(s: &Session) -> Option<String> {
+    let review = Api::<SelfSubjectReview>::all(s.client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .ok()?;
+    review.status?.user_info?.username
+}
+
+/// A label selector as `kubectl -l` writes it: `k=v,k2=v2` (equality only).
+fn parse_selector(text: &str) -> Result<serde_json::Value, Failure> {
+    let mut labels = serde_json::Map::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        let Some((k, v)) = part.split_once('=') else {
+            return Err(refused(format!(
+                "-l {text}: write labels as key=value[,key=value]"
+            )));
+        };
+        labels.insert(
+            k.trim().to_string(),
+            json!(v.trim().trim_start_matches('=')),
+        );
+    }
+    Ok(json!({"matchLabels": labels}))
+}
+
+pub async fn freeze(
+    s: &Session,
+    reason: &str,
+    namespaces: &[String],
+    selector: Option<&str>,
+    name: Option<&str>,
+) -> Result<u8, Failure> {
+    let name = name.map_or_else(
+        || {
+            format!(
+                "freeze-{}",
+                k8s_openapi::jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S")
+            )
+        },
+        str::to_string,
+    );
+    let mut spec = json!({"reason": reason, "namespaces": namespaces});
+    if let Some(by) = caller(s).await {
+        spec["requestedBy"] = json!(by);
+    }
+    if let Some(sel) = selector {
+        spec["selector"] = parse_selector(sel)?;
+    }
+    let body: ReleaseFreeze = serde_json::from_value(json!({
+        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "ReleaseFreeze",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .map_err(|e| refused(e.to_string()))?;
+    let freezes: Api<ReleaseFreeze> = Api::all(s.client.clone());
+    let pp = PostParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    let made = freezes.create(&pp, &body).await.map_err(|e| match e {
+        kube::Error::Api(r) if r.code == 409 || r.code == 422 => refused(r.message),
+        kube::Error::Api(r) if r.code == 404 => refused(
+            "the ReleaseFreeze CRD is not installed: install the operator's CRDs \
+             (cafe-operator crd | kubectl apply --server-side -f -)",
+        ),
+        e => unreachable(e),
+    })?;
+    if s.print(&made) {
+        return Ok(0);
+    }
+    let held = releases_held(s, &made).await?;
+    println!(
+        "ReleaseFreeze {name} created{}: no group opens and no pod starts moving in the \
+         releases it holds, in every cluster, until: kubectl cafe unfreeze {name}",
+        made.spec
+            .requested_by
+            .as_deref()
+            .map_or(String::new(), |b| format!(" by {b}"))
+    );
+    if held.is_empty() {
+        println!(
+            "No release is in progress in what it selects now; releases that start later wait too."
+        );
+    } else {
+        println!("Releases in progress it holds now: {}", held.join(", "));
+    }
+    Ok(0)
+}
+
+/// The releases in progress `freeze` selects, as `namespace/name`.
+async fn releases_held(s: &Session, freeze: &ReleaseFreeze) -> Result<Vec<String>, Failure> {
+    let cds: Api<CafeDeployment> = Api::all(s.client.clone());
+    let all = cds
+        .list(&ListParams::default())
+        .await
+        .map_err(unreachable)?
+        .items;
+    Ok(all
+        .iter()
+        .filter(|cd| freeze.holds(&cd.namespace().unwrap_or_default(), cd.labels()))
+        .filter(|cd| {
+            cd.status
+                .as_ref()
+                .and_then(|st| st.phase)
+                .is_some_and(|p| p != Phase::Healthy)
+        })
+        .map(|cd| format!("{}/{}", cd.namespace().unwrap_or_default(), cd.name_any()))
+        .collect())
+}
+
+pub async fn unfreeze(s: &Session, names: &[String], all: bool) -> Result<u8, Failure> {
+    let freezes: Api<ReleaseFreeze> = Api::all(s.client.clone());
+    let names: Vec<String> = if all {
+        freezes
+            .list(&ListParams::default())
+            .await
+            .map_err(unreachable)?
+            .items
+            .iter()
+            .filter(|f| f.spec.thawed.is_none())
+            .map(ResourceExt::name_any)
+            .collect()
+    } else if names.is_empty() {
+        return Err(refused(
+            "name the freezes to thaw (kubectl get releasefreezes), or --all",
+        ));
+    } else {
+        names.to_vec()
+    };
+    let mut thaw = json!({"at": k8s_openapi::jiff::Timestamp::now().to_string()});
+    if let Some(by) = caller(s).await {
+        thaw["by"] = json!(by);
+    }
+    for name in &names {
+        let current = freezes.get_opt(name).await.map_err(unreachable)?;
+        match current {
+            None => return Err(refused(format!("ReleaseFreeze {name} not found"))),
+            Some(f) if f.spec.thawed.is_some() => {
+                println!("ReleaseFreeze {name} was thawed already");
+                continue;
+            }
+            Some(_) => {}
+        }
+        let patch = json!({"spec": {"thawed": thaw}});
+        freezes
+            .patch(name, &patch_as(MANAGER), &Patch::Merge(&patch))
+            .await
+            .map_err(unreachable)?;
+        println!("ReleaseFreeze {name} thawed: the releases it held go on (the record stays)");
+    }
+    Ok(0)
+}
