@@ -276,7 +276,8 @@ async fn operate(args: RunArgs) -> Result<(), String> {
         info!(namespaces = ?args.namespaces, "member role: starting the InPlaceSet controller and the service traffic component (a host writes the InPlaceSets)");
     }
     // One registry of member clusters for the process, read by every scope.
-    let (members, drive_members) = Members::start(client.clone(), host && members_crd);
+    let (members, drive_members) =
+        Members::start(client.clone(), host && members_crd, &telemetry.health);
     telemetry.metrics.observe_members(members.clone());
     let members_stop = stopped();
     tokio::spawn(async move {

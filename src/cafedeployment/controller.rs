@@ -978,6 +978,7 @@ pub async fn run(
         ]
         .into_iter()
         .chain(freezes.map(|f| f.synced.clone()))
+        .chain([members.synced.clone()])
         .collect(),
         status_writes: Coalesce::new(STATUS_EVERY),
         written: Mutex::new(HashMap::new()),

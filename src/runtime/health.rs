@@ -110,6 +110,11 @@ impl Health {
 pub struct CacheSync(tokio::sync::watch::Receiver<bool>);
 
 impl CacheSync {
+    /// A cache there is nothing to list for (a kind that is not installed).
+    pub fn already() -> Self {
+        Self(tokio::sync::watch::channel(true).1)
+    }
+
     pub fn is_synced(&self) -> bool {
         *self.0.borrow()
     }

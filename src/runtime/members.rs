@@ -173,6 +173,9 @@ type Senders<T> = Arc<Mutex<Vec<UnboundedSender<T>>>>;
 pub struct Members {
     host: Client,
     clusters: Store<MemberCluster>,
+    /// The MemberClusters have listed once: before that, no cell can be
+    /// placed (an empty registry would place every cell here).
+    pub synced: super::health::CacheSync,
     live: Arc<RwLock<BTreeMap<String, Arc<Member>>>>,
     /// A member's InPlaceSet changed: the CafeDeployment to look at.
     set_changes: Senders<ObjectRef<CafeDeployment>>,
@@ -197,24 +200,36 @@ fn subscribe<T>(senders: &Senders<T>) -> impl Stream<Item = T> + use<T> {
 impl Members {
     /// The registry, and the future that keeps it (run it until shutdown).
     /// Without the MemberCluster CRD (`enabled` false) it stays empty.
-    pub fn start(host: Client, enabled: bool) -> (Self, impl Future<Output = ()> + Send) {
+    pub fn start(
+        host: Client,
+        enabled: bool,
+        health: &super::health::Health,
+    ) -> (Self, impl Future<Output = ()> + Send + use<>) {
         let (clusters, writer) = reflector::store();
+        let api: Api<MemberCluster> = Api::all(host.clone());
+        let stream = watch_events(api, watcher::Config::default(), Duration::ZERO)
+            .modify(trim::meta)
+            .reflect(writer);
+        // Without the CRD there is nothing to list (nor to wait for).
+        let (events, synced) = if enabled {
+            let (events, synced) = health.track_synced("memberclusters", stream);
+            (Some(events), synced)
+        } else {
+            (None, super::health::CacheSync::already())
+        };
         let members = Self {
             host: host.clone(),
             clusters,
+            synced,
             live: Arc::default(),
             set_changes: Arc::default(),
             member_changes: Arc::default(),
         };
         let this = members.clone();
         let drive = async move {
-            if !enabled {
+            let Some(events) = events else {
                 return std::future::pending().await;
-            }
-            let api: Api<MemberCluster> = Api::all(host);
-            let events = watch_events(api, watcher::Config::default(), Duration::ZERO)
-                .modify(trim::meta)
-                .reflect(writer);
+            };
             let mut events = std::pin::pin!(events);
             let mut tasks: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
             while let Some(event) = events.next().await {

@@ -365,7 +365,12 @@ impl Federation {
                             .api::<InPlaceSet>(&self.ns.name)
                             .list(&ListParams::default())
                             .await
-                            .map(|l| l.items.len())
+                            .map(|l| {
+                                l.items
+                                    .iter()
+                                    .filter(|s| s.name_any().starts_with(&format!("{name}-")))
+                                    .count()
+                            })
                             .unwrap_or(1);
                     }
                     let gone = cds.get_opt(name).await.ok()?.is_none();
@@ -555,6 +560,26 @@ async fn a_member_that_drops_off_holds_its_group_stalls_naming_it_and_the_releas
     assert!(row.last_contact.is_some());
     let during = status.release.as_ref().map(|r| r.opened);
     assert!(during >= opened, "the groups opened never go back");
+    // One member down delays nothing else: a CafeDeployment over the other
+    // two clusters is created and released meanwhile.
+    let mut other = cafedeployment(
+        "other",
+        "other",
+        4,
+        &["cell-a", "cell-b"],
+        json!({"upgradeType": "Batch", "batchSize": 2}),
+        json!({"settleSeconds": 0}),
+    );
+    other["spec"]["template"]["spec"]["nodeSelector"] = json!({"type": "kwok"});
+    let _: CafeDeployment = fed.ns.create(other).await;
+    fed.wait_phase("other", Phase::Healthy, 60).await;
+    let patch = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "app", "image": "nginx:1.26"}]}}}});
+    fed.cds()
+        .patch("other", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("release other");
+    fed.wait_phase("other", Phase::Healthy, 60).await;
 
     // dc-3 returns: its part is released, the release completes, and the
     // confirmed group is not asked for again.
@@ -810,6 +835,108 @@ async fn a_freeze_stops_the_release_in_every_cluster_and_is_kept_as_a_record() {
     let _ = Api::<cafe_operator::api::ReleaseFreeze>::all(fed.ns.client.clone())
         .delete(&freeze, &DeleteParams::default())
         .await;
+    fed.delete("web").await;
+    fed.finish().await;
+}
+
+/// A pseudo-random duration in [lo, hi) ms: the clock's nanoseconds.
+fn random_ms(lo: u64, hi: u64) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    Duration::from_millis(lo + (nanos / 1000) % (hi - lo))
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane and its members (make test)"]
+async fn sigkills_of_the_host_and_member_operators_mid_release_update_every_pod_once() {
+    const PER_CLUSTER: usize = 4;
+    const KILLS: usize = 12;
+    let mut fed = Federation::new("mc-chaos").await;
+    let mut body = cafedeployment(
+        "web",
+        "web",
+        12,
+        &CELLS,
+        json!({"upgradeType": "Batch", "batchSize": 2, "minReadySeconds": 2}),
+        json!({"settleSeconds": 0}),
+    );
+    body["spec"]["template"]["spec"]["nodeSelector"] = json!({"type": "kwok"});
+    let _: CafeDeployment = fed.ns.create(body).await;
+    fed.wait_phase("web", Phase::Healthy, 120).await;
+    let checkers = fed.lossless().await;
+    let uids = |pods: &Vec<Vec<Pod>>| -> Vec<Vec<String>> {
+        pods.iter()
+            .map(|p| {
+                let mut u: Vec<String> = p.iter().filter_map(|p| p.uid()).collect();
+                u.sort();
+                u
+            })
+            .collect()
+    };
+    let before = uids(&fed.pods().await);
+    assert!(before.iter().all(|u| u.len() == PER_CLUSTER), "{before:?}");
+
+    fed.set_image("web", "nginx:1.26").await;
+    let mut kills = 0;
+    let started = std::time::Instant::now();
+    loop {
+        let cd = fed.cd("web").await;
+        let done = cd.status.as_ref().is_some_and(|s| {
+            s.phase == Some(Phase::Healthy) && s.observed_generation == cd.metadata.generation
+        });
+        if done {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the release did not complete within 300 s of chaos ({kills} kills)\n{}",
+            fed.ns.report().await
+        );
+        {
+            tokio::time::sleep(random_ms(400, 1500)).await;
+            // The host's, then each member's, in turn: SIGKILL, back at once.
+            match kills % 3 {
+                0 => fed.host_op.restart(),
+                i => fed.member_ops[i - 1].restart(),
+            }
+            kills += 1;
+        }
+    }
+    println!(
+        "mc-chaos: {kills} SIGKILLs (host and members) during a release of {:?}",
+        started.elapsed()
+    );
+    assert!(
+        kills >= KILLS,
+        "only {kills} kills before the release ended: not enough chaos"
+    );
+    let after = fed.pods().await;
+    assert_eq!(
+        uids(&after),
+        before,
+        "the same pods in every cluster: updated in place"
+    );
+    for (cluster, pods) in ["host", "dc-2", "dc-3"].iter().zip(&after) {
+        for p in pods {
+            assert_eq!(image(p), "nginx:1.26");
+            assert_eq!(
+                crate::cafedeployment::restarts(p),
+                1,
+                "{cluster}: pod {} restarted exactly once",
+                p.name_any()
+            );
+        }
+    }
+    for (cluster, checker) in &checkers {
+        let summary = checker.verify().await;
+        assert_eq!(
+            summary.changed, PER_CLUSTER,
+            "{cluster}: each pod changed once"
+        );
+        assert_eq!(summary.deleted, 0, "{cluster}");
+        assert!(summary.min_ready >= 1, "{cluster}");
+    }
     fed.delete("web").await;
     fed.finish().await;
 }
