@@ -173,6 +173,7 @@ fn observe(set: &InPlaceSet, update: &str, record: &Record) -> Observed {
             0
         },
         fresh,
+        held: None,
     }
 }
 
@@ -214,9 +215,24 @@ pub fn decide(obs: &Observation) -> Outcome {
     let sized: Vec<(String, usize)> = cells.iter().cloned().zip(sizes.iter().copied()).collect();
 
     let record = record_of(&previous);
+    // A set that cannot be written goes on with the share it has.
+    let held = |s: &InPlaceSet, mut o: Observed| {
+        if obs.unreachable.contains_key(&cell_of(s)) {
+            o.held = Some(match &s.spec.strategy.max_unavailable {
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => {
+                    usize::try_from(*n).unwrap_or(0)
+                }
+                // Never written by a CafeDeployment: count it all as spent.
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(_) => {
+                    usize::try_from(s.spec.replicas).unwrap_or(0)
+                }
+            });
+        }
+        o
+    };
     let active: Vec<Option<Observed>> = active_sets
         .iter()
-        .map(|s| s.map(|s| observe(s, obs.update, &record)))
+        .map(|s| s.map(|s| held(s, observe(s, obs.update, &record))))
         .collect();
     let removed_sets: Vec<&InPlaceSet> = obs
         .sets
@@ -226,7 +242,7 @@ pub fn decide(obs: &Observation) -> Outcome {
         .collect();
     let removed: Vec<Observed> = removed_sets
         .iter()
-        .map(|s| observe(s, obs.update, &record))
+        .map(|s| held(s, observe(s, obs.update, &record)))
         .collect();
     let previous_analysis = previous.release.as_ref().and_then(|r| r.analysis.as_ref());
     // A person's "true" always confirms; a passed analysis does on its own

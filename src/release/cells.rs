@@ -37,6 +37,10 @@ pub struct Observed {
     pub stable_available: usize,
     /// The set's status describes its current spec.
     pub fresh: bool,
+    /// The set cannot be written now (its cluster does not answer): it goes
+    /// on with the maxUnavailable it was last given, which the budget counts
+    /// as spent, whatever this decision would give it.
+    pub held: Option<usize>,
 }
 
 /// What a cell's InPlaceSet is given.
@@ -139,7 +143,11 @@ fn count_every_unavailable_pod(out: &mut [Target], observed: &[Option<&Observed>
         .zip(&unavailable)
         .map(|(t, u)| u.saturating_sub(t.max_unavailable))
         .sum();
-    for (t, u) in out.iter_mut().zip(&unavailable).rev() {
+    for ((t, u), o) in out.iter_mut().zip(&unavailable).zip(observed).rev() {
+        if o.is_some_and(|o| o.held.is_some()) {
+            // Not written: its share is what it has.
+            continue;
+        }
         if *u <= t.max_unavailable {
             let cut = t.max_unavailable.min(overflow);
             t.max_unavailable -= cut;
@@ -218,14 +226,16 @@ fn allocate_budget(
     opened: usize,
     desired: usize,
 ) {
-    let room = budget(plan, desired) as u64;
+    // What sets that cannot be written hold is spent already.
+    let held: usize = observed.iter().flatten().filter_map(|o| o.held).sum();
+    let room = budget(plan, desired).saturating_sub(held) as u64;
     let share = plan.group(opened);
     let weights: Vec<u64> = out
         .iter()
         .zip(observed)
         .enumerate()
         .map(|(i, (t, o))| {
-            if t.retiring {
+            if t.retiring || o.is_some_and(|o| o.held.is_some()) {
                 return 0;
             }
             let work = match o {
@@ -252,8 +262,8 @@ fn allocate_budget(
         .collect();
     let total: u64 = weights.iter().sum();
     let split = super::plan::first_of_sequence(&weights, room.min(total));
-    for (t, s) in out.iter_mut().zip(split) {
-        t.max_unavailable = s as usize;
+    for ((t, s), o) in out.iter_mut().zip(split).zip(observed) {
+        t.max_unavailable = o.and_then(|o| o.held).unwrap_or(s as usize);
     }
 }
 
@@ -278,6 +288,7 @@ mod tests {
             updated_available: updated,
             stable_available: n - updated,
             fresh: true,
+            held: None,
         }
     }
 

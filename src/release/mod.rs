@@ -16,6 +16,11 @@
 //!     never grow beyond that allowance;
 //! (b) pods taken out of traffic at once over all cells never exceed one
 //!     group, nor `replicas - 1`.
+//!
+//! A cell whose cluster does not answer is planned as last seen and is not
+//! written: the share of the budget it was last given counts as spent, so the
+//! others get only the rest (the tests cut cells off at random). What its pods
+//! do after the cut is not seen until it answers again.
 
 pub mod analysis;
 pub mod baseline;

@@ -58,6 +58,7 @@ impl Set {
                 .filter(|p| carries && Some(p.rev) == self.stable && p.rev != self.update)
                 .count(),
             fresh: carries,
+            held: None,
         }
     }
 
@@ -156,6 +157,10 @@ enum Op {
     Heal(usize),
     /// A PodDisruptionBudget over all pods (maxUnavailable), or none.
     Pdb(Option<usize>),
+    /// This cell's cluster stops answering: the CafeDeployment sees its set
+    /// as last seen and cannot write it; the set goes on at what it has.
+    Cut(usize),
+    Rejoin(usize),
     Tick,
 }
 
@@ -172,6 +177,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0usize..3).prop_map(Op::Sicken),
         1 => (0usize..3).prop_map(Op::Heal),
         1 => proptest::option::of(0usize..3).prop_map(Op::Pdb),
+        1 => (0usize..3).prop_map(Op::Cut),
+        1 => (0usize..3).prop_map(Op::Rejoin),
         6 => Just(Op::Tick),
     ]
 }
@@ -196,6 +203,8 @@ struct World {
     /// (template, group) of every wait that began: none begins twice.
     waits: Vec<(u32, usize)>,
     pdb: Option<usize>,
+    /// Cells whose cluster does not answer, with their set as last seen.
+    cut: BTreeMap<String, Option<Set>>,
 }
 
 impl World {
@@ -224,11 +233,20 @@ impl World {
         let cells = self.cells();
         let update = format!("r{}", self.template);
         let stale = std::mem::take(&mut self.stale);
+        // A cut cell is seen as it was last, and holds the share it has.
+        let seen = |c: &String| -> Option<Observed> {
+            match self.cut.get(c) {
+                Some(last) => last.as_ref().map(|s| Observed {
+                    held: Some(s.max_unavailable),
+                    ..s.observe(c, self.template)
+                }),
+                None => self.sets.get(c).map(|s| s.observe(c, self.template)),
+            }
+        };
         let active: Vec<Option<Observed>> = cells
             .iter()
             .map(|(c, _)| {
-                self.sets.get(c).map(|s| {
-                    let mut o = s.observe(c, self.template);
+                seen(c).map(|mut o| {
                     if stale.contains(c) {
                         o.fresh = false;
                     }
@@ -238,9 +256,9 @@ impl World {
             .collect();
         let removed: Vec<Observed> = self
             .sets
-            .iter()
-            .filter(|(c, _)| !cells.iter().any(|(n, _)| n == *c))
-            .map(|(c, s)| s.observe(c, self.template))
+            .keys()
+            .filter(|c| !cells.iter().any(|(n, _)| n == *c))
+            .filter_map(seen)
             .collect();
         let decision = decide(&Input {
             record: &self.record,
@@ -271,6 +289,10 @@ impl World {
                 .and_then(|n| n.parse::<u32>().ok())
         };
         for t in &decision.targets {
+            if self.cut.contains_key(&t.name) {
+                // Not written: it goes on with what it has.
+                continue;
+            }
             if t.retiring
                 && t.replicas == 0
                 && self.sets.get(&t.name).is_some_and(|s| s.pods.is_empty())
@@ -318,6 +340,23 @@ impl World {
         let stable_before = self.record.stable.clone();
         let decision = self.reconcile();
         let (taken, sick) = self.tick();
+        // Pods of a cut cell that fell out of traffic after the cut are not
+        // seen: the budget counts a cut cell's pods as last seen.
+        let unseen: usize = self
+            .cut
+            .iter()
+            .map(|(c, last)| {
+                let now = self
+                    .sets
+                    .get(c)
+                    .map_or(0, |s| s.pods.iter().filter(|p| p.sick).count());
+                let then = last
+                    .as_ref()
+                    .map_or(0, |s| s.pods.iter().filter(|p| p.sick).count());
+                now.saturating_sub(then)
+            })
+            .sum();
+        let sick = sick.saturating_sub(unseen);
         check(
             self,
             &Round {
@@ -378,6 +417,12 @@ fn check(world: &World, round: &Round) -> Result<(), TestCaseError> {
     // (a) per cell, pods on the update revision within what the groups opened
     // (pods that existed before a re-plan are never added to, only moved off).
     for ((name, _), allowed) in cells.iter().zip(&allowed) {
+        if world.cut.contains_key(name) {
+            // Cut off, a set goes on toward what it was last given, under
+            // the allowance of when it was given (nothing is written to it
+            // since): checked when it was written.
+            continue;
+        }
         if let Some(set) = world.sets.get(name)
             && Some(world.template) != stable_rev
         {
@@ -392,16 +437,30 @@ fn check(world: &World, round: &Round) -> Result<(), TestCaseError> {
         }
     }
     // (b) the budget handed out is one group at most, and leaves an endpoint.
+    // A cut cell holds the share it was last given, which a smaller budget
+    // (a scale-in meanwhile) cannot take back: nothing more is handed out
+    // then, and the others get nothing.
+    let held: usize = world
+        .cut
+        .values()
+        .flatten()
+        .map(|s| s.max_unavailable)
+        .sum();
+    let bound = decision.budget.max(held);
     let handed: usize = decision.targets.iter().map(|t| t.max_unavailable).sum();
     let desired: usize = sizes.iter().sum();
-    prop_assert!(handed <= decision.budget);
+    prop_assert!(
+        handed <= bound,
+        "handed {handed}, budget {}, held {held}",
+        decision.budget
+    );
     prop_assert!(decision.budget <= desired.saturating_sub(1).max(1));
     // (b) over the whole CafeDeployment: a pod leaves traffic only while the
     // pods out of it, for any reason, stay within the budget, and within
     // the PodDisruptionBudget's maxUnavailable.
     if round.taken > 0 {
         prop_assert!(
-            round.taken + round.sick <= decision.budget,
+            round.taken + round.sick <= bound,
             "{} pods taken out of traffic with {} unhealthy: budget {}; targets {:?}; sets {:?}",
             round.taken,
             round.sick,
@@ -473,6 +532,7 @@ fn a_proven_creation_stays_unpaced_while_a_status_lags() {
         updated_available: available,
         stable_available: 0,
         fresh,
+        held: None,
     };
     let proven = [Some(observed(3, true)), Some(observed(3, true))];
     assert_eq!(paced(&input(&proven)), [false, false]);
@@ -509,6 +569,7 @@ proptest! {
             stale: Vec::new(),
             waits: Vec::new(),
             pdb: None,
+            cut: BTreeMap::new(),
         };
         for op in ops {
             match op {
@@ -554,12 +615,22 @@ proptest! {
                     }
                 }
                 Op::Pdb(max) => world.pdb = max,
+                Op::Cut(cell) => {
+                    let name = CELLS[cell].to_string();
+                    let last = world.sets.get(&name).cloned();
+                    world.cut.entry(name).or_insert(last);
+                }
+                Op::Rejoin(cell) => {
+                    world.cut.remove(CELLS[cell]);
+                }
                 Op::Tick => {}
             }
             world.round()?;
         }
-        // Converges: unpaused, confirming every wait, pods healthy again,
-        // and scaled up if it was at zero (the release kept goes on).
+        // Converges: every cluster answering again, unpaused, confirming
+        // every wait, pods healthy again, and scaled up if it was at zero
+        // (the release kept goes on).
+        world.cut.clear();
         world.paused = false;
         world.replicas = world.replicas.max(4);
         // A budget allowing no disruption holds a release for ever, as it
