@@ -492,6 +492,20 @@ async fn the_charts_cluster_wide_identity_is_enough_for_a_release_and_no_more() 
         release,
         &["patch", "pods/status", "-n", "default"]
     ));
+    // The host role: member clusters and freezes; the members' kubeconfig
+    // Secrets only in the release namespace.
+    assert!(can_i(
+        &ns,
+        release,
+        &["watch", "memberclusters.cafe.sofastack.io"]
+    ));
+    assert!(can_i(
+        &ns,
+        release,
+        &["list", "releasefreezes.cafe.sofastack.io"]
+    ));
+    assert!(can_i(&ns, release, &["get", "secrets", "-n", &ns.name]));
+    assert!(!can_i(&ns, release, &["get", "secrets", "-n", "default"]));
     for denied in [
         ["list", "secrets", "-A"],
         ["delete", "nodes", "-A"],
