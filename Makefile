@@ -2,10 +2,11 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo test bench cluster-up cluster-down crds lint unit e2e plugin
+.PHONY: help demo demo-multicluster test bench cluster-up cluster-down crds lint unit e2e plugin
 
 help:
 	@echo "make demo          build, start the local control plane, run the operator on examples/demo.yaml"
+	@echo "make demo-multicluster  one release over three clusters (a host and two members)"
 	@echo "make test          every check and test (fmt, clippy, unit, e2e on the local control plane)"
 	@echo "make bench         CafeDeployment vs Deployment on the local control plane (BENCH_ARGS=\"--pods 10000\")"
 	@echo "make cluster-up    start the local control plane (.cluster/kubeconfig)"
@@ -15,6 +16,9 @@ help:
 
 demo:
 	hack/demo.sh
+
+demo-multicluster:
+	hack/demo-multicluster.sh
 
 test:
 	hack/test.sh

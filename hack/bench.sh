@@ -8,7 +8,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . tests/cluster/lib.sh
 
 started_cluster=0
+started_members=0
 cleanup() {
+    if [ "$started_members" = 1 ]; then
+        tests/cluster/members.sh down || true
+    fi
     if [ "$started_cluster" = 1 ]; then
         tests/cluster/down.sh || true
     fi
@@ -33,5 +37,17 @@ target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_
 "$target_dir/release/cafe-operator" crd | kubectl apply --server-side --force-conflicts -f - >/dev/null
 kubectl wait --for condition=Established --timeout=60s \
     crd/cafedeployments.cafe.sofastack.io crd/inplacesets.cafe.sofastack.io >/dev/null
+
+# Part (g) releases over three clusters: the two members too (unless running).
+parts="$(printf '%s\n' "$@" | sed -n 's/^--parts=\{0,1\}//p')"
+case " $* " in *" --parts "*) parts="$(printf '%s ' "$@" | sed -n 's/.*--parts \([^ ]*\).*/\1/p')" ;; esac
+if [ -z "$parts" ] || [[ "$parts" == *g* ]]; then
+    if [ -f "$REPO_ROOT/.cluster-dc-2/pids/kube-apiserver.pid" ]; then
+        echo "== reusing the running member clusters"
+    else
+        started_members=1
+        CAFE_OPERATOR_BIN="$target_dir/release/cafe-operator" tests/cluster/members.sh up
+    fi
+fi
 
 cargo bench --bench bench -- "$@"

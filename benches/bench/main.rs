@@ -14,7 +14,11 @@
 //! (f) real containers on the real nodes: `--real-pods` pods of the test
 //!     application released in place by a CafeDeployment and recreated by a
 //!     Deployment of the same budget (`--real-group`), with and without the
-//!     `service` component's draining.
+//!     `service` component's draining;
+//! (g) the same release of `--multi-pods` pods in one cluster and spread over
+//!     three (the host and the member control planes of
+//!     `tests/cluster/members.sh`), with the host operator's memory and API
+//!     requests per member.
 //!
 //! Parts (a)-(e) run on simulated kubelets: the benchmark creates its own kwok
 //! nodes (`cafe-bench=true`, cells `bench-cell-*`); part (f) on the local
@@ -45,6 +49,7 @@ use part_b::part_b;
 use part_d::part_d;
 use part_e::part_e;
 use part_f::part_f;
+use part_g::part_g;
 
 mod cluster;
 mod metrics;
@@ -53,6 +58,7 @@ mod part_b;
 mod part_d;
 mod part_e;
 mod part_f;
+mod part_g;
 mod stages;
 
 #[derive(Parser, Clone)]
@@ -92,8 +98,14 @@ struct Args {
     /// Pods per release group in part (f), and the Deployment's maxUnavailable.
     #[arg(long, default_value_t = 10)]
     real_group: usize,
+    /// Pods in part (g), over three cells.
+    #[arg(long, default_value_t = 300)]
+    multi_pods: usize,
+    /// Pods per release group in part (g).
+    #[arg(long, default_value_t = 30)]
+    multi_group: usize,
     /// Parts to run, e.g. `a,c` (c needs a; b needs a Service).
-    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e,f")]
+    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e,f,g")]
     parts: Vec<char>,
     /// Also record CPU profiles during each creation and release of part (a),
     /// their first `--profile-seconds`: the API server's as
@@ -199,6 +211,9 @@ async fn main() {
         }
         if args.parts.contains(&'f') {
             part_f(&args, &mut report, &client).await;
+        }
+        if args.parts.contains(&'g') {
+            part_g(&args, &mut report).await;
         }
     };
     // A failed part still removes the nodes (its namespace goes with its guard).

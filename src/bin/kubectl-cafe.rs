@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A reader that stops early (`| head`) ends the plugin as it ends
+    // kubectl: by SIGPIPE, not by a panic on a closed stdout.
+    // SAFETY: called first, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match cafe_operator::plugin::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

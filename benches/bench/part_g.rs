@@ -1,0 +1,230 @@
+//! (g): the same release in one cluster and spread over three (the host and
+//! the members dc-2 and dc-3 of `tests/cluster/members.sh`): `--multi-pods`
+//! pods over cell-a, cell-b and cell-c in groups of `--multi-group`, no
+//! traffic component (what is compared is the plan's pace across clusters).
+//! Reports both times, their ratio (target: within 1.1x), and the host
+//! operator's memory and API requests, per member.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use cafe_operator::api::{CafeDeployment, MemberCluster};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+use crate::cluster::{operator, remove, set_image, wait_cd, wait_until};
+use crate::metrics::{operator_metrics, rss_kib, samples};
+use crate::operator::Operator;
+use crate::support::TestNs;
+use crate::{Args, IMAGE_1, IMAGE_2, Report};
+
+const MEMBERS: [(&str, &str); 2] = [("dc-2", "cell-b"), ("dc-3", "cell-c")];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn members_sh(args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(repo().join("tests/cluster/members.sh"))
+        .args(args)
+        .output()
+        .expect("tests/cluster/members.sh");
+    assert!(
+        out.status.success(),
+        "members.sh {args:?}: {} (start the members: tests/cluster/members.sh up)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn member_client(name: &str) -> Client {
+    let path = repo().join(format!(".cluster-{name}/kubeconfig"));
+    let config = kube::config::Kubeconfig::read_from(&path).unwrap_or_else(|e| {
+        panic!("member {name} is not running ({e}): tests/cluster/members.sh up")
+    });
+    let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
+        .await
+        .expect("member config");
+    Client::try_from(config).expect("member client")
+}
+
+/// One side's figures.
+struct Side {
+    create: Duration,
+    release: Duration,
+    rss_mib: f64,
+    /// API requests of the host operator during the release: (to the host,
+    /// to each member).
+    requests: (u64, BTreeMap<String, u64>),
+}
+
+/// Requests so far: the host operator's to its own cluster and to each member.
+async fn requests(port: u16) -> (u64, BTreeMap<String, u64>) {
+    let text = operator_metrics(port).await;
+    let host = samples(&text, "cafe_api_requests_total")
+        .map(|(_, n)| n as u64)
+        .sum();
+    let mut members = BTreeMap::new();
+    for (label, n) in samples(&text, "cafe_member_api_requests_total") {
+        *members.entry(label("member")).or_default() += n as u64;
+    }
+    (host, members)
+}
+
+async fn side(args: &Args, spread: bool) -> Side {
+    let ns = TestNs::new(if spread { "bench-three" } else { "bench-one" }).await;
+    let client = ns.client.clone();
+    let registry: Api<MemberCluster> = Api::all(client.clone());
+    let mut member_ops: Vec<Operator> = Vec::new();
+    if spread {
+        for (name, cell) in MEMBERS {
+            let member = member_client(name).await;
+            let namespaces: Api<Namespace> = Api::all(member);
+            let body: Namespace =
+                serde_json::from_value(json!({"metadata": {"name": ns.name}})).expect("ns");
+            namespaces
+                .create(&PostParams::default(), &body)
+                .await
+                .expect("member namespace");
+            let secret: Secret = serde_json::from_value(json!({
+                "metadata": {"name": format!("kubeconfig-{name}")},
+                "stringData": {"kubeconfig": members_sh(&["kubeconfig", name])}
+            }))
+            .expect("secret");
+            ns.api::<Secret>()
+                .create(&PostParams::default(), &secret)
+                .await
+                .expect("kubeconfig Secret");
+            let _ = registry.delete(name, &DeleteParams::default()).await;
+            wait_until("the previous registration to go", 30, || async {
+                registry.get_opt(name).await.ok()?.is_none().then_some(())
+            })
+            .await;
+            let body: MemberCluster = serde_json::from_value(json!({
+                "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "MemberCluster",
+                "metadata": {"name": name},
+                "spec": {"kubeconfigSecretRef": {"namespace": ns.name, "name": format!("kubeconfig-{name}")},
+                         "cells": [cell]}
+            }))
+            .expect("member");
+            registry
+                .create(&PostParams::default(), &body)
+                .await
+                .expect("MemberCluster");
+            let admin = repo().join(format!(".cluster-{name}/kubeconfig"));
+            member_ops.push(Operator::launch(
+                &format!("{}@{name}", ns.name),
+                &["--role", "member"],
+                &[("KUBECONFIG", admin.to_str().unwrap_or_default())],
+            ));
+        }
+    }
+    let (mut op, port) = operator(&ns.name);
+    let cds: Api<CafeDeployment> = ns.api();
+    let body = json!({
+        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+        "metadata": {"name": "multi"},
+        "spec": {
+            "replicas": args.multi_pods,
+            "selector": {"matchLabels": {"app": "multi"}},
+            "template": {"metadata": {"labels": {"app": "multi"}},
+                         "spec": {"nodeSelector": {"type": "kwok"},
+                                  "containers": [{"name": "app", "image": IMAGE_1}]}},
+            "topology": {"values": ["cell-a", "cell-b", "cell-c"]},
+            "strategy": {"upgradeType": "Batch", "batchSize": args.multi_group},
+            "traffic": {"components": [], "settleSeconds": 0}
+        }
+    });
+    let start = std::time::Instant::now();
+    ns.create::<CafeDeployment>(body).await;
+    wait_cd(&cds, "multi", args.multi_pods).await;
+    let create = start.elapsed();
+    let before = requests(port).await;
+    let start = std::time::Instant::now();
+    cds.patch("multi", &Default::default(), &set_image(IMAGE_2))
+        .await
+        .expect("release");
+    wait_cd(&cds, "multi", args.multi_pods).await;
+    let release = start.elapsed();
+    let after = requests(port).await;
+    let rss_mib = op
+        .pid()
+        .map_or(0.0, |pid| rss_kib(pid, "VmRSS") as f64 / 1024.0);
+    let members: BTreeMap<String, u64> = after
+        .1
+        .iter()
+        .map(|(m, n)| (m.clone(), n - before.1.get(m).copied().unwrap_or(0)))
+        .collect();
+    // Its sets in the members go with it (the finalizer), then the rest.
+    let _ = cds.delete("multi", &DeleteParams::default()).await;
+    wait_until("the CafeDeployment to go", 300, || async {
+        cds.get_opt("multi").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    op.stop();
+    for mut m in member_ops {
+        m.stop();
+    }
+    if spread {
+        for (name, _) in MEMBERS {
+            let _ = registry.delete(name, &DeleteParams::default()).await;
+            let namespaces: Api<Namespace> = Api::all(member_client(name).await);
+            let _ = namespaces
+                .delete(&ns.name, &DeleteParams::background())
+                .await;
+        }
+    }
+    remove(ns).await;
+    Side {
+        create,
+        release,
+        rss_mib,
+        requests: (after.0 - before.0, members),
+    }
+}
+
+/// (g): one cluster against three.
+pub(crate) async fn part_g(args: &Args, report: &mut Report) {
+    report.line(format!(
+        "\n## (g) {} pods over cell-a, cell-b, cell-c in groups of {}: one cluster against three\n",
+        args.multi_pods, args.multi_group
+    ));
+    let one = side(args, false).await;
+    let three = side(args, true).await;
+    report.line("| | one cluster | three clusters (host + dc-2 + dc-3) | ratio |");
+    report.line("|---|---:|---:|---:|");
+    let secs = |d: Duration| d.as_secs_f64();
+    report.line(format!(
+        "| creation | {:.1} s | {:.1} s | {:.2}x |",
+        secs(one.create),
+        secs(three.create),
+        secs(three.create) / secs(one.create)
+    ));
+    report.line(format!(
+        "| release | {:.1} s | {:.1} s | **{:.2}x** (target 1.1x) |",
+        secs(one.release),
+        secs(three.release),
+        secs(three.release) / secs(one.release)
+    ));
+    report.line(format!(
+        "| host operator RSS after the release | {:.1} MiB | {:.1} MiB | |",
+        one.rss_mib, three.rss_mib
+    ));
+    let members: Vec<String> = three
+        .requests
+        .1
+        .iter()
+        .map(|(m, n)| format!("{m} {n}"))
+        .collect();
+    report.line(format!(
+        "| host operator's API requests during the release | {} (its cluster) | {} (its cluster); {} | |",
+        one.requests.0,
+        three.requests.0,
+        members.join(", ")
+    ));
+}
