@@ -6,52 +6,21 @@
 //! operator's memory and API requests, per member.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use cafe_operator::api::{CafeDeployment, MemberCluster};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::Api;
 use kube::api::{DeleteParams, PostParams};
-use kube::{Api, Client};
 use serde_json::json;
 
 use crate::cluster::{operator, remove, set_image, wait_cd, wait_until};
 use crate::metrics::{operator_metrics, rss_kib, samples};
 use crate::operator::Operator;
-use crate::support::TestNs;
+use crate::support::{TestNs, member_client, member_kubeconfig, members_sh};
 use crate::{Args, IMAGE_1, IMAGE_2, Report};
 
 const MEMBERS: [(&str, &str); 2] = [("dc-2", "cell-b"), ("dc-3", "cell-c")];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn members_sh(args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg(repo().join("tests/cluster/members.sh"))
-        .args(args)
-        .output()
-        .expect("tests/cluster/members.sh");
-    assert!(
-        out.status.success(),
-        "members.sh {args:?}: {} (start the members: tests/cluster/members.sh up)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-async fn member_client(name: &str) -> Client {
-    let path = repo().join(format!(".cluster-{name}/kubeconfig"));
-    let config = kube::config::Kubeconfig::read_from(&path).unwrap_or_else(|e| {
-        panic!("member {name} is not running ({e}): tests/cluster/members.sh up")
-    });
-    let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
-        .await
-        .expect("member config");
-    Client::try_from(config).expect("member client")
-}
 
 /// One side's figures.
 struct Side {
@@ -116,7 +85,7 @@ async fn side(args: &Args, spread: bool) -> Side {
                 .create(&PostParams::default(), &body)
                 .await
                 .expect("MemberCluster");
-            let admin = repo().join(format!(".cluster-{name}/kubeconfig"));
+            let admin = member_kubeconfig(name);
             member_ops.push(Operator::launch(
                 &format!("{}@{name}", ns.name),
                 &["--role", "member"],
@@ -126,6 +95,12 @@ async fn side(args: &Args, spread: bool) -> Side {
     }
     let (mut op, port) = operator(&ns.name);
     let cds: Api<CafeDeployment> = ns.api();
+    // One cluster: every cell here, whatever members are registered.
+    let clusters = if spread {
+        json!({})
+    } else {
+        json!({"cell-a": "local", "cell-b": "local", "cell-c": "local"})
+    };
     let body = json!({
         "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
         "metadata": {"name": "multi"},
@@ -135,7 +110,7 @@ async fn side(args: &Args, spread: bool) -> Side {
             "template": {"metadata": {"labels": {"app": "multi"}},
                          "spec": {"nodeSelector": {"type": "kwok"},
                                   "containers": [{"name": "app", "image": IMAGE_1}]}},
-            "topology": {"values": ["cell-a", "cell-b", "cell-c"]},
+            "topology": {"values": ["cell-a", "cell-b", "cell-c"], "clusters": clusters},
             "strategy": {"upgradeType": "Batch", "batchSize": args.multi_group},
             "traffic": {"components": [], "settleSeconds": 0}
         }

@@ -876,12 +876,13 @@ async fn apply(
                 .await;
                 member_failed = true;
             }
-            Err((_, e)) if is_refusal(&e) => {
+            Err((cluster, e)) if is_refusal(&e) => {
                 // The next reconcile reports it (Stalled) and waits its hold-off.
+                let where_ = cluster.map_or(String::new(), |c| format!(" in member cluster {c}"));
                 ctx.refused(
                     cd,
                     condition::FAILED_UPDATE,
-                    &format!("InPlaceSet {set}"),
+                    &format!("InPlaceSet {set}{where_}"),
                     &e,
                 );
                 return Ok(Action::requeue(Duration::from_millis(100)));

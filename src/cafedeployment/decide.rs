@@ -1062,6 +1062,16 @@ mod tests {
         unreachable: &BTreeMap<String, Unreachable>,
         now: &str,
     ) -> Outcome {
+        decide_with(cd, unreachable, now, None, None)
+    }
+
+    fn decide_with(
+        cd: &CafeDeployment,
+        unreachable: &BTreeMap<String, Unreachable>,
+        now: &str,
+        misplaced: Option<&str>,
+        frozen: Option<&Frozen>,
+    ) -> Outcome {
         let now = Time(now.parse().expect("time"));
         let history = BTreeMap::new();
         decide(&Observation {
@@ -1072,8 +1082,8 @@ mod tests {
             now: &now,
             refused: None,
             unreachable,
-            misplaced: None,
-            frozen: None,
+            misplaced,
+            frozen,
         })
     }
 
@@ -1163,23 +1173,17 @@ mod tests {
                         "openedAt": "2026-12-03T09:00:00Z"}
         });
         let cd = two_cells(json!({}), waiting);
-        let now = Time("2026-12-03T09:00:10Z".parse().expect("time"));
-        let history = BTreeMap::new();
         let frozen = Frozen {
             name: "incident".into(),
             message: "frozen by ReleaseFreeze incident: payments down".into(),
         };
-        let out = decide(&Observation {
-            cd: &cd,
-            sets: Vec::new(),
-            history: &history,
-            update: "demo-1",
-            now: &now,
-            refused: None,
-            unreachable: &BTreeMap::new(),
-            misplaced: None,
-            frozen: Some(&frozen),
-        });
+        let out = decide_with(
+            &cd,
+            &BTreeMap::new(),
+            "2026-12-03T09:00:10Z",
+            None,
+            Some(&frozen),
+        );
         assert_eq!(out.status.phase, Some(Phase::Frozen));
         let message = &out.status.release.as_ref().expect("release").message;
         assert!(
@@ -1198,21 +1202,15 @@ mod tests {
     #[test]
     fn a_cell_that_cannot_be_placed_stalls_the_spec_naming_the_field() {
         let cd = two_cells(json!({}), json!({}));
-        let now = Time("2026-12-03T09:00:00Z".parse().expect("time"));
-        let history = BTreeMap::new();
-        let out = decide(&Observation {
-            cd: &cd,
-            sets: Vec::new(),
-            history: &history,
-            update: "demo-1",
-            now: &now,
-            refused: None,
-            unreachable: &BTreeMap::new(),
-            misplaced: Some(
-                "topology.values: cell cell-b is listed by MemberClusters dc-2 and dc-3: choose one with topology.clusters.cell-b",
-            ),
-            frozen: None,
-        });
+        let misplaced = "topology.values: cell cell-b is listed by MemberClusters dc-2 and dc-3: \
+                         choose one with topology.clusters.cell-b";
+        let out = decide_with(
+            &cd,
+            &BTreeMap::new(),
+            "2026-12-03T09:00:00Z",
+            Some(misplaced),
+            None,
+        );
         assert_eq!(out.status.phase, Some(Phase::Stalled));
         assert!(out.sets.is_empty());
         assert!(

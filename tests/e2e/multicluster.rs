@@ -20,28 +20,12 @@ use serde_json::json;
 use crate::cafedeployment::image;
 use crate::lossless::Lossless;
 use crate::operator::Operator;
-use crate::support::{TestNs, cafedeployment, pod_ready};
+use crate::support::{
+    TestNs, cafedeployment, member_client, member_kubeconfig, members_sh, pod_ready,
+};
 
 const MEMBERS: [(&str, &str); 2] = [("dc-2", "cell-b"), ("dc-3", "cell-c")];
 const CELLS: [&str; 3] = ["cell-a", "cell-b", "cell-c"];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn members_sh(args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg(repo().join("tests/cluster/members.sh"))
-        .args(args)
-        .output()
-        .expect("run tests/cluster/members.sh");
-    assert!(
-        out.status.success(),
-        "members.sh {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A member cluster as a test sees it: its admin client.
 struct Side {
@@ -82,7 +66,10 @@ impl Drop for Down {
     fn drop(&mut self) {
         if let Some(m) = self.0.take() {
             let _ = Command::new("bash")
-                .arg(repo().join("tests/cluster/members.sh"))
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/cluster/members.sh"
+                ))
                 .args(["start-apiserver", m])
                 .status();
         }
@@ -103,16 +90,8 @@ impl Federation {
         let ns = TestNs::new(story).await;
         let mut members = Vec::new();
         for (name, cell) in MEMBERS {
-            let admin = repo().join(format!(".cluster-{name}/kubeconfig"));
-            assert!(
-                admin.exists(),
-                "member {name} is not running: start the members with tests/cluster/members.sh up"
-            );
-            let config = kube::config::Kubeconfig::read_from(&admin).expect("member kubeconfig");
-            let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
-                .await
-                .expect("member config");
-            let client = Client::try_from(config).expect("member client");
+            let admin = member_kubeconfig(name);
+            let client = member_client(name).await;
             let namespaces: Api<Namespace> = Api::all(client.clone());
             let body: Namespace =
                 serde_json::from_value(json!({"metadata": {"name": ns.name}})).expect("namespace");
@@ -347,6 +326,21 @@ impl Federation {
         self.wait_phase(name, Phase::Healthy, 90).await;
     }
 
+    /// Creates `name`, releases nginx:1.26 and waits for its Beta group to
+    /// be done (one pod per cell in each cluster, waiting for a person).
+    async fn beta_waiting(&self, name: &str) -> CafeDeployment {
+        self.create(name, json!({})).await;
+        self.set_image(name, "nginx:1.26").await;
+        self.wait_phase(name, Phase::WaitingForConfirm, 90).await
+    }
+
+    /// Asserts the images of the live pods of each cluster (two per cell).
+    async fn assert_images(&self, wanted: [&str; 2], what: &str) {
+        for (cluster, images) in ["host", "dc-2", "dc-3"].iter().zip(self.images().await) {
+            assert_eq!(images, wanted, "{what} in {cluster}");
+        }
+    }
+
     /// Deletes `name` and waits until it and its sets in every cluster are gone.
     async fn delete(&self, name: &str) {
         self.cds()
@@ -458,22 +452,11 @@ async fn one_release_over_three_clusters_is_one_plan_beta_one_pod_per_cell_lossl
     // Beta: one pod per cell, in each of the three clusters.
     fed.set_image("web", "nginx:1.26").await;
     fed.wait_phase("web", Phase::WaitingForConfirm, 90).await;
-    for (cluster, images) in ["host", "dc-2", "dc-3"].iter().zip(fed.images().await) {
-        assert_eq!(
-            images,
-            ["nginx:1.25", "nginx:1.26"],
-            "Beta updated exactly one pod in {cluster}"
-        );
-    }
+    fed.assert_images(["nginx:1.25", "nginx:1.26"], "Beta updated exactly one pod")
+        .await;
     fed.confirm("web").await;
     fed.wait_phase("web", Phase::Healthy, 120).await;
-    for (cluster, images) in ["host", "dc-2", "dc-3"].iter().zip(fed.images().await) {
-        assert_eq!(
-            images,
-            ["nginx:1.26", "nginx:1.26"],
-            "all of {cluster} released"
-        );
-    }
+    fed.assert_images(["nginx:1.26", "nginx:1.26"], "all").await;
     let after: Vec<Vec<String>> = fed
         .pods()
         .await
@@ -512,9 +495,7 @@ async fn one_release_over_three_clusters_is_one_plan_beta_one_pod_per_cell_lossl
 async fn a_member_that_drops_off_holds_its_group_stalls_naming_it_and_the_release_ends_without_replay()
  {
     let fed = Federation::new("mc-down").await;
-    fed.create("web", json!({})).await;
-    fed.set_image("web", "nginx:1.26").await;
-    let waiting = fed.wait_phase("web", Phase::WaitingForConfirm, 90).await;
+    let waiting = fed.beta_waiting("web").await;
     let opened = waiting.status.and_then(|s| s.release).map(|r| r.opened);
 
     // dc-3 drops off, then the person confirms group 2.
@@ -586,13 +567,7 @@ async fn a_member_that_drops_off_holds_its_group_stalls_naming_it_and_the_releas
     down.start();
     fed.wait_member("dc-3", "True").await;
     let healthy = fed.wait_phase("web", Phase::Healthy, 180).await;
-    for (cluster, images) in ["host", "dc-2", "dc-3"].iter().zip(fed.images().await) {
-        assert_eq!(
-            images,
-            ["nginx:1.26", "nginx:1.26"],
-            "all of {cluster} released"
-        );
-    }
+    fed.assert_images(["nginx:1.26", "nginx:1.26"], "all").await;
     assert_eq!(
         healthy
             .annotations()
@@ -609,9 +584,7 @@ async fn a_member_that_drops_off_holds_its_group_stalls_naming_it_and_the_releas
 #[ignore = "needs the local control plane and its members (make test)"]
 async fn a_rollback_while_a_member_is_down_reaches_it_when_it_returns() {
     let fed = Federation::new("mc-rollback").await;
-    fed.create("web", json!({})).await;
-    fed.set_image("web", "nginx:1.26").await;
-    fed.wait_phase("web", Phase::WaitingForConfirm, 90).await;
+    fed.beta_waiting("web").await;
     let down = Down::stop("dc-2");
     fed.wait_member("dc-2", "Unknown").await;
     let patch = json!({"spec": {"rollbackTo": {"revision": 0}}});
@@ -629,13 +602,8 @@ async fn a_rollback_while_a_member_is_down_reaches_it_when_it_returns() {
         .await;
     down.start();
     fed.wait_phase("web", Phase::Healthy, 180).await;
-    for (cluster, images) in ["host", "dc-2", "dc-3"].iter().zip(fed.images().await) {
-        assert_eq!(
-            images,
-            ["nginx:1.25", "nginx:1.25"],
-            "{cluster} rolled back"
-        );
-    }
+    fed.assert_images(["nginx:1.25", "nginx:1.25"], "{cluster} rolled back")
+        .await;
     fed.delete("web").await;
     fed.finish().await;
 }
@@ -644,9 +612,7 @@ async fn a_rollback_while_a_member_is_down_reaches_it_when_it_returns() {
 #[ignore = "needs the local control plane and its members (make test)"]
 async fn a_rotated_kubeconfig_secret_rebuilds_the_members_client_mid_release() {
     let fed = Federation::new("mc-rotate").await;
-    fed.create("web", json!({})).await;
-    fed.set_image("web", "nginx:1.26").await;
-    fed.wait_phase("web", Phase::WaitingForConfirm, 90).await;
+    fed.beta_waiting("web").await;
     // The old identity is revoked: its token no longer works.
     members_sh(&["rotate", "dc-2"]);
     let refused = fed.wait_member("dc-2", "False").await;
@@ -666,13 +632,7 @@ async fn a_rotated_kubeconfig_secret_rebuilds_the_members_client_mid_release() {
     fed.wait_member("dc-2", "True").await;
     fed.confirm("web").await;
     fed.wait_phase("web", Phase::Healthy, 120).await;
-    for (cluster, images) in ["host", "dc-2", "dc-3"].iter().zip(fed.images().await) {
-        assert_eq!(
-            images,
-            ["nginx:1.26", "nginx:1.26"],
-            "all of {cluster} released"
-        );
-    }
+    fed.assert_images(["nginx:1.26", "nginx:1.26"], "all").await;
     let log = std::fs::read_to_string(&fed.host_op.log).unwrap_or_default();
     assert!(
         log.contains(
@@ -749,9 +709,7 @@ fn cafe(ns: &str, args: &[&str]) -> (i32, String) {
 #[ignore = "needs the local control plane and its members (make test)"]
 async fn a_freeze_stops_the_release_in_every_cluster_and_is_kept_as_a_record() {
     let fed = Federation::new("mc-freeze").await;
-    fed.create("web", json!({})).await;
-    fed.set_image("web", "nginx:1.26").await;
-    fed.wait_phase("web", Phase::WaitingForConfirm, 90).await;
+    fed.beta_waiting("web").await;
     let ns = fed.ns.name.clone();
     let freeze = format!("{ns}-incident");
     let (code, text) = cafe(
@@ -786,13 +744,8 @@ async fn a_freeze_stops_the_release_in_every_cluster_and_is_kept_as_a_record() {
         "{message}"
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
-    for (cluster, images) in ["host", "dc-2", "dc-3"].iter().zip(fed.images().await) {
-        assert_eq!(
-            images,
-            ["nginx:1.25", "nginx:1.26"],
-            "nothing moved in {cluster}"
-        );
-    }
+    fed.assert_images(["nginx:1.25", "nginx:1.26"], "nothing moved")
+        .await;
     for side in &fed.members {
         let set = side
             .api::<InPlaceSet>(&ns)
@@ -820,13 +773,7 @@ async fn a_freeze_stops_the_release_in_every_cluster_and_is_kept_as_a_record() {
     let (code, text) = cafe(&ns, &["unfreeze", &freeze]);
     assert_eq!(code, 0, "{text}");
     fed.wait_phase("web", Phase::Healthy, 120).await;
-    for (cluster, images) in ["host", "dc-2", "dc-3"].iter().zip(fed.images().await) {
-        assert_eq!(
-            images,
-            ["nginx:1.26", "nginx:1.26"],
-            "all of {cluster} released"
-        );
-    }
+    fed.assert_images(["nginx:1.26", "nginx:1.26"], "all").await;
     let record = Api::<cafe_operator::api::ReleaseFreeze>::all(fed.ns.client.clone())
         .get(&freeze)
         .await

@@ -33,6 +33,42 @@ pub async fn client() -> Client {
     }
 }
 
+/// Runs `tests/cluster/members.sh` (the member clusters dc-2 and dc-3) and
+/// returns its output; fails the caller with its error.
+pub fn members_sh(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/members.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run tests/cluster/members.sh");
+    assert!(
+        out.status.success(),
+        "members.sh {args:?} failed (are the members up? tests/cluster/members.sh up): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The admin kubeconfig of member `name` (dc-2, dc-3).
+pub fn member_kubeconfig(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(".cluster-{name}/kubeconfig"))
+}
+
+/// An admin client for member `name`.
+pub async fn member_client(name: &str) -> Client {
+    let path = member_kubeconfig(name);
+    let config = kube::config::Kubeconfig::read_from(&path).unwrap_or_else(|e| {
+        panic!(
+            "member {name} is not running ({e}): start the members with tests/cluster/members.sh up"
+        )
+    });
+    let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
+        .await
+        .expect("member config");
+    Client::try_from(config).expect("member client")
+}
+
 impl TestNs {
     /// Creates `e2e-<story>-<unique>` and waits for its default ServiceAccount.
     pub async fn new(story: &str) -> Self {
