@@ -531,6 +531,59 @@ mod tests {
     }
 
     #[test]
+    fn the_tree_is_drawn_by_cluster_with_each_members_reachability() {
+        let mut cd = cd("Progressing", 2, 2);
+        if let Some(s) = cd.status.as_mut() {
+            s.cells = serde_json::from_value(json!([
+                {"name": "cell-a", "replicas": 2, "updated": 1, "ready": 2, "available": 2},
+                {"name": "cell-b", "replicas": 2, "updated": 2, "ready": 2, "available": 2,
+                 "cluster": "dc-2", "reachability": "Reachable"},
+                {"name": "cell-c", "replicas": 2, "updated": 1, "ready": 2, "available": 2,
+                 "cluster": "dc-3", "reachability": "Unknown",
+                 "lastContact": "1970-01-01T00:01:00Z"}
+            ]))
+            .expect("rows");
+        }
+        let set = |cell: &str| -> InPlaceSet {
+            serde_json::from_value(json!({
+                "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
+                "metadata": {"name": format!("demo-{cell}"),
+                             "labels": {crate::api::names::CELL_LABEL: cell}},
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "demo"}},
+                         "template": {"metadata": {"labels": {"app": "demo"}},
+                                      "spec": {"containers": [{"name": "app", "image": "nginx"}]}}}
+            }))
+            .expect("set")
+        };
+        let snap = Snapshot {
+            cd,
+            sets: vec![set("cell-a"), set("cell-b")],
+            pods: Vec::new(),
+            unread: [("dc-3".to_string(), "no answer within 4s".to_string())].into(),
+            now: 180,
+        };
+        let lines = tree(&snap);
+        assert_eq!(lines[0], "cluster (this one)");
+        assert!(
+            lines[1].starts_with("  cell-a  ⟶ InPlaceSet demo-cell-a"),
+            "{lines:?}"
+        );
+        assert_eq!(lines[2], "cluster dc-2  Reachable");
+        assert!(
+            lines[3].starts_with("  cell-b  ⟶ InPlaceSet demo-cell-b"),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines[4],
+            "cluster dc-3  Unknown, last contact 2m ago  (not read: no answer within 4s)"
+        );
+        assert_eq!(
+            lines[5],
+            "  cell-c  ⟶ (as last seen) updated 1/2  ready 2  available 2"
+        );
+    }
+
+    #[test]
     fn the_header_shows_phase_next_action_revisions_and_the_group_bar() {
         let snap = Snapshot {
             cd: cd("WaitingForConfirm", 2, 2),
