@@ -7,4 +7,6 @@ pub mod build;
 pub mod controller;
 pub mod decide;
 pub mod homes;
+pub mod reach;
 pub mod reschedule;
+pub mod status;
