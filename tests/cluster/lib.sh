@@ -97,3 +97,20 @@ stop_component() {
     fi
     rm -f "$f"
 }
+
+# start_apiserver_as FILE: starts kube-apiserver with the command line
+# recorded in FILE (NUL-separated, as /proc/<pid>/cmdline) and waits until it
+# is ready (restart-apiserver.sh, members.sh start-apiserver).
+start_apiserver_as() {
+    local cmd
+    mapfile -d '' cmd <"$1"
+    setsid "${cmd[@]}" >>"$LOGS/kube-apiserver.log" 2>&1 </dev/null &
+    echo $! >"$PIDS/kube-apiserver.pid"
+    for _ in $(seq 1 300); do
+        if "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.3
+    done
+    die "kube-apiserver did not become ready again; see $LOGS/kube-apiserver.log"
+}

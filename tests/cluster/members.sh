@@ -142,17 +142,8 @@ start-apiserver)
     in_member "${2:?members.sh start-apiserver NAME}" bash -c '
         . "$0/lib.sh"
         [ -f "$STATE/kube-apiserver.cmdline" ] || die "member $1: no stopped kube-apiserver to start"
-        mapfile -d "" cmd <"$STATE/kube-apiserver.cmdline"
-        setsid "${cmd[@]}" >>"$LOGS/kube-apiserver.log" 2>&1 </dev/null &
-        echo $! >"$PIDS/kube-apiserver.pid"
-        for _ in $(seq 1 300); do
-            if "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1; then
-                say "member $1: kube-apiserver started again"
-                exit 0
-            fi
-            sleep 0.3
-        done
-        die "member $1: kube-apiserver did not become ready; see $LOGS/kube-apiserver.log"' "$SCRIPTS" "$2"
+        start_apiserver_as "$STATE/kube-apiserver.cmdline"
+        say "member $1: kube-apiserver started again"' "$SCRIPTS" "$2"
     ;;
 *)
     sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2

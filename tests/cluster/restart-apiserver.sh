@@ -7,20 +7,12 @@ set -euo pipefail
 
 pid_alive kube-apiserver || { say "no local kube-apiserver is running"; exit 3; }
 pid="$(cat "$PIDS/kube-apiserver.pid")"
-mapfile -d '' cmd <"/proc/$pid/cmdline"
+cp "/proc/$pid/cmdline" "$STATE/kube-apiserver.cmdline"
 kill -TERM "$pid"
 for _ in $(seq 1 100); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
 done
 kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-setsid "${cmd[@]}" >>"$LOGS/kube-apiserver.log" 2>&1 </dev/null &
-echo $! >"$PIDS/kube-apiserver.pid"
-for _ in $(seq 1 300); do
-    if "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1; then
-        say "kube-apiserver restarted"
-        exit 0
-    fi
-    sleep 0.3
-done
-die "kube-apiserver did not become ready again; see $LOGS/kube-apiserver.log"
+start_apiserver_as "$STATE/kube-apiserver.cmdline"
+say "kube-apiserver restarted"
