@@ -76,7 +76,8 @@ export CAFE_OPERATOR_IMAGE=cafe.local/cafe-operator:dev
 echo "== installing the CRDs"
 target/debug/cafe-operator crd | kubectl apply --server-side --force-conflicts -f -
 kubectl wait --for condition=Established --timeout=60s \
-    crd/cafedeployments.cafe.sofastack.io crd/inplacesets.cafe.sofastack.io
+    crd/cafedeployments.cafe.sofastack.io crd/inplacesets.cafe.sofastack.io \
+    crd/memberclusters.cafe.sofastack.io crd/releasefreezes.cafe.sofastack.io
 
 echo "== cargo test (unit, CRD freshness, e2e on the local control plane)"
 # Each e2e test runs its own operator: 4 at a time keep a 2-core machine responsive.

@@ -19,15 +19,21 @@ fn api_for(client: &Client, ns: &str, doc: &Value) -> Api<DynamicObject> {
         "InPlaceSet" => "inplacesets".to_string(),
         other => format!("{}s", other.to_lowercase()),
     };
-    Api::namespaced_with(
-        client.clone(),
-        ns,
-        &ApiResource::from_gvk_with_plural(&gvk, &plural),
-    )
+    let resource = ApiResource::from_gvk_with_plural(&gvk, &plural);
+    match kind {
+        // Cluster-scoped: registered in the host, not in a namespace.
+        "MemberCluster" | "ReleaseFreeze" => Api::all_with(client.clone(), &resource),
+        _ => Api::namespaced_with(client.clone(), ns, &resource),
+    }
 }
 
+/// The object to send: in the test's namespace (an example may name its own).
 fn object(doc: &Value) -> DynamicObject {
-    serde_json::from_value(doc.clone()).expect("a Kubernetes object")
+    let mut doc = doc.clone();
+    if let Some(meta) = doc["metadata"].as_object_mut() {
+        meta.remove("namespace");
+    }
+    serde_json::from_value(doc).expect("a Kubernetes object")
 }
 
 #[tokio::test]
