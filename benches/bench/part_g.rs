@@ -9,15 +9,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cafe_operator::api::{CafeDeployment, MemberCluster};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::DeleteParams;
 use serde_json::json;
 
 use crate::cluster::{operator, remove, set_image, wait_cd, wait_until};
 use crate::metrics::{operator_metrics, rss_kib, samples};
 use crate::operator::Operator;
-use crate::support::{TestNs, member_client, member_kubeconfig, members_sh};
+use crate::support::{TestNs, member_client, member_kubeconfig, register_member};
 use crate::{Args, IMAGE_1, IMAGE_2, Report};
 
 const MEMBERS: [(&str, &str); 2] = [("dc-2", "cell-b"), ("dc-3", "cell-c")];
@@ -52,39 +52,7 @@ async fn side(args: &Args, spread: bool) -> Side {
     let mut member_ops: Vec<Operator> = Vec::new();
     if spread {
         for (name, cell) in MEMBERS {
-            let member = member_client(name).await;
-            let namespaces: Api<Namespace> = Api::all(member);
-            let body: Namespace =
-                serde_json::from_value(json!({"metadata": {"name": ns.name}})).expect("ns");
-            namespaces
-                .create(&PostParams::default(), &body)
-                .await
-                .expect("member namespace");
-            let secret: Secret = serde_json::from_value(json!({
-                "metadata": {"name": format!("kubeconfig-{name}")},
-                "stringData": {"kubeconfig": members_sh(&["kubeconfig", name])}
-            }))
-            .expect("secret");
-            ns.api::<Secret>()
-                .create(&PostParams::default(), &secret)
-                .await
-                .expect("kubeconfig Secret");
-            let _ = registry.delete(name, &DeleteParams::default()).await;
-            wait_until("the previous registration to go", 30, || async {
-                registry.get_opt(name).await.ok()?.is_none().then_some(())
-            })
-            .await;
-            let body: MemberCluster = serde_json::from_value(json!({
-                "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "MemberCluster",
-                "metadata": {"name": name},
-                "spec": {"kubeconfigSecretRef": {"namespace": ns.name, "name": format!("kubeconfig-{name}")},
-                         "cells": [cell]}
-            }))
-            .expect("member");
-            registry
-                .create(&PostParams::default(), &body)
-                .await
-                .expect("MemberCluster");
+            register_member(&ns, name, cell, json!({})).await;
             let admin = member_kubeconfig(name);
             member_ops.push(Operator::launch(
                 &format!("{}@{name}", ns.name),

@@ -24,7 +24,7 @@ const PODS: usize = 24;
 const KILLS: usize = 30;
 
 /// A pseudo-random duration in [lo, hi) ms: the clock's nanoseconds.
-fn random_ms(lo: u64, hi: u64) -> Duration {
+pub(crate) fn random_ms(lo: u64, hi: u64) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::from(d.subsec_nanos()));

@@ -18,10 +18,12 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::cafedeployment::image;
+use crate::chaos::random_ms;
 use crate::lossless::Lossless;
 use crate::operator::Operator;
+use crate::plugin::expect;
 use crate::support::{
-    TestNs, cafedeployment, member_client, member_kubeconfig, members_sh, pod_ready,
+    TestNs, cafedeployment, member_kubeconfig, members_sh, pod_ready, register_member,
 };
 
 const MEMBERS: [(&str, &str); 2] = [("dc-2", "cell-b"), ("dc-3", "cell-c")];
@@ -90,62 +92,13 @@ impl Federation {
         let ns = TestNs::new(story).await;
         let mut members = Vec::new();
         for (name, cell) in MEMBERS {
-            let admin = member_kubeconfig(name);
-            let client = member_client(name).await;
-            let namespaces: Api<Namespace> = Api::all(client.clone());
-            let body: Namespace =
-                serde_json::from_value(json!({"metadata": {"name": ns.name}})).expect("namespace");
-            namespaces
-                .create(&PostParams::default(), &body)
-                .await
-                .unwrap_or_else(|e| panic!("create namespace {} in {name}: {e}", ns.name));
+            let spec = json!({"unreachableAfterSeconds": 6});
             members.push(Side {
                 name,
                 cell,
-                client,
-                admin,
+                client: register_member(&ns, name, cell, spec).await,
+                admin: member_kubeconfig(name),
             });
-        }
-        // One registration per member (cluster-scoped): a story's own.
-        let registry: Api<MemberCluster> = Api::all(ns.client.clone());
-        for side in &members {
-            let _ = registry.delete(side.name, &DeleteParams::default()).await;
-        }
-        for side in &members {
-            let secrets: Api<Secret> = ns.api();
-            let secret: Secret = serde_json::from_value(json!({
-                "metadata": {"name": format!("kubeconfig-{}", side.name)},
-                "stringData": {"kubeconfig": members_sh(&["kubeconfig", side.name])}
-            }))
-            .expect("secret");
-            secrets
-                .create(&PostParams::default(), &secret)
-                .await
-                .expect("kubeconfig Secret");
-            let body: MemberCluster = serde_json::from_value(json!({
-                "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "MemberCluster",
-                "metadata": {"name": side.name, "labels": {"cafe.sofastack.io/e2e": "true"}},
-                "spec": {
-                    "kubeconfigSecretRef": {"namespace": ns.name,
-                                            "name": format!("kubeconfig-{}", side.name)},
-                    "cells": [side.cell],
-                    "unreachableAfterSeconds": 6
-                }
-            }))
-            .expect("member");
-            ns.wait("the previous registration to go", 30, || async {
-                registry
-                    .get_opt(side.name)
-                    .await
-                    .ok()
-                    .map(|m| m.is_none())
-                    .filter(|gone| *gone)
-            })
-            .await;
-            registry
-                .create(&PostParams::default(), &body)
-                .await
-                .expect("MemberCluster");
         }
         let host_op = Operator::launch(&format!("{}@host", ns.name), &[], &[]);
         let member_ops = members
@@ -691,20 +644,6 @@ async fn failover_moves_a_lost_cells_pods_to_the_others_by_a_persons_decision_an
     fed.finish().await;
 }
 
-fn cafe(ns: &str, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-cafe"))
-        .args(["-n", ns])
-        .args(args)
-        .output()
-        .expect("run kubectl-cafe");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 #[tokio::test]
 #[ignore = "needs the local control plane and its members (make test)"]
 async fn a_freeze_stops_the_release_in_every_cluster_and_is_kept_as_a_record() {
@@ -712,7 +651,7 @@ async fn a_freeze_stops_the_release_in_every_cluster_and_is_kept_as_a_record() {
     fed.beta_waiting("web").await;
     let ns = fed.ns.name.clone();
     let freeze = format!("{ns}-incident");
-    let (code, text) = cafe(
+    let text = expect(
         &ns,
         &[
             "freeze",
@@ -723,8 +662,8 @@ async fn a_freeze_stops_the_release_in_every_cluster_and_is_kept_as_a_record() {
             "--name",
             &freeze,
         ],
+        0,
     );
-    assert_eq!(code, 0, "{text}");
     assert!(
         text.contains(&format!("{ns}/web")),
         "it names the release it holds: {text}"
@@ -755,8 +694,7 @@ async fn a_freeze_stops_the_release_in_every_cluster_and_is_kept_as_a_record() {
         assert!(set.spec.strategy.paused, "{}'s set is paused", side.name);
     }
     // `kubectl cafe get` draws the tree by cluster.
-    let (code, tree) = cafe(&ns, &["get", "web"]);
-    assert_eq!(code, 0, "{tree}");
+    let tree = expect(&ns, &["get", "web"], 0);
     assert!(tree.contains("Frozen"), "{tree}");
     for line in [
         "cluster (this one)",
@@ -770,8 +708,7 @@ async fn a_freeze_stops_the_release_in_every_cluster_and_is_kept_as_a_record() {
         "the member's sets are read:\n{tree}"
     );
     // Thawed: the release goes on; the freeze stays as the record.
-    let (code, text) = cafe(&ns, &["unfreeze", &freeze]);
-    assert_eq!(code, 0, "{text}");
+    expect(&ns, &["unfreeze", &freeze], 0);
     fed.wait_phase("web", Phase::Healthy, 120).await;
     fed.assert_images(["nginx:1.26", "nginx:1.26"], "all").await;
     let record = Api::<cafe_operator::api::ReleaseFreeze>::all(fed.ns.client.clone())
@@ -784,14 +721,6 @@ async fn a_freeze_stops_the_release_in_every_cluster_and_is_kept_as_a_record() {
         .await;
     fed.delete("web").await;
     fed.finish().await;
-}
-
-/// A pseudo-random duration in [lo, hi) ms: the clock's nanoseconds.
-fn random_ms(lo: u64, hi: u64) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::from(d.subsec_nanos()));
-    Duration::from_millis(lo + (nanos / 1000) % (hi - lo))
 }
 
 #[tokio::test]

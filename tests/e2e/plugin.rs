@@ -24,7 +24,7 @@ fn cafe(ns: &str, args: &[&str]) -> Output {
 }
 
 /// Runs a verb; asserts its exit code; returns stdout and stderr together.
-fn expect(ns: &str, args: &[&str], code: i32) -> String {
+pub(crate) fn expect(ns: &str, args: &[&str], code: i32) -> String {
     let out = cafe(ns, args);
     let text = format!(
         "{}{}",

@@ -69,6 +69,60 @@ pub async fn member_client(name: &str) -> Client {
     Client::try_from(config).expect("member client")
 }
 
+/// Registers member `name` (running `cell`) for `ns`'s stories: the same
+/// namespace in the member, a Secret in `ns` with a kubeconfig for the host's
+/// least-privilege identity there, and the MemberCluster (replacing one left
+/// by an earlier story; `spec` adds to its spec). Returns an admin client of
+/// the member.
+pub async fn register_member(
+    ns: &TestNs,
+    name: &str,
+    cell: &str,
+    spec: serde_json::Value,
+) -> Client {
+    use cafe_operator::api::MemberCluster;
+    use k8s_openapi::api::core::v1::Secret;
+    let client = member_client(name).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let body: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": ns.name}})).expect("namespace");
+    namespaces
+        .create(&PostParams::default(), &body)
+        .await
+        .unwrap_or_else(|e| panic!("create namespace {} in {name}: {e}", ns.name));
+    let secret_name = format!("kubeconfig-{name}");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": secret_name},
+        "stringData": {"kubeconfig": members_sh(&["kubeconfig", name])}
+    }))
+    .expect("secret");
+    ns.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("kubeconfig Secret");
+    let registry: Api<MemberCluster> = Api::all(ns.client.clone());
+    let _ = registry.delete(name, &DeleteParams::default()).await;
+    ns.wait("the previous registration to go", 30, || async {
+        registry.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let mut body = json!({
+        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "MemberCluster",
+        "metadata": {"name": name, "labels": {"cafe.sofastack.io/e2e": "true"}},
+        "spec": {"kubeconfigSecretRef": {"namespace": ns.name, "name": secret_name},
+                 "cells": [cell]}
+    });
+    for (k, v) in spec.as_object().into_iter().flatten() {
+        body["spec"][k] = v.clone();
+    }
+    let body: MemberCluster = serde_json::from_value(body).expect("member");
+    registry
+        .create(&PostParams::default(), &body)
+        .await
+        .expect("MemberCluster");
+    client
+}
+
 impl TestNs {
     /// Creates `e2e-<story>-<unique>` and waits for its default ServiceAccount.
     pub async fn new(story: &str) -> Self {
