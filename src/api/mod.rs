@@ -33,14 +33,27 @@ pub fn observed_condition(
     generation: Option<i64>,
     now: &Time,
 ) -> Condition {
-    let status = if ok { "True" } else { "False" }.to_string();
+    let status = if ok { "True" } else { "False" };
+    observed_condition_as(previous, type_, status, reason, message, generation, now)
+}
+
+/// `observed_condition` with any status, `Unknown` included.
+pub fn observed_condition_as(
+    previous: &[Condition],
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
     let last_transition_time = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
         .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
     Condition {
         type_: type_.to_string(),
-        status,
+        status: status.to_string(),
         reason: reason.to_string(),
         message,
         observed_generation: generation,

@@ -443,7 +443,7 @@ async fn restore(
     patch_spec(cd, ctx, serde_json::Value::Array(ops)).await
 }
 
-/// One JSON patch of the CafeDeployment's spec.
+/// One JSON patch of the CafeDeployment (its spec, or its finalizers).
 async fn patch_spec(
     cd: &CafeDeployment,
     ctx: &Context,
@@ -775,24 +775,21 @@ async fn finalize(cd: &CafeDeployment, ctx: &Context, seen: &Seen) -> Result<Act
         .await;
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
-    let cds: Api<CafeDeployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let patch = json!([
-        {"op": "test", "path": format!("/metadata/finalizers/{at}"), "value": MEMBER_SETS_FINALIZER},
-        {"op": "remove", "path": format!("/metadata/finalizers/{at}")}
-    ]);
-    let patch: json_patch::Patch =
-        serde_json::from_value(patch).unwrap_or_else(|_| json_patch::Patch(Vec::new()));
-    match cds
-        .patch(
-            &cd.name_any(),
-            &patch_as(MANAGER),
-            &Patch::Json::<()>(patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(Action::await_change()),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 422 => Ok(Action::await_change()),
-        Err(e) => Err(e.into()),
+    let removed = patch_spec(
+        cd,
+        ctx,
+        json!([
+            {"op": "test", "path": format!("/metadata/finalizers/{at}"), "value": MEMBER_SETS_FINALIZER},
+            {"op": "remove", "path": format!("/metadata/finalizers/{at}")}
+        ]),
+    )
+    .await;
+    match removed {
+        // Gone already, or the finalizers moved meanwhile: look again.
+        Err(Error::Kube(kube::Error::Api(s))) if s.code == 404 || s.code == 422 => {
+            Ok(Action::await_change())
+        }
+        other => other,
     }
 }
 

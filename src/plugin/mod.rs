@@ -27,7 +27,7 @@ use serde_json::json;
 use crate::api::names::{CAFEDEPLOYMENT_UID_LABEL, CELL_LABEL, UPGRADE_CONFIRMED_ANNOTATION};
 use crate::api::pod::Pod;
 use crate::api::{CafeDeployment, InPlaceSet, MemberCluster, Phase};
-use crate::runtime::patch_as;
+use crate::runtime::{members, patch_as};
 use view::{Snapshot, Verdict};
 
 /// The field manager of the plugin's writes (confirm, pause, resume, rollback).
@@ -372,17 +372,9 @@ impl Session {
                     short(e)
                 )
             })?;
-            let text = secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(&r.key))
-                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            let text = members::kubeconfig_in(&secret, &r.key)
                 .ok_or_else(|| format!("no key {} in its Secret", r.key))?;
-            let kubeconfig = Kubeconfig::from_yaml(&text).map_err(|e| e.to_string())?;
-            let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            let client = Client::try_from(config).map_err(|e| e.to_string())?;
+            let (client, _) = members::build_client(&text).await?;
             let uid = cd.uid().unwrap_or_default();
             let sets = Api::<InPlaceSet>::namespaced(client.clone(), &self.namespace)
                 .list(&ListParams::default().labels(&format!("{CAFEDEPLOYMENT_UID_LABEL}={uid}")))

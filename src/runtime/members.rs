@@ -18,7 +18,7 @@ use futures::channel::mpsc::{UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -30,7 +30,9 @@ use tracing::{info, warn};
 use super::cache::{trim, watch_events};
 use super::client::{ApiCounters, client_for};
 use crate::api::names::{CAFEDEPLOYMENT_NAME_ANNOTATION, CAFEDEPLOYMENT_UID_LABEL, condition};
-use crate::api::{CafeDeployment, InPlaceSet, MemberCluster, MemberClusterStatus};
+use crate::api::{
+    CafeDeployment, InPlaceSet, MemberCluster, MemberClusterStatus, observed_condition_as,
+};
 
 /// How often each member is probed (and its Secret read).
 pub const PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -78,6 +80,13 @@ struct State {
     error: Option<String>,
     versions: Vec<String>,
     unreachable_after: Duration,
+}
+
+impl State {
+    /// The member answered just now.
+    fn answered(&mut self) {
+        self.contact = Some((Instant::now(), Time(k8s_openapi::jiff::Timestamp::now())));
+    }
 }
 
 /// One member cluster.
@@ -365,12 +374,7 @@ impl Members {
         if member.with(|s| s.conn.as_ref().is_some_and(|c| c.secret_version == version)) {
             return;
         }
-        let text = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&r.key))
-            .map(|b| String::from_utf8_lossy(&b.0).into_owned());
-        let built = match text {
+        let built = match kubeconfig_in(&secret, &r.key) {
             None => Err(format!(
                 "its kubeconfig Secret {}/{} has no key {}: put the kubeconfig there or set \
                  spec.kubeconfigSecretRef.key",
@@ -434,7 +438,15 @@ impl Members {
             reach.why.clone()
         };
         let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let ready = condition_of(&previous.conditions, status, reason, message, mc, &now);
+        let ready = observed_condition_as(
+            &previous.conditions,
+            condition::READY,
+            status,
+            reason,
+            message,
+            mc.metadata.generation,
+            &now,
+        );
         let next = MemberClusterStatus {
             observed_generation: mc.metadata.generation,
             last_contact: if refresh {
@@ -465,32 +477,18 @@ impl Members {
     }
 }
 
-/// The Ready condition, its transition time kept unless its status moved.
-fn condition_of(
-    previous: &[Condition],
-    status: &str,
-    reason: &str,
-    message: String,
-    mc: &MemberCluster,
-    now: &Time,
-) -> Condition {
-    let last_transition_time = previous
-        .iter()
-        .find(|c| c.type_ == condition::READY && c.status == status)
-        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
-    Condition {
-        type_: condition::READY.to_string(),
-        status: status.to_string(),
-        reason: reason.to_string(),
-        message,
-        observed_generation: mc.metadata.generation,
-        last_transition_time,
-    }
+/// The kubeconfig under `key` of a member's Secret.
+pub fn kubeconfig_in(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
 }
 
 /// A client from a kubeconfig's current context, with short timeouts so
 /// that a member that stopped answering fails fast.
-async fn build_client(text: &str) -> Result<(Client, ApiCounters), String> {
+pub async fn build_client(text: &str) -> Result<(Client, ApiCounters), String> {
     let kubeconfig = Kubeconfig::from_yaml(text).map_err(|e| e.to_string())?;
     let mut config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
@@ -509,10 +507,9 @@ async fn probe(member: &Member) {
     };
     let crds: Api<CustomResourceDefinition> = Api::all(client);
     let answer = tokio::time::timeout(MEMBER_TIMEOUT, crds.get_opt(IPS_CRD)).await;
-    let now = || Some((Instant::now(), Time(k8s_openapi::jiff::Timestamp::now())));
     member.with(|s| match answer {
         Ok(Ok(Some(crd))) => {
-            s.contact = now();
+            s.answered();
             s.error = None;
             s.versions = crd
                 .spec
@@ -534,7 +531,7 @@ async fn probe(member: &Member) {
             });
         }
         Ok(Ok(None)) => {
-            s.contact = now();
+            s.answered();
             s.problem = Some((
                 "InPlaceSetCRDMissing",
                 "the InPlaceSet CRD is not installed there: install it (cafe-operator crd | \
@@ -543,7 +540,7 @@ async fn probe(member: &Member) {
             ));
         }
         Ok(Err(kube::Error::Api(e))) if e.code == 401 || e.code == 403 => {
-            s.contact = now();
+            s.answered();
             s.problem = Some((
                 "Forbidden",
                 format!(
@@ -613,7 +610,7 @@ async fn watch_sets(
         // Init comes before the list is asked for: not an answer.
         if !matches!(event, watcher::Event::Init) {
             member.with(|s| {
-                s.contact = Some((Instant::now(), Time(k8s_openapi::jiff::Timestamp::now())));
+                s.answered();
             });
         }
         let woken = match &event {
