@@ -196,7 +196,9 @@ fn hold_shrinking_cells(
             continue;
         }
         let excess = given - target.replicas;
-        let unavailable = o.live.saturating_sub(o.available).min(excess);
+        // Unavailable among the pods it keeps: those beyond `given` are
+        // already leaving (draining), and are not cut a second time.
+        let unavailable = given.saturating_sub(o.available).min(excess);
         let cut = (unavailable + surplus).min(excess);
         surplus -= cut - unavailable.min(cut);
         let kept = given - cut;
@@ -527,6 +529,33 @@ mod tests {
             t[1].replicas, 3,
             "two available, one pod per group of budget"
         );
+    }
+
+    #[test]
+    fn a_pod_draining_out_of_a_moved_cell_is_not_cut_twice() {
+        // cell a given 3 of its 4 pods; the fourth drains (out of traffic,
+        // not gone yet). One replacement is available in b: 4 serve, 4 are
+        // desired, nothing more may leave.
+        let record = Record {
+            stable: Some("r1".into()),
+            revision: Some("r1".into()),
+            opened: usize::MAX,
+            ..Record::default()
+        };
+        let plan = Plan::new(&[4], false, 1);
+        let mut old = serving("a", 4, 4);
+        old.given = Some(3);
+        old.available = 3;
+        let new = Observed {
+            name: "b".into(),
+            given: Some(4),
+            live: 4,
+            available: 1,
+            fresh: true,
+            ..Observed::default()
+        };
+        let t = targets(&record, &plan, 1, false, &cells(&[4]), &[Some(new)], &[old]);
+        assert_eq!(t[1].replicas, 3, "the draining pod is the one leaving");
     }
 
     #[test]
