@@ -38,17 +38,32 @@ PROMETHEUS_TARGETS="$STATE/prometheus/targets"
 # Every address of the cluster is in 198.18.0.0/15, the range reserved for
 # benchmark networks (nodes.sh has the plan): pods in 198.18.0.0/16 (the kwok
 # nodes' from 198.18.101.0/24 up), Services in 198.19.0.0/17.
-SERVICE_CIDR="198.19.0.0/17"
-SERVICE_CIDR_FIRST_IP="198.19.0.1"
-POD_CIDR="198.18.0.0/16"
+#
+# A member cluster (tests/cluster/members.sh) is slot 1 or 2 and has slices
+# of its own, so that the machine routes to each: its real node's pods in
+# 198.18.1<slot>.0/24... (see nodes.sh), its Services in 198.19.128.0/20
+# (slot 1) or 198.19.144.0/20 (slot 2).
+NODES_SLOT="${CAFE_NODES_SLOT:-0}"
+if [ "$NODES_SLOT" = 0 ]; then
+    SERVICE_CIDR="198.19.0.0/17"
+    SERVICE_CIDR_FIRST_IP="198.19.0.1"
+    POD_CIDR="198.18.0.0/16"
+else
+    SERVICE_CIDR="198.19.$((112 + 16 * NODES_SLOT)).0/20"
+    SERVICE_CIDR_FIRST_IP="198.19.$((112 + 16 * NODES_SLOT)).1"
+    POD_CIDR="198.18.$((10 + NODES_SLOT)).0/24"
+fi
 
 # The real nodes (nodes.sh): on by default; CAFE_REAL_NODES=0 starts the
 # kwok nodes only (and binds the API server to 127.0.0.1 alone).
 REAL_NODES="${CAFE_REAL_NODES:-1}"
-# With real nodes, the API server listens on this address (on the dummy link
-# nodes.sh makes) so that pods reach it through the kubernetes Service.
-if [ "$REAL_NODES" = 1 ]; then
+# With real nodes, the API server listens on this address (on the link
+# nodes.sh makes) so that pods, and a member's node in its own network
+# namespace, reach it.
+if [ "$REAL_NODES" = 1 ] && [ "$NODES_SLOT" = 0 ]; then
     HOST_ADDRESS="${CAFE_HOST_ADDRESS:-198.19.255.254}"
+elif [ "$REAL_NODES" = 1 ]; then
+    HOST_ADDRESS="198.19.252.$((4 * NODES_SLOT + 1))"
 else
     HOST_ADDRESS=127.0.0.1
 fi

@@ -9,6 +9,8 @@ set -euo pipefail
 
 echo "# links"
 ip -o link show | awk '{print $2}' | sed 's/@.*//; s/:$//' | sort
+echo "# network namespaces"
+ip netns list 2>/dev/null | sort
 echo "# addresses"
 ip -o addr show | awk '{print $2, $4}' | sort
 # Without nft (CAFE_REAL_NODES=0 does not install it) there are no tables

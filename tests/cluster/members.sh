@@ -2,8 +2,12 @@
 # The member clusters of the multi-cluster stories and demo: two more local
 # control planes, dc-2 and dc-3, each with its own etcd, API server, scheduler,
 # controller manager and kwok nodes (cells cell-a, cell-b, cell-c), on ports of
-# their own, state in .cluster-dc-2 and .cluster-dc-3. No real nodes and no
-# Prometheus there (the host cluster, .cluster, has them).
+# their own, state in .cluster-dc-2 and .cluster-dc-3. Each has one real node
+# too, in the cell it serves (dc-2: real-dc-2-cell-b, dc-3: real-dc-3-cell-c),
+# whose network is a namespace of its own (nodes.sh): the machine reaches the
+# member's pods and Services, and its API server, through a veth. No
+# Prometheus there (the host cluster, .cluster, has it). CAFE_MEMBER_REAL_NODES=0
+# leaves the members' real nodes out.
 #
 #   members.sh up                  start both (idempotent), install the CRDs and
 #                                  the host's least-privilege identity in each
@@ -25,14 +29,17 @@ OPERATOR_BIN="${CAFE_OPERATOR_BIN:-$ROOT/target/debug/cafe-operator}"
 
 # member_env NAME: the ports and state directory of member NAME.
 member_env() {
-    local k
+    local k cell
     case "$1" in
-    dc-2) k=1 ;;
-    dc-3) k=2 ;;
+    dc-2) k=1 cell=cell-b ;;
+    dc-3) k=2 cell=cell-c ;;
     *) echo "members: unknown member $1 (known: ${MEMBERS[*]})" >&2; exit 2 ;;
     esac
     echo "CAFE_CLUSTER_DIR=$ROOT/.cluster-$1"
-    echo "CAFE_REAL_NODES=0"
+    echo "CAFE_REAL_NODES=${CAFE_MEMBER_REAL_NODES:-1}"
+    echo "CAFE_NODES_SLOT=$k"
+    echo "CAFE_NODES_NETNS=cafe-$1"
+    echo "CAFE_REAL_NODE_CELL=$cell"
     echo "CAFE_PROMETHEUS=0"
     echo "CAFE_ETCD_PORT=$((23790 + 2 * k))"
     echo "CAFE_ETCD_PEER_PORT=$((23800 + 2 * k))"

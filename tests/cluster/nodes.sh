@@ -25,19 +25,45 @@
 #   /cafe-real-cell-*, the mounts under the state directory, and the host paths
 #   the CNI library and containerd's shims use (/var/lib/cni, /run/containerd/s)
 #   when they did not exist before: removed.
+#
+# A member cluster (members.sh: slot k = 1 or 2, CAFE_NODES_NETNS, the cell
+# CAFE_REAL_NODE_CELL) has one real node, and its whole node network lives in
+# a network namespace of its own: containerd, kubelet and kube-proxy run
+# there (nsenter --net, so they share the machine's mounts), with their own
+# bridge, nftables table and sysctls; a veth (cafe-m<k> here, 198.19.252.4k+1;
+# eth0 there, 198.19.252.4k+2, the node's address) joins it to the machine,
+# which routes the member's pods (198.18.1<k>.0/24) and Services (lib.sh)
+# through it. Its API server listens on 198.19.252.4k+1. Removing the
+# namespace removes everything network it made.
 
 BENCH_RANGE="198.18.0.0/15"
-REAL_NODE_NAMES=(real-cell-a real-cell-b)
-REAL_NODE_CELLS=(cell-a cell-b)
-REAL_NODE_IPS=(198.19.255.1 198.19.255.2)
-REAL_NODE_SUBNETS=(198.18.1.0/24 198.18.2.0/24)
-REAL_NODE_GATEWAYS=(198.18.1.1 198.18.2.1)
-REAL_NODE_BRIDGES=(cafe-br-a cafe-br-b)
-REAL_NODE_KUBELET_PORTS=(10250 10260)
-REAL_NODE_HEALTHZ_PORTS=(10248 10258)
+NODES_NETNS="${CAFE_NODES_NETNS:-}"
+if [ -z "$NODES_NETNS" ]; then
+    REAL_NODE_NAMES=(real-cell-a real-cell-b)
+    REAL_NODE_CELLS=(cell-a cell-b)
+    REAL_NODE_IPS=(198.19.255.1 198.19.255.2)
+    REAL_NODE_SUBNETS=(198.18.1.0/24 198.18.2.0/24)
+    REAL_NODE_GATEWAYS=(198.18.1.1 198.18.2.1)
+    REAL_NODE_BRIDGES=(cafe-br-a cafe-br-b)
+    REAL_NODE_KUBELET_PORTS=(10250 10260)
+    REAL_NODE_HEALTHZ_PORTS=(10248 10258)
+    NODE_LINK=cafe-nodes
+    # Commands of the node network run here, in the machine's namespace.
+    IN_NODES_NETNS=()
+else
+    REAL_NODE_CELLS=("${CAFE_REAL_NODE_CELL:?CAFE_REAL_NODE_CELL: the cell of the member real node}")
+    REAL_NODE_NAMES=("real-${NODES_NETNS#cafe-}-${REAL_NODE_CELLS[0]}")
+    REAL_NODE_IPS=("198.19.252.$((4 * NODES_SLOT + 2))")
+    REAL_NODE_SUBNETS=("$POD_CIDR")
+    REAL_NODE_GATEWAYS=("198.18.$((10 + NODES_SLOT)).1")
+    REAL_NODE_BRIDGES=(cafe-br)
+    REAL_NODE_KUBELET_PORTS=(10250)
+    REAL_NODE_HEALTHZ_PORTS=(10248)
+    NODE_LINK="cafe-m$NODES_SLOT"
+    IN_NODES_NETNS=(nsenter "--net=/run/netns/$NODES_NETNS" --)
+fi
 KUBE_PROXY_HEALTHZ_PORT="${CAFE_KUBE_PROXY_HEALTHZ_PORT:-10256}"
 KUBE_PROXY_METRICS_PORT="${CAFE_KUBE_PROXY_METRICS_PORT:-10249}"
-NODE_LINK=cafe-nodes
 # The taint that keeps every other pod off the real nodes.
 REAL_NODE_TAINT_KEY=cafe.sofastack.io/real-node
 NODES_STATE="$STATE/nodes"
@@ -57,20 +83,33 @@ real_node_components() {
 # application's versions (tests/images/build.sh writes them).
 IMAGES_DIR="$STATE/images"
 
-# nodes_record_host: what the machine looks like before the nodes change it.
+# What the machine looked like before the first cluster's real nodes changed
+# it: kept outside any one cluster's state (several clusters' nodes can run
+# at once: the host's and the members'), restored by the last one to stop.
+HOST_RECORD="${CAFE_NODES_HOST_RECORD:-/run/cafe-operator-nodes}"
+
+# nodes_record_host: what the machine looks like before the nodes change it
+# (unless another cluster's nodes changed it already: its record stands).
 nodes_record_host() {
-    mkdir -p "$NODES_STATE/host"
+    if other_node_networks && [ -f "$HOST_RECORD/sysctls" ]; then
+        return 0
+    fi
+    mkdir -p "$HOST_RECORD"
     local s p
     for s in "${SYSCTLS[@]}"; do
         echo "$s=$(sysctl -n "$s" 2>/dev/null || echo absent)"
-    done >"$NODES_STATE/host/sysctls"
+    done >"$HOST_RECORD/sysctls"
     for p in "${HOST_PATHS[@]}"; do
         [ -e "$p" ] && echo "$p"
-    done >"$NODES_STATE/host/paths" || true
-    nft list tables 2>/dev/null >"$NODES_STATE/host/nft-tables" || true
+    done >"$HOST_RECORD/paths" || true
+    nft list tables 2>/dev/null >"$HOST_RECORD/nft-tables" || true
 }
 
 nodes_network_up() {
+    if [ -n "$NODES_NETNS" ]; then
+        member_network_up
+        return
+    fi
     # A bridge without ports: this kernel has no dummy links; local delivery
     # to its addresses needs no carrier.
     ip link add "$NODE_LINK" type bridge
@@ -84,6 +123,41 @@ nodes_network_up() {
     sysctl -qw net.ipv4.ip_forward=1
     sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null ||
         say "net.bridge.bridge-nf-call-iptables is not available: a pod cannot reach a Service backed by a pod on its own node"
+}
+
+# member_network_up: a member's node network namespace and its veth.
+member_network_up() {
+    # A killed run's namespace (its link is gone with it, or up.sh removed it).
+    ip netns del "$NODES_NETNS" 2>/dev/null || true
+    ip netns add "$NODES_NETNS"
+    ip link add "$NODE_LINK" type veth peer name "$NODE_LINK-n"
+    ip link set "$NODE_LINK" alias "$STATE"
+    ip link set "$NODE_LINK-n" netns "$NODES_NETNS"
+    ip addr add "$HOST_ADDRESS/30" dev "$NODE_LINK"
+    ip link set "$NODE_LINK" up
+    local ns=("${IN_NODES_NETNS[@]}")
+    "${ns[@]}" ip link set lo up
+    "${ns[@]}" ip link set "$NODE_LINK-n" name eth0
+    "${ns[@]}" ip addr add "${REAL_NODE_IPS[0]}/30" dev eth0
+    "${ns[@]}" ip link set eth0 up
+    # The machine reaches the member's pods and Services through the node.
+    ip route add "$POD_CIDR" via "${REAL_NODE_IPS[0]}" dev "$NODE_LINK"
+    ip route add "$SERVICE_CIDR" via "${REAL_NODE_IPS[0]}" dev "$NODE_LINK"
+    # Both are the namespace's own: they go with it.
+    "${ns[@]}" sysctl -qw net.ipv4.ip_forward=1
+    "${ns[@]}" sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null ||
+        say "net.bridge.bridge-nf-call-iptables is not available: a pod cannot reach a Service backed by a pod on its own node"
+}
+
+# other_node_networks: whether the real nodes of another cluster (the host's,
+# or another member's) run on this machine now.
+other_node_networks() {
+    local link
+    for link in cafe-nodes cafe-m1 cafe-m2; do
+        [ "$link" != "$NODE_LINK" ] || continue
+        ip link show "$link" >/dev/null 2>&1 && return 0
+    done
+    return 1
 }
 
 # node_link_owner: the state directory of the cluster whose real nodes hold
@@ -186,7 +260,7 @@ start_containerd() {
     local dir="$NODES_STATE/$name"
     # The shim and runc are found on PATH.
     PATH="$CONTAINERD_BIN:$RUNC_BIN:$PATH" start "containerd-$name" \
-        "$CONTAINERD_BIN/containerd" --config "$dir/containerd.toml" --log-level warn
+        "${IN_NODES_NETNS[@]}" "$CONTAINERD_BIN/containerd" --config "$dir/containerd.toml" --log-level warn
 }
 
 import_images() {
@@ -216,7 +290,7 @@ start_kubelet() {
     local i="$1" name="${REAL_NODE_NAMES[$1]}"
     local dir="$NODES_STATE/$name"
     node_cgroups "$name"
-    start "kubelet-$name" "$NODE_BIN/kubelet" \
+    start "kubelet-$name" "${IN_NODES_NETNS[@]}" "$NODE_BIN/kubelet" \
         --config "$dir/kubelet.yaml" \
         --kubeconfig "$STATE/kubelet-$name.kubeconfig" \
         --hostname-override "$name" \
@@ -240,7 +314,7 @@ metricsBindAddress: 127.0.0.1:$KUBE_PROXY_METRICS_PORT
 # Leave the machine's conntrack settings alone.
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOF
-    start kube-proxy "$NODE_BIN/kube-proxy" --config "$NODES_STATE/kube-proxy.yaml" --v 1
+    start kube-proxy "${IN_NODES_NETNS[@]}" "$NODE_BIN/kube-proxy" --config "$NODES_STATE/kube-proxy.yaml" --v 1
 }
 
 real_nodes_ready() {
@@ -269,7 +343,7 @@ nodes_up() {
 
 nodes_wait() {
     wait_for "kubelet-${REAL_NODE_NAMES[0]}" 120 real_nodes_ready
-    wait_for kube-proxy 60 curl -fsS "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz"
+    wait_for kube-proxy 60 "${IN_NODES_NETNS[@]}" curl -fsS "http://127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT/healthz"
 }
 
 # kill_tree_of_cgroup DIR: SIGKILL every process in a cgroup and its children.
@@ -314,6 +388,20 @@ nodes_down() {
     for link in "${REAL_NODE_BRIDGES[@]}" "$NODE_LINK"; do
         ip link del "$link" 2>/dev/null || true
     done
+    if [ -n "$NODES_NETNS" ]; then
+        # Its bridge, tables, chains, routes and sysctls go with the namespace.
+        ip netns del "$NODES_NETNS" 2>/dev/null || true
+    else
+        machine_network_down
+    fi
+    # The machine's settings and paths are shared by every cluster's nodes:
+    # the last one to stop gives them back.
+    other_node_networks || restore_host
+}
+
+# machine_network_down: what the host cluster's nodes made in the machine's
+# own network namespace.
+machine_network_down() {
     # kube-proxy's table; kubelet's chains; the tables iptables-nft made for them.
     nft delete table ip kube-proxy 2>/dev/null || true
     nft delete table ip6 kube-proxy 2>/dev/null || true
@@ -326,23 +414,27 @@ nodes_down() {
             done
         done
     done
-    if [ -f "$NODES_STATE/host/nft-tables" ]; then
+    if [ -f "$HOST_RECORD/nft-tables" ]; then
         local family tname
         while read -r _ family tname; do
-            grep -qx "table $family $tname" "$NODES_STATE/host/nft-tables" ||
+            grep -qx "table $family $tname" "$HOST_RECORD/nft-tables" ||
                 nft delete table "$family" "$tname" 2>/dev/null || true
         done < <(nft list tables 2>/dev/null)
     fi
-    if [ -f "$NODES_STATE/host/sysctls" ]; then
+}
+
+restore_host() {
+    if [ -f "$HOST_RECORD/sysctls" ]; then
         local line
         while IFS= read -r line; do
             [ "${line#*=}" = absent ] || sysctl -qw "$line" 2>/dev/null || true
-        done <"$NODES_STATE/host/sysctls"
+        done <"$HOST_RECORD/sysctls"
     fi
-    if [ -f "$NODES_STATE/host/paths" ]; then
+    if [ -f "$HOST_RECORD/paths" ]; then
         local p
         for p in "${HOST_PATHS[@]}"; do
-            grep -qx "$p" "$NODES_STATE/host/paths" || rm -rf "$p"
+            grep -qx "$p" "$HOST_RECORD/paths" || rm -rf "$p"
         done
     fi
+    rm -rf "$HOST_RECORD"
 }

@@ -68,12 +68,15 @@ if [ "$REAL_NODES" = 1 ]; then
         ! ip link show "$link" >/dev/null 2>&1 ||
             die "the network link $link exists: the real nodes of the cluster in ${owner:-an unknown directory} run here (only one cluster at a time can have real nodes on a machine), or a killed run left it. Run 'make cluster-down' in that checkout (or 'CAFE_CLUSTER_DIR=<its .cluster> tests/cluster/down.sh', or 'ip link del $link'), or start this cluster with CAFE_REAL_NODES=0."
     done
-    for i in "${!REAL_NODE_NAMES[@]}"; do
+    # A member's node has a network namespace of its own: its ports are free.
+    [ -n "$NODES_NETNS" ] || for i in "${!REAL_NODE_NAMES[@]}"; do
         check_port "${REAL_NODE_KUBELET_PORTS[$i]}" "kubelet ${REAL_NODE_NAMES[$i]}" "(nodes.sh)"
         check_port "${REAL_NODE_HEALTHZ_PORTS[$i]}" "kubelet ${REAL_NODE_NAMES[$i]} healthz" "(nodes.sh)"
     done
-    check_port "$KUBE_PROXY_HEALTHZ_PORT" kube-proxy CAFE_KUBE_PROXY_HEALTHZ_PORT
-    check_port "$KUBE_PROXY_METRICS_PORT" "kube-proxy metrics" CAFE_KUBE_PROXY_METRICS_PORT
+    if [ -z "$NODES_NETNS" ]; then
+        check_port "$KUBE_PROXY_HEALTHZ_PORT" kube-proxy CAFE_KUBE_PROXY_HEALTHZ_PORT
+        check_port "$KUBE_PROXY_METRICS_PORT" "kube-proxy metrics" CAFE_KUBE_PROXY_METRICS_PORT
+    fi
 fi
 
 mkdir -p "$PKI" "$LOGS" "$PIDS" "$STATE/etcd"

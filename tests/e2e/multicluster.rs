@@ -17,11 +17,16 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::cafedeployment::image;
+use crate::cafedeployment::{confirm_until_healthy, image};
 use crate::chaos::random_ms;
+use crate::load::Load;
 use crate::lossless::Lossless;
 use crate::operator::Operator;
 use crate::plugin::expect;
+use crate::real_app::testapp;
+use crate::real_nodes::{
+    self, MAX_LOAD_TIME, MAX_REQUESTS, RATE, assert_no_failure, service, service_in, wait_routed,
+};
 use crate::support::{
     TestNs, cafedeployment, member_kubeconfig, members_sh, pod_ready, register_member,
 };
@@ -183,12 +188,30 @@ impl Federation {
 
     /// The live pods of app=web in each cluster (host first).
     async fn pods(&self) -> Vec<Vec<Pod>> {
+        self.pods_of("web").await
+    }
+
+    /// The UIDs of app's live pods in each cluster, sorted (host first).
+    async fn uids(&self, app: &str) -> Vec<Vec<String>> {
+        self.pods_of(app)
+            .await
+            .iter()
+            .map(|pods| {
+                let mut uids: Vec<String> = pods.iter().filter_map(|p| p.uid()).collect();
+                uids.sort();
+                uids
+            })
+            .collect()
+    }
+
+    /// The live pods of `app` in each cluster (host first).
+    async fn pods_of(&self, app: &str) -> Vec<Vec<Pod>> {
         let live = |pods: Vec<Pod>| -> Vec<Pod> {
             pods.into_iter()
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .collect()
         };
-        let lp = ListParams::default().labels("app=web");
+        let lp = ListParams::default().labels(&format!("app={app}"));
         let mut out = vec![live(
             self.ns
                 .api::<Pod>()
@@ -232,11 +255,14 @@ impl Federation {
             .expect("confirm");
     }
 
+    /// Releases `image` in the first container (the rest of it unchanged: a
+    /// merge patch would replace the whole list).
     async fn set_image(&self, name: &str, image: &str) {
-        let patch = json!({"spec": {"template": {"spec": {"containers": [
-            {"name": "app", "image": image}]}}}});
+        let patch: json_patch::Patch = serde_json::from_value(json!([{"op": "replace",
+            "path": "/spec/template/spec/containers/0/image", "value": image}]))
+        .expect("a JSON patch");
         self.cds()
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
             .await
             .expect("new image");
     }
@@ -349,16 +375,7 @@ async fn one_release_over_three_clusters_is_one_plan_beta_one_pod_per_cell_lossl
     let fed = Federation::new("mc-release").await;
     fed.create("web", json!({})).await;
     let checkers = fed.lossless().await;
-    let before: Vec<Vec<String>> = fed
-        .pods()
-        .await
-        .iter()
-        .map(|pods| {
-            let mut uids: Vec<String> = pods.iter().filter_map(|p| p.uid()).collect();
-            uids.sort();
-            uids
-        })
-        .collect();
+    let before = fed.uids("web").await;
     assert!(
         before.iter().all(|uids| uids.len() == 2),
         "two pods per cluster: {before:?}"
@@ -410,16 +427,7 @@ async fn one_release_over_three_clusters_is_one_plan_beta_one_pod_per_cell_lossl
     fed.confirm("web").await;
     fed.wait_phase("web", Phase::Healthy, 120).await;
     fed.assert_images(["nginx:1.26", "nginx:1.26"], "all").await;
-    let after: Vec<Vec<String>> = fed
-        .pods()
-        .await
-        .iter()
-        .map(|pods| {
-            let mut uids: Vec<String> = pods.iter().filter_map(|p| p.uid()).collect();
-            uids.sort();
-            uids
-        })
-        .collect();
+    let after = fed.uids("web").await;
     assert_eq!(
         after, before,
         "updated in place in every cluster: the same pods"
@@ -441,6 +449,123 @@ async fn one_release_over_three_clusters_is_one_plan_beta_one_pod_per_cell_lossl
     // Deleting it removes its sets everywhere, then the finalizer.
     fed.delete("web").await;
     fed.finish().await;
+}
+
+/// Real requests in every data center: the test application on the real node
+/// of each cluster (host: real-cell-a; dc-2 and dc-3 each have one in their
+/// own network namespace), a steady stream of requests to each cluster's
+/// Service, a three-cluster release with confirmations, and dc-3's API
+/// server stopped in the middle of a group. No request may fail anywhere:
+/// dc-3's pods keep serving while nobody can reach its API, and nothing was
+/// taken out of traffic that its node could not give back.
+#[tokio::test]
+#[ignore = "needs the local control plane and its members with their real nodes (make test)"]
+async fn a_three_cluster_release_on_real_nodes_fails_no_request_even_with_a_member_down_mid_group()
+{
+    let fed = Federation::new("mc-real").await;
+    let mut targets = vec![("host", service(&fed.ns, "demo", "demo").await)];
+    for side in &fed.members {
+        targets.push((
+            side.name,
+            service_in(&side.client, &fed.ns.name, "demo", "demo").await,
+        ));
+    }
+    // Two pods per cell, one cell per cluster; Beta (one per cell), then
+    // groups of 2, each confirmed.
+    let mut demo = real_nodes::demo(6, 2, "v1");
+    demo["spec"]["topology"]["values"] = json!(CELLS);
+    let _: CafeDeployment = fed.ns.create(demo).await;
+    confirm_until_healthy(&fed.ns).await;
+    for (cluster, pods) in ["host", "dc-2", "dc-3"]
+        .iter()
+        .zip(fed.pods_of("demo").await)
+    {
+        assert_eq!(pods.len(), 2, "{cluster}: two pods");
+        for p in &pods {
+            let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+            let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+            assert!(
+                node.as_deref().is_some_and(|n| n.starts_with("real-")),
+                "{cluster}: {} runs on a real node, not {node:?}",
+                p.name_any()
+            );
+            assert!(
+                ip.as_deref().is_some_and(|ip| ip.starts_with("198.18.")),
+                "{cluster}: pod address {ip:?}"
+            );
+        }
+    }
+    for (_, target) in &targets {
+        wait_routed(&fed.ns, *target).await;
+    }
+    let before = fed.uids("demo").await;
+    let loads: Vec<(&str, Load)> = targets
+        .iter()
+        .map(|(cluster, target)| {
+            (
+                *cluster,
+                Load::start(*target, RATE / 2, MAX_REQUESTS, MAX_LOAD_TIME),
+            )
+        })
+        .collect();
+
+    // Beta: one pod per cell in each cluster; group 2 is confirmed and
+    // dc-3's API server stops at once, while the group's pods leave traffic:
+    // once it is back, the pods' Services, the nodes' proxies and the
+    // operators all catch up, and no pod may change before the proxies have.
+    fed.set_image("demo", &testapp("v2")).await;
+    fed.wait_phase("demo", Phase::WaitingForConfirm, 120).await;
+    fed.confirm("demo").await;
+    let down = Down::stop("dc-3");
+    let dc3 = &loads[2].1;
+    let (answered_at_stop, _) = dc3.so_far();
+    fed.wait_member("dc-3", "Unknown").await;
+    // Its data center serves on while nobody can reach its API.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (answered_while_down, failed_while_down) = dc3.so_far();
+    assert!(
+        answered_while_down > answered_at_stop + 100,
+        "dc-3 answered while its API server was down ({answered_at_stop} -> {answered_while_down})"
+    );
+    assert_eq!(failed_while_down, 0, "dc-3 failed requests while down");
+    down.start();
+    fed.wait_member("dc-3", "True").await;
+    confirm_until_healthy(&fed.ns).await;
+    wait_n_on_everywhere(&fed, "demo", &testapp("v2")).await;
+    // A moment of steady state, then the verdict.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (cluster, load) in loads {
+        let report = load.finish().await;
+        assert_no_failure(&format!("mc-real: {cluster}"), &report);
+        let versions = report.versions();
+        for v in ["v1", "v2"] {
+            assert!(
+                versions.contains_key(v),
+                "{cluster}: {v} answered no request: {versions:?}"
+            );
+        }
+    }
+    assert_eq!(
+        fed.uids("demo").await,
+        before,
+        "updated in place in every cluster: the same pods"
+    );
+    fed.delete("demo").await;
+    fed.finish().await;
+}
+
+/// Waits until every live pod of `app`, in every cluster, runs `image` and is ready.
+async fn wait_n_on_everywhere(fed: &Federation, app: &str, image_name: &str) {
+    fed.ns
+        .wait(&format!("every {app} pod on {image_name}"), 120, || async {
+            fed.pods_of(app)
+                .await
+                .iter()
+                .flatten()
+                .all(|p| image(p) == image_name && pod_ready(p))
+                .then_some(())
+        })
+        .await;
 }
 
 #[tokio::test]

@@ -12,8 +12,8 @@ use cafe_operator::api::{CafeDeployment, Phase};
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::SignedDuration;
-use kube::api::{Patch, PatchParams};
-use kube::{Api, ResourceExt};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::cafedeployment::{
@@ -34,12 +34,21 @@ pub(crate) const MAX_LOAD_TIME: Duration = Duration::from_secs(540);
 
 /// A ClusterIP Service `name` in front of app's pods; returns ClusterIP:80.
 pub(crate) async fn service(ns: &TestNs, name: &str, app: &str) -> SocketAddr {
-    let svc: Service = ns
-        .create(json!({
-            "metadata": {"name": name},
-            "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": 8080}]}
-        }))
-        .await;
+    service_in(&ns.client, &ns.name, name, app).await
+}
+
+/// `service` in namespace `ns` of the cluster `client` talks to (a member:
+/// the machine routes to its Services through its node's namespace).
+pub(crate) async fn service_in(client: &Client, ns: &str, name: &str, app: &str) -> SocketAddr {
+    let body: Service = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": 8080}]}
+    }))
+    .expect("a Service");
+    let svc = Api::<Service>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &body)
+        .await
+        .expect("create the Service");
     let ip = svc
         .spec
         .and_then(|s| s.cluster_ip)
