@@ -77,6 +77,13 @@ struct RunArgs {
         hide = true
     )]
     debug_watch_lag_ms: u64,
+    /// Seconds after the API server was out of reach (a watch failed)
+    /// during which no drained pod is changed: the nodes' kube-proxy
+    /// reconnects with client-go's backoff (up to a minute) and routes by
+    /// the EndpointSlices it saw before until then. 0 turns it off.
+    #[arg(long, env = "CAFE_CATCH_UP_AFTER_OUTAGE_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(i64).range(0..=3600))]
+    catch_up_after_outage_seconds: i64,
     /// `all`: every controller (a single cluster, or the host of member
     /// clusters). `member`: only what runs inside a member cluster (the
     /// InPlaceSet controller and the traffic components); the host writes
@@ -204,6 +211,9 @@ async fn operate(args: RunArgs) -> Result<(), String> {
         metrics: Metrics::new(counters.clone()),
         health: Health::default(),
     };
+    telemetry
+        .health
+        .set_outage_catch_up(args.catch_up_after_outage_seconds);
     serve::start(
         metrics_addr,
         probe_addr,

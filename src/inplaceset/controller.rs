@@ -569,6 +569,7 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     let timing = Timing {
         drain_timeout_seconds: i64::from(set.spec.traffic.drain_timeout_seconds),
         settle_seconds: i64::from(set.spec.traffic.settle_seconds),
+        held_until: ctx.telemetry.health.changes_held_until(),
     };
     // The PodDisruptionBudgets over the pods: read, planned within and
     // claimed under one lock, so sets sharing a budget never both take its
@@ -770,7 +771,7 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let wake = [status_wait, creation_wait].into_iter().flatten().fold(
-        next_wake(&facts, &decisions, &spec, &set, now),
+        next_wake(&facts, &decisions, &spec, &set, &timing, now),
         Duration::min,
     );
     Ok(Action::requeue(wake))
@@ -832,6 +833,7 @@ fn next_wake(
     decisions: &[Decision],
     spec: &SetSpec,
     set: &InPlaceSet,
+    timing: &Timing,
     now: i64,
 ) -> Duration {
     let mut deadlines = Vec::new();
@@ -842,8 +844,11 @@ fn next_wake(
         {
             deadlines.push(since + spec.min_ready_seconds);
         }
-        if let (Decision::Wait(Waiting::Settling), Some(since)) = (d, f.drained_since) {
-            deadlines.push(since + i64::from(set.spec.traffic.settle_seconds));
+        if let Decision::Wait(Waiting::Settling) = d {
+            let settled = f
+                .drained_since
+                .map_or(now, |since| since + timing.settle_seconds);
+            deadlines.push(settled.max(timing.held_until));
         }
         if let Decision::Wait(_) = d {
             let since = f.gate.since.max(f.created);

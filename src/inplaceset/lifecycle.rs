@@ -215,6 +215,10 @@ pub struct Timing {
     /// How long a drained pod waits before it is changed, so that proxies and
     /// load balancers that follow the EndpointSlices converge.
     pub settle_seconds: i64,
+    /// No drained pod is changed before this (epoch seconds): the nodes'
+    /// proxies are still catching up after the API server was out of reach
+    /// (`Health::changes_held_until`).
+    pub held_until: i64,
 }
 
 /// Why a pod waits on something outside the operator.
@@ -231,7 +235,8 @@ pub enum Waiting {
     Verifying(Vec<String>),
     /// Being deleted; kubelet and the components' finalizers decide when it goes.
     Terminating,
-    /// Drained; waiting the settle time before the pod is changed.
+    /// Drained; waiting the settle time (and, after the API server was out
+    /// of reach, the nodes' catch-up) before the pod is changed.
     Settling,
 }
 
@@ -308,11 +313,12 @@ fn drain(
     let still = pod.still_registered();
     let listed_ready = pod.ready && pod.routed_by_service;
     if !listed_ready && still.is_empty() {
-        if pod.components.is_empty() || timing.settle_seconds <= 0 {
+        if pod.components.is_empty() {
             return then;
         }
         return match pod.drained_since {
-            Some(since) if now - since >= timing.settle_seconds => then,
+            Some(since) if now - since >= timing.settle_seconds && now >= timing.held_until => then,
+            _ if timing.settle_seconds <= 0 && now >= timing.held_until => then,
             _ => Decision::Wait(Waiting::Settling),
         };
     }
@@ -415,6 +421,7 @@ mod tests {
     const T300: Timing = Timing {
         drain_timeout_seconds: 300,
         settle_seconds: 0,
+        held_until: 0,
     };
 
     fn target() -> Target {
@@ -615,6 +622,7 @@ mod tests {
         let timing = Timing {
             drain_timeout_seconds: 300,
             settle_seconds: 5,
+            held_until: 0,
         };
         let intent = Intent::Update(Toward::Update);
         assert_eq!(
@@ -630,6 +638,42 @@ mod tests {
         p.drained_since = Some(NOW - 5);
         assert_eq!(
             step(&p, intent, &target(), &timing, NOW),
+            Decision::PatchInPlace
+        );
+    }
+
+    #[test]
+    fn after_an_api_server_outage_no_drained_pod_changes_until_the_nodes_caught_up() {
+        let mut p = gate_off(serving(), gate_reason::DRAINING_FOR_UPDATE, NOW - 10);
+        p.registered.clear();
+        p.drained_since = Some(NOW - 5);
+        let intent = Intent::Update(Toward::Update);
+        for settle_seconds in [0, 5] {
+            let mut timing = Timing {
+                drain_timeout_seconds: 300,
+                settle_seconds,
+                held_until: NOW + 30,
+            };
+            assert_eq!(
+                step(&p, intent, &target(), &timing, NOW),
+                Decision::Wait(Waiting::Settling),
+                "settle {settle_seconds}: kube-proxy may still route to it"
+            );
+            timing.held_until = NOW;
+            assert_eq!(
+                step(&p, intent, &target(), &timing, NOW),
+                Decision::PatchInPlace
+            );
+        }
+        // A pod that declared no traffic component: nothing routes to it.
+        p.components.clear();
+        let held = Timing {
+            drain_timeout_seconds: 300,
+            settle_seconds: 5,
+            held_until: NOW + 30,
+        };
+        assert_eq!(
+            step(&p, intent, &target(), &held, NOW),
             Decision::PatchInPlace
         );
     }

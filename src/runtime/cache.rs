@@ -98,6 +98,7 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let (store, writer) = reflector::store();
+    let outages = health.clone();
     // The index is kept in the same step as the store, before the cache
     // reports itself synced: a reconcile must never see a full store and an
     // empty index (it would create every pod again).
@@ -105,8 +106,12 @@ where
         .modify(trim)
         .reflect(writer)
         .map(move |event| {
-            if let Ok(e) = &event {
-                observe(e);
+            match &event {
+                Ok(e) => observe(e),
+                // An expired watch (410) is an ordinary relist; anything
+                // else is the API server out of reach.
+                Err(watcher::Error::WatchError(_)) => {}
+                Err(_) => outages.watch_failed(k8s_openapi::jiff::Timestamp::now().as_second()),
             }
             event
         });

@@ -25,6 +25,21 @@ struct State {
     role: Role,
     /// Caches started by the controllers, and whether each has synced.
     caches: Vec<(&'static str, bool)>,
+    /// When a watch last lost its API server (epoch seconds), and how long the
+    /// cluster's own agents may take to catch up after such an outage.
+    outage: Outage,
+}
+
+/// After the API server was out of reach, the operator's caches are current
+/// again within a second, but the nodes' agents (kube-proxy, which routes by
+/// the EndpointSlices it last saw) reconnect with client-go's backoff, up to
+/// a minute later. Until then a pod the API shows drained may still receive
+/// new connections, so no drained pod is changed before `catch_up` has passed
+/// since the last failed watch.
+#[derive(Clone, Copy, Debug, Default)]
+struct Outage {
+    last_failure: Option<i64>,
+    catch_up: i64,
 }
 
 /// Shared by the controllers (which register their caches) and the probe endpoint.
@@ -36,6 +51,7 @@ impl Default for Health {
         Self(Arc::new(Mutex::new(State {
             role: Role::Starting,
             caches: Vec::new(),
+            outage: Outage::default(),
         })))
     }
 }
@@ -45,6 +61,32 @@ impl Health {
         if let Ok(mut s) = self.0.lock() {
             s.role = role;
         }
+    }
+
+    /// How long the nodes' agents may take to catch up after an outage of
+    /// the API server (`--catch-up-after-outage-seconds`).
+    pub fn set_outage_catch_up(&self, seconds: i64) {
+        if let Ok(mut s) = self.0.lock() {
+            s.outage.catch_up = seconds;
+        }
+    }
+
+    /// A watch could not reach the API server (not an expired watch: a
+    /// failed connection, list or stream).
+    pub fn watch_failed(&self, now: i64) {
+        if let Ok(mut s) = self.0.lock() {
+            s.outage.last_failure = Some(now);
+        }
+    }
+
+    /// Until when (epoch seconds) no drained pod may be changed: the last
+    /// outage plus the catch-up time (0: no outage seen).
+    pub fn changes_held_until(&self) -> i64 {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|s| s.outage.last_failure.map(|at| at + s.outage.catch_up))
+            .unwrap_or(0)
     }
 
     /// Counts the watch stream `events` as a cache that must sync (list its
