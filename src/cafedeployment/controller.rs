@@ -5,17 +5,16 @@
 //! cells' InPlaceSets — each write conditional where a race could lose a
 //! user's intent or act on a stale record.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -23,9 +22,11 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::analysis::{self as gate, Act};
+use super::analysis as gate;
 use super::build::REVISION_ANNOTATION;
-use super::decide::{Frozen, Note, Observation, Outcome, Refused, decide};
+use super::decide::{
+    Effect, Frozen, History, Note, Observation, Outcome, Refused, Restore, Revision, decide,
+};
 use super::homes::{self, Seen};
 use crate::api::names::{
     CAFEDEPLOYMENT_UID_LABEL as OWNER_LABEL, CELL_LABEL, MEMBER_SETS_FINALIZER, REVISION_LABEL,
@@ -33,8 +34,8 @@ use crate::api::names::{
 };
 use crate::api::pod::Pod;
 use crate::api::{
-    AnalysisPhase, AnalysisStatus, CafeDeployment, CafeDeploymentStatus, InPlaceSet, Phase,
-    ReleaseFreeze, ReleaseStatus,
+    AnalysisPhase, CafeDeployment, CafeDeploymentStatus, InPlaceSet, Phase, ReleaseFreeze,
+    ReleaseStatus,
 };
 use crate::inplaceset::revision;
 use crate::release::analysis::{self as verdicts, Facts};
@@ -279,14 +280,14 @@ fn urgent(previous: &CafeDeploymentStatus, status: &CafeDeploymentStatus) -> boo
 
 /// Makes sure the template has a ControllerRevision (numbered after the
 /// newest) and keeps at most `historyLimit` older ones, never the stable one.
-/// Returns the templates of the history by revision name.
+/// Returns the history: each kept revision's number and template, by name.
 /// `holding`: a refused write holds creations back; the history is read only.
 async fn record_revision(
     cd: &CafeDeployment,
     ctx: &Context,
     name: &str,
     holding: bool,
-) -> Result<BTreeMap<String, PodTemplateSpec>, Error> {
+) -> Result<History, Error> {
     let ns = cd.namespace().unwrap_or_default();
     let uid = cd.uid().unwrap_or_default();
     let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
@@ -343,83 +344,30 @@ async fn record_revision(
         .filter(|r| !trimmed.contains(&r.name_any()))
         .filter_map(|r| {
             let t = r.data.as_ref()?.0.get("spec")?.get("template")?.clone();
-            Some((r.name_any(), serde_json::from_value(t).ok()?))
+            let revision = Revision {
+                number: r.revision,
+                template: serde_json::from_value(t).ok()?,
+            };
+            Some((r.name_any(), revision))
         })
         .collect())
 }
 
-/// `spec.rollbackTo`: restore that revision's template (0: the previous
-/// revision) and clear the request; a revision not in the history clears it
-/// with a Warning that lists what is kept.
-async fn roll_back(cd: &CafeDeployment, ctx: &Context, number: i64) -> Result<Action, Error> {
-    let ns = cd.namespace().unwrap_or_default();
-    let uid = cd.uid().unwrap_or_default();
-    let revisions: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
-    let history = revisions
-        .list(&ListParams::default().labels(&format!("{OWNER_LABEL}={uid}")))
-        .await?
-        .items;
-    let current = format!(
-        "{}-{}",
-        cd.name_any(),
-        revision::revision(&cd.spec.template)
-    );
-    let target = if number == 0 {
-        history
-            .iter()
-            .filter(|r| r.name_any() != current)
-            .max_by_key(|r| r.revision)
-    } else {
-        history.iter().find(|r| r.revision == number)
-    };
-    let template = target
-        .and_then(|t| t.data.as_ref())
-        .map(|d| d.0["spec"]["template"].clone());
-    match (target, template) {
-        (Some(t), Some(template)) if !template.is_null() => {
-            let why = format!("rolling back to revision {} ({})", t.revision, t.name_any());
-            restore(cd, ctx, &t.name_any(), template, why, None).await
-        }
-        _ => {
-            let mut kept: Vec<i64> = history.iter().map(|r| r.revision).collect();
-            kept.sort_unstable();
-            ctx.event(
-                cd,
-                EventType::Warning,
-                "RollbackRevisionNotFound",
-                format!(
-                    "spec.rollbackTo.revision {number} is not in the history (kept: {kept:?}); \
-                     set it to one of them, or 0 for the previous revision"
-                ),
-            )
-            .await;
-            patch_spec(
-                cd,
-                ctx,
-                json!([{"op": "remove", "path": "/spec/rollbackTo"}]),
-            )
-            .await
-        }
-    }
-}
-
-/// Restores the template of revision `name` and records first, in status,
-/// that the release that follows is a rollback (no Beta group, no
-/// confirmation waits), so an operator that dies in between still releases it
-/// as one. `analysis` is the verdict that asked for it, kept for the record.
-async fn restore(
-    cd: &CafeDeployment,
-    ctx: &Context,
-    name: &str,
-    template: serde_json::Value,
-    why: String,
-    analysis: Option<AnalysisStatus>,
-) -> Result<Action, Error> {
+/// Restores the template of a revision and records first, in status, that
+/// the release that follows is a rollback (no Beta group, no confirmation
+/// waits), so an operator that dies in between still releases it as one.
+async fn restore(cd: &CafeDeployment, ctx: &Context, restore: Restore) -> Result<Action, Error> {
+    let Restore {
+        revision,
+        template,
+        why,
+        analysis,
+    } = restore;
     let previous = cd.status.clone().unwrap_or_default();
     let mut status = previous.clone();
     status.phase = Some(Phase::RollingBack);
     status.release = Some(ReleaseStatus {
-        revision: name.to_string(),
+        revision,
         rollback: true,
         message: why.clone(),
         analysis,
@@ -530,30 +478,26 @@ fn group_facts(
     }
 }
 
-/// Takes the due measurement of the running analysis, if one is due: the
-/// CafeDeployment as the decision should see it (its analysis record with
-/// the new measurements), or `None` when nothing was measured.
+/// Takes the measurement of the analysis of `group` that the decision found
+/// due, and adds it to the record in `status` (the decision's), which the
+/// next decision judges.
 async fn measure(
     cd: &CafeDeployment,
     ctx: &Context,
     sets: &[Arc<InPlaceSet>],
-    update: &str,
+    (update, group): (&str, usize),
     now: &Time,
-) -> Option<CafeDeployment> {
-    let spec = cd.spec.strategy.analysis.as_ref()?;
-    if cd.spec.strategy.pause {
-        return None;
-    }
-    let release = cd.status.as_ref()?.release.as_ref()?;
-    let wait = release
-        .awaiting_confirmation
-        .as_ref()
-        .filter(|w| w.revision == update)?;
-    let group = usize::try_from(wait.group).ok()?.checked_sub(1)?;
-    let record = gate::of(release.analysis.as_ref(), update, group)?;
-    if verdicts::due_in(spec, record, now)? > 0 {
-        return None;
-    }
+    status: &mut CafeDeploymentStatus,
+) {
+    let Some(spec) = cd.spec.strategy.analysis.as_ref() else {
+        return;
+    };
+    let Some(release) = status.release.as_mut() else {
+        return;
+    };
+    let Some(record) = gate::of(release.analysis.as_ref(), update, group) else {
+        return;
+    };
     let facts = group_facts(cd, ctx, sets, update, group);
     let timeout = Duration::from_secs(
         u64::try_from(spec.prometheus.timeout_seconds)
@@ -596,63 +540,25 @@ async fn measure(
         )
         .await;
     }
-    let mut view = cd.clone();
-    if let Some(r) = view.status.as_mut().and_then(|s| s.release.as_mut()) {
-        r.analysis = Some(next);
-    }
-    Some(view)
+    release.analysis = Some(next);
 }
 
-/// Carries out what an analysis verdict asked for, once its record (with the
+/// The pause an analysis verdict asked for, once its record (with the
 /// action taken) is written.
-async fn act(
-    cd: &CafeDeployment,
-    ctx: &Context,
-    act: Act,
-    history: &BTreeMap<String, PodTemplateSpec>,
-    analysis: Option<AnalysisStatus>,
-) -> Result<Action, Error> {
-    match act {
-        Act::Pause => {
-            ctx.event(
-                cd,
-                EventType::Warning,
-                "PausedByAnalysis",
-                "the analysis paused the release (spec.strategy.pause: true)".to_string(),
-            )
-            .await;
-            patch_spec(
-                cd,
-                ctx,
-                json!([{"op": "add", "path": "/spec/strategy/pause", "value": true}]),
-            )
-            .await
-        }
-        Act::Rollback(stable) => {
-            let Some(template) = history.get(&stable) else {
-                ctx.event(
-                    cd,
-                    EventType::Warning,
-                    "RollbackRevisionNotFound",
-                    format!(
-                        "the analysis asked for a rollback to {stable}, which is not in the \
-                             history; roll back by hand with spec.rollbackTo"
-                    ),
-                )
-                .await;
-                return Ok(Action::await_change());
-            };
-            let why = format!(
-                "rolling back to {stable}: {}",
-                analysis
-                    .as_ref()
-                    .map(|a| a.message.as_str())
-                    .unwrap_or("analysis failed")
-            );
-            let template = serde_json::to_value(template).unwrap_or_default();
-            restore(cd, ctx, &stable, template, why, analysis).await
-        }
-    }
+async fn pause(cd: &CafeDeployment, ctx: &Context) -> Result<Action, Error> {
+    ctx.event(
+        cd,
+        EventType::Warning,
+        "PausedByAnalysis",
+        "the analysis paused the release (spec.strategy.pause: true)".to_string(),
+    )
+    .await;
+    patch_spec(
+        cd,
+        ctx,
+        json!([{"op": "add", "path": "/spec/strategy/pause", "value": true}]),
+    )
+    .await
 }
 
 async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -684,9 +590,6 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
         // Our own write is on its way through the watch; decide on it then.
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
-    if let Some(request) = &cd.spec.rollback_to {
-        return roll_back(&cd, &ctx, request.revision).await;
-    }
     let update = format!(
         "{}-{}",
         cd.name_any(),
@@ -697,15 +600,9 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
     let (refused, holding) = ctx.refusal(&cd);
     let owned = &seen.sets;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    // A measurement due now goes into the record the decision reads.
     let frozen = ctx.frozen(&cd);
-    let measured = match frozen {
-        // A frozen release measures nothing: its analysis waits too.
-        Some(_) => None,
-        None => measure(&cd, &ctx, owned, &update, &now).await,
-    };
     let mut outcome = decide(&Observation {
-        cd: measured.as_ref().unwrap_or(&cd),
+        cd: &cd,
         sets: owned.iter().map(|s| &**s).collect(),
         history: &history,
         update: &update,
@@ -716,22 +613,41 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
         frozen: frozen.as_ref(),
     });
     seen.label_rows(&mut outcome.status.cells);
-    if let Some(verdict) = outcome.act.take() {
-        let record = outcome
-            .status
-            .release
-            .as_ref()
-            .and_then(|r| r.analysis.clone());
-        if let Act::Rollback(_) = verdict {
-            // The rollback's own record replaces this decision's.
-            ctx.publish(&cd, outcome.notes).await;
-            return act(&cd, &ctx, verdict, &history, record).await;
+    match outcome.effect.take() {
+        None => apply(&cd, &ctx, &seen, outcome, holding).await,
+        Some(Effect::Measure { group }) => {
+            measure(
+                &cd,
+                &ctx,
+                &seen.sets,
+                (&update, group),
+                &now,
+                &mut outcome.status,
+            )
+            .await;
+            apply(&cd, &ctx, &seen, outcome, holding).await
         }
-        let action = apply(&cd, &ctx, &seen, outcome, holding).await?;
-        act(&cd, &ctx, verdict, &history, record).await?;
-        return Ok(action);
+        Some(Effect::Pause) => {
+            let action = apply(&cd, &ctx, &seen, outcome, holding).await?;
+            pause(&cd, &ctx).await?;
+            Ok(action)
+        }
+        // The rollback's own record replaces this decision's.
+        Some(Effect::Restore(r)) => {
+            ctx.publish(&cd, outcome.notes).await;
+            restore(&cd, &ctx, *r).await
+        }
+        Some(Effect::RefuseRollback(why)) => {
+            ctx.event(&cd, EventType::Warning, "RollbackRevisionNotFound", why)
+                .await;
+            patch_spec(
+                &cd,
+                &ctx,
+                json!([{"op": "remove", "path": "/spec/rollbackTo"}]),
+            )
+            .await
+        }
     }
-    apply(&cd, &ctx, &seen, outcome, holding).await
 }
 
 /// A CafeDeployment being deleted: its sets in member clusters are deleted

@@ -18,7 +18,10 @@ pub use super::status::Health;
 use super::status::{CellRows, compute_status, conditions};
 use crate::api::count::resolve;
 use crate::api::names::{CELL_LABEL, UPGRADE_CONFIRMED_ANNOTATION, condition};
-use crate::api::{CafeDeployment, CafeDeploymentStatus, InPlaceSet, Phase, UpgradeType};
+use crate::api::{
+    AnalysisPhase, AnalysisStatus, CafeDeployment, CafeDeploymentStatus, InPlaceSet, Phase,
+    UpgradeType,
+};
 use crate::inplaceset::revision;
 use crate::release::baseline::Record;
 use crate::release::cells::{Observed, Target};
@@ -30,8 +33,8 @@ pub struct Observation<'a> {
     pub cd: &'a CafeDeployment,
     /// The InPlaceSets this CafeDeployment owns (any cell, also removed ones).
     pub sets: Vec<&'a InPlaceSet>,
-    /// Templates of the recorded revisions, by revision name.
-    pub history: &'a BTreeMap<String, PodTemplateSpec>,
+    /// The recorded revisions, by revision name.
+    pub history: &'a History,
     /// The name of the current template's revision (`<cd>-<hash>`).
     pub update: &'a str,
     pub now: &'a Time,
@@ -46,6 +49,49 @@ pub struct Observation<'a> {
     /// A ReleaseFreeze that holds this CafeDeployment: no group opens and
     /// no pod starts moving (as a pause), until it is thawed.
     pub frozen: Option<&'a Frozen>,
+}
+
+/// A recorded revision (a ControllerRevision): its number, as
+/// `spec.rollbackTo.revision` names it, and its template.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Revision {
+    pub number: i64,
+    pub template: PodTemplateSpec,
+}
+
+/// The recorded revisions, by revision name (`<cd>-<hash>`).
+pub type History = BTreeMap<String, Revision>;
+
+/// What the shell carries out besides the writes of the outcome, each a
+/// piece of I/O the decision only asks for (DESIGN.md section 6).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Take the due measurement of the analysis of this group (its queries
+    /// to Prometheus) and keep it in the release record written with the
+    /// status; its verdict is decided on from the record, next time.
+    Measure { group: usize },
+    /// An analysis verdict: set `spec.strategy.pause: true` once the status
+    /// (the verdict's record) is written.
+    Pause,
+    /// Restore a recorded revision's template (`spec.rollbackTo`, or an
+    /// analysis verdict): the status says first that a rollback follows,
+    /// then the spec is patched. Nothing else is written this time.
+    Restore(Box<Restore>),
+    /// `spec.rollbackTo` names no recorded revision: it is cleared, with this
+    /// Warning. Nothing else is written this time.
+    RefuseRollback(String),
+}
+
+/// A rollback to carry out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Restore {
+    /// The revision's name.
+    pub revision: String,
+    pub template: PodTemplateSpec,
+    /// Why, for the status message and the event.
+    pub why: String,
+    /// The analysis verdict that asked for it, kept for the record.
+    pub analysis: Option<AnalysisStatus>,
 }
 
 /// The freeze holding a CafeDeployment, as its phase message says it.
@@ -97,8 +143,8 @@ pub struct Outcome {
     pub notes: Vec<Note>,
     /// Seconds until a time-based look is due (autoReschedule, analysis).
     pub wake: Option<i64>,
-    /// What a metric analysis verdict asks for, after the status is written.
-    pub act: Option<Act>,
+    /// What the shell carries out besides these writes.
+    pub effect: Option<Effect>,
 }
 
 /// A cell's reachability while its cluster does not answer.
@@ -184,6 +230,14 @@ pub fn decide(obs: &Observation) -> Outcome {
     let replicas = usize::try_from(spec.replicas).unwrap_or(0);
     // A freeze stops the release as a pause does, whoever paused it.
     let paused = spec.strategy.pause || obs.frozen.is_some();
+    // A rollback a person asked for comes before anything else.
+    if let Some(request) = &spec.rollback_to {
+        return Outcome {
+            status: previous,
+            effect: Some(rolled_back_to(request.revision, obs.history, obs.update)),
+            ..Outcome::default()
+        };
+    }
     let cells = build::cells(&spec.topology);
     let distribution = match distribute(replicas, &cells, &spec.topology.unit_replicas) {
         Ok(d) => d,
@@ -287,7 +341,7 @@ pub fn decide(obs: &Observation) -> Outcome {
         .stable
         .as_ref()
         .filter(|s| s.as_str() != obs.update)
-        .and_then(|s| obs.history.get(s).map(|t| (t, s.as_str())));
+        .and_then(|s| obs.history.get(s).map(|r| (&r.template, s.as_str())));
     let mut sets = Vec::new();
     let mut delete = Vec::new();
     for target in &decision.targets {
@@ -385,14 +439,12 @@ pub fn decide(obs: &Observation) -> Outcome {
         ));
     }
     notes.extend(analysis_notes(previous_analysis, analysed.record.as_ref()));
-    let wake = match (analysis, analysed.record.as_ref()) {
-        (Some(a), Some(r)) => crate::release::analysis::due_in(a, r, obs.now)
-            .map(|due| due.max(1))
-            .into_iter()
-            .chain(wake)
-            .min(),
-        _ => wake,
+    let due = match (analysis, analysed.record.as_ref()) {
+        (Some(a), Some(r)) => crate::release::analysis::due_in(a, r, obs.now),
+        _ => None,
     };
+    let wake = due.map(|due| due.max(1)).into_iter().chain(wake).min();
+    let effect = effect_of(analysed, due, paused, obs.history, &mut notes);
     Outcome {
         reset_confirmation: decision.begins_waiting,
         status,
@@ -400,7 +452,85 @@ pub fn decide(obs: &Observation) -> Outcome {
         delete,
         notes,
         wake,
-        act: analysed.act,
+        effect,
+    }
+}
+
+/// What the analysis asks the shell to do: its verdict's action (a rollback
+/// resolved to the stable revision's template), or the measurement due now
+/// while the release waits for the verdict (never while paused or frozen:
+/// the analysis waits too). `due`: seconds until its next measurement.
+fn effect_of(
+    analysed: gate::Gate,
+    due: Option<i64>,
+    paused: bool,
+    history: &History,
+    notes: &mut Vec<Note>,
+) -> Option<Effect> {
+    match analysed.act {
+        Some(Act::Pause) => Some(Effect::Pause),
+        Some(Act::Rollback(stable)) => {
+            let Some(r) = history.get(&stable) else {
+                notes.push(note(
+                    true,
+                    "RollbackRevisionNotFound",
+                    format!(
+                        "the analysis asked for a rollback to {stable}, which is not in the \
+                         history; roll back by hand with spec.rollbackTo"
+                    ),
+                ));
+                return None;
+            };
+            let message = analysed
+                .record
+                .as_ref()
+                .map_or("analysis failed", |a| a.message.as_str());
+            Some(Effect::Restore(Box::new(Restore {
+                why: format!("rolling back to {stable}: {message}"),
+                revision: stable,
+                template: r.template.clone(),
+                analysis: analysed.record,
+            })))
+        }
+        // Only while the analysis holds the release (a record kept as
+        // history, superseded by a person, is measured no more).
+        None => analysed
+            .record
+            .as_ref()
+            .filter(|_| analysed.shown.is_some())
+            .filter(|r| r.phase == AnalysisPhase::Running && r.action.is_none() && !paused)
+            .filter(|_| due.is_some_and(|d| d <= 0))
+            .and_then(|r| usize::try_from(r.group).ok())
+            .map(|group| Effect::Measure { group }),
+    }
+}
+
+/// `spec.rollbackTo`: the recorded revision it names (0: the newest one
+/// other than the current template's), or why none is.
+fn rolled_back_to(number: i64, history: &History, update: &str) -> Effect {
+    let target = if number == 0 {
+        history
+            .iter()
+            .filter(|(name, _)| name.as_str() != update)
+            .max_by_key(|(_, r)| r.number)
+    } else {
+        history.iter().find(|(_, r)| r.number == number)
+    };
+    match target {
+        Some((name, r)) => Effect::Restore(Box::new(Restore {
+            revision: name.clone(),
+            template: r.template.clone(),
+            why: format!("rolling back to revision {} ({name})", r.number),
+            analysis: None,
+        })),
+        None => {
+            let mut kept: Vec<i64> = history.values().map(|r| r.number).collect();
+            kept.sort_unstable();
+            Effect::RefuseRollback(format!(
+                "spec.rollbackTo.revision {number} is not in the history (kept: {kept:?}); \
+                 set it to one of them, or 0 for the previous revision"
+            ))
+        }
     }
 }
 
@@ -610,6 +740,131 @@ mod tests {
             misplaced,
             frozen,
         })
+    }
+
+    fn revision(number: i64, image: &str) -> Revision {
+        Revision {
+            number,
+            template: serde_json::from_value(json!({
+                "metadata": {"labels": {"app": "demo"}},
+                "spec": {"containers": [{"name": "app", "image": image}]}}))
+            .expect("template"),
+        }
+    }
+
+    /// demo-0 (revision 1, nginx:1.24) and demo-1 (revision 2, the current
+    /// template: `decide_with`'s update).
+    fn history() -> History {
+        BTreeMap::from([
+            ("demo-0".to_string(), revision(1, "nginx:1.24")),
+            ("demo-1".to_string(), revision(2, "nginx:1.25")),
+        ])
+    }
+
+    #[test]
+    fn a_rollback_a_person_asks_for_is_the_decision_s_only_effect() {
+        let now = Time("2026-12-03T09:00:00Z".parse().expect("time"));
+        let history = history();
+        let rolled = |number: i64| {
+            let mut cd = two_cells(json!({}), json!({"phase": "WaitingForConfirm"}));
+            cd.spec.rollback_to = serde_json::from_value(json!({"revision": number})).ok();
+            let out = decide(&Observation {
+                cd: &cd,
+                sets: Vec::new(),
+                history: &history,
+                update: "demo-1",
+                now: &now,
+                refused: None,
+                unreachable: &BTreeMap::new(),
+                misplaced: None,
+                frozen: None,
+            });
+            assert!(
+                out.sets.is_empty() && out.delete.is_empty(),
+                "nothing else written"
+            );
+            assert_eq!(out.status, cd.status.clone().unwrap_or_default());
+            out.effect
+        };
+        let restored = |effect: Option<Effect>| match effect {
+            Some(Effect::Restore(r)) => (r.revision, r.why, r.template),
+            other => panic!("a restore, not {other:?}"),
+        };
+        let (name, why, template) = restored(rolled(0));
+        assert_eq!(name, "demo-0", "0: the newest revision but the current one");
+        assert_eq!(why, "rolling back to revision 1 (demo-0)");
+        assert_eq!(template, history["demo-0"].template);
+        assert_eq!(restored(rolled(2)).0, "demo-1");
+        assert_eq!(
+            rolled(7),
+            Some(Effect::RefuseRollback(
+                "spec.rollbackTo.revision 7 is not in the history (kept: [1, 2]); set it to \
+                 one of them, or 0 for the previous revision"
+                    .into()
+            ))
+        );
+    }
+
+    #[test]
+    fn an_analysis_asks_for_its_due_measurement_and_its_verdicts_action() {
+        let running: AnalysisStatus = serde_json::from_value(json!({
+            "revision": "demo-1", "group": 1, "phase": "Running",
+            "startedAt": "2026-12-03T09:00:00Z", "message": "measuring"
+        }))
+        .expect("record");
+        let gate = |act: Option<Act>, phase: AnalysisPhase| gate::Gate {
+            record: Some(AnalysisStatus {
+                phase,
+                ..running.clone()
+            }),
+            shown: None,
+            act,
+        };
+        let effect = |g: gate::Gate, due: Option<i64>, paused: bool| {
+            let mut notes = Vec::new();
+            let e = effect_of(g, due, paused, &history(), &mut notes);
+            (e, notes.len())
+        };
+        let running_gate = || gate::Gate {
+            shown: Some((Phase::Analyzing, "analysing".into())),
+            ..gate(None, AnalysisPhase::Running)
+        };
+        assert_eq!(
+            effect(running_gate(), Some(0), false),
+            (Some(Effect::Measure { group: 1 }), 0)
+        );
+        assert_eq!(
+            effect(running_gate(), Some(5), false),
+            (None, 0),
+            "not due yet"
+        );
+        assert_eq!(
+            effect(running_gate(), Some(0), true),
+            (None, 0),
+            "paused or frozen: the analysis waits too"
+        );
+        assert_eq!(
+            effect(gate(None, AnalysisPhase::Running), Some(0), false),
+            (None, 0),
+            "kept as history (a person confirmed first): measured no more"
+        );
+        assert_eq!(
+            effect(gate(Some(Act::Pause), AnalysisPhase::Failed), None, false),
+            (Some(Effect::Pause), 0)
+        );
+        let rollback = |to: &str| gate(Some(Act::Rollback(to.into())), AnalysisPhase::Failed);
+        match effect(rollback("demo-0"), None, false) {
+            (Some(Effect::Restore(r)), 0) => {
+                assert_eq!(r.template, history()["demo-0"].template);
+                assert_eq!(r.analysis.map(|a| a.phase), Some(AnalysisPhase::Failed));
+            }
+            other => panic!("a restore of demo-0, not {other:?}"),
+        }
+        assert_eq!(
+            effect(rollback("demo-9"), None, false),
+            (None, 1),
+            "a stable revision not in the history: a Warning, nothing restored"
+        );
     }
 
     #[test]

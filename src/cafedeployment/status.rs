@@ -123,10 +123,9 @@ pub(super) fn compute_status(
 ) -> CafeDeploymentStatus {
     let CellRows {
         distribution,
-        away,
-        failed_over,
         observed,
         waiting,
+        ..
     } = *cells;
     let revision = obs.update;
     let record = &decision.record;
@@ -138,144 +137,9 @@ pub(super) fn compute_status(
         update_revision: Some(revision.to_string()),
         ..CafeDeploymentStatus::default()
     };
-    let mut rows = Vec::new();
-    // Counts over every set, removed cells included: pods are pods.
-    for set in &obs.sets {
-        let s = set.status.clone().unwrap_or_default();
-        status.replicas += s.replicas;
-        status.ready_replicas += s.ready_replicas;
-        status.available_replicas += s.available_replicas;
-        let carries = set
-            .annotations()
-            .get(REVISION_ANNOTATION)
-            .map(String::as_str)
-            == Some(revision);
-        if carries {
-            status.updated_replicas += s.updated_replicas;
-            status.updated_ready_replicas += s.updated_ready_replicas;
-        }
-    }
-    for (i, ((cell, size), set)) in distribution.iter().zip(observed).enumerate() {
-        let s = set.and_then(|s| s.status.clone()).unwrap_or_default();
-        let carries = set.is_some_and(|s| {
-            s.annotations().get(REVISION_ANNOTATION).map(String::as_str) == Some(revision)
-        });
-        rows.push(CellStatus {
-            name: cell.clone(),
-            replicas: i32::try_from(*size).unwrap_or(i32::MAX),
-            updated: if carries { s.updated_replicas } else { 0 },
-            ready: s.ready_replicas,
-            available: s.available_replicas,
-            rescheduled_away: i32::try_from(away.get(i).copied().unwrap_or(0)).unwrap_or(0),
-            failed_over: i32::try_from(failed_over.get(i).copied().unwrap_or(0)).unwrap_or(0),
-            reachability: obs.unreachable.get(cell).map(|_| UNKNOWN.to_string()),
-            last_contact: obs
-                .unreachable
-                .get(cell)
-                .and_then(|u| u.last_contact.clone()),
-            cluster: None,
-        });
-    }
-    let cells_text = rows
-        .iter()
-        .map(|r| format!("{} {}/{}", r.name, r.updated, r.replicas))
-        .collect::<Vec<_>>()
-        .join(", ");
-    status.cells = rows;
+    let cells_text = count_cells(&mut status, obs, cells);
+    let (phase, message) = progress_phase(cd, obs, decision, analysed, distribution, &cells_text);
     let name = cd.name_any();
-    let creating = record.stable.is_none();
-    // Recorded, never inferred: a template reverted to the stable revision
-    // records a rollback; a completed release whose sets' status catches up
-    // (or a lost pod coming back) is not one.
-    let rollback = record.rollback;
-    let (phase, message) = match &progress.phase {
-        progress::Phase::Complete
-            if !obs
-                .sets
-                .iter()
-                .any(|s| !distribution.iter().any(|(c, _)| *c == cell_of(s))) =>
-        {
-            (
-                Phase::Healthy,
-                format!(
-                    "all {} pods run {revision} ({cells_text})",
-                    cd.spec.replicas
-                ),
-            )
-        }
-        progress::Phase::Complete => (
-            Phase::Progressing,
-            format!("moving pods out of removed cells ({cells_text})"),
-        ),
-        // Nothing to create yet: a first creation at zero replicas is done.
-        progress::Phase::Empty if creating => (
-            Phase::Healthy,
-            format!("replicas is 0; scaling up creates the pods of {revision} group by group"),
-        ),
-        progress::Phase::Empty => (
-            Phase::Progressing,
-            format!(
-                "scaled to zero in the release of {revision}: the release is kept; scaling \
-                 up creates pods on {} except what the groups opened so far cover, and \
-                 the release goes on from there",
-                record.stable.as_deref().unwrap_or_default()
-            ),
-        ),
-        progress::Phase::WaitingForConfirm(group) if progress.groups == 0 => (
-            Phase::WaitingForConfirm,
-            format!(
-                "scaled to zero while group {group} of {revision} waits for confirmation: the \
-                 release is kept; scaling up creates pods on {} except what the groups opened \
-                 so far cover",
-                record.stable.as_deref().unwrap_or_default()
-            ),
-        ),
-        progress::Phase::WaitingForConfirm(group) => (
-            Phase::WaitingForConfirm,
-            format!(
-                "group {} of {} done ({cells_text}); confirm to continue: kubectl annotate \
-                 cafedeployment {name} {UPGRADE_CONFIRMED_ANNOTATION}=true --overwrite",
-                group - 1,
-                progress.groups
-            ),
-        ),
-        progress::Phase::Paused => (
-            Phase::Paused,
-            format!(
-                "paused after group {} of {} ({cells_text}); resume: kubectl patch cafedeployment \
-                 {name} --type merge -p '{{\"spec\":{{\"strategy\":{{\"pause\":false}}}}}}'",
-                progress.completed, progress.groups
-            ),
-        ),
-        progress::Phase::Progressing => (
-            if rollback {
-                Phase::RollingBack
-            } else {
-                Phase::Progressing
-            },
-            format!(
-                "{} group {} of {} ({cells_text}){}",
-                if creating {
-                    "creating the pods of"
-                } else if rollback {
-                    "rolling back"
-                } else {
-                    "releasing"
-                },
-                progress.opened,
-                progress.groups,
-                // A rollback an analysis asked for says why.
-                analysed
-                    .record
-                    .as_ref()
-                    .filter(|a| rollback && a.action.as_deref() == Some("Rollback"))
-                    .map_or(String::new(), |a| format!(
-                        ": the analysis of group {} of {} failed: {}",
-                        a.group, a.revision, a.message
-                    ))
-            ),
-        ),
-    };
     // A group's analysis holds the release: it says where it stands.
     let (phase, message) = match (&progress.phase, &analysed.shown) {
         (progress::Phase::WaitingForConfirm(_) | progress::Phase::Paused, Some((shown, text))) => {
@@ -423,4 +287,171 @@ pub(super) fn compute_status(
         cond(condition::STALLED, health.stalled, health.stalled_reason),
     ];
     status
+}
+
+/// The counts over every set and each cell's row, into `status`; returns
+/// the cells as messages cite them (`cell-a 2/5, cell-b 1/5`).
+fn count_cells(status: &mut CafeDeploymentStatus, obs: &Observation, cells: &CellRows) -> String {
+    let CellRows {
+        distribution,
+        away,
+        failed_over,
+        observed,
+        ..
+    } = *cells;
+    let revision = obs.update;
+    let mut rows = Vec::new();
+    // Counts over every set, removed cells included: pods are pods.
+    for set in &obs.sets {
+        let s = set.status.clone().unwrap_or_default();
+        status.replicas += s.replicas;
+        status.ready_replicas += s.ready_replicas;
+        status.available_replicas += s.available_replicas;
+        let carries = set
+            .annotations()
+            .get(REVISION_ANNOTATION)
+            .map(String::as_str)
+            == Some(revision);
+        if carries {
+            status.updated_replicas += s.updated_replicas;
+            status.updated_ready_replicas += s.updated_ready_replicas;
+        }
+    }
+    for (i, ((cell, size), set)) in distribution.iter().zip(observed).enumerate() {
+        let s = set.and_then(|s| s.status.clone()).unwrap_or_default();
+        let carries = set.is_some_and(|s| {
+            s.annotations().get(REVISION_ANNOTATION).map(String::as_str) == Some(revision)
+        });
+        rows.push(CellStatus {
+            name: cell.clone(),
+            replicas: i32::try_from(*size).unwrap_or(i32::MAX),
+            updated: if carries { s.updated_replicas } else { 0 },
+            ready: s.ready_replicas,
+            available: s.available_replicas,
+            rescheduled_away: i32::try_from(away.get(i).copied().unwrap_or(0)).unwrap_or(0),
+            failed_over: i32::try_from(failed_over.get(i).copied().unwrap_or(0)).unwrap_or(0),
+            reachability: obs.unreachable.get(cell).map(|_| UNKNOWN.to_string()),
+            last_contact: obs
+                .unreachable
+                .get(cell)
+                .and_then(|u| u.last_contact.clone()),
+            cluster: None,
+        });
+    }
+    let cells_text = rows
+        .iter()
+        .map(|r| format!("{} {}/{}", r.name, r.updated, r.replicas))
+        .collect::<Vec<_>>()
+        .join(", ");
+    status.cells = rows;
+    cells_text
+}
+
+/// The phase and message of the release's progress, before anything holds
+/// or stalls it.
+fn progress_phase(
+    cd: &CafeDeployment,
+    obs: &Observation,
+    decision: &release::Decision,
+    analysed: &Gate,
+    distribution: &[(String, usize)],
+    cells_text: &str,
+) -> (Phase, String) {
+    let revision = obs.update;
+    let record = &decision.record;
+    let progress = &decision.progress;
+    let name = cd.name_any();
+    let creating = record.stable.is_none();
+    // Recorded, never inferred: a template reverted to the stable revision
+    // records a rollback; a completed release whose sets' status catches up
+    // (or a lost pod coming back) is not one.
+    let rollback = record.rollback;
+    match &progress.phase {
+        progress::Phase::Complete
+            if !obs
+                .sets
+                .iter()
+                .any(|s| !distribution.iter().any(|(c, _)| *c == cell_of(s))) =>
+        {
+            (
+                Phase::Healthy,
+                format!(
+                    "all {} pods run {revision} ({cells_text})",
+                    cd.spec.replicas
+                ),
+            )
+        }
+        progress::Phase::Complete => (
+            Phase::Progressing,
+            format!("moving pods out of removed cells ({cells_text})"),
+        ),
+        // Nothing to create yet: a first creation at zero replicas is done.
+        progress::Phase::Empty if creating => (
+            Phase::Healthy,
+            format!("replicas is 0; scaling up creates the pods of {revision} group by group"),
+        ),
+        progress::Phase::Empty => (
+            Phase::Progressing,
+            format!(
+                "scaled to zero in the release of {revision}: the release is kept; scaling \
+                 up creates pods on {} except what the groups opened so far cover, and \
+                 the release goes on from there",
+                record.stable.as_deref().unwrap_or_default()
+            ),
+        ),
+        progress::Phase::WaitingForConfirm(group) if progress.groups == 0 => (
+            Phase::WaitingForConfirm,
+            format!(
+                "scaled to zero while group {group} of {revision} waits for confirmation: the \
+                 release is kept; scaling up creates pods on {} except what the groups opened \
+                 so far cover",
+                record.stable.as_deref().unwrap_or_default()
+            ),
+        ),
+        progress::Phase::WaitingForConfirm(group) => (
+            Phase::WaitingForConfirm,
+            format!(
+                "group {} of {} done ({cells_text}); confirm to continue: kubectl annotate \
+                 cafedeployment {name} {UPGRADE_CONFIRMED_ANNOTATION}=true --overwrite",
+                group - 1,
+                progress.groups
+            ),
+        ),
+        progress::Phase::Paused => (
+            Phase::Paused,
+            format!(
+                "paused after group {} of {} ({cells_text}); resume: kubectl patch cafedeployment \
+                 {name} --type merge -p '{{\"spec\":{{\"strategy\":{{\"pause\":false}}}}}}'",
+                progress.completed, progress.groups
+            ),
+        ),
+        progress::Phase::Progressing => (
+            if rollback {
+                Phase::RollingBack
+            } else {
+                Phase::Progressing
+            },
+            format!(
+                "{} group {} of {} ({cells_text}){}",
+                if creating {
+                    "creating the pods of"
+                } else if rollback {
+                    "rolling back"
+                } else {
+                    "releasing"
+                },
+                progress.opened,
+                progress.groups,
+                // A rollback an analysis asked for says why.
+                analysed
+                    .record
+                    .as_ref()
+                    .filter(|a| rollback && a.action.as_deref() == Some("Rollback"))
+                    .map_or(String::new(), |a| format!(
+                        ": the analysis of group {} of {} failed: {}",
+                        a.group, a.revision, a.message
+                    ))
+            ),
+        ),
+    }
 }
