@@ -496,8 +496,9 @@ mod tests {
         assert!(second.iter().all(|t| (t.replicas, t.partition) == (5, 2)));
     }
 
-    #[test]
-    fn a_moved_cell_drains_only_as_replacements_become_available() {
+    /// A CafeDeployment of 4 pods moved from cell a (`old`, removed) to
+    /// cell b, whose 4 new pods have `available` in traffic; groups of 1.
+    fn moved(old: &Observed, available: usize) -> Vec<Target> {
         let record = Record {
             stable: Some("r1".into()),
             revision: Some("r1".into()),
@@ -505,28 +506,36 @@ mod tests {
             ..Record::default()
         };
         let plan = Plan::new(&[4], false, 1);
-        let old = serving("a", 4, 4);
-        let mut new = Observed {
+        let new = Observed {
             name: "b".into(),
             given: Some(4),
             live: 4,
+            available,
             fresh: true,
             ..Observed::default()
         };
-        let t = targets(
+        targets(
             &record,
             &plan,
             1,
             false,
             &cells(&[4]),
-            &[Some(new.clone())],
-            std::slice::from_ref(&old),
-        );
-        assert_eq!(t[1].replicas, 4, "no replacement available yet: keep all");
-        new.available = 2;
-        let t = targets(&record, &plan, 1, false, &cells(&[4]), &[Some(new)], &[old]);
+            &[Some(new)],
+            std::slice::from_ref(old),
+        )
+    }
+
+    #[test]
+    fn a_moved_cell_drains_only_as_replacements_become_available() {
+        let old = serving("a", 4, 4);
         assert_eq!(
-            t[1].replicas, 3,
+            moved(&old, 0)[1].replicas,
+            4,
+            "no replacement available yet: keep all"
+        );
+        assert_eq!(
+            moved(&old, 2)[1].replicas,
+            3,
             "two available, one pod per group of budget"
         );
     }
@@ -536,26 +545,14 @@ mod tests {
         // cell a given 3 of its 4 pods; the fourth drains (out of traffic,
         // not gone yet). One replacement is available in b: 4 serve, 4 are
         // desired, nothing more may leave.
-        let record = Record {
-            stable: Some("r1".into()),
-            revision: Some("r1".into()),
-            opened: usize::MAX,
-            ..Record::default()
-        };
-        let plan = Plan::new(&[4], false, 1);
         let mut old = serving("a", 4, 4);
         old.given = Some(3);
         old.available = 3;
-        let new = Observed {
-            name: "b".into(),
-            given: Some(4),
-            live: 4,
-            available: 1,
-            fresh: true,
-            ..Observed::default()
-        };
-        let t = targets(&record, &plan, 1, false, &cells(&[4]), &[Some(new)], &[old]);
-        assert_eq!(t[1].replicas, 3, "the draining pod is the one leaving");
+        assert_eq!(
+            moved(&old, 1)[1].replicas,
+            3,
+            "the draining pod is the one leaving"
+        );
     }
 
     #[test]
