@@ -336,60 +336,7 @@ pub fn decide(obs: &Observation) -> Outcome {
     });
 
     let mut notes = Vec::new();
-    let stable_template = decision
-        .record
-        .stable
-        .as_ref()
-        .filter(|s| s.as_str() != obs.update)
-        .and_then(|s| obs.history.get(s).map(|r| (&r.template, s.as_str())));
-    let mut sets = Vec::new();
-    let mut delete = Vec::new();
-    for target in &decision.targets {
-        let existing = by_cell.get(&target.name);
-        if target.retiring {
-            let Some(set) = existing else { continue };
-            let live = set.status.as_ref().map_or(0, |s| s.replicas);
-            if target.replicas == 0 && live == 0 && set.spec.replicas == 0 {
-                delete.push(set.name_any());
-                notes.push(note(
-                    false,
-                    "RemovedCell",
-                    format!(
-                        "cell {} drained; its InPlaceSet {} deleted",
-                        target.name,
-                        set.name_any()
-                    ),
-                ));
-                continue;
-            }
-            if usize::try_from(set.spec.replicas).ok() != Some(target.replicas) {
-                notes.push(note(
-                    false,
-                    "DrainingCell",
-                    format!(
-                        "cell {} was removed from topology.values: {} of its pods stay until \
-                         their replacements are in traffic",
-                        target.name, target.replicas
-                    ),
-                ));
-            }
-            sets.push(retiring_set(set, target));
-            continue;
-        }
-        sets.push(build::inplaceset(
-            cd,
-            &CellSet {
-                cell: &target.name,
-                replicas: target.replicas,
-                partition: target.partition,
-                max_unavailable: target.max_unavailable,
-                paused,
-                pace_creation: target.pace_creation,
-                update: (&spec.template, obs.update),
-                stable: stable_template,
-            },
-        ));
-    }
+    let (mut sets, mut delete) = cell_sets(obs, &decision, &by_cell, paused, &mut notes);
 
     // Nothing is written to or deleted from a cell that cannot be reached:
     // what it was given last stands until it answers.
@@ -454,6 +401,74 @@ pub fn decide(obs: &Observation) -> Outcome {
         wake,
         effect,
     }
+}
+
+/// Each cell's InPlaceSet as the decision wants it, and the sets of removed
+/// cells drained empty (to delete), with the events that tell of them.
+fn cell_sets(
+    obs: &Observation,
+    decision: &release::Decision,
+    by_cell: &BTreeMap<String, &InPlaceSet>,
+    paused: bool,
+    notes: &mut Vec<Note>,
+) -> (Vec<InPlaceSet>, Vec<String>) {
+    let cd = obs.cd;
+    let spec = &cd.spec;
+    let stable_template = decision
+        .record
+        .stable
+        .as_ref()
+        .filter(|s| s.as_str() != obs.update)
+        .and_then(|s| obs.history.get(s).map(|r| (&r.template, s.as_str())));
+    let mut sets = Vec::new();
+    let mut delete = Vec::new();
+    for target in &decision.targets {
+        let existing = by_cell.get(&target.name);
+        if target.retiring {
+            let Some(set) = existing else { continue };
+            let live = set.status.as_ref().map_or(0, |s| s.replicas);
+            if target.replicas == 0 && live == 0 && set.spec.replicas == 0 {
+                delete.push(set.name_any());
+                notes.push(note(
+                    false,
+                    "RemovedCell",
+                    format!(
+                        "cell {} drained; its InPlaceSet {} deleted",
+                        target.name,
+                        set.name_any()
+                    ),
+                ));
+                continue;
+            }
+            if usize::try_from(set.spec.replicas).ok() != Some(target.replicas) {
+                notes.push(note(
+                    false,
+                    "DrainingCell",
+                    format!(
+                        "cell {} was removed from topology.values: {} of its pods stay until \
+                         their replacements are in traffic",
+                        target.name, target.replicas
+                    ),
+                ));
+            }
+            sets.push(retiring_set(set, target));
+            continue;
+        }
+        sets.push(build::inplaceset(
+            cd,
+            &CellSet {
+                cell: &target.name,
+                replicas: target.replicas,
+                partition: target.partition,
+                max_unavailable: target.max_unavailable,
+                paused,
+                pace_creation: target.pace_creation,
+                update: (&spec.template, obs.update),
+                stable: stable_template,
+            },
+        ));
+    }
+    (sets, delete)
 }
 
 /// What the analysis asks the shell to do: its verdict's action (a rollback
