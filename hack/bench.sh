@@ -46,7 +46,10 @@ if [ -z "$parts" ] || [[ "$parts" == *g* ]]; then
         echo "== reusing the running member clusters"
     else
         started_members=1
-        CAFE_OPERATOR_BIN="$target_dir/release/cafe-operator" tests/cluster/members.sh up
+        # Part (g) releases simulated pods: the members' real nodes would
+        # only add their agents' load to the figures.
+        CAFE_MEMBER_REAL_NODES="${CAFE_MEMBER_REAL_NODES:-0}" \
+            CAFE_OPERATOR_BIN="$target_dir/release/cafe-operator" tests/cluster/members.sh up
     fi
 fi
 
