@@ -90,6 +90,16 @@ pub fn cell_template(
     template
 }
 
+/// A count this module writes into a set's strategy (partition,
+/// maxUnavailable: always an integer); `None` for a percentage, which a
+/// CafeDeployment never writes there.
+pub(super) fn written_count(value: &IntOrString) -> Option<i32> {
+    match value {
+        IntOrString::Int(n) => Some(*n),
+        IntOrString::String(_) => None,
+    }
+}
+
 /// A cell's InPlaceSet: the update and stable templates pinned to the cell,
 /// `replicas` pods, `partition` of them kept on the stable revision, and the
 /// cell's share of the unavailability budget. The CafeDeployment paces the

@@ -619,7 +619,7 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
             measure(
                 &cd,
                 &ctx,
-                &seen.sets,
+                owned,
                 (&update, group),
                 &now,
                 &mut outcome.status,

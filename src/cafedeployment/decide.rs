@@ -271,15 +271,14 @@ pub fn decide(obs: &Observation) -> Outcome {
     // A set that cannot be written goes on with the share it has.
     let held = |s: &InPlaceSet, mut o: Observed| {
         if obs.unreachable.contains_key(&cell_of(s)) {
-            o.held = Some(match &s.spec.strategy.max_unavailable {
-                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => {
-                    usize::try_from(*n).unwrap_or(0)
-                }
-                // Never written by a CafeDeployment: count it all as spent.
-                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(_) => {
-                    usize::try_from(s.spec.replicas).unwrap_or(0)
-                }
-            });
+            // A percentage was never written by a CafeDeployment: count it
+            // all as spent.
+            o.held = Some(
+                build::written_count(&s.spec.strategy.max_unavailable).map_or_else(
+                    || usize::try_from(s.spec.replicas).unwrap_or(0),
+                    |n| usize::try_from(n).unwrap_or(0),
+                ),
+            );
         }
         o
     };

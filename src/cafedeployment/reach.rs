@@ -4,10 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use super::build::REVISION_ANNOTATION;
+use super::build::{REVISION_ANNOTATION, written_count};
 use super::decide::{Observation, Unreachable};
 use crate::api::InPlaceSet;
 use crate::release::cells::Target;
@@ -51,10 +50,8 @@ pub(super) fn waiting_for<'a>(
         .filter_map(|t| {
             let why = obs.unreachable.get(&t.name)?;
             let behind = by_cell.get(&t.name).is_none_or(|set| {
-                let partition = match &set.spec.strategy.partition {
-                    IntOrString::Int(n) => usize::try_from(*n).ok(),
-                    IntOrString::String(_) => None,
-                };
+                let partition = written_count(&set.spec.strategy.partition)
+                    .and_then(|n| usize::try_from(n).ok());
                 usize::try_from(set.spec.replicas).ok() != Some(t.replicas)
                     || (!t.retiring && partition != Some(t.partition))
                     || (!t.retiring

@@ -316,10 +316,14 @@ fn drain(
         if pod.components.is_empty() {
             return then;
         }
-        return match pod.drained_since {
-            Some(since) if now - since >= timing.settle_seconds && now >= timing.held_until => then,
-            _ if timing.settle_seconds <= 0 && now >= timing.held_until => then,
-            _ => Decision::Wait(Waiting::Settling),
+        let settled = timing.settle_seconds <= 0
+            || pod
+                .drained_since
+                .is_some_and(|since| now - since >= timing.settle_seconds);
+        return if settled && now >= timing.held_until {
+            then
+        } else {
+            Decision::Wait(Waiting::Settling)
         };
     }
     let timeout = timing.drain_timeout_seconds;
