@@ -15,7 +15,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::{ListParams, Patch};
@@ -786,6 +786,19 @@ where
     (store, events)
 }
 
+/// Whether `store` holds its first complete list (a watch's initial list is
+/// applied at once when it ends, not object by object).
+fn is_listed<K>(store: &reflector::Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store
+        .wait_until_ready()
+        .now_or_never()
+        .is_some_and(|r| r.is_ok())
+}
+
 /// `get -w` and `status`: follow the CafeDeployment, its sets and its pods by
 /// watch (no polling), redraw or report on every change, and end with the
 /// verdict — the same verdict with or without a watch.
@@ -848,7 +861,10 @@ async fn watch_release(
         };
         let cd = (*cd).clone();
         let uid = cd.uid();
-        if draw {
+        // A frame drawn before every store is listed would show the cells
+        // as last seen in the status, as if their sets could not be read.
+        let listed = is_listed(&sets) && is_listed(&pods);
+        if draw && listed {
             let snap = Snapshot {
                 sets: sets
                     .state()
