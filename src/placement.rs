@@ -10,6 +10,9 @@
 //! - Anything else (an unknown cluster, a cluster that does not list the
 //!   cell, a cell two clusters claim) is refused with a message that names
 //!   the field to change.
+//! - A cell that ran in a MemberCluster no longer registered is not moved
+//!   anywhere else (here, or to another member listing it) without
+//!   `topology.clusters` saying so: its pods may still be running there.
 
 use std::collections::BTreeMap;
 
@@ -40,11 +43,13 @@ pub struct Registered<'a> {
     pub cells: &'a [String],
 }
 
-/// Each cell's place, or why the cells cannot be placed.
+/// Each cell's place, or why the cells cannot be placed. `ran_in` is the
+/// MemberCluster each cell last ran in (the CafeDeployment's status).
 pub fn resolve(
     cells: &[String],
     explicit: &BTreeMap<String, String>,
     members: &[Registered],
+    ran_in: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Place>, String> {
     let listing = |cell: &String| -> Vec<&str> {
         let mut names: Vec<&str> = members
@@ -79,17 +84,29 @@ pub fn resolve(
                 }
                 Place::Member(name.to_string())
             }
-            None => match listing(cell).as_slice() {
-                [] => Place::Local,
-                [one] => Place::Member((*one).to_string()),
-                several => {
+            None => {
+                if let Some(was) = ran_in.get(cell)
+                    && !members.iter().any(|m| m.name == was)
+                {
                     return Err(format!(
-                        "topology.values: cell {cell} is listed by MemberClusters {}: choose \
-                         one with topology.clusters.{cell}",
-                        several.join(" and ")
+                        "cell {cell} ran in MemberCluster {was}, which is no longer registered \
+                         (its pods there are left as they are): register {was} again to go on \
+                         there, or choose where the cell runs now with topology.clusters.{cell} \
+                         (\"{LOCAL}\" or a MemberCluster listing it)"
                     ));
                 }
-            },
+                match listing(cell).as_slice() {
+                    [] => Place::Local,
+                    [one] => Place::Member((*one).to_string()),
+                    several => {
+                        return Err(format!(
+                            "topology.values: cell {cell} is listed by MemberClusters {}: \
+                             choose one with topology.clusters.{cell}",
+                            several.join(" and ")
+                        ));
+                    }
+                }
+            }
         };
         out.insert(cell.clone(), place);
     }
@@ -106,7 +123,8 @@ mod tests {
 
     #[test]
     fn cells_no_member_lists_are_local() {
-        let placed = resolve(&cells(&["a", "b"]), &BTreeMap::new(), &[]).expect("placed");
+        let placed =
+            resolve(&cells(&["a", "b"]), &BTreeMap::new(), &[], &BTreeMap::new()).expect("placed");
         assert!(placed.values().all(|p| *p == Place::Local));
     }
 
@@ -124,7 +142,13 @@ mod tests {
                 cells: &dc3,
             },
         ];
-        let placed = resolve(&cells(&["a", "b", "c"]), &BTreeMap::new(), &members).expect("ok");
+        let placed = resolve(
+            &cells(&["a", "b", "c"]),
+            &BTreeMap::new(),
+            &members,
+            &BTreeMap::new(),
+        )
+        .expect("ok");
         assert_eq!(placed["a"], Place::Local);
         assert_eq!(placed["b"], Place::Member("dc-2".into()));
         assert_eq!(placed["c"], Place::Member("dc-3".into()));
@@ -143,17 +167,18 @@ mod tests {
                 cells: &both,
             },
         ];
-        let e = resolve(&cells(&["b"]), &BTreeMap::new(), &members).expect_err("ambiguous");
+        let e = resolve(&cells(&["b"]), &BTreeMap::new(), &members, &BTreeMap::new())
+            .expect_err("ambiguous");
         assert_eq!(
             e,
             "topology.values: cell b is listed by MemberClusters dc-2 and dc-3: choose one \
              with topology.clusters.b"
         );
         let chosen = BTreeMap::from([("b".to_string(), "dc-3".to_string())]);
-        let placed = resolve(&cells(&["b"]), &chosen, &members).expect("chosen");
+        let placed = resolve(&cells(&["b"]), &chosen, &members, &BTreeMap::new()).expect("chosen");
         assert_eq!(placed["b"], Place::Member("dc-3".into()));
         let here = BTreeMap::from([("b".to_string(), LOCAL.to_string())]);
-        let placed = resolve(&cells(&["b"]), &here, &members).expect("local");
+        let placed = resolve(&cells(&["b"]), &here, &members, &BTreeMap::new()).expect("local");
         assert_eq!(placed["b"], Place::Local);
     }
 
@@ -165,16 +190,55 @@ mod tests {
             cells: &dc2,
         }];
         let unknown = BTreeMap::from([("a".to_string(), "dc-9".to_string())]);
-        let e = resolve(&cells(&["a"]), &unknown, &members).expect_err("unknown");
+        let e = resolve(&cells(&["a"]), &unknown, &members, &BTreeMap::new()).expect_err("unknown");
         assert!(
             e.starts_with("topology.clusters.a names MemberCluster dc-9, which is not registered (registered: [dc-2])"),
             "{e}"
         );
         let elsewhere = BTreeMap::from([("a".to_string(), "dc-2".to_string())]);
-        let e = resolve(&cells(&["a"]), &elsewhere, &members).expect_err("not listed");
+        let e = resolve(&cells(&["a"]), &elsewhere, &members, &BTreeMap::new())
+            .expect_err("not listed");
         assert!(
             e.contains("does not list cell a in spec.cells (it lists [b])"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_cell_whose_member_left_moves_only_where_a_person_says() {
+        let dc2 = cells(&["b"]);
+        let dc4 = cells(&["c"]);
+        let ran_in = BTreeMap::from([
+            ("b".to_string(), "dc-2".to_string()),
+            ("c".to_string(), "dc-3".to_string()),
+        ]);
+        // dc-2 is still registered: b goes on there.
+        let with_dc2 = [Registered {
+            name: "dc-2",
+            cells: &dc2,
+        }];
+        let placed = resolve(&cells(&["b"]), &BTreeMap::new(), &with_dc2, &ran_in).expect("b");
+        assert_eq!(placed["b"], Place::Member("dc-2".into()));
+        // dc-3 left: c is neither started here nor in dc-4, which lists it.
+        let with_dc4 = [Registered {
+            name: "dc-4",
+            cells: &dc4,
+        }];
+        for members in [&[][..], &with_dc4[..]] {
+            let e =
+                resolve(&cells(&["c"]), &BTreeMap::new(), members, &ran_in).expect_err("not moved");
+            assert!(
+                e.starts_with("cell c ran in MemberCluster dc-3, which is no longer registered"),
+                "{e}"
+            );
+            assert!(e.contains("topology.clusters.c"), "{e}");
+        }
+        // A person's choice moves it.
+        let here = BTreeMap::from([("c".to_string(), LOCAL.to_string())]);
+        let placed = resolve(&cells(&["c"]), &here, &[], &ran_in).expect("here");
+        assert_eq!(placed["c"], Place::Local);
+        let there = BTreeMap::from([("c".to_string(), "dc-4".to_string())]);
+        let placed = resolve(&cells(&["c"]), &there, &with_dc4, &ran_in).expect("dc-4");
+        assert_eq!(placed["c"], Place::Member("dc-4".into()));
     }
 }

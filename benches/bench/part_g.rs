@@ -109,13 +109,22 @@ async fn side(args: &Args, spread: bool) -> Side {
         cds.get_opt("multi").await.ok()?.is_none().then_some(())
     })
     .await;
+    if spread {
+        // Unused now, the members are unregistered by the operator.
+        for (name, _) in MEMBERS {
+            let _ = registry.delete(name, &DeleteParams::default()).await;
+            wait_until("the member to be unregistered", 30, || async {
+                registry.get_opt(name).await.ok()?.is_none().then_some(())
+            })
+            .await;
+        }
+    }
     op.stop();
     for mut m in member_ops {
         m.stop();
     }
     if spread {
         for (name, _) in MEMBERS {
-            let _ = registry.delete(name, &DeleteParams::default()).await;
             let namespaces: Api<Namespace> = Api::all(member_client(name).await);
             let _ = namespaces
                 .delete(&ns.name, &DeleteParams::background())

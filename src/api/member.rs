@@ -119,6 +119,8 @@ pub struct MemberClusterStatus {
     /// Ready: True while the member answers and serves the InPlaceSet CRD;
     /// False when its credentials or CRD are wrong (the reason says which);
     /// Unknown when it has not answered for unreachableAfterSeconds.
+    /// Deleting (reason InUse): its deletion waits for the CafeDeployments
+    /// the message names to leave its cells.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }

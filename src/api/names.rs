@@ -27,6 +27,9 @@ pub const CAFEDEPLOYMENT_NAME_ANNOTATION: &str = "cafe.sofastack.io/cafedeployme
 /// The finalizer on a CafeDeployment with cells in member clusters: its
 /// InPlaceSets there are deleted before it goes.
 pub const MEMBER_SETS_FINALIZER: &str = "cafe.sofastack.io/member-sets";
+/// The finalizer on a MemberCluster: it is not unregistered while a
+/// CafeDeployment still runs cells or has InPlaceSets in it.
+pub const MEMBER_IN_USE_FINALIZER: &str = "cafe.sofastack.io/member-in-use";
 
 /// The readiness gate injected into every pod at creation. The operator owns
 /// this condition and only this one; kubelet derives `Ready` from it.
@@ -77,6 +80,9 @@ pub mod condition {
     pub const STALLED: &str = "Stalled";
     /// Set when the spec cannot be acted on (an error the CRD rules cannot see).
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// On a MemberCluster whose deletion waits for the CafeDeployments that
+    /// use it.
+    pub const DELETING: &str = "Deleting";
     /// Set when a Service selecting the pods defeats draining.
     pub const TRAFFIC_UNSAFE: &str = "TrafficUnsafe";
     /// ReplicaSet's: True while the API server refuses to create pods

@@ -186,11 +186,17 @@ pub fn observe(
         .iter()
         .map(|(name, cells)| Registered { name, cells })
         .collect();
-    let (placed, misplaced) = match placement::resolve(cells, &cd.spec.topology.clusters, &listing)
-    {
-        Ok(p) => (p, None),
-        Err(e) => (BTreeMap::new(), Some(e)),
-    };
+    let ran_in: BTreeMap<String, String> = cd
+        .status
+        .iter()
+        .flat_map(|s| &s.cells)
+        .filter_map(|row| Some((row.name.clone(), row.cluster.clone()?)))
+        .collect();
+    let (placed, misplaced) =
+        match placement::resolve(cells, &cd.spec.topology.clusters, &listing, &ran_in) {
+            Ok(p) => (p, None),
+            Err(e) => (BTreeMap::new(), Some(e)),
+        };
     let local_home = Home::Local(client.clone());
     let mut cell_homes = BTreeMap::new();
     let mut unreachable = BTreeMap::new();

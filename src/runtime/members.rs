@@ -29,7 +29,9 @@ use tracing::{info, warn};
 
 use super::cache::{trim, watch_events};
 use super::client::{ApiCounters, client_for};
-use crate::api::names::{CAFEDEPLOYMENT_NAME_ANNOTATION, CAFEDEPLOYMENT_UID_LABEL, condition};
+use crate::api::names::{
+    CAFEDEPLOYMENT_NAME_ANNOTATION, CAFEDEPLOYMENT_UID_LABEL, MEMBER_IN_USE_FINALIZER, condition,
+};
 use crate::api::{
     CafeDeployment, InPlaceSet, MemberCluster, MemberClusterStatus, observed_condition_as,
 };
@@ -303,7 +305,8 @@ impl Members {
     }
 
     /// Keeps one member: its client (rebuilt when the Secret changes), its
-    /// probe, its status; until its MemberCluster is deleted.
+    /// probe, its status, its finalizer; until its MemberCluster is deleted
+    /// and no CafeDeployment uses it any more.
     async fn look_after(self, member: Arc<Member>) {
         let mut last_reach: Option<bool> = None;
         let mut contact_written: Option<Instant> = None;
@@ -311,7 +314,7 @@ impl Members {
             let Some(mc) = self
                 .clusters
                 .get(&ObjectRef::new(&member.name))
-                .filter(|m| m.metadata.deletion_timestamp.is_none())
+                .filter(|m| m.metadata.deletion_timestamp.is_none() || holds_finalizer(m))
             else {
                 if let Ok(mut live) = self.live.write() {
                     live.remove(&member.name);
@@ -319,6 +322,13 @@ impl Members {
                 info!(member = %member.name, "member cluster removed");
                 send(&self.member_changes, &());
                 return;
+            };
+            let in_use = match self.keep_while_used(&member, &mc).await {
+                Ok(in_use) => in_use,
+                Err(e) => {
+                    warn!(member = %member.name, error = %e, "cannot write the MemberCluster's finalizer");
+                    None
+                }
             };
             let after = u64::try_from(mc.spec.unreachable_after_seconds).unwrap_or(20);
             member.with(|s| s.unreachable_after = Duration::from_secs(after.max(2)));
@@ -335,7 +345,10 @@ impl Members {
                 send(&self.member_changes, &());
             }
             let stale = contact_written.is_none_or(|at| at.elapsed() >= CONTACT_WRITTEN_EVERY);
-            match self.write_status(&member, &mc, stale).await {
+            match self
+                .write_status(&member, &mc, stale, in_use.as_deref())
+                .await
+            {
                 Ok(true) => contact_written = Some(Instant::now()),
                 Ok(false) => {}
                 Err(e) => {
@@ -416,6 +429,100 @@ impl Members {
         }
     }
 
+    /// The finalizer: put on a MemberCluster in service; taken off one being
+    /// deleted once no CafeDeployment uses the member. Returns why a
+    /// deletion waits (none: no deletion, or it goes now).
+    async fn keep_while_used(
+        &self,
+        member: &Member,
+        mc: &MemberCluster,
+    ) -> Result<Option<String>, kube::Error> {
+        let api: Api<MemberCluster> = Api::all(self.host.clone());
+        let finalizers = mc.finalizers();
+        if mc.metadata.deletion_timestamp.is_none() {
+            if !holds_finalizer(mc) {
+                let patch = json!([
+                    {"op": "test", "path": "/metadata/resourceVersion", "value": mc.resource_version()},
+                    if finalizers.is_empty() {
+                        json!({"op": "add", "path": "/metadata/finalizers", "value": [MEMBER_IN_USE_FINALIZER]})
+                    } else {
+                        json!({"op": "add", "path": "/metadata/finalizers/-", "value": MEMBER_IN_USE_FINALIZER})
+                    }
+                ]);
+                patch_finalizers(&api, &mc.name_any(), patch).await?;
+            }
+            return Ok(None);
+        }
+        let users = match self.users(member).await {
+            Ok(users) => users,
+            Err(e) => return Ok(Some(format!("cannot tell whether it is in use: {e}"))),
+        };
+        if !users.is_empty() {
+            return Ok(Some(format!(
+                "its deletion waits until no CafeDeployment uses it: {}. Remove those cells \
+                 from their topology.values (they drain there) or delete the CafeDeployments; \
+                 if the cluster is lost for good, remove the finalizer {MEMBER_IN_USE_FINALIZER} \
+                 by hand (their cells then wait until topology.clusters says where they run)",
+                users.join(", ")
+            )));
+        }
+        let Some(at) = finalizers.iter().position(|f| f == MEMBER_IN_USE_FINALIZER) else {
+            return Ok(None);
+        };
+        let patch = json!([
+            {"op": "test", "path": format!("/metadata/finalizers/{at}"), "value": MEMBER_IN_USE_FINALIZER},
+            {"op": "remove", "path": format!("/metadata/finalizers/{at}")}
+        ]);
+        patch_finalizers(&api, &mc.name_any(), patch).await?;
+        info!(member = %member.name, "member cluster unregistered: no CafeDeployment uses it");
+        Ok(None)
+    }
+
+    /// The CafeDeployments that use `member`: those whose status places a
+    /// cell there, and those with InPlaceSets in its cache (as last seen).
+    async fn users(&self, member: &Member) -> Result<Vec<String>, String> {
+        // "namespace/name" -> what of it is there.
+        let mut users = BTreeMap::new();
+        let cds: Api<CafeDeployment> = Api::all(self.host.clone());
+        let listed = tokio::time::timeout(MEMBER_TIMEOUT, cds.list(&Default::default()))
+            .await
+            .map_err(|_| {
+                format!("the host did not list CafeDeployments within {MEMBER_TIMEOUT:?}")
+            })?
+            .map_err(|e| format!("listing CafeDeployments: {e}"))?;
+        for cd in listed {
+            let cells: Vec<&str> = cd
+                .status
+                .iter()
+                .flat_map(|s| &s.cells)
+                .filter(|row| row.cluster.as_deref() == Some(member.name.as_str()))
+                .map(|row| row.name.as_str())
+                .collect();
+            if !cells.is_empty() {
+                let key = format!("{}/{}", cd.namespace().unwrap_or_default(), cd.name_any());
+                users.insert(key, format!("cells {}", cells.join(", ")));
+            }
+        }
+        if let Some(conn) = member.with(|s| s.conn.clone()) {
+            for set in conn.sets.state() {
+                let key = format!(
+                    "{}/{}",
+                    set.namespace().unwrap_or_default(),
+                    set.annotations()
+                        .get(CAFEDEPLOYMENT_NAME_ANNOTATION)
+                        .map_or("?", String::as_str)
+                );
+                users
+                    .entry(key)
+                    .or_insert_with(|| format!("InPlaceSet {}", set.name_any()));
+            }
+        }
+        Ok(users
+            .into_iter()
+            .map(|(cd, what)| format!("{cd} ({what})"))
+            .collect())
+    }
+
     /// Writes the MemberCluster's status when it changed, or its last
     /// contact when `refresh`. Returns whether it wrote.
     async fn write_status(
@@ -423,6 +530,7 @@ impl Members {
         member: &Member,
         mc: &MemberCluster,
         refresh: bool,
+        in_use: Option<&str>,
     ) -> Result<bool, kube::Error> {
         let previous = mc.status.clone().unwrap_or_default();
         let reach = member.reach();
@@ -456,7 +564,19 @@ impl Members {
             }
             .or(reach.last_contact.clone()),
             in_place_set_versions: versions,
-            conditions: vec![ready],
+            conditions: std::iter::once(ready)
+                .chain(in_use.map(|why| {
+                    observed_condition_as(
+                        &previous.conditions,
+                        condition::DELETING,
+                        "True",
+                        "InUse",
+                        why.to_string(),
+                        mc.metadata.generation,
+                        &now,
+                    )
+                }))
+                .collect(),
         };
         if next == previous {
             return Ok(false);
@@ -474,6 +594,34 @@ impl Members {
         )
         .await?;
         Ok(refresh || previous.last_contact.is_none())
+    }
+}
+
+fn holds_finalizer(mc: &MemberCluster) -> bool {
+    mc.finalizers().iter().any(|f| f == MEMBER_IN_USE_FINALIZER)
+}
+
+/// Patches a MemberCluster's finalizers (a JSON patch guarded by a test);
+/// a conflict or a MemberCluster gone meanwhile is looked at next time.
+async fn patch_finalizers(
+    api: &Api<MemberCluster>,
+    name: &str,
+    patch: serde_json::Value,
+) -> Result<(), kube::Error> {
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).map_err(kube::Error::SerdeError)?;
+    match tokio::time::timeout(
+        MEMBER_TIMEOUT,
+        api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch)),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(kube::Error::Api(s))) if s.code == 404 || s.code == 409 || s.code == 422 => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(kube::Error::Service(
+            format!("no answer within {MEMBER_TIMEOUT:?}").into(),
+        )),
     }
 }
 

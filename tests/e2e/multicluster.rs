@@ -28,7 +28,8 @@ use crate::real_nodes::{
     self, MAX_LOAD_TIME, MAX_REQUESTS, RATE, assert_no_failure, service, service_in, wait_routed,
 };
 use crate::support::{
-    TestNs, cafedeployment, member_kubeconfig, members_sh, pod_ready, register_member,
+    TestNs, cafedeployment, member_kubeconfig, members_sh, pod_ready, register, register_member,
+    unregister_by_hand,
 };
 
 const MEMBERS: [(&str, &str); 2] = [("dc-2", "cell-b"), ("dc-3", "cell-c")];
@@ -353,10 +354,31 @@ impl Federation {
             .await;
     }
 
+    /// Deletes what the story left (its CafeDeployments, then the
+    /// MemberClusters, which the host's operator unregisters once nothing
+    /// uses them), then stops the operators.
     async fn finish(mut self) {
+        let left = self
+            .cds()
+            .list(&ListParams::default())
+            .await
+            .expect("list CafeDeployments");
+        for cd in left {
+            self.delete(&cd.name_any()).await;
+        }
         let registry: Api<MemberCluster> = Api::all(self.ns.client.clone());
         for side in &self.members {
             let _ = registry.delete(side.name, &DeleteParams::default()).await;
+            self.ns
+                .wait(&format!("{} to be unregistered", side.name), 30, || async {
+                    registry
+                        .get_opt(side.name)
+                        .await
+                        .ok()?
+                        .is_none()
+                        .then_some(())
+                })
+                .await;
             let namespaces: Api<Namespace> = Api::all(side.client.clone());
             let _ = namespaces
                 .delete(&self.ns.name, &DeleteParams::background())
@@ -682,6 +704,97 @@ async fn a_rollback_while_a_member_is_down_reaches_it_when_it_returns() {
     fed.wait_phase("web", Phase::Healthy, 180).await;
     fed.assert_images(["nginx:1.25", "nginx:1.25"], "{cluster} rolled back")
         .await;
+    fed.delete("web").await;
+    fed.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane and its members (make test)"]
+async fn a_member_in_use_stays_registered_and_a_cell_whose_member_left_is_moved_by_nobody() {
+    let fed = Federation::new("mc-unregister").await;
+    fed.create("web", json!({})).await;
+    let before = fed.uids("web").await;
+    let registry: Api<MemberCluster> = Api::all(fed.ns.client.clone());
+
+    // Deleting dc-3 while web runs cell-c there: it stays registered and
+    // says who holds it.
+    registry
+        .delete("dc-3", &DeleteParams::default())
+        .await
+        .expect("delete dc-3");
+    let held = fed
+        .ns
+        .wait("dc-3 to say who holds it", 30, || async {
+            let m = registry.get_opt("dc-3").await.ok().flatten()?;
+            let c = m
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Deleting")?;
+            (c.reason == "InUse").then_some(c.message)
+        })
+        .await;
+    assert!(
+        held.contains(&format!("{}/web (cells cell-c)", fed.ns.name)),
+        "{held}"
+    );
+    // It is still served: a release reaches all three clusters.
+    fed.set_image("web", "nginx:1.26").await;
+    fed.wait_phase("web", Phase::WaitingForConfirm, 90).await;
+    fed.confirm("web").await;
+    fed.wait_phase("web", Phase::Healthy, 120).await;
+    fed.assert_images(
+        ["nginx:1.26", "nginx:1.26"],
+        "released while dc-3 was being deleted",
+    )
+    .await;
+    assert!(registry.get_opt("dc-3").await.expect("get").is_some());
+
+    // The person says dc-3 is lost for good: the registration goes, and
+    // cell-c is started nowhere else; the release stalls naming the field.
+    unregister_by_hand(&registry, "dc-3").await;
+    let stalled = fed.wait_phase("web", Phase::Stalled, 60).await;
+    let message = stalled
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Stalled"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("cell cell-c ran in MemberCluster dc-3, which is no longer registered")
+            && message.contains("topology.clusters.cell-c"),
+        "{message}"
+    );
+    // Given time to do harm, it does none: no set for cell-c here, dc-3's
+    // pods untouched.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let here: Vec<String> = fed
+        .ns
+        .api::<InPlaceSet>()
+        .list(&ListParams::default())
+        .await
+        .expect("host sets")
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    assert!(!here.iter().any(|n| n.contains("cell-c")), "{here:?}");
+    assert_eq!(fed.uids("web").await, before, "no pod replaced anywhere");
+
+    // dc-3 registered again: its sets are found where they were and the
+    // CafeDeployment is whole again, with the same pods.
+    register(
+        &fed.ns,
+        "dc-3",
+        "cell-c",
+        json!({"unreachableAfterSeconds": 6}),
+    )
+    .await;
+    fed.wait_member("dc-3", "True").await;
+    fed.wait_phase("web", Phase::Healthy, 60).await;
+    assert_eq!(fed.uids("web").await, before, "no pod replaced anywhere");
+
+    // Once nothing uses it, a deletion goes through at once (finish).
     fed.delete("web").await;
     fed.finish().await;
 }

@@ -502,6 +502,11 @@ async fn the_charts_cluster_wide_identity_is_enough_for_a_release_and_no_more() 
     assert!(can_i(
         &ns,
         release,
+        &["patch", "memberclusters.cafe.sofastack.io"]
+    ));
+    assert!(can_i(
+        &ns,
+        release,
         &["list", "releasefreezes.cafe.sofastack.io"]
     ));
     assert!(can_i(&ns, release, &["get", "secrets", "-n", &ns.name]));

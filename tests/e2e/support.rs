@@ -80,7 +80,6 @@ pub async fn register_member(
     cell: &str,
     spec: serde_json::Value,
 ) -> Client {
-    use cafe_operator::api::MemberCluster;
     use k8s_openapi::api::core::v1::Secret;
     let client = member_client(name).await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -100,8 +99,20 @@ pub async fn register_member(
         .create(&PostParams::default(), &secret)
         .await
         .expect("kubeconfig Secret");
+    register(ns, name, cell, spec).await;
+    client
+}
+
+/// Registers member `name` (running `cell`) by the kubeconfig Secret
+/// `kubeconfig-<name>` in `ns`, replacing an earlier registration.
+pub async fn register(ns: &TestNs, name: &str, cell: &str, spec: serde_json::Value) {
+    use cafe_operator::api::MemberCluster;
+    let secret_name = format!("kubeconfig-{name}");
     let registry: Api<MemberCluster> = Api::all(ns.client.clone());
     let _ = registry.delete(name, &DeleteParams::default()).await;
+    // The previous story's operator, which would take its finalizer off
+    // once nothing used the member, is gone: take it off by hand.
+    unregister_by_hand(&registry, name).await;
     ns.wait("the previous registration to go", 30, || async {
         registry.get_opt(name).await.ok()?.is_none().then_some(())
     })
@@ -120,7 +131,34 @@ pub async fn register_member(
         .create(&PostParams::default(), &body)
         .await
         .expect("MemberCluster");
-    client
+}
+
+/// Takes the operator's finalizer off MemberCluster `name` (what a person
+/// does when the member is lost for good); the others are kept.
+pub async fn unregister_by_hand(registry: &Api<cafe_operator::api::MemberCluster>, name: &str) {
+    use cafe_operator::api::names::MEMBER_IN_USE_FINALIZER;
+    let Ok(Some(member)) = registry.get_opt(name).await else {
+        return;
+    };
+    let Some(at) = member
+        .finalizers()
+        .iter()
+        .position(|f| f == MEMBER_IN_USE_FINALIZER)
+    else {
+        return;
+    };
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{at}"), "value": MEMBER_IN_USE_FINALIZER},
+        {"op": "remove", "path": format!("/metadata/finalizers/{at}")}
+    ]))
+    .expect("a JSON patch");
+    let _ = registry
+        .patch(
+            name,
+            &Default::default(),
+            &kube::api::Patch::Json::<()>(patch),
+        )
+        .await;
 }
 
 impl TestNs {
