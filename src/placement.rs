@@ -13,6 +13,8 @@
 //! - A cell that ran in a MemberCluster no longer registered is not moved
 //!   anywhere else (here, or to another member listing it) without
 //!   `topology.clusters` saying so: its pods may still be running there.
+//! - A MemberCluster being deleted keeps the cells it runs and takes no new
+//!   one ([`refuse_new_in_leaving`]).
 
 use std::collections::BTreeMap;
 
@@ -41,6 +43,30 @@ impl Place {
 pub struct Registered<'a> {
     pub name: &'a str,
     pub cells: &'a [String],
+    /// Its MemberCluster is being deleted.
+    pub leaving: bool,
+}
+
+/// Refuses a cell placed in a member being deleted that has no set there
+/// yet (`has_set(cell, member)`): the deletion waits for the cells the
+/// member runs, and a new one would keep it forever (or be orphaned).
+pub fn refuse_new_in_leaving(
+    placed: &BTreeMap<String, Place>,
+    members: &[Registered],
+    has_set: impl Fn(&str, &str) -> bool,
+) -> Result<(), String> {
+    for (cell, place) in placed {
+        let Some(name) = place.member() else { continue };
+        if members.iter().any(|m| m.name == name && m.leaving) && !has_set(cell, name) {
+            return Err(format!(
+                "cell {cell} would start in MemberCluster {name}, which is being deleted and \
+                 takes no new cells: choose another cluster with topology.clusters.{cell} \
+                 (\"{LOCAL}\" or a MemberCluster listing it), or remove the cell from \
+                 topology.values"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Each cell's place, or why the cells cannot be placed. `ran_in` is the
@@ -136,10 +162,12 @@ mod tests {
             Registered {
                 name: "dc-2",
                 cells: &dc2,
+                leaving: false,
             },
             Registered {
                 name: "dc-3",
                 cells: &dc3,
+                leaving: false,
             },
         ];
         let placed = resolve(
@@ -161,10 +189,12 @@ mod tests {
             Registered {
                 name: "dc-3",
                 cells: &both,
+                leaving: false,
             },
             Registered {
                 name: "dc-2",
                 cells: &both,
+                leaving: false,
             },
         ];
         let e = resolve(&cells(&["b"]), &BTreeMap::new(), &members, &BTreeMap::new())
@@ -188,6 +218,7 @@ mod tests {
         let members = [Registered {
             name: "dc-2",
             cells: &dc2,
+            leaving: false,
         }];
         let unknown = BTreeMap::from([("a".to_string(), "dc-9".to_string())]);
         let e = resolve(&cells(&["a"]), &unknown, &members, &BTreeMap::new()).expect_err("unknown");
@@ -216,6 +247,7 @@ mod tests {
         let with_dc2 = [Registered {
             name: "dc-2",
             cells: &dc2,
+            leaving: false,
         }];
         let placed = resolve(&cells(&["b"]), &BTreeMap::new(), &with_dc2, &ran_in).expect("b");
         assert_eq!(placed["b"], Place::Member("dc-2".into()));
@@ -223,6 +255,7 @@ mod tests {
         let with_dc4 = [Registered {
             name: "dc-4",
             cells: &dc4,
+            leaving: false,
         }];
         for members in [&[][..], &with_dc4[..]] {
             let e =
@@ -240,5 +273,36 @@ mod tests {
         let there = BTreeMap::from([("c".to_string(), "dc-4".to_string())]);
         let placed = resolve(&cells(&["c"]), &there, &with_dc4, &ran_in).expect("dc-4");
         assert_eq!(placed["c"], Place::Member("dc-4".into()));
+    }
+
+    #[test]
+    fn a_member_being_deleted_keeps_its_cells_and_takes_no_new_one() {
+        let dc3 = cells(&["c", "d"]);
+        let members = [Registered {
+            name: "dc-3",
+            cells: &dc3,
+            leaving: true,
+        }];
+        let placed = resolve(
+            &cells(&["c", "d"]),
+            &BTreeMap::new(),
+            &members,
+            &BTreeMap::new(),
+        )
+        .expect("placed");
+        // c has its set there: it goes on; d has none: refused.
+        let e = refuse_new_in_leaving(&placed, &members, |cell, m| cell == "c" && m == "dc-3")
+            .expect_err("d is new");
+        assert!(
+            e.starts_with("cell d would start in MemberCluster dc-3, which is being deleted"),
+            "{e}"
+        );
+        assert!(e.contains("topology.clusters.d"), "{e}");
+        refuse_new_in_leaving(&placed, &members, |_, _| true).expect("both have sets");
+        let staying = [Registered {
+            leaving: false,
+            ..members[0]
+        }];
+        refuse_new_in_leaving(&placed, &staying, |_, _| false).expect("not leaving");
     }
 }

@@ -184,7 +184,11 @@ pub fn observe(
     let registered = members.registered();
     let listing: Vec<Registered> = registered
         .iter()
-        .map(|(name, cells)| Registered { name, cells })
+        .map(|(name, cells, leaving)| Registered {
+            name,
+            cells,
+            leaving: *leaving,
+        })
         .collect();
     let ran_in: BTreeMap<String, String> = cd
         .status
@@ -192,7 +196,7 @@ pub fn observe(
         .flat_map(|s| &s.cells)
         .filter_map(|row| Some((row.name.clone(), row.cluster.clone()?)))
         .collect();
-    let (placed, misplaced) =
+    let (placed, mut misplaced) =
         match placement::resolve(cells, &cd.spec.topology.clusters, &listing, &ran_in) {
             Ok(p) => (p, None),
             Err(e) => (BTreeMap::new(), Some(e)),
@@ -241,6 +245,18 @@ pub fn observe(
         }
     }
     sets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    // Judged only where the member's sets are listed (an unlisted member's
+    // cells are unreachable: nothing is written there anyway).
+    let has_set = |cell: &str, member: &str| {
+        unreachable.contains_key(cell)
+            || sets.iter().any(|s| {
+                s.labels().get(CELL_LABEL).map(String::as_str) == Some(cell)
+                    && set_homes.get(&s.name_any()).and_then(Home::cluster) == Some(member)
+            })
+    };
+    if misplaced.is_none() {
+        misplaced = placement::refuse_new_in_leaving(&placed, &listing, has_set).err();
+    }
     Seen {
         sets,
         set_homes,

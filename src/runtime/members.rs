@@ -273,13 +273,17 @@ impl Members {
         (members, drive)
     }
 
-    /// The registered members and the cells each lists.
-    pub fn registered(&self) -> Vec<(String, Vec<String>)> {
-        let mut out: Vec<(String, Vec<String>)> = self
+    /// The registered members, the cells each lists, and whether it is
+    /// being deleted.
+    pub fn registered(&self) -> Vec<(String, Vec<String>, bool)> {
+        let mut out: Vec<(String, Vec<String>, bool)> = self
             .clusters
             .state()
             .iter()
-            .map(|m| (m.name_any(), m.spec.cells.clone()))
+            .map(|m| {
+                let leaving = m.metadata.deletion_timestamp.is_some();
+                (m.name_any(), m.spec.cells.clone(), leaving)
+            })
             .collect();
         out.sort();
         out

@@ -577,6 +577,15 @@ async fn a_three_cluster_release_on_real_nodes_fails_no_request_even_with_a_memb
 }
 
 /// Waits until every live pod of `app`, in every cluster, runs `image` and is ready.
+/// The message of `cd`'s Stalled condition.
+fn stalled_message(cd: &CafeDeployment) -> String {
+    cd.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Stalled"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
 async fn wait_n_on_everywhere(fed: &Federation, app: &str, image_name: &str) {
     fed.ns
         .wait(&format!("every {app} pod on {image_name}"), 120, || async {
@@ -738,6 +747,38 @@ async fn a_member_in_use_stays_registered_and_a_cell_whose_member_left_is_moved_
         held.contains(&format!("{}/web (cells cell-c)", fed.ns.name)),
         "{held}"
     );
+    // It takes no new cells: a CafeDeployment created now over cell-c
+    // stalls naming the field, and nothing of it is written to dc-3.
+    let mut late = cafedeployment(
+        "late",
+        "late",
+        2,
+        &["cell-a", "cell-c"],
+        json!({"upgradeType": "Batch", "batchSize": 1}),
+        json!({"settleSeconds": 0}),
+    );
+    late["spec"]["template"]["spec"]["nodeSelector"] = json!({"type": "kwok"});
+    let _: CafeDeployment = fed.ns.create(late).await;
+    let message = stalled_message(&fed.wait_phase("late", Phase::Stalled, 30).await);
+    assert!(
+        message.contains("cell cell-c would start in MemberCluster dc-3, which is being deleted")
+            && message.contains("topology.clusters.cell-c"),
+        "{message}"
+    );
+    let in_dc3 = fed.members[1]
+        .api::<InPlaceSet>(&fed.ns.name)
+        .list(&ListParams::default())
+        .await
+        .expect("dc-3 sets");
+    assert!(
+        !in_dc3
+            .items
+            .iter()
+            .any(|s| s.name_any().starts_with("late-")),
+        "nothing of late in dc-3"
+    );
+    fed.delete("late").await;
+
     // It is still served: a release reaches all three clusters.
     fed.set_image("web", "nginx:1.26").await;
     fed.wait_phase("web", Phase::WaitingForConfirm, 90).await;
@@ -753,13 +794,7 @@ async fn a_member_in_use_stays_registered_and_a_cell_whose_member_left_is_moved_
     // The person says dc-3 is lost for good: the registration goes, and
     // cell-c is started nowhere else; the release stalls naming the field.
     unregister_by_hand(&registry, "dc-3").await;
-    let stalled = fed.wait_phase("web", Phase::Stalled, 60).await;
-    let message = stalled
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Stalled"))
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = stalled_message(&fed.wait_phase("web", Phase::Stalled, 60).await);
     assert!(
         message.contains("cell cell-c ran in MemberCluster dc-3, which is no longer registered")
             && message.contains("topology.clusters.cell-c"),
