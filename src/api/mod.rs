@@ -16,10 +16,38 @@ pub use freeze::*;
 pub use inplaceset::*;
 pub use member::*;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+/// The JSON patch that adds `finalizer` to an object (`meta`), guarded by
+/// its resourceVersion: the other owners' finalizers are kept as they are.
+pub fn finalizer_added(meta: &ObjectMeta, finalizer: &str) -> serde_json::Value {
+    let add = if meta.finalizers.is_some() {
+        json!({"op": "add", "path": "/metadata/finalizers/-", "value": finalizer})
+    } else {
+        json!({"op": "add", "path": "/metadata/finalizers", "value": [finalizer]})
+    };
+    json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": meta.resource_version},
+        add
+    ])
+}
+
+/// The JSON patch that removes `finalizer` from an object (`meta`), guarded
+/// by a test of its place in the list; none when the object does not hold it.
+pub fn finalizer_removed(meta: &ObjectMeta, finalizer: &str) -> Option<serde_json::Value> {
+    let at = meta
+        .finalizers
+        .as_ref()?
+        .iter()
+        .position(|f| f == finalizer)?;
+    Some(json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{at}"), "value": finalizer},
+        {"op": "remove", "path": format!("/metadata/finalizers/{at}")}
+    ]))
+}
 
 /// A status condition as observed now. Its transition time moves only when its
 /// status does (it is kept from `previous` otherwise), so a steady state
@@ -180,6 +208,32 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_finalizer_is_added_and_removed_without_touching_the_others() {
+        let mut meta = ObjectMeta {
+            resource_version: Some("7".into()),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(
+            finalizer_added(&meta, "a/b"),
+            json!([{"op": "test", "path": "/metadata/resourceVersion", "value": "7"},
+                   {"op": "add", "path": "/metadata/finalizers", "value": ["a/b"]}])
+        );
+        assert_eq!(finalizer_removed(&meta, "a/b"), None);
+        meta.finalizers = Some(vec!["other/x".into(), "a/b".into()]);
+        assert_eq!(
+            finalizer_added(&meta, "c/d")[1],
+            json!({"op": "add", "path": "/metadata/finalizers/-", "value": "c/d"})
+        );
+        assert_eq!(
+            finalizer_removed(&meta, "a/b"),
+            Some(
+                json!([{"op": "test", "path": "/metadata/finalizers/1", "value": "a/b"},
+                        {"op": "remove", "path": "/metadata/finalizers/1"}])
+            )
+        );
+    }
 
     #[test]
     fn selectors_read_as_kubectl_writes_them() {

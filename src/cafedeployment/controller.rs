@@ -35,7 +35,7 @@ use crate::api::names::{
 use crate::api::pod::Pod;
 use crate::api::{
     AnalysisPhase, CafeDeployment, CafeDeploymentStatus, InPlaceSet, Phase, ReleaseFreeze,
-    ReleaseStatus,
+    ReleaseStatus, finalizer_added, finalizer_removed,
 };
 use crate::inplaceset::revision;
 use crate::release::analysis::{self as verdicts, Facts};
@@ -578,11 +578,7 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
         return patch_spec(
             &cd,
             &ctx,
-            json!([
-                {"op": "test", "path": "/metadata/resourceVersion", "value": cd.resource_version()},
-                {"op": "add", "path": if cd.metadata.finalizers.is_some() { "/metadata/finalizers/-" } else { "/metadata/finalizers" },
-                 "value": if cd.metadata.finalizers.is_some() { json!(MEMBER_SETS_FINALIZER) } else { json!([MEMBER_SETS_FINALIZER]) }}
-            ]),
+            finalizer_added(&cd.metadata, MEMBER_SETS_FINALIZER),
         )
         .await;
     }
@@ -655,11 +651,7 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
 /// that cannot be reached keeps the finalizer until it answers: nothing is
 /// left behind there.
 async fn finalize(cd: &CafeDeployment, ctx: &Context, seen: &Seen) -> Result<Action, Error> {
-    let Some(at) = cd
-        .finalizers()
-        .iter()
-        .position(|f| f == MEMBER_SETS_FINALIZER)
-    else {
+    let Some(remove) = finalizer_removed(&cd.metadata, MEMBER_SETS_FINALIZER) else {
         return Ok(Action::await_change());
     };
     let ns = cd.namespace().unwrap_or_default();
@@ -691,15 +683,7 @@ async fn finalize(cd: &CafeDeployment, ctx: &Context, seen: &Seen) -> Result<Act
         .await;
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
-    let removed = patch_spec(
-        cd,
-        ctx,
-        json!([
-            {"op": "test", "path": format!("/metadata/finalizers/{at}"), "value": MEMBER_SETS_FINALIZER},
-            {"op": "remove", "path": format!("/metadata/finalizers/{at}")}
-        ]),
-    )
-    .await;
+    let removed = patch_spec(cd, ctx, remove).await;
     match removed {
         // Gone already, or the finalizers moved meanwhile: look again.
         Err(Error::Kube(kube::Error::Api(s))) if s.code == 404 || s.code == 422 => {

@@ -33,7 +33,8 @@ use crate::api::names::{
     CAFEDEPLOYMENT_NAME_ANNOTATION, CAFEDEPLOYMENT_UID_LABEL, MEMBER_IN_USE_FINALIZER, condition,
 };
 use crate::api::{
-    CafeDeployment, InPlaceSet, MemberCluster, MemberClusterStatus, observed_condition_as,
+    CafeDeployment, InPlaceSet, MemberCluster, MemberClusterStatus, finalizer_added,
+    finalizer_removed, observed_condition_as,
 };
 
 /// How often each member is probed (and its Secret read).
@@ -442,17 +443,9 @@ impl Members {
         mc: &MemberCluster,
     ) -> Result<Option<String>, kube::Error> {
         let api: Api<MemberCluster> = Api::all(self.host.clone());
-        let finalizers = mc.finalizers();
         if mc.metadata.deletion_timestamp.is_none() {
             if !holds_finalizer(mc) {
-                let patch = json!([
-                    {"op": "test", "path": "/metadata/resourceVersion", "value": mc.resource_version()},
-                    if finalizers.is_empty() {
-                        json!({"op": "add", "path": "/metadata/finalizers", "value": [MEMBER_IN_USE_FINALIZER]})
-                    } else {
-                        json!({"op": "add", "path": "/metadata/finalizers/-", "value": MEMBER_IN_USE_FINALIZER})
-                    }
-                ]);
+                let patch = finalizer_added(&mc.metadata, MEMBER_IN_USE_FINALIZER);
                 patch_finalizers(&api, &mc.name_any(), patch).await?;
             }
             return Ok(None);
@@ -470,13 +463,9 @@ impl Members {
                 users.join(", ")
             )));
         }
-        let Some(at) = finalizers.iter().position(|f| f == MEMBER_IN_USE_FINALIZER) else {
+        let Some(patch) = finalizer_removed(&mc.metadata, MEMBER_IN_USE_FINALIZER) else {
             return Ok(None);
         };
-        let patch = json!([
-            {"op": "test", "path": format!("/metadata/finalizers/{at}"), "value": MEMBER_IN_USE_FINALIZER},
-            {"op": "remove", "path": format!("/metadata/finalizers/{at}")}
-        ]);
         patch_finalizers(&api, &mc.name_any(), patch).await?;
         info!(member = %member.name, "member cluster unregistered: no CafeDeployment uses it");
         Ok(None)

@@ -284,16 +284,14 @@ impl Federation {
     /// Creates `name` (6 pods of nginx:1.25, two per cell, Beta then batches
     /// of 3 with confirmations) and waits until it is Healthy.
     async fn create(&self, name: &str, extra: serde_json::Value) {
-        let mut body = cafedeployment(
+        let mut body = on_kwok(
             name,
             "web",
             6,
             &CELLS,
             json!({"upgradeType": "Beta", "batchSize": 3, "needWaitingForConfirm": true,
                    "progressDeadlineSeconds": 20}),
-            json!({"settleSeconds": 0}),
         );
-        body["spec"]["template"]["spec"]["nodeSelector"] = json!({"type": "kwok"});
         if let Some(topology) = extra.get("topology") {
             for (k, v) in topology.as_object().into_iter().flatten() {
                 body["spec"]["topology"][k] = v.clone();
@@ -577,6 +575,26 @@ async fn a_three_cluster_release_on_real_nodes_fails_no_request_even_with_a_memb
 }
 
 /// Waits until every live pod of `app`, in every cluster, runs `image` and is ready.
+/// A CafeDeployment of `app` on the kwok nodes (no settle time) over `cells`.
+fn on_kwok(
+    name: &str,
+    app: &str,
+    replicas: i64,
+    cells: &[&str],
+    strategy: serde_json::Value,
+) -> serde_json::Value {
+    let mut body = cafedeployment(
+        name,
+        app,
+        replicas,
+        cells,
+        strategy,
+        json!({"settleSeconds": 0}),
+    );
+    body["spec"]["template"]["spec"]["nodeSelector"] = json!({"type": "kwok"});
+    body
+}
+
 /// The message of `cd`'s Stalled condition.
 fn stalled_message(cd: &CafeDeployment) -> String {
     cd.status
@@ -652,15 +670,13 @@ async fn a_member_that_drops_off_holds_its_group_stalls_naming_it_and_the_releas
     assert!(during >= opened, "the groups opened never go back");
     // One member down delays nothing else: a CafeDeployment over the other
     // two clusters is created and released meanwhile.
-    let mut other = cafedeployment(
+    let other = on_kwok(
         "other",
         "other",
         4,
         &["cell-a", "cell-b"],
         json!({"upgradeType": "Batch", "batchSize": 2}),
-        json!({"settleSeconds": 0}),
     );
-    other["spec"]["template"]["spec"]["nodeSelector"] = json!({"type": "kwok"});
     let _: CafeDeployment = fed.ns.create(other).await;
     fed.wait_phase("other", Phase::Healthy, 60).await;
     let patch = json!({"spec": {"template": {"spec": {"containers": [
@@ -749,15 +765,13 @@ async fn a_member_in_use_stays_registered_and_a_cell_whose_member_left_is_moved_
     );
     // It takes no new cells: a CafeDeployment created now over cell-c
     // stalls naming the field, and nothing of it is written to dc-3.
-    let mut late = cafedeployment(
+    let late = on_kwok(
         "late",
         "late",
         2,
         &["cell-a", "cell-c"],
         json!({"upgradeType": "Batch", "batchSize": 1}),
-        json!({"settleSeconds": 0}),
     );
-    late["spec"]["template"]["spec"]["nodeSelector"] = json!({"type": "kwok"});
     let _: CafeDeployment = fed.ns.create(late).await;
     let message = stalled_message(&fed.wait_phase("late", Phase::Stalled, 30).await);
     assert!(

@@ -140,18 +140,12 @@ pub async fn unregister_by_hand(registry: &Api<cafe_operator::api::MemberCluster
     let Ok(Some(member)) = registry.get_opt(name).await else {
         return;
     };
-    let Some(at) = member
-        .finalizers()
-        .iter()
-        .position(|f| f == MEMBER_IN_USE_FINALIZER)
+    let Some(ops) =
+        cafe_operator::api::finalizer_removed(&member.metadata, MEMBER_IN_USE_FINALIZER)
     else {
         return;
     };
-    let patch: json_patch::Patch = serde_json::from_value(json!([
-        {"op": "test", "path": format!("/metadata/finalizers/{at}"), "value": MEMBER_IN_USE_FINALIZER},
-        {"op": "remove", "path": format!("/metadata/finalizers/{at}")}
-    ]))
-    .expect("a JSON patch");
+    let patch: json_patch::Patch = serde_json::from_value(ops).expect("a JSON patch");
     let _ = registry
         .patch(
             name,
