@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::rules::{self, Rule};
-use super::{Analysis, AnalysisStatus, Traffic, UpdateMode};
+use super::{
+    Analysis, AnalysisStatus, DenyWindow, HistoryEntry, Signoff, Traffic, UpdateMode, WindowStatus,
+};
 
 /// The desired state of a CafeDeployment.
 // Each printcolumn repeats `type_ = ...`; clippy reads those as duplicated attributes.
@@ -76,6 +78,9 @@ pub struct CafeDeploymentSpec {
     /// A one-shot rollback request; the controller clears it once acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_to: Option<RollbackTo>,
+    /// Sign-off rules (four-eyes, a person confirms the Beta group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signoff: Option<Signoff>,
 }
 
 fn default_history_limit() -> i32 {
@@ -332,6 +337,11 @@ pub struct ReleaseStrategy {
     /// the release back (or pauses it). Groups then never overlap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<Analysis>,
+    /// Times in which no group opens and no pod starts moving (a pause and a
+    /// rollback still do); the annotation cafe.sofastack.io/window-override
+    /// with a reason opens one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny_windows: Vec<DenyWindow>,
 }
 
 fn default_batch_size() -> IntOrString {
@@ -353,11 +363,18 @@ impl Default for ReleaseStrategy {
             progress_deadline_seconds: default_progress_deadline(),
             update_mode: UpdateMode::default(),
             analysis: None,
+            deny_windows: Vec::new(),
         }
     }
 }
 
 fn strategy_rules(schema: &mut Schema) {
+    rules::bound(
+        schema,
+        &["properties", "denyWindows"],
+        "maxItems",
+        json!(16),
+    );
     rules::push(
         schema,
         &[
@@ -422,6 +439,14 @@ pub struct CafeDeploymentStatus {
     pub cells: Vec<CellStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The deny window holding the release, while one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowStatus>,
+    /// Who did each step, the newest last (at most 50 entries; each
+    /// revision keeps its own on its ControllerRevision).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub history: Vec<HistoryEntry>,
 }
 
 /// Where a CafeDeployment is, in one word.

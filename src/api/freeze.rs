@@ -9,6 +9,7 @@ use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::DenyWindow;
 use super::rules::{self, Rule};
 
 /// Stops the releases it selects while it is not thawed.
@@ -36,9 +37,14 @@ use super::rules::{self, Rule};
 pub struct ReleaseFreezeSpec {
     /// Why: shown in every frozen release's phase message.
     pub reason: String,
-    /// Who asked for it (`kubectl cafe freeze` writes the caller's user name).
+    /// Who asked for it: the API server writes the creator's user name
+    /// (the sign-off policy), whatever the client sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+    /// Deny windows: the freeze holds only inside them (none: at all times
+    /// until thawed). A cluster-wide "no changes on weekends".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<DenyWindow>,
     /// Only releases in these namespaces (none: every namespace).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
@@ -67,6 +73,7 @@ fn freeze_rules(schema: &mut Schema) {
         "maxLength",
         json!(253),
     );
+    rules::bound(schema, &["properties", "windows"], "maxItems", json!(16));
     rules::bound(
         schema,
         &["properties", "namespaces"],
@@ -97,15 +104,23 @@ fn freeze_rules(schema: &mut Schema) {
 }
 
 impl ReleaseFreeze {
-    /// Whether this freeze stops a CafeDeployment in `namespace` with `labels`.
+    /// Whether this freeze stops a CafeDeployment in `namespace` with `labels`
+    /// (inside its windows, when it has some).
     pub fn holds(
         &self,
         namespace: &str,
         labels: &std::collections::BTreeMap<String, String>,
     ) -> bool {
-        if self.spec.thawed.is_some() {
-            return false;
-        }
+        self.spec.thawed.is_none() && self.selects(namespace, labels)
+    }
+
+    /// Whether this freeze is about a CafeDeployment in `namespace` with
+    /// `labels`, thawed or not.
+    pub fn selects(
+        &self,
+        namespace: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> bool {
         if !self.spec.namespaces.is_empty() && !self.spec.namespaces.iter().any(|n| n == namespace)
         {
             return false;

@@ -9,12 +9,14 @@ mod member;
 pub mod names;
 pub mod pod;
 mod rules;
+mod signoff;
 
 pub use analysis::*;
 pub use cafedeployment::*;
 pub use freeze::*;
 pub use inplaceset::*;
 pub use member::*;
+pub use signoff::*;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use schemars::{JsonSchema, Schema};

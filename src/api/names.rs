@@ -83,6 +83,9 @@ pub mod condition {
     /// On a MemberCluster whose deletion waits for the CafeDeployments that
     /// use it.
     pub const DELETING: &str = "Deleting";
+    /// On a CafeDeployment: whether the sign-off admission policies vouch
+    /// for who did each step (reasons `PoliciesInForce`, `PoliciesNotInForce`).
+    pub const SIGNOFF_VERIFIED: &str = "SignoffVerified";
     /// Set when a Service selecting the pods defeats draining.
     pub const TRAFFIC_UNSAFE: &str = "TrafficUnsafe";
     /// ReplicaSet's: True while the API server refuses to create pods

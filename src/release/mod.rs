@@ -7,7 +7,8 @@
 //!   groups opened, the stable pods by right);
 //! - [`progress`]: which group opens now (confirmation, pause, rollback);
 //! - [`cells`]: what each cell's InPlaceSet is given (pods, partition, budget),
-//!   surge-first when cells shrink.
+//!   surge-first when cells shrink;
+//! - [`window`]: the deny windows (cron in a time zone) holding a release.
 //!
 //! The invariants (DESIGN.md section 5), which the property tests below drive
 //! random sequences of changes against:
@@ -27,6 +28,7 @@ pub mod baseline;
 pub mod cells;
 pub mod plan;
 pub mod progress;
+pub mod window;
 
 use std::collections::BTreeMap;
 
