@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo demo-multicluster test bench cluster-up cluster-down crds lint unit e2e plugin
+.PHONY: help demo demo-multicluster test bench cluster-up cluster-down crds signoff-policies lint unit e2e plugin
 
 help:
 	@echo "make demo          build, start the local control plane, run the operator on examples/demo.yaml"
@@ -12,6 +12,7 @@ help:
 	@echo "make cluster-up    start the local control plane (.cluster/kubeconfig)"
 	@echo "make cluster-down  stop it and remove its state"
 	@echo "make crds          regenerate crds/ from the Rust types"
+	@echo "make signoff-policies  regenerate deploy/signoff/policies.yaml from the chart"
 	@echo "make plugin        the kubectl cafe plugin's krew archive and manifest in dist/"
 
 demo:
@@ -35,6 +36,10 @@ cluster-down:
 crds:
 	cargo run --quiet -- crd > crds/cafe-operator.yaml
 	cp crds/cafe-operator.yaml charts/cafe-operator/crds/cafe-operator.yaml
+
+# The sign-off admission policies for users without Helm: the chart's, rendered.
+signoff-policies:
+	hack/signoff-policies.sh > deploy/signoff/policies.yaml
 
 lint:
 	cargo fmt --check

@@ -219,8 +219,25 @@ start etcd "$ETCD_BIN/etcd" \
     --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
 wait_for etcd 30 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
 
+# The API server's audit log (the sign-off stories read the break-glass
+# annotation the admission policy writes there): metadata of writes to this
+# project's resources only, so it stays small.
+cat >"$STATE/audit-policy.yaml" <<'AUDIT'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete]
+    resources:
+      - group: cafe.sofastack.io
+  - level: None
+AUDIT
+
 start kube-apiserver "$K8S_BIN/kube-apiserver" \
     "${apiserver_network[@]}" --secure-port "$APISERVER_PORT" \
+    --audit-policy-file "$STATE/audit-policy.yaml" --audit-log-path "$LOGS/audit.log" \
+    --audit-log-maxsize 50 --audit-log-maxbackup 1 \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
     --client-ca-file "$PKI/ca.crt" \
