@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
@@ -25,9 +25,12 @@ use tracing::{info, warn};
 use super::analysis as gate;
 use super::build::REVISION_ANNOTATION;
 use super::decide::{
-    Effect, Frozen, History, Note, Observation, Outcome, Refused, Restore, Revision, decide,
+    Effect, History, Note, Observation, Outcome, Refused, Restore, Revision, decide,
 };
+use super::history;
+use super::hold::{self, Held};
 use super::homes::{self, Seen};
+use super::revision_history;
 use crate::api::names::{
     CAFEDEPLOYMENT_UID_LABEL as OWNER_LABEL, CELL_LABEL, MEMBER_SETS_FINALIZER, REVISION_LABEL,
     UPGRADE_CONFIRMED_ANNOTATION, condition,
@@ -35,7 +38,7 @@ use crate::api::names::{
 use crate::api::pod::Pod;
 use crate::api::{
     AnalysisPhase, CafeDeployment, CafeDeploymentStatus, InPlaceSet, Phase, ReleaseFreeze,
-    ReleaseStatus, finalizer_added, finalizer_removed,
+    ReleaseStatus, WINDOW_OVERRIDE_ANNOTATION, finalizer_added, finalizer_removed, stamp,
 };
 use crate::inplaceset::revision;
 use crate::release::analysis::{self as verdicts, Facts};
@@ -92,7 +95,13 @@ struct Context {
     /// Writes of a CafeDeployment's objects the API server refused: held
     /// back whatever wakes the reconcile, and reported as Stalled.
     refusals: Refusals<ObjectRef<CafeDeployment>>,
+    /// Per CafeDeployment, when the sign-off policies were last probed and
+    /// whether they were in force.
+    probes: Mutex<HashMap<ObjectRef<CafeDeployment>, (Instant, bool)>>,
 }
+
+/// How long a probe of the sign-off policies is trusted.
+const PROBE_EVERY: Duration = Duration::from_secs(60);
 
 fn rv_number(rv: Option<String>) -> Option<u64> {
     rv.and_then(|v| v.parse().ok())
@@ -154,40 +163,140 @@ impl Context {
         }
     }
 
-    /// The oldest freeze that holds `cd`, as its status tells it.
-    fn frozen(&self, cd: &CafeDeployment) -> Option<Frozen> {
-        let store = self.freezes.as_ref()?;
-        let ns = cd.namespace().unwrap_or_default();
-        let mut holding: Vec<Arc<ReleaseFreeze>> = store
-            .state()
-            .into_iter()
-            .filter(|f| f.holds(&ns, cd.labels()))
-            .collect();
-        holding.sort_by_key(|f| f.metadata.creation_timestamp.clone().map(|t| t.0));
-        let f = holding.first()?;
-        let since = f
-            .metadata
-            .creation_timestamp
+    /// What holds `cd` besides its pause: a freeze, a deny window.
+    fn held(&self, cd: &CafeDeployment, verified: bool, now: &Time) -> Held {
+        let freezes = self
+            .freezes
             .as_ref()
-            .map_or(String::new(), |t| format!(" since {}", t.0));
-        let by = f
-            .spec
-            .requested_by
-            .as_deref()
-            .map_or(String::new(), |b| format!(" by {b}"));
-        let name = f.name_any();
-        let others = match holding.len() {
-            1 => String::new(),
-            n => format!(" (and {} more)", n - 1),
+            .map(|store| store.state())
+            .unwrap_or_default();
+        hold::held(cd, &freezes, verified, now)
+    }
+
+    /// Whether the sign-off policies are in force for `cd`, as last probed:
+    /// none yet, or older than `PROBE_EVERY`, is unknown.
+    fn verified_on_record(&self, cd: &CafeDeployment) -> Option<bool> {
+        let probes = self.probes.lock().ok()?;
+        let (at, verified) = probes.get(&ObjectRef::from_obj(cd))?;
+        (at.elapsed() < PROBE_EVERY).then_some(*verified)
+    }
+
+    /// Asks the API server, in two dry-run writes, whether the sign-off
+    /// policies are in force for `cd`: the stamping policy answers a probe
+    /// annotation, and the validating one refuses a stamp written by hand.
+    /// Nothing is stored (dry run). A probe that fails to connect keeps the
+    /// last answer.
+    async fn probe(&self, cd: &CafeDeployment) -> bool {
+        let api: Api<CafeDeployment> =
+            Api::namespaced(self.client.clone(), &cd.namespace().unwrap_or_default());
+        let dry = PatchParams {
+            dry_run: true,
+            ..patch_as(MANAGER)
         };
-        Some(Frozen {
-            message: format!(
-                "frozen by ReleaseFreeze {name}{others}: {}{by}{since}; no group opens and no pod \
-                 starts moving until it is thawed: kubectl cafe unfreeze {name}",
-                f.spec.reason
-            ),
-            name,
-        })
+        let name = cd.name_any();
+        let stamped = api
+            .patch(
+                &name,
+                &dry,
+                &Patch::Merge(&json!({"metadata": {"annotations": {stamp::PROBE: "probe"}}})),
+            )
+            .await
+            .map(|o| {
+                o.annotations().get(stamp::PROBE).map(String::as_str) == Some(stamp::PROBE_ANSWER)
+            });
+        let forged = api
+            .patch(
+                &name,
+                &dry,
+                &Patch::Merge(
+                    &json!({"metadata": {"annotations": {stamp::PAUSE: "cafe-operator-probe"}}}),
+                ),
+            )
+            .await;
+        let verified = match (stamped, forged) {
+            (Ok(stamped), Err(kube::Error::Api(s))) if s.code == 403 || s.code == 422 => stamped,
+            (Ok(_), Ok(_)) => false,
+            _ => {
+                return self
+                    .probes
+                    .lock()
+                    .ok()
+                    .and_then(|p| p.get(&ObjectRef::from_obj(cd)).map(|(_, v)| *v))
+                    .unwrap_or(false);
+            }
+        };
+        if let Ok(mut probes) = self.probes.lock() {
+            probes.insert(ObjectRef::from_obj(cd), (Instant::now(), verified));
+        }
+        verified
+    }
+
+    /// Logs (one JSON line each, target `cafe_operator::history`) and
+    /// publishes the history entries `status` has beyond `previous`, then
+    /// appends them to their revisions' records.
+    async fn record_history(
+        &self,
+        cd: &CafeDeployment,
+        previous: &CafeDeploymentStatus,
+        status: &CafeDeploymentStatus,
+    ) {
+        let last = previous.history.last().map_or(0, |e| e.seq);
+        for e in status.history.iter().filter(|e| e.seq > last) {
+            info!(
+                target: "cafe_operator::history",
+                namespace = %cd.namespace().unwrap_or_default(),
+                cafedeployment = %cd.name_any(),
+                seq = e.seq,
+                action = e.action.as_str(),
+                by = %e.by,
+                revision = %e.revision,
+                group = e.group,
+                source = %e.source,
+                at = %e.at.0,
+                "{}", e.message
+            );
+            let group = e.group.map_or(String::new(), |g| format!(" group {g}"));
+            let message = if e.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", e.message)
+            };
+            self.event_as(
+                cd,
+                EventType::Normal,
+                e.action.as_str(),
+                &format!("History/{}", e.seq),
+                format!(
+                    "{}{group} of {} by {}{message}",
+                    e.action.as_str(),
+                    e.revision,
+                    e.by
+                ),
+            )
+            .await;
+        }
+        let ns = cd.namespace().unwrap_or_default();
+        let revisions =
+            self.revisions_by_owner
+                .owned(&self.revisions, &ns, &cd.uid().unwrap_or_default());
+        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &ns);
+        for (name, patch) in revision_history::appends(&revisions, &status.history) {
+            // Refused (a policy, a size) or raced: the next write tries again;
+            // the status and the events hold the entries meanwhile.
+            if let Err(e) = api
+                .patch(&name, &patch_as(MANAGER), &Patch::Json::<()>(patch))
+                .await
+            {
+                warn!(cafedeployment = %cd.name_any(), revision = %name, error = %e, "cannot append the history to the revision");
+            }
+        }
+    }
+
+    /// Whether `cd` was ever probed by this process.
+    fn probed(&self, cd: &CafeDeployment) -> bool {
+        self.probes
+            .lock()
+            .is_ok_and(|p| p.contains_key(&ObjectRef::from_obj(cd)))
     }
 
     fn remember(&self, cd: &CafeDeployment, rv: Option<String>) {
@@ -273,6 +382,8 @@ fn urgent(previous: &CafeDeploymentStatus, status: &CafeDeploymentStatus) -> boo
         || previous.current_revision != status.current_revision
         || previous.update_revision != status.update_revision
         || record(previous) != record(status)
+        || previous.history != status.history
+        || previous.window != status.window
         || conditions_moved(&previous.conditions, &status.conditions)
         || (status.updated_ready_replicas == status.replicas)
             != (previous.updated_ready_replicas == previous.replicas)
@@ -366,6 +477,13 @@ async fn restore(cd: &CafeDeployment, ctx: &Context, restore: Restore) -> Result
     let previous = cd.status.clone().unwrap_or_default();
     let mut status = previous.clone();
     status.phase = Some(Phase::RollingBack);
+    let verified = match ctx.verified_on_record(cd) {
+        Some(v) => v,
+        None => ctx.probe(cd).await,
+    };
+    let step = history::rolled_back(cd, verified, &revision, &why);
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    status.history = history::append(&previous.history, vec![step], &now);
     status.release = Some(ReleaseStatus {
         revision,
         rollback: true,
@@ -375,8 +493,9 @@ async fn restore(cd: &CafeDeployment, ctx: &Context, restore: Restore) -> Result
     });
     // Never held back: the phase changes, which is urgent.
     let _ = ctx
-        .write_status(cd, &previous, status, cd.resource_version())
+        .write_status(cd, &previous, status.clone(), cd.resource_version())
         .await?;
+    ctx.record_history(cd, &previous, &status).await;
     ctx.event(
         cd,
         EventType::Normal,
@@ -596,18 +715,39 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
     let (refused, holding) = ctx.refusal(&cd);
     let owned = &seen.sets;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let frozen = ctx.frozen(&cd);
-    let mut outcome = decide(&Observation {
-        cd: &cd,
-        sets: owned.iter().map(|s| &**s).collect(),
-        history: &history,
-        update: &update,
-        now: &now,
-        refused: refused.as_ref(),
-        unreachable: &seen.unreachable,
-        misplaced: seen.misplaced.as_deref(),
-        frozen: frozen.as_ref(),
-    });
+    // Who did a step is read from the API server's stamps when a probe
+    // shows its policies in force: probed on first sight, and again before
+    // a step is recorded from a stamp when the last probe is older than
+    // PROBE_EVERY.
+    let verified = match ctx.verified_on_record(&cd) {
+        Some(v) => Some(v),
+        None if !ctx.probed(&cd) => Some(ctx.probe(&cd).await),
+        None => None,
+    };
+    let decide_now = |verified: bool| {
+        let held = ctx.held(&cd, verified, &now);
+        let outcome = decide(&Observation {
+            cd: &cd,
+            sets: owned.iter().map(|s| &**s).collect(),
+            history: &history,
+            update: &update,
+            now: &now,
+            refused: refused.as_ref(),
+            unreachable: &seen.unreachable,
+            misplaced: seen.misplaced.as_deref(),
+            frozen: held.frozen.as_ref(),
+            window: held.window.as_ref(),
+            freezes: &held.freezes,
+            verified,
+        });
+        (outcome, held.wake)
+    };
+    let (mut outcome, mut window_wake) = decide_now(verified.unwrap_or(false));
+    let before = cd.status.clone().unwrap_or_default();
+    if verified.is_none() && history::unverified_steps(&before, &outcome.status) {
+        (outcome, window_wake) = decide_now(ctx.probe(&cd).await);
+    }
+    outcome.wake = [outcome.wake, window_wake].into_iter().flatten().min();
     seen.label_rows(&mut outcome.status.cells);
     match outcome.effect.take() {
         None => apply(&cd, &ctx, &seen, outcome, holding).await,
@@ -730,10 +870,27 @@ async fn apply(
         rv = written.resource_version();
         ctx.remember(cd, rv.clone());
     }
-    let status_wait = ctx
-        .write_status(cd, &previous, outcome.status, rv)
-        .await?
-        .err();
+    let written = ctx
+        .write_status(cd, &previous, outcome.status.clone(), rv)
+        .await?;
+    let status_wait = written.as_ref().err().copied();
+    if written.is_ok() {
+        ctx.record_history(cd, &previous, &outcome.status).await;
+    }
+    if outcome.remove_override
+        && let Some(reason) = cd.annotations().get(WINDOW_OVERRIDE_ANNOTATION)
+    {
+        // Guarded: an override written meanwhile (for the next window) stays.
+        let key = WINDOW_OVERRIDE_ANNOTATION.replace('/', "~1");
+        let ops = json!([
+            {"op": "test", "path": format!("/metadata/annotations/{key}"), "value": reason},
+            {"op": "remove", "path": format!("/metadata/annotations/{key}")}
+        ]);
+        match patch_spec(cd, ctx, ops).await {
+            Ok(_) | Err(Error::Kube(kube::Error::Api(_))) => {}
+            Err(e) => return Err(e),
+        }
+    }
     // The sets that differ, written side by side: a group opens in every
     // cell at once, not one cell after the other.
     let writes = outcome.sets.iter().filter(|desired| {
@@ -882,6 +1039,7 @@ pub async fn run(
         written: Mutex::new(HashMap::new()),
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
         refusals: Refusals::new(Duration::from_secs(1)),
+        probes: Mutex::new(HashMap::new()),
     });
     let synced = [
         caches.cafedeployments.synced.clone(),

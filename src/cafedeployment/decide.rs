@@ -12,6 +12,7 @@ use kube::ResourceExt;
 
 use super::analysis::{self as gate, Act};
 use super::build::{self, CellSet, REVISION_ANNOTATION, STABLE_REVISION_ANNOTATION};
+use super::history::{self, FreezeFact, Witness};
 use super::reach::{failed_over_sizes, waiting_for};
 use super::reschedule::rescheduled_sizes;
 pub use super::status::Health;
@@ -20,7 +21,7 @@ use crate::api::count::resolve;
 use crate::api::names::{CELL_LABEL, UPGRADE_CONFIRMED_ANNOTATION, condition};
 use crate::api::{
     AnalysisPhase, AnalysisStatus, CafeDeployment, CafeDeploymentStatus, InPlaceSet, Phase,
-    UpgradeType,
+    UpgradeType, WINDOW_OVERRIDE_ANNOTATION, WindowStatus,
 };
 use crate::inplaceset::revision;
 use crate::release::baseline::Record;
@@ -46,9 +47,16 @@ pub struct Observation<'a> {
     pub unreachable: &'a BTreeMap<String, Unreachable>,
     /// Why the cells cannot be placed (an ambiguous or unknown cluster).
     pub misplaced: Option<&'a str>,
-    /// A ReleaseFreeze that holds this CafeDeployment: no group opens and
-    /// no pod starts moving (as a pause), until it is thawed.
+    /// A ReleaseFreeze or a deny window that holds this CafeDeployment: no
+    /// group opens and no pod starts moving (as a pause), until it ends.
     pub frozen: Option<&'a Frozen>,
+    /// The deny window in force (held, or opened by an override).
+    pub window: Option<&'a WindowStatus>,
+    /// The ReleaseFreezes that select this CafeDeployment, thawed or not.
+    pub freezes: &'a [FreezeFact],
+    /// A sign-off policy stamps writes to this CafeDeployment: the stamps
+    /// are the API server's word (else the history reads "unverified").
+    pub verified: bool,
 }
 
 /// A recorded revision (a ControllerRevision): its number, as
@@ -94,12 +102,16 @@ pub struct Restore {
     pub analysis: Option<AnalysisStatus>,
 }
 
-/// The freeze holding a CafeDeployment, as its phase message says it.
+/// The freeze or deny window holding a CafeDeployment, as its phase message
+/// says it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frozen {
+    /// The ReleaseFreeze's name (a window's: `window/<name>`).
     pub name: String,
     /// Which freeze, why, who and since when, and how to thaw it.
     pub message: String,
+    /// A deny window: a rollback goes on through it (a freeze holds that too).
+    pub lets_rollback: bool,
 }
 
 /// A cell whose set cannot be reached: nothing is written or deleted there,
@@ -145,6 +157,8 @@ pub struct Outcome {
     pub wake: Option<i64>,
     /// What the shell carries out besides these writes.
     pub effect: Option<Effect>,
+    /// Remove the window override: the window it opened has ended.
+    pub remove_override: bool,
 }
 
 /// A cell's reachability while its cluster does not answer.
@@ -228,8 +242,13 @@ pub fn decide(obs: &Observation) -> Outcome {
     let previous = cd.status.clone().unwrap_or_default();
     let now = obs.now.0.as_second();
     let replicas = usize::try_from(spec.replicas).unwrap_or(0);
-    // A freeze stops the release as a pause does, whoever paused it.
-    let paused = spec.strategy.pause || obs.frozen.is_some();
+    // A freeze stops the release as a pause does, whoever paused it; a deny
+    // window too, except a rollback.
+    let rolling_back = previous.release.as_ref().is_some_and(|r| r.rollback);
+    let paused = spec.strategy.pause
+        || obs
+            .frozen
+            .is_some_and(|f| !(f.lets_rollback && rolling_back));
     // A rollback a person asked for comes before anything else.
     if let Some(request) = &spec.rollback_to {
         return Outcome {
@@ -298,13 +317,19 @@ pub fn decide(obs: &Observation) -> Outcome {
         .collect();
     let previous_analysis = previous.release.as_ref().and_then(|r| r.analysis.as_ref());
     // A person's "true" always confirms; a passed analysis does on its own
-    // unless it asks for a person too.
-    let confirmed = cd
+    // unless it asks for a person too, or the sign-off rules want a person
+    // to confirm the Beta group (the wait for group 2 of a Beta release).
+    let by_person = cd
         .annotations()
         .get(UPGRADE_CONFIRMED_ANNOTATION)
         .map(String::as_str)
-        == Some("true")
-        || gate::confirms(analysis, previous_analysis, obs.update, record.awaiting);
+        == Some("true");
+    let beta_wait = spec.strategy.upgrade_type == UpgradeType::Beta
+        && !record.rollback
+        && record.awaiting == Some(2);
+    let by_analysis = gate::confirms(analysis, previous_analysis, obs.update, record.awaiting)
+        && !(beta_wait && human_beta(cd));
+    let confirmed = by_person || by_analysis;
     let decision = release::decide(&Input {
         record: &record,
         update: obs.update,
@@ -391,6 +416,37 @@ pub fn decide(obs: &Observation) -> Outcome {
     };
     let wake = due.map(|due| due.max(1)).into_iter().chain(wake).min();
     let effect = effect_of(analysed, due, paused, obs.history, &mut notes);
+    let mut status = status;
+    status.window = obs.window.cloned();
+    status
+        .conditions
+        .push(signoff_condition(&previous, obs.verified, cd, obs.now));
+    let analysis_confirmed = (by_analysis && !by_person)
+        .then(|| previous_analysis.map(confirmed_by_analysis))
+        .flatten();
+    let steps = history::steps(
+        &previous,
+        &status,
+        &Witness {
+            cd,
+            verified: obs.verified,
+            holding: obs
+                .frozen
+                .and_then(|f| obs.freezes.iter().find(|x| x.name == f.name)),
+            freezes: obs.freezes,
+            analysis_confirmed,
+        },
+    );
+    status.history = history::append(&previous.history, steps, obs.now);
+    // An override opens the one window it was given for: once that ends
+    // (or the release leaves it), it is removed.
+    let remove_override = cd.annotations().contains_key(WINDOW_OVERRIDE_ANNOTATION)
+        && previous
+            .window
+            .as_ref()
+            .is_some_and(|w| w.overridden_by.is_some())
+        && obs.window.map(|w| (&w.name, &w.since))
+            != previous.window.as_ref().map(|w| (&w.name, &w.since));
     Outcome {
         reset_confirmation: decision.begins_waiting,
         status,
@@ -399,7 +455,67 @@ pub fn decide(obs: &Observation) -> Outcome {
         notes,
         wake,
         effect,
+        remove_override,
     }
+}
+
+/// Whether the API server vouches for who did each step, and if not, why
+/// and what to install.
+fn signoff_condition(
+    previous: &CafeDeploymentStatus,
+    verified: bool,
+    cd: &CafeDeployment,
+    now: &Time,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let (reason, message) = if verified {
+        (
+            "PoliciesInForce",
+            "the API server stamps who changes, confirms, pauses, resumes and rolls back this \
+             release, and refuses stamps written by hand (the sign-off admission policies)"
+                .to_string(),
+        )
+    } else {
+        (
+            "PoliciesNotInForce",
+            "no sign-off admission policy stamped a dry-run write to this CafeDeployment: who did \
+             each step cannot be vouched for, and the history reads \"unverified\". Install the \
+             policies (Kubernetes 1.36+): helm value signoff.enabled=true, or kubectl apply -f \
+             deploy/signoff/policies.yaml"
+                .to_string(),
+        )
+    };
+    crate::api::observed_condition(
+        &previous.conditions,
+        condition::SIGNOFF_VERIFIED,
+        verified,
+        reason,
+        message,
+        cd.metadata.generation,
+        now,
+    )
+}
+
+/// The sign-off rules ask a person to confirm the Beta group: the
+/// CafeDeployment's own, or its namespace's as the API server stamped them.
+fn human_beta(cd: &CafeDeployment) -> bool {
+    cd.spec.signoff.as_ref().is_some_and(|s| s.human_beta)
+        || cd
+            .annotations()
+            .get(crate::api::SIGNOFF_RULES_ANNOTATION)
+            .is_some_and(|r| r.split(',').any(|k| k == "humanBeta"))
+}
+
+/// The analysis's verdict as the history records a confirmation by it: the
+/// rule, and each query's last value.
+fn confirmed_by_analysis(a: &AnalysisStatus) -> String {
+    let mut last: Vec<String> = Vec::new();
+    for m in a.measurements.iter().rev() {
+        if !last.iter().any(|l| l.starts_with(&format!("{}=", m.query))) {
+            last.push(format!("{}={}", m.query, m.value));
+        }
+    }
+    last.reverse();
+    format!("{} [{}]", a.summary(), last.join(", "))
 }
 
 /// Each cell's InPlaceSet as the decision wants it, and the sets of removed
@@ -753,6 +869,9 @@ mod tests {
             unreachable,
             misplaced,
             frozen,
+            window: None,
+            freezes: &[],
+            verified: false,
         })
     }
 
@@ -792,6 +911,9 @@ mod tests {
                 unreachable: &BTreeMap::new(),
                 misplaced: None,
                 frozen: None,
+                window: None,
+                freezes: &[],
+                verified: false,
             });
             assert!(
                 out.sets.is_empty() && out.delete.is_empty(),
@@ -970,6 +1092,7 @@ mod tests {
         let frozen = Frozen {
             name: "incident".into(),
             message: "frozen by ReleaseFreeze incident: payments down".into(),
+            lets_rollback: false,
         };
         let out = decide_with(
             &cd,
@@ -1069,6 +1192,9 @@ mod tests {
             unreachable: &BTreeMap::new(),
             misplaced: None,
             frozen: None,
+            window: None,
+            freezes: &[],
+            verified: false,
         });
         assert_eq!(out.status.observed_generation, Some(2));
         assert_eq!(out.status.phase, Some(Phase::Stalled));
