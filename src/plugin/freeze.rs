@@ -1,24 +1,26 @@
 //! `kubectl cafe freeze` / `unfreeze`: the emergency stop of every release
 //! in progress (in every cluster the host releases to), or of those a
 //! namespace list or a label selector picks, recorded as a ReleaseFreeze
-//! with who, why and when; thawing keeps the record.
+//! with who, why and when; thawing keeps the record. Who froze and who
+//! thawed are written by the API server (the sign-off policy stamps
+//! `spec.requestedBy` and `spec.thawed.by`, and refuses values a client
+//! sends): the plugin sends neither and prints what was recorded.
 
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{ListParams, Patch, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::{Failure, MANAGER, Session, refused, unreachable};
+use super::{Failure, MANAGER, Session, api_failure, refused, unreachable};
 use crate::api::{CafeDeployment, Phase, ReleaseFreeze};
 use crate::runtime::patch_as;
 
-/// Who the caller is, as the API server authenticated them.
-async fn caller(s: &Session) -> Option<String> {
-    let review = Api::<SelfSubjectReview>::all(s.client.clone())
-        .create(&PostParams::default(), &SelfSubjectReview::default())
-        .await
-        .ok()?;
-    review.status?.user_info?.username
+/// Who the API server recorded, in words: "by alice", or that nobody
+/// vouches for it.
+pub fn recorded_by(by: Option<&str>) -> String {
+    match by.filter(|b| !b.is_empty()) {
+        Some(b) => format!("by {b}"),
+        None => "by an unverified user (no sign-off policy stamped it)".to_string(),
+    }
 }
 
 /// A label selector as `kubectl -l` writes it: `k=v,k2=v2` (equality only).
@@ -38,6 +40,31 @@ fn parse_selector(text: &str) -> Result<serde_json::Value, Failure> {
     Ok(json!({"matchLabels": labels}))
 }
 
+/// The ReleaseFreeze `freeze` creates: what and why, never who (the API
+/// server writes `spec.requestedBy`).
+fn request(
+    name: &str,
+    reason: &str,
+    namespaces: &[String],
+    selector: Option<&str>,
+) -> Result<ReleaseFreeze, Failure> {
+    let mut spec = json!({"reason": reason, "namespaces": namespaces});
+    if let Some(sel) = selector {
+        spec["selector"] = parse_selector(sel)?;
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "ReleaseFreeze",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .map_err(|e| refused(e.to_string()))
+}
+
+/// The patch that thaws a freeze: when, never who (the API server writes
+/// `spec.thawed.by`).
+fn thaw(at: &str) -> serde_json::Value {
+    json!({"spec": {"thawed": {"at": at}}})
+}
+
 pub async fn freeze(
     s: &Session,
     reason: &str,
@@ -54,42 +81,28 @@ pub async fn freeze(
         },
         str::to_string,
     );
-    let mut spec = json!({"reason": reason, "namespaces": namespaces});
-    if let Some(by) = caller(s).await {
-        spec["requestedBy"] = json!(by);
-    }
-    if let Some(sel) = selector {
-        spec["selector"] = parse_selector(sel)?;
-    }
-    let body: ReleaseFreeze = serde_json::from_value(json!({
-        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "ReleaseFreeze",
-        "metadata": {"name": name}, "spec": spec
-    }))
-    .map_err(|e| refused(e.to_string()))?;
+    let body = request(&name, reason, namespaces, selector)?;
     let freezes: Api<ReleaseFreeze> = Api::all(s.client.clone());
     let pp = PostParams {
         field_manager: Some(MANAGER.to_string()),
         ..PostParams::default()
     };
     let made = freezes.create(&pp, &body).await.map_err(|e| match e {
-        kube::Error::Api(r) if r.code == 409 || r.code == 422 => refused(r.message),
+        kube::Error::Api(r) if r.code == 409 => refused(r.message),
         kube::Error::Api(r) if r.code == 404 => refused(
             "the ReleaseFreeze CRD is not installed: install the operator's CRDs \
              (cafe-operator crd | kubectl apply --server-side -f -)",
         ),
-        e => unreachable(e),
+        e => api_failure(e),
     })?;
     if s.print(&made) {
         return Ok(0);
     }
     let held = releases_held(s, &made).await?;
     println!(
-        "ReleaseFreeze {name} created{}: no group opens and no pod starts moving in the \
+        "ReleaseFreeze {name} created {}: no group opens and no pod starts moving in the \
          releases it holds, in every cluster, until: kubectl cafe unfreeze {name}",
-        made.spec
-            .requested_by
-            .as_deref()
-            .map_or(String::new(), |b| format!(" by {b}"))
+        recorded_by(made.spec.requested_by.as_deref())
     );
     if held.is_empty() {
         println!(
@@ -141,10 +154,7 @@ pub async fn unfreeze(s: &Session, names: &[String], all: bool) -> Result<u8, Fa
     } else {
         names.to_vec()
     };
-    let mut thaw = json!({"at": k8s_openapi::jiff::Timestamp::now().to_string()});
-    if let Some(by) = caller(s).await {
-        thaw["by"] = json!(by);
-    }
+    let patch = thaw(&k8s_openapi::jiff::Timestamp::now().to_string());
     for name in &names {
         let current = freezes.get_opt(name).await.map_err(unreachable)?;
         match current {
@@ -155,12 +165,46 @@ pub async fn unfreeze(s: &Session, names: &[String], all: bool) -> Result<u8, Fa
             }
             Some(_) => {}
         }
-        let patch = json!({"spec": {"thawed": thaw}});
-        freezes
+        let thawed = freezes
             .patch(name, &patch_as(MANAGER), &Patch::Merge(&patch))
             .await
-            .map_err(unreachable)?;
-        println!("ReleaseFreeze {name} thawed: the releases it held go on (the record stays)");
+            .map_err(api_failure)?;
+        println!(
+            "ReleaseFreeze {name} thawed {}: the releases it held go on (the record stays)",
+            recorded_by(thawed.spec.thawed.as_ref().and_then(|t| t.by.as_deref()))
+        );
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_froze_is_what_the_api_server_recorded() {
+        assert_eq!(recorded_by(Some("alice")), "by alice");
+        for nobody in [None, Some("")] {
+            assert_eq!(
+                recorded_by(nobody),
+                "by an unverified user (no sign-off policy stamped it)"
+            );
+        }
+    }
+
+    #[test]
+    fn neither_a_freeze_nor_a_thaw_sends_who() {
+        let body =
+            request("f", "incident 4711", &["shop".into()], Some("tier=core")).expect("a freeze");
+        let sent = serde_json::to_value(&body).expect("json");
+        assert_eq!(
+            sent["spec"],
+            json!({"reason": "incident 4711", "namespaces": ["shop"],
+                   "selector": {"matchLabels": {"tier": "core"}}})
+        );
+        assert_eq!(
+            thaw("2026-12-07T10:00:00Z"),
+            json!({"spec": {"thawed": {"at": "2026-12-07T10:00:00Z"}}})
+        );
+    }
 }

@@ -5,10 +5,13 @@
 //! Exit codes: 0 done (the verb succeeded; for `get -w` and `status`, the
 //! release completed, or waits for a person with `--success-on-wait`);
 //! 1 the release is stalled, or the verb was refused (nothing to confirm,
-//! nothing to roll back to, not found); 2 `--timeout` passed; 3 the cluster
-//! could not be reached or the command line is wrong.
+//! nothing to roll back to, not found, or the API server refused the write:
+//! RBAC, an admission policy such as four-eyes, validation — its message is
+//! printed as kubectl prints it); 2 `--timeout` passed; 3 the cluster could
+//! not be reached or the command line is wrong.
 
 mod freeze;
+mod history;
 pub mod view;
 
 use std::io::{IsTerminal, Write};
@@ -16,8 +19,6 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::{ListParams, Patch};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -103,8 +104,11 @@ pub enum Verb {
         #[arg(long)]
         to_revision: Option<i64>,
     },
-    /// The revisions kept for rollback, with their images.
-    #[command(after_help = "Example:\n  kubectl cafe history demo")]
+    /// The revisions kept for rollback, their images, and who did each step
+    /// of their releases (as the API server vouches for it).
+    #[command(
+        after_help = "Examples:\n  kubectl cafe history demo\n  kubectl cafe history demo -o json"
+    )]
     History { name: String },
     /// Set container images: a new release.
     #[command(after_help = "Example:\n  kubectl cafe set image demo app=nginx:1.27")]
@@ -203,12 +207,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub struct Failure {
     pub code: u8,
     pub message: String,
+    /// Printed as it is (the API server's refusal, as kubectl prints it),
+    /// not after `error: `.
+    pub verbatim: bool,
 }
 
 fn refused(message: impl Into<String>) -> Failure {
     Failure {
         code: 1,
         message: message.into(),
+        verbatim: false,
     }
 }
 
@@ -216,6 +224,30 @@ fn unreachable(e: impl std::fmt::Display) -> Failure {
     Failure {
         code: 3,
         message: format!("{e}"),
+        verbatim: false,
+    }
+}
+
+/// An error of a write: refused by the API server (403 Forbidden: RBAC or
+/// an admission policy such as four-eyes; 422 Invalid) exits 1 with the
+/// server's message as kubectl prints it; anything else is exit 3.
+fn api_failure(e: kube::Error) -> Failure {
+    match e {
+        kube::Error::Api(s) if s.code == 403 || s.code == 422 => Failure {
+            code: 1,
+            message: from_server(&s.reason, &s.message),
+            verbatim: true,
+        },
+        e => unreachable(e),
+    }
+}
+
+/// kubectl's line for an error status: `Error from server (Forbidden): ...`.
+fn from_server(reason: &str, message: &str) -> String {
+    if reason.is_empty() {
+        format!("Error from server: {message}")
+    } else {
+        format!("Error from server ({reason}): {message}")
     }
 }
 
@@ -286,10 +318,7 @@ impl Session {
             .patch(name, &patch_as(MANAGER), &Patch::Merge(&patch))
             .await
             .map(|_| ())
-            .map_err(|e| match e {
-                kube::Error::Api(s) if s.code == 422 => refused(s.message),
-                e => unreachable(e),
-            })
+            .map_err(api_failure)
     }
 
     fn print<T: serde::Serialize>(&self, value: &T) -> bool {
@@ -429,6 +458,10 @@ fn selector(cd: &CafeDeployment) -> String {
 pub async fn run(cli: Cli) -> u8 {
     match dispatch(&cli).await {
         Ok(code) => code,
+        Err(f) if f.verbatim => {
+            eprintln!("{}", f.message);
+            f.code
+        }
         Err(f) => {
             eprintln!("error: {}", f.message);
             f.code
@@ -466,7 +499,7 @@ async fn dispatch(cli: &Cli) -> Result<u8, Failure> {
         Verb::Pause { name } => pause(&s, name, true).await,
         Verb::Resume { name } => pause(&s, name, false).await,
         Verb::Rollback { name, to_revision } => rollback(&s, name, *to_revision).await,
-        Verb::History { name } => history(&s, name).await,
+        Verb::History { name } => history::history(&s, name).await,
         Verb::Set {
             what: SetWhat::Image { name, images },
         } => set_image(&s, name, images).await,
@@ -601,7 +634,8 @@ async fn confirm(s: &Session, name: &str) -> Result<u8, Failure> {
                     break;
                 }
             }
-            Err(e) => return Err(unreachable(e)),
+            // Refused by the API server (four-eyes, RBAC): its words, exit 1.
+            Err(e) => return Err(api_failure(e)),
         }
     }
     Err(refused(format!(
@@ -621,39 +655,9 @@ async fn pause(s: &Session, name: &str, on: bool) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// The revisions of a CafeDeployment, oldest first.
-async fn revisions(s: &Session, cd: &CafeDeployment) -> Result<Vec<ControllerRevision>, Failure> {
-    let uid = cd.uid().unwrap_or_default();
-    let mut items = s
-        .api::<ControllerRevision>()
-        .list(&ListParams::default().labels(&format!("cafe.sofastack.io/cafedeployment-uid={uid}")))
-        .await
-        .map_err(unreachable)?
-        .items;
-    items.sort_by_key(|r| r.revision);
-    Ok(items)
-}
-
-fn images(revision: &ControllerRevision) -> String {
-    revision
-        .data
-        .as_ref()
-        .and_then(|d| d.0.get("spec")?.get("template").cloned())
-        .and_then(|t| serde_json::from_value::<PodTemplateSpec>(t).ok())
-        .and_then(|t| t.spec)
-        .map(|spec| {
-            spec.containers
-                .iter()
-                .map(|c| format!("{}={}", c.name, c.image.clone().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
-}
-
 async fn rollback(s: &Session, name: &str, to: Option<i64>) -> Result<u8, Failure> {
     let cd = s.cd(name).await?;
-    let history = revisions(s, &cd).await?;
+    let history = history::revisions(s, &cd).await?;
     let update = cd.status.as_ref().and_then(|st| st.update_revision.clone());
     let target = match to {
         Some(n) => history.iter().find(|r| r.revision == n),
@@ -679,50 +683,8 @@ async fn rollback(s: &Session, name: &str, to: Option<i64>) -> Result<u8, Failur
     println!(
         "{name}: rolling back to revision {} ({})",
         target.revision,
-        images(target)
+        history::images(target).join(",")
     );
-    Ok(0)
-}
-
-async fn history(s: &Session, name: &str) -> Result<u8, Failure> {
-    let cd = s.cd(name).await?;
-    let items = revisions(s, &cd).await?;
-    let status = cd.status.clone().unwrap_or_default();
-    let rows: Vec<serde_json::Value> = items
-        .iter()
-        .map(|r| {
-            json!({
-                "revision": r.revision,
-                "name": r.name_any(),
-                "images": images(r),
-                "created": r.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()),
-                "stable": status.current_revision.as_deref() == Some(r.name_any().as_str()),
-                "update": status.update_revision.as_deref() == Some(r.name_any().as_str()),
-            })
-        })
-        .collect();
-    if s.print(&rows) {
-        return Ok(0);
-    }
-    println!(
-        "{:<9} {:<26} {:<27} {:<8} IMAGES",
-        "REVISION", "NAME", "CREATED", ""
-    );
-    for (r, row) in items.iter().zip(&rows) {
-        let mark = match (row["stable"].as_bool(), row["update"].as_bool()) {
-            (Some(true), _) => "stable",
-            (_, Some(true)) => "update",
-            _ => "",
-        };
-        println!(
-            "{:<9} {:<26} {:<27} {:<8} {}",
-            r.revision,
-            r.name_any(),
-            row["created"].as_str().unwrap_or("-"),
-            mark,
-            images(r)
-        );
-    }
     Ok(0)
 }
 
@@ -741,6 +703,7 @@ async fn set_image(s: &Session, name: &str, pairs: &[String]) -> Result<u8, Fail
             return Err(Failure {
                 code: 3,
                 message: format!("{pair:?}: write CONTAINER=IMAGE, e.g. app=nginx:1.27"),
+                verbatim: false,
             });
         };
         let Some(i) = containers.iter().position(|c| c.name == container) else {
@@ -757,7 +720,7 @@ async fn set_image(s: &Session, name: &str, pairs: &[String]) -> Result<u8, Fail
     s.api::<CafeDeployment>()
         .patch(name, &patch_as(MANAGER), &Patch::Json::<()>(patch))
         .await
-        .map_err(unreachable)?;
+        .map_err(api_failure)?;
     println!("{name}: releasing {}", pairs.join(" "));
     Ok(0)
 }
@@ -961,5 +924,27 @@ mod tests {
             );
         }
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_refusal_by_the_api_server_reads_as_kubectl_prints_it() {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": 403, "reason": "Forbidden",
+            "message": "cafedeployments.cafe.sofastack.io \"demo\" is forbidden: \
+                        ValidatingAdmissionPolicy 'cafe-signoff' denied request: four-eyes"
+        }))
+        .expect("status");
+        let f = api_failure(kube::Error::Api(Box::new(status)));
+        assert_eq!((f.code, f.verbatim), (1, true));
+        assert_eq!(
+            f.message,
+            "Error from server (Forbidden): cafedeployments.cafe.sofastack.io \"demo\" is \
+             forbidden: ValidatingAdmissionPolicy 'cafe-signoff' denied request: four-eyes"
+        );
+        assert_eq!(from_server("", "boom"), "Error from server: boom");
+        let conflict: kube::core::Status =
+            serde_json::from_value(serde_json::json!({"code": 500, "message": "etcd"}))
+                .expect("status");
+        assert_eq!(api_failure(kube::Error::Api(Box::new(conflict))).code, 3);
     }
 }

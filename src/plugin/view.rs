@@ -10,7 +10,9 @@ use crate::api::names::{
     gate_reason,
 };
 use crate::api::pod::Pod;
-use crate::api::{CafeDeployment, InPlaceSet, Phase, UpgradeType};
+use crate::api::{
+    CafeDeployment, CafeDeploymentStatus, HistoryAction, InPlaceSet, Phase, UNVERIFIED, UpgradeType,
+};
 use crate::traffic::declared_components;
 
 /// The objects of one CafeDeployment as the plugin read them.
@@ -209,6 +211,58 @@ fn strategy(cd: &CafeDeployment) -> String {
     )
 }
 
+/// Who released the revision being released and who confirmed its groups,
+/// as `status.history` records it: "Template by alice · group 2 confirmed
+/// by bob · group 3 confirmed by analysis". None before anything is recorded.
+pub fn signoff(status: &CafeDeploymentStatus) -> Option<String> {
+    let revision = status.update_revision.as_deref()?;
+    let own: Vec<_> = status
+        .history
+        .iter()
+        .filter(|e| e.revision == revision)
+        .collect();
+    let who = |by: &str| {
+        if by == UNVERIFIED {
+            "(unverified)".to_string()
+        } else {
+            by.to_string()
+        }
+    };
+    // This release began with the template (or the rollback to it); the
+    // confirmations since are its own.
+    let began = own.iter().rev().find(|e| {
+        matches!(
+            e.action,
+            HistoryAction::TemplateChanged | HistoryAction::RolledBack
+        )
+    });
+    let mut parts: Vec<String> = began
+        .map(|e| match e.action {
+            HistoryAction::RolledBack => format!("Rolled back by {}", who(&e.by)),
+            _ => format!("Template by {}", who(&e.by)),
+        })
+        .into_iter()
+        .collect();
+    let since = began.map_or(i64::MIN, |e| e.seq);
+    parts.extend(
+        own.iter()
+            .filter(|e| e.action == HistoryAction::Confirmed && e.seq > since)
+            .map(|e| {
+                format!(
+                    "group {} confirmed by {}{}",
+                    e.group.map_or("?".to_string(), |g| g.to_string()),
+                    who(&e.by),
+                    if e.message.starts_with("break-glass") {
+                        " (break-glass)"
+                    } else {
+                        ""
+                    }
+                )
+            }),
+    );
+    (!parts.is_empty()).then(|| parts.join(" · "))
+}
+
 /// The header of `get`.
 pub fn header(snap: &Snapshot) -> Vec<String> {
     let cd = &snap.cd;
@@ -251,6 +305,9 @@ pub fn header(snap: &Snapshot) -> Vec<String> {
         } else {
             format!("Revision:  {stable} (stable) -> {update} (update)")
         },
+    ];
+    lines.extend(signoff(&status).map(|line| format!("Sign-off:  {line}")));
+    lines.extend([
         format!(
             "Group:     {}/{} {}",
             release.group,
@@ -264,7 +321,7 @@ pub fn header(snap: &Snapshot) -> Vec<String> {
             status.updated_replicas,
             status.available_replicas
         ),
-    ];
+    ]);
     lines.extend(analysis);
     lines
 }
@@ -601,5 +658,94 @@ mod tests {
         );
         assert!(text.contains("1/3 [████████░░░░░░░░░░░░░░░░]"), "{text}");
         assert!(list_line(&snap.cd, false).contains("a person: confirm"));
+        assert!(!text.contains("Sign-off:"), "nothing recorded: {text}");
+    }
+
+    fn step(
+        seq: i64,
+        action: &str,
+        by: &str,
+        revision: &str,
+        group: Option<i32>,
+    ) -> serde_json::Value {
+        let mut e = json!({"seq": seq, "action": action, "by": by,
+            "at": "2026-12-07T10:00:00Z", "revision": revision});
+        if let Some(g) = group {
+            e["group"] = json!(g);
+        }
+        e
+    }
+
+    fn with_history(history: serde_json::Value) -> CafeDeployment {
+        let mut cd = cd("WaitingForConfirm", 2, 2);
+        if let Some(s) = cd.status.as_mut() {
+            s.history = serde_json::from_value(history).expect("history");
+        }
+        cd
+    }
+
+    #[test]
+    fn the_header_says_who_changed_the_template_and_who_confirmed_each_group() {
+        let cd = with_history(json!([
+            // An earlier release of demo-2 (rolled away and back): not this one.
+            step(1, "TemplateChanged", "mallory", "demo-2", None),
+            step(2, "Confirmed", "mallory", "demo-2", Some(2)),
+            step(3, "TemplateChanged", "alice", "demo-2", None),
+            step(4, "GroupOpened", "operator", "demo-2", Some(1)),
+            step(5, "Confirmed", "bob", "demo-2", Some(2)),
+            step(6, "Paused", "carol", "demo-2", None),
+            step(7, "Confirmed", "analysis", "demo-2", Some(3)),
+            step(8, "Confirmed", "dave", "demo-1", Some(2)),
+        ]));
+        let snap = Snapshot {
+            cd,
+            sets: Vec::new(),
+            pods: Vec::new(),
+            unread: Default::default(),
+            now: 0,
+        };
+        let lines = header(&snap);
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("Revision:"))
+            .expect("a revision line");
+        assert_eq!(
+            lines[at + 1],
+            "Sign-off:  Template by alice · group 2 confirmed by bob · group 3 confirmed by analysis"
+        );
+        assert!(lines[at + 2].starts_with("Group:     1/3"), "{lines:?}");
+    }
+
+    #[test]
+    fn unverified_names_and_rollbacks_and_break_glass_are_told_as_such() {
+        let mut glass = step(3, "Confirmed", "alice", "demo-2", Some(2));
+        glass["message"] =
+            json!("break-glass: alice also changed the template (four-eyes bypassed)");
+        let status = with_history(json!([
+            step(1, "RolledBack", "unverified", "demo-2", None),
+            step(2, "Confirmed", "unverified", "demo-2", Some(2)),
+            glass,
+        ]))
+        .status
+        .expect("status");
+        assert_eq!(
+            signoff(&status).as_deref(),
+            Some(
+                "Rolled back by (unverified) · group 2 confirmed by (unverified) · \
+                 group 2 confirmed by alice (break-glass)"
+            )
+        );
+        // The template's entry rolled out of status: the confirmations still show.
+        let status = with_history(json!([step(9, "Confirmed", "bob", "demo-2", Some(3))]))
+            .status
+            .expect("status");
+        assert_eq!(
+            signoff(&status).as_deref(),
+            Some("group 3 confirmed by bob")
+        );
+        let other = with_history(json!([step(9, "Confirmed", "bob", "demo-1", Some(3))]))
+            .status
+            .expect("status");
+        assert_eq!(signoff(&other), None, "only the revision being released");
     }
 }
