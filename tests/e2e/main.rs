@@ -24,5 +24,6 @@ mod production;
 mod real_nodes;
 mod real_operator;
 mod safety;
+mod signoff;
 mod traffic;
 mod validation;

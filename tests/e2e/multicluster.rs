@@ -934,6 +934,7 @@ async fn failover_moves_a_lost_cells_pods_to_the_others_by_a_persons_decision_an
 #[tokio::test]
 #[ignore = "needs the local control plane and its members (make test)"]
 async fn a_freeze_stops_the_release_in_every_cluster_and_is_kept_as_a_record() {
+    crate::signoff::install_policies();
     let fed = Federation::new("mc-freeze").await;
     fed.beta_waiting("web").await;
     let ns = fed.ns.name.clone();
@@ -1002,7 +1003,11 @@ async fn a_freeze_stops_the_release_in_every_cluster_and_is_kept_as_a_record() {
         .get(&freeze)
         .await
         .expect("the record stays");
-    assert!(record.spec.requested_by.is_some() && record.spec.thawed.is_some());
+    // Who froze and who thawed: the API server's word (the sign-off policy
+    // stamps ReleaseFreezes cluster-wide), not the plugin's.
+    assert_eq!(record.spec.requested_by.as_deref(), Some("cafe-admin"));
+    let thawed = record.spec.thawed.expect("thawed");
+    assert_eq!(thawed.by.as_deref(), Some("cafe-admin"));
     let _ = Api::<cafe_operator::api::ReleaseFreeze>::all(fed.ns.client.clone())
         .delete(&freeze, &DeleteParams::default())
         .await;

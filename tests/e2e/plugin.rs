@@ -160,6 +160,46 @@ async fn every_verb_operates_a_real_release_and_status_exit_codes_tell_the_outco
         history.contains("app=nginx:1.25") && history.contains("app=nginx:1.26"),
         "{history}"
     );
+    // Who did each step: the released revision's entries, merged from status
+    // and its ControllerRevision, one line each; -o json for tools.
+    let doc: serde_json::Value =
+        serde_json::from_str(&expect(n, &["history", "demo", "-o", "json"], 0))
+            .expect("history -o json");
+    assert_eq!(doc["name"], "demo", "{doc}");
+    let verified = doc["verified"].as_bool().expect("verified: a bool");
+    assert_eq!(
+        !verified,
+        history.starts_with("identities are unverified: "),
+        "{history}"
+    );
+    let released = doc["revisions"]
+        .as_array()
+        .expect("revisions")
+        .iter()
+        .find(|r| r["images"] == serde_json::json!(["app=nginx:1.26"]))
+        .cloned()
+        .expect("the released revision");
+    assert_eq!(released["current"], true, "{released}");
+    let actions: Vec<&str> = released["history"]
+        .as_array()
+        .expect("its history")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in ["TemplateChanged", "Confirmed", "Completed"] {
+        assert!(actions.contains(&action), "{action} in {released}");
+        assert!(history.contains(action), "{action} in:\n{history}");
+    }
+    let seqs: Vec<i64> = doc["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|e| e["seq"].as_i64())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "once each, by seq: {seqs:?}"
+    );
     let text = expect(n, &["rollback", "demo", "--to-revision", "99"], 1);
     assert!(text.contains("no revision 99"), "{text}");
     let text = expect(n, &["rollback", "demo"], 0);
