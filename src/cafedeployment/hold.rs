@@ -165,11 +165,15 @@ fn emergency_stop(f: &ReleaseFreeze, count: usize) -> Frozen {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn cd(strategy: serde_json::Value, annotations: serde_json::Value) -> CafeDeployment {
+    /// A CafeDeployment of one cell with `strategy` and `annotations`.
+    pub(in crate::cafedeployment) fn cd(
+        strategy: serde_json::Value,
+        annotations: serde_json::Value,
+    ) -> CafeDeployment {
         serde_json::from_value(json!({
             "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
             "metadata": {"name": "demo", "namespace": "shop", "annotations": annotations},
