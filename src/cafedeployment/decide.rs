@@ -324,11 +324,8 @@ pub fn decide(obs: &Observation) -> Outcome {
         .get(UPGRADE_CONFIRMED_ANNOTATION)
         .map(String::as_str)
         == Some("true");
-    let beta_wait = spec.strategy.upgrade_type == UpgradeType::Beta
-        && !record.rollback
-        && record.awaiting == Some(2);
     let by_analysis = gate::confirms(analysis, previous_analysis, obs.update, record.awaiting)
-        && !(beta_wait && human_beta(cd));
+        && !person_confirms(cd, &record);
     let confirmed = by_person || by_analysis;
     let decision = release::decide(&Input {
         record: &record,
@@ -495,14 +492,20 @@ fn signoff_condition(
     )
 }
 
-/// The sign-off rules ask a person to confirm the Beta group: the
-/// CafeDeployment's own, or its namespace's as the API server stamped them.
-fn human_beta(cd: &CafeDeployment) -> bool {
-    cd.spec.signoff.as_ref().is_some_and(|s| s.human_beta)
+/// Whether the wait on record is one only a person may end: the Beta
+/// group's (the wait for group 2 of a forward Beta release) when the
+/// sign-off rules ask for a human Beta — the CafeDeployment's own, or its
+/// namespace's as the API server stamped them.
+fn person_confirms(cd: &CafeDeployment, record: &Record) -> bool {
+    let human_beta = cd.spec.signoff.as_ref().is_some_and(|s| s.human_beta)
         || cd
             .annotations()
             .get(crate::api::SIGNOFF_RULES_ANNOTATION)
-            .is_some_and(|r| r.split(',').any(|k| k == "humanBeta"))
+            .is_some_and(|r| r.split(',').any(|k| k == "humanBeta"));
+    human_beta
+        && cd.spec.strategy.upgrade_type == UpgradeType::Beta
+        && !record.rollback
+        && record.awaiting == Some(2)
 }
 
 /// The analysis's verdict as the history records a confirmation by it: the
@@ -939,6 +942,45 @@ mod tests {
                     .into()
             ))
         );
+    }
+
+    #[test]
+    fn the_beta_wait_is_a_persons_where_the_rules_ask_for_a_human_beta() {
+        let waiting = |group| Record {
+            awaiting: Some(group),
+            ..record()
+        };
+        let mut cd = two_cells(json!({}), json!({}));
+        assert!(
+            !person_confirms(&cd, &waiting(2)),
+            "no rule: the analysis may"
+        );
+        cd.spec.signoff = Some(crate::api::Signoff {
+            human_beta: true,
+            ..Default::default()
+        });
+        assert!(person_confirms(&cd, &waiting(2)), "the Beta group's wait");
+        assert!(
+            !person_confirms(&cd, &waiting(3)),
+            "later groups: the analysis may"
+        );
+        let rollback = Record {
+            rollback: true,
+            ..waiting(2)
+        };
+        assert!(
+            !person_confirms(&cd, &rollback),
+            "a rollback waits for nobody"
+        );
+        cd.spec.strategy.upgrade_type = UpgradeType::Batch;
+        assert!(!person_confirms(&cd, &waiting(2)), "no Beta group");
+        // The namespace's rules, as the API server stamped them.
+        let mut cd = two_cells(json!({}), json!({}));
+        cd.annotations_mut().insert(
+            crate::api::SIGNOFF_RULES_ANNOTATION.into(),
+            "fourEyes,humanBeta".into(),
+        );
+        assert!(person_confirms(&cd, &waiting(2)));
     }
 
     #[test]
