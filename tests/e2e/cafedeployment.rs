@@ -721,6 +721,15 @@ async fn a_paused_release_holds_its_group_and_resumes_when_unpaused() {
 
 /// Confirms every wait until the release is Healthy.
 pub(crate) async fn confirm_until_healthy(ns: &TestNs) {
+    confirm_until_healthy_with(ns, || async { kubectl_annotate_confirm(&ns.name) }).await;
+}
+
+/// Calls `confirm` at every wait until the release is Healthy.
+pub(crate) async fn confirm_until_healthy_with<F, Fut>(ns: &TestNs, confirm: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let cds: Api<CafeDeployment> = ns.api();
     ns.wait(
         "the release to finish, confirming each wait",
@@ -729,7 +738,7 @@ pub(crate) async fn confirm_until_healthy(ns: &TestNs) {
             match phase(&cds).await {
                 Some(Phase::Healthy) => Some(()),
                 Some(Phase::WaitingForConfirm) => {
-                    kubectl_annotate_confirm(&ns.name);
+                    confirm().await;
                     None
                 }
                 _ => None,

@@ -148,6 +148,21 @@ async fn as_user(user: &str, groups: &[&str]) -> Client {
     Client::try_from(config).expect("client")
 }
 
+/// A kubeconfig file that acts as `user` (the admin's, impersonating), for
+/// `kubectl cafe` as that person.
+fn kubeconfig_as(ns: &TestNs, user: &str) -> String {
+    let admin = std::env::var("KUBECONFIG").unwrap_or_else(|_| ".cluster/kubeconfig".into());
+    let mut config: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&admin).expect("the admin kubeconfig"))
+            .expect("kubeconfig");
+    for u in config["users"].as_sequence_mut().expect("users") {
+        u["user"]["as"] = serde_yaml::Value::from(user);
+    }
+    let path = std::env::temp_dir().join(format!("{}-{user}.kubeconfig", ns.name));
+    std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml")).expect("write");
+    path.to_string_lossy().into_owned()
+}
+
 /// A client with the ServiceAccount's own token (no impersonation).
 async fn as_service_account(ns: &TestNs, name: &str) -> Client {
     let sas: Api<ServiceAccount> = ns.api();
@@ -181,17 +196,21 @@ async fn set_image(cds: &Api<CafeDeployment>, image: &str) -> Result<CafeDeploym
         .await
 }
 
+/// A merge patch of demo as `cds`'s user.
+async fn merge(
+    cds: &Api<CafeDeployment>,
+    patch: serde_json::Value,
+) -> Result<CafeDeployment, kube::Error> {
+    cds.patch("demo", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+}
+
 async fn annotate(
     cds: &Api<CafeDeployment>,
     key: &str,
     value: &str,
 ) -> Result<CafeDeployment, kube::Error> {
-    cds.patch(
-        "demo",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {key: value}}})),
-    )
-    .await
+    merge(cds, json!({"metadata": {"annotations": {key: value}}})).await
 }
 
 async fn confirm(cds: &Api<CafeDeployment>) -> Result<CafeDeployment, kube::Error> {
@@ -264,21 +283,9 @@ fn demo(signoff: serde_json::Value) -> serde_json::Value {
 
 /// Confirms every wait as `cds`'s user until the release is Healthy.
 async fn confirm_until_healthy(ns: &TestNs, cds: &Api<CafeDeployment>) {
-    let mine: Api<CafeDeployment> = ns.api();
-    ns.wait(
-        "the release to finish, confirming each wait",
-        180,
-        || async {
-            match phase(&mine).await {
-                Some(Phase::Healthy) => Some(()),
-                Some(Phase::WaitingForConfirm) => {
-                    let _ = confirm(cds).await;
-                    None
-                }
-                _ => None,
-            }
-        },
-    )
+    crate::cafedeployment::confirm_until_healthy_with(ns, || async {
+        let _ = confirm(cds).await;
+    })
     .await;
 }
 
@@ -316,6 +323,21 @@ async fn the_api_server_records_who_released_and_who_confirmed_and_refuses_the_a
     assert!(
         message.contains("four-eyes") && message.contains("alice changed the template"),
         "{message}"
+    );
+    // The same through kubectl cafe as alice: the API server's words, exit 1.
+    let said = crate::plugin::expect(
+        &ns.name,
+        &[
+            "--kubeconfig",
+            &kubeconfig_as(&ns, "alice"),
+            "confirm",
+            "demo",
+        ],
+        1,
+    );
+    assert!(
+        said.contains("Error from server (Forbidden)") && said.contains("four-eyes"),
+        "{said}"
     );
     // bob does; the history says bob.
     confirm(&bob).await.expect("bob confirms");
@@ -376,36 +398,21 @@ async fn the_api_server_records_who_released_and_who_confirmed_and_refuses_the_a
 
     // Safety steps stay open to the author: pause, resume, roll back.
     let seq = history(&bob).await.last().map_or(0, |e| e.seq);
-    alice
-        .patch(
-            "demo",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"strategy": {"pause": true}}})),
-        )
+    merge(&alice, json!({"spec": {"strategy": {"pause": true}}}))
         .await
         .expect("alice pauses");
     assert_eq!(
         recorded(&ns, HistoryAction::Paused, None, seq).await.by,
         "alice"
     );
-    alice
-        .patch(
-            "demo",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"strategy": {"pause": false}}})),
-        )
+    merge(&alice, json!({"spec": {"strategy": {"pause": false}}}))
         .await
         .expect("alice resumes");
     assert_eq!(
         recorded(&ns, HistoryAction::Resumed, None, seq).await.by,
         "alice"
     );
-    alice
-        .patch(
-            "demo",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"rollbackTo": {"revision": 0}}})),
-        )
+    merge(&alice, json!({"spec": {"rollbackTo": {"revision": 0}}}))
         .await
         .expect("alice rolls back");
     let rolled = recorded(&ns, HistoryAction::RolledBack, None, seq).await;
@@ -575,6 +582,35 @@ async fn the_history_survives_a_killed_operator_and_twenty_releases() {
         kept.iter().all(|e| e.seq < first_kept),
         "older than what the status holds (from #{first_kept}): {kept:?}"
     );
+    // kubectl cafe history shows who released and confirmed 1.26, from its
+    // revision, after the status rolled over.
+    let printed = crate::plugin::expect(&ns.name, &["history", "demo", "-o", "json"], 0);
+    let printed: serde_json::Value = serde_json::from_str(&printed).expect("history -o json");
+    let of_126 = printed["revisions"]
+        .as_array()
+        .expect("revisions")
+        .iter()
+        .find(|r| r["name"] == confirmed.revision.as_str())
+        .expect("the 1.26 revision listed");
+    let steps: Vec<(String, String)> = of_126["history"]
+        .as_array()
+        .expect("its history")
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or_default().to_string(),
+                e["by"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        steps.contains(&("TemplateChanged".into(), "alice".into())),
+        "{steps:?}"
+    );
+    assert!(
+        steps.contains(&("Confirmed".into(), "bob".into())),
+        "{steps:?}"
+    );
     // A restart reads the history back; nothing is recorded twice.
     op.restart();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -660,14 +696,12 @@ async fn a_deny_window_holds_a_confirmed_group_until_it_reopens_and_an_override_
     // A window in India's time zone (UTC+05:30: a controller reading it as
     // UTC would not hold) that reopens in 20-80 s; bob confirms inside it.
     let (window, reopens) = deny_window("change-freeze", "Asia/Kolkata", 20);
-    alice
-        .patch(
-            "demo",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"strategy": {"denyWindows": [window]}}})),
-        )
-        .await
-        .expect("a deny window");
+    merge(
+        &alice,
+        json!({"spec": {"strategy": {"denyWindows": [window]}}}),
+    )
+    .await
+    .expect("a deny window");
     confirm(&bob).await.expect("bob confirms inside the window");
     let held = ns
         .wait("the window to hold the confirmed group", 30, || async {
@@ -718,14 +752,12 @@ async fn a_deny_window_holds_a_confirmed_group_until_it_reopens_and_an_override_
     // A window of an hour: alice releases inside it with a reason.
     let seq = history(&bob).await.last().map_or(0, |e| e.seq);
     let (hour, _) = deny_window("all-day", "UTC", 3600);
-    alice
-        .patch(
-            "demo",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"strategy": {"denyWindows": [hour]}}})),
-        )
-        .await
-        .expect("an all-day window");
+    merge(
+        &alice,
+        json!({"spec": {"strategy": {"denyWindows": [hour]}}}),
+    )
+    .await
+    .expect("an all-day window");
     set_image(&alice, "nginx:1.27").await.expect("release");
     wait_phase(&ns, Phase::Frozen).await;
     annotate(
@@ -758,12 +790,7 @@ async fn a_deny_window_holds_a_confirmed_group_until_it_reopens_and_an_override_
     )
     .await
     .expect("override removed");
-    alice
-        .patch(
-            "demo",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"rollbackTo": {"revision": 0}}})),
-        )
+    merge(&alice, json!({"spec": {"rollbackTo": {"revision": 0}}}))
         .await
         .expect("alice rolls back inside the window");
     assert_eq!(
@@ -783,4 +810,139 @@ async fn a_deny_window_holds_a_confirmed_group_until_it_reopens_and_an_override_
         Some("nginx:1.26"),
         "rolled back inside the window"
     );
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn a_namespace_asks_for_four_eyes_and_turning_a_rule_off_needs_the_right() {
+    let ns = signed_namespace("signoff-ns").await;
+    let _op = Operator::start(&ns.name);
+    ns.create::<k8s_openapi::api::core::v1::ConfigMap>(json!({
+        "metadata": {"name": "cafe-signoff"},
+        "data": {"fourEyes": "true", "humanBeta": "true"}
+    }))
+    .await;
+    let alice = api(&as_user("alice", &[]).await, &ns);
+    let bob = api(&as_user("bob", &[]).await, &ns);
+    // The namespace's rules reach the object (and the operator) as the API
+    // server stamps them; the parameter takes a moment to be loaded.
+    let body: CafeDeployment = serde_json::from_value(demo(json!({}))).expect("cd");
+    ns.wait(
+        "the namespace's rules stamped on a creation",
+        30,
+        || async {
+            let made = alice
+                .create(
+                    &PostParams {
+                        dry_run: true,
+                        ..PostParams::default()
+                    },
+                    &body,
+                )
+                .await
+                .ok()?;
+            (made
+                .annotations()
+                .get("cafe.sofastack.io/signoff-rules")
+                .map(String::as_str)
+                == Some("fourEyes,humanBeta"))
+            .then_some(())
+        },
+    )
+    .await;
+    alice
+        .create(&PostParams::default(), &body)
+        .await
+        .expect("alice creates demo");
+    confirm_until_healthy(&ns, &bob).await;
+    set_image(&alice, "nginx:1.26")
+        .await
+        .expect("alice releases");
+    wait_phase(&ns, Phase::WaitingForConfirm).await;
+    let message = refusal(
+        confirm(&alice).await,
+        "alice confirming in a four-eyes namespace",
+    );
+    assert!(
+        message.contains("four-eyes (ConfigMap cafe-signoff in")
+            && message.contains("alice changed the template"),
+        "{message}"
+    );
+    confirm(&bob).await.expect("bob confirms");
+
+    // spec.signoff: turning four-eyes on needs nothing, off needs the verb.
+    merge(&alice, json!({"spec": {"signoff": {"fourEyes": true}}}))
+        .await
+        .expect("alice turns four-eyes on");
+    let message = refusal(
+        merge(&alice, json!({"spec": {"signoff": {"fourEyes": false}}})).await,
+        "alice turning four-eyes off",
+    );
+    assert!(message.contains("verb \"signoff\""), "{message}");
+    ns.create::<Role>(json!({
+        "metadata": {"name": "signoff-admin"},
+        "rules": [{"apiGroups": ["cafe.sofastack.io"], "resources": ["cafedeployments"], "verbs": ["signoff"]}]
+    }))
+    .await;
+    ns.create::<RoleBinding>(json!({
+        "metadata": {"name": "signoff-admin"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "signoff-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}]
+    }))
+    .await;
+    // A freeze and its thaw: who froze and who thawed, as stamped.
+    let seq = history(&bob).await.last().map_or(0, |e| e.seq);
+    let freeze_name = format!("{}-freeze", ns.name);
+    let freeze: cafe_operator::api::ReleaseFreeze = serde_json::from_value(json!({
+        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "ReleaseFreeze",
+        "metadata": {"name": freeze_name},
+        "spec": {"reason": "incident 4711", "namespaces": [ns.name], "requestedBy": "mallory"}
+    }))
+    .expect("freeze");
+    let admin_freezes: Api<cafe_operator::api::ReleaseFreeze> = Api::all(ns.client.clone());
+    let made = admin_freezes
+        .create(&PostParams::default(), &freeze)
+        .await
+        .expect("the admin freezes");
+    assert_eq!(
+        made.spec.requested_by.as_deref(),
+        Some("cafe-admin"),
+        "the client's name is replaced"
+    );
+    let frozen = recorded(&ns, HistoryAction::Frozen, None, seq).await;
+    assert_eq!(
+        (frozen.by.as_str(), frozen.message.as_str()),
+        ("cafe-admin", "incident 4711")
+    );
+    let thawed = admin_freezes
+        .patch(
+            &freeze_name,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"thawed": {"at": "2026-12-07T10:00:00Z", "by": "mallory"}}}),
+            ),
+        )
+        .await
+        .expect("thawed");
+    assert_eq!(
+        thawed.spec.thawed.and_then(|t| t.by).as_deref(),
+        Some("cafe-admin"),
+        "the client's name is replaced"
+    );
+    assert_eq!(
+        recorded(&ns, HistoryAction::Thawed, None, frozen.seq)
+            .await
+            .by,
+        "cafe-admin"
+    );
+    let _ = admin_freezes
+        .delete(&freeze_name, &Default::default())
+        .await;
+    let carol = api(&as_user("carol", &[]).await, &ns);
+    ns.wait("carol, given the verb, turns four-eyes off", 30, || async {
+        merge(&carol, json!({"spec": {"signoff": {"fourEyes": false}}}))
+            .await
+            .ok()
+    })
+    .await;
 }
