@@ -173,12 +173,21 @@ impl Context {
         hold::held(cd, &freezes, verified, now)
     }
 
-    /// Whether the sign-off policies are in force for `cd`, as last probed:
-    /// none yet, or older than `PROBE_EVERY`, is unknown.
-    fn verified_on_record(&self, cd: &CafeDeployment) -> Option<bool> {
+    /// Whether the sign-off policies were in force for `cd` when last
+    /// probed, and whether that answer is older than `PROBE_EVERY`.
+    fn verified_on_record(&self, cd: &CafeDeployment) -> Option<(bool, bool)> {
         let probes = self.probes.lock().ok()?;
         let (at, verified) = probes.get(&ObjectRef::from_obj(cd))?;
-        (at.elapsed() < PROBE_EVERY).then_some(*verified)
+        Some((*verified, at.elapsed() >= PROBE_EVERY))
+    }
+
+    /// The last answer, or a probe now when there is none (or it is stale
+    /// and `fresh` is asked for).
+    async fn verified(&self, cd: &CafeDeployment, fresh: bool) -> bool {
+        match self.verified_on_record(cd) {
+            Some((verified, stale)) if !(stale && fresh) => verified,
+            _ => self.probe(cd).await,
+        }
     }
 
     /// Asks the API server, in two dry-run writes, whether the sign-off
@@ -290,13 +299,6 @@ impl Context {
                 warn!(cafedeployment = %cd.name_any(), revision = %name, error = %e, "cannot append the history to the revision");
             }
         }
-    }
-
-    /// Whether `cd` was ever probed by this process.
-    fn probed(&self, cd: &CafeDeployment) -> bool {
-        self.probes
-            .lock()
-            .is_ok_and(|p| p.contains_key(&ObjectRef::from_obj(cd)))
     }
 
     fn remember(&self, cd: &CafeDeployment, rv: Option<String>) {
@@ -477,10 +479,7 @@ async fn restore(cd: &CafeDeployment, ctx: &Context, restore: Restore) -> Result
     let previous = cd.status.clone().unwrap_or_default();
     let mut status = previous.clone();
     status.phase = Some(Phase::RollingBack);
-    let verified = match ctx.verified_on_record(cd) {
-        Some(v) => v,
-        None => ctx.probe(cd).await,
-    };
+    let verified = ctx.verified(cd, true).await;
     let step = history::rolled_back(cd, verified, &revision, &why);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     status.history = history::append(&previous.history, vec![step], &now);
@@ -717,13 +716,9 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     // Who did a step is read from the API server's stamps when a probe
     // shows its policies in force: probed on first sight, and again before
-    // a step is recorded from a stamp when the last probe is older than
-    // PROBE_EVERY.
-    let verified = match ctx.verified_on_record(&cd) {
-        Some(v) => Some(v),
-        None if !ctx.probed(&cd) => Some(ctx.probe(&cd).await),
-        None => None,
-    };
+    // a step is recorded when the last answer is older than PROBE_EVERY (the
+    // policies may have come or gone meanwhile).
+    let verified = ctx.verified(&cd, false).await;
     let decide_now = |verified: bool| {
         let held = ctx.held(&cd, verified, &now);
         let outcome = decide(&Observation {
@@ -742,10 +737,13 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
         });
         (outcome, held.wake)
     };
-    let (mut outcome, mut window_wake) = decide_now(verified.unwrap_or(false));
+    let (mut outcome, mut window_wake) = decide_now(verified);
     let before = cd.status.clone().unwrap_or_default();
-    if verified.is_none() && history::unverified_steps(&before, &outcome.status) {
-        (outcome, window_wake) = decide_now(ctx.probe(&cd).await);
+    if history::records_steps(&before, &outcome.status) {
+        let now_verified = ctx.verified(&cd, true).await;
+        if now_verified != verified {
+            (outcome, window_wake) = decide_now(now_verified);
+        }
     }
     outcome.wake = [outcome.wake, window_wake].into_iter().flatten().min();
     seen.label_rows(&mut outcome.status.cells);

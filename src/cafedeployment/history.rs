@@ -386,14 +386,11 @@ pub fn append(history: &[HistoryEntry], steps: Vec<Step>, now: &Time) -> Vec<His
     all
 }
 
-/// Whether `after` records steps beyond `before` whose author the stamps
-/// could not vouch for (a probe of the policies may change that).
-pub fn unverified_steps(before: &CafeDeploymentStatus, after: &CafeDeploymentStatus) -> bool {
+/// Whether `after` records steps beyond `before` (before writing them, the
+/// shell makes sure it knows whether the stamps can be vouched for).
+pub fn records_steps(before: &CafeDeploymentStatus, after: &CafeDeploymentStatus) -> bool {
     let last = before.history.last().map_or(0, |e| e.seq);
-    after
-        .history
-        .iter()
-        .any(|e| e.seq > last && e.by == UNVERIFIED)
+    after.history.last().is_some_and(|e| e.seq > last)
 }
 
 /// The entries of `revision` in `history` that `recorded` (what its
