@@ -38,6 +38,8 @@ pub(crate) fn install_policies() {
                 "charts/cafe-operator",
                 "--show-only",
                 "templates/signoff.yaml",
+                "--api-versions",
+                "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy",
                 "--set-string",
                 "signoff.namespaceSelector.matchLabels.cafe\\.sofastack\\.io/signoff=on",
             ])
