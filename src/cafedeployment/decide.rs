@@ -71,7 +71,7 @@ pub struct Revision {
 pub type History = BTreeMap<String, Revision>;
 
 /// What the shell carries out besides the writes of the outcome, each a
-/// piece of I/O the decision only asks for (DESIGN.md section 6).
+/// piece of I/O the decision only asks for (docs/design.md, Code map).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
     /// Take the due measurement of the analysis of this group (its queries

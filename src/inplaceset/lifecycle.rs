@@ -1,5 +1,5 @@
 //! The lossless pod lifecycle, one step at a time, as a pure function of what
-//! the pod itself shows (DESIGN.md section 4):
+//! the pod itself shows (docs/design.md, The pod lifecycle):
 //!
 //! ```text
 //! in place:  Serving -> gate False (DrainingForUpdate) -> traffic finalizers gone

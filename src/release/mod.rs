@@ -10,7 +10,7 @@
 //!   surge-first when cells shrink;
 //! - [`window`]: the deny windows (cron in a time zone) holding a release.
 //!
-//! The invariants (DESIGN.md section 5), which the property tests below drive
+//! The invariants (docs/design.md, Safety invariants), which the property tests below drive
 //! random sequences of changes against:
 //! (a) per cell, the pods on the update revision never exceed
 //!     `moved_after(opened)` of the plan, and pods off the stable revision

@@ -472,9 +472,9 @@ fn check(world: &World, round: &Round) -> Result<(), TestCaseError> {
     // pods out of it, for any reason, stay within the budget, and within
     // the PodDisruptionBudget's maxUnavailable.
     // A cut set goes on alone within the share it holds: it cannot learn of
-    // pods falling sick elsewhere meanwhile (DESIGN: a member cut off keeps
-    // serving and self-healing at its last partition), so the whole can
-    // exceed the budget by at most what the cut sets hold.
+    // pods falling sick elsewhere meanwhile (docs/design.md, Several clusters:
+    // a member cut off keeps serving and self-healing at its last partition),
+    // so the whole can exceed the budget by at most what the cut sets hold.
     prop_assert!(
         round.taken_by_cut <= held,
         "cut sets took {} pods out of traffic, holding {held}",
