@@ -152,16 +152,30 @@ async fn release_with_analysis(
     batch: i64,
     analysis: serde_json::Value,
 ) {
+    release_with_analysis_and(ns, replicas, batch, analysis, json!({})).await;
+}
+
+/// `release_with_analysis` of a CafeDeployment whose spec also has `extra`.
+async fn release_with_analysis_and(
+    ns: &TestNs,
+    replicas: i64,
+    batch: i64,
+    analysis: serde_json::Value,
+    extra: serde_json::Value,
+) {
     demo_service(ns).await;
-    ns.create::<CafeDeployment>(cafedeployment(
+    let mut body = cafedeployment(
         "demo",
         "demo",
         replicas,
         &["cell-a", "cell-b"],
         json!({"upgradeType": "Beta", "batchSize": batch}),
         json!({"components": ["service"], "settleSeconds": 1}),
-    ))
-    .await;
+    );
+    if let (Some(spec), Some(extra)) = (body["spec"].as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    ns.create::<CafeDeployment>(body).await;
     let cds: Api<CafeDeployment> = ns.api();
     ns.wait("demo Healthy with every pod Ready", 180, || async {
         let pods = pods_by_cell(ns).await;
@@ -301,6 +315,56 @@ async fn healthy_metrics_confirm_every_group_without_a_person() {
     );
     let summary = lossless.verify().await;
     assert!(summary.min_ready >= 1);
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn with_a_human_beta_a_person_confirms_the_beta_group_and_the_analysis_the_rest() {
+    let (ns, _op, _exporter) = story("an-human-beta", 0.01).await;
+    let cds: Api<CafeDeployment> = ns.api();
+    release_with_analysis_and(
+        &ns,
+        6,
+        2,
+        analysis(error_ratio_query(json!({})), json!({})),
+        json!({"signoff": {"humanBeta": true}}),
+    )
+    .await;
+    // The Beta group's analysis passes, and still a person must confirm.
+    ns.wait("the Beta group's analysis passed", 90, || async {
+        let r = analysis_status(&cds).await?;
+        (r.group == 1 && r.phase == AnalysisPhase::Successful).then_some(())
+    })
+    .await;
+    wait_phase(&ns, Phase::WaitingForConfirm, 30).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = cds.get("demo").await.expect("demo").status.expect("status");
+    assert_eq!(
+        held.phase,
+        Some(Phase::WaitingForConfirm),
+        "the analysis did not confirm the Beta group"
+    );
+    assert_eq!(held.release.map(|r| r.opened), Some(1));
+    crate::cafedeployment::kubectl_annotate_confirm(&ns.name);
+    // Group 2's analysis confirms group 3 on its own.
+    wait_healthy_on(&ns, 6, "nginx:1.26").await;
+    let history = cds
+        .get("demo")
+        .await
+        .expect("demo")
+        .status
+        .expect("status")
+        .history;
+    let confirmations: Vec<(Option<i32>, &str)> = history
+        .iter()
+        .filter(|e| e.action == cafe_operator::api::HistoryAction::Confirmed)
+        .map(|e| (e.group, e.by.as_str()))
+        .collect();
+    // No sign-off policy in this namespace: the person reads "unverified".
+    assert_eq!(
+        confirmations,
+        vec![(Some(2), "unverified"), (Some(3), "analysis")]
+    );
 }
 
 #[tokio::test]

@@ -685,12 +685,18 @@ async fn a_deny_window_holds_a_confirmed_group_until_it_reopens_and_an_override_
     let _op = Operator::start(&ns.name);
     let alice = api(&as_user("alice", &[]).await, &ns);
     let bob = api(&as_user("bob", &[]).await, &ns);
-    let body: CafeDeployment = serde_json::from_value(demo(json!({}))).expect("cd");
+    // Behind a Service, drained by the service component: the holds and the
+    // rollback inside a window are checked by the lossless checker.
+    crate::cafedeployment::demo_service(&ns).await;
+    let mut body = demo(json!({}));
+    body["spec"]["traffic"] = json!({"components": ["service"], "settleSeconds": 1});
+    let body: CafeDeployment = serde_json::from_value(body).expect("cd");
     alice
         .create(&PostParams::default(), &body)
         .await
         .expect("create");
     confirm_until_healthy(&ns, &bob).await;
+    let lossless = crate::lossless::Lossless::start(&ns, "demo").await;
     let seq = history(&bob).await.last().map_or(0, |e| e.seq);
     set_image(&alice, "nginx:1.26").await.expect("release");
     wait_phase(&ns, Phase::WaitingForConfirm).await;
@@ -812,6 +818,9 @@ async fn a_deny_window_holds_a_confirmed_group_until_it_reopens_and_an_override_
         Some("nginx:1.26"),
         "rolled back inside the window"
     );
+    let summary = lossless.verify().await;
+    assert!(summary.changed > 0, "pods were updated in place");
+    assert!(summary.min_ready >= 1, "the Service kept an endpoint");
 }
 
 #[tokio::test]
