@@ -123,21 +123,25 @@ async fn signed_namespace(story: &str) -> TestNs {
         probe
             .annotations_mut()
             .insert(stamp::PROBE.into(), "?".into());
-        let made = cds
-            .create(
-                &PostParams {
-                    dry_run: true,
-                    ..PostParams::default()
-                },
-                &probe,
-            )
-            .await
-            .ok()?;
+        let made = dry_run_create(&cds, &probe).await?;
         (made.annotations().get(stamp::PROBE).map(String::as_str) == Some(stamp::PROBE_ANSWER))
             .then_some(())
     })
     .await;
     ns
+}
+
+/// What the API server would store for `body` (admission included), stored
+/// nowhere.
+async fn dry_run_create(
+    cds: &Api<CafeDeployment>,
+    body: &CafeDeployment,
+) -> Option<CafeDeployment> {
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    cds.create(&dry, body).await.ok()
 }
 
 /// A client acting as `user` (in `groups`), impersonated by the admin.
@@ -842,16 +846,7 @@ async fn a_namespace_asks_for_four_eyes_and_turning_a_rule_off_needs_the_right()
         "the namespace's rules stamped on a creation",
         30,
         || async {
-            let made = alice
-                .create(
-                    &PostParams {
-                        dry_run: true,
-                        ..PostParams::default()
-                    },
-                    &body,
-                )
-                .await
-                .ok()?;
+            let made = dry_run_create(&alice, &body).await?;
             (made
                 .annotations()
                 .get("cafe.sofastack.io/signoff-rules")
