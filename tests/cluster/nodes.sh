@@ -433,7 +433,14 @@ restore_host() {
     if [ -f "$HOST_RECORD/paths" ]; then
         local p
         for p in "${HOST_PATHS[@]}"; do
-            grep -qx "$p" "$HOST_RECORD/paths" || rm -rf "$p"
+            grep -qx "$p" "$HOST_RECORD/paths" && continue
+            # `ip netns add` (the members' node networks) bind-mounts
+            # /run/netns onto itself: once its last namespace is gone, that
+            # mount is ours to undo, or the directory cannot be removed.
+            if mountpoint -q "$p" 2>/dev/null && [ -z "$(ls -A "$p" 2>/dev/null)" ]; then
+                umount "$p" 2>/dev/null || umount -l "$p"
+            fi
+            rm -rf "$p"
         done
     fi
     rm -rf "$HOST_RECORD"
