@@ -249,6 +249,11 @@ impl Context {
         previous: &CafeDeploymentStatus,
         status: &CafeDeploymentStatus,
     ) {
+        // Only a write that added entries has anything to log, publish or
+        // append (this runs after every reconcile's status write or no-op).
+        if !history::records_steps(previous, status) {
+            return;
+        }
         let last = previous.history.last().map_or(0, |e| e.seq);
         for e in status.history.iter().filter(|e| e.seq > last) {
             info!(
@@ -290,7 +295,7 @@ impl Context {
                 .owned(&self.revisions, &ns, &cd.uid().unwrap_or_default());
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &ns);
         for (name, patch) in revision_history::appends(&revisions, &status.history) {
-            // Refused (a policy, a size) or raced: the next write tries again;
+            // Refused (a policy, a size) or raced: the next recorded step tries again;
             // the status and the events hold the entries meanwhile.
             if let Err(e) = api
                 .patch(&name, &patch_as(MANAGER), &Patch::Json::<()>(patch))
