@@ -72,6 +72,22 @@ pub async fn freeze(
     selector: Option<&str>,
     name: Option<&str>,
 ) -> Result<u8, Failure> {
+    let made = create(s, reason, namespaces, selector, name).await?;
+    if s.print(&made) {
+        return Ok(0);
+    }
+    println!("{}", said(s, &made).await);
+    Ok(0)
+}
+
+/// Creates a ReleaseFreeze (named `freeze-<date>-<time>` unless `name`).
+pub(crate) async fn create(
+    s: &Session,
+    reason: &str,
+    namespaces: &[String],
+    selector: Option<&str>,
+    name: Option<&str>,
+) -> Result<ReleaseFreeze, Failure> {
     let name = name.map_or_else(
         || {
             format!(
@@ -87,31 +103,41 @@ pub async fn freeze(
         field_manager: Some(MANAGER.to_string()),
         ..PostParams::default()
     };
-    let made = freezes.create(&pp, &body).await.map_err(|e| match e {
+    freezes.create(&pp, &body).await.map_err(|e| match e {
         kube::Error::Api(r) if r.code == 409 => refused(r.message),
         kube::Error::Api(r) if r.code == 404 => refused(
             "the ReleaseFreeze CRD is not installed: install the operator's CRDs \
              (cafe-operator crd | kubectl apply --server-side -f -)",
         ),
         e => api_failure(e),
-    })?;
-    if s.print(&made) {
-        return Ok(0);
-    }
-    let held = releases_held(s, &made).await?;
-    println!(
+    })
+}
+
+/// What a new freeze does, and the releases in progress it holds now.
+pub(crate) async fn said(s: &Session, made: &ReleaseFreeze) -> String {
+    let name = made.name_any();
+    let mut text = format!(
         "ReleaseFreeze {name} created {}: no group opens and no pod starts moving in the \
-         releases it holds, in every cluster, until: kubectl cafe unfreeze {name}",
+         releases it holds, in every cluster, until: kubectl cafe unfreeze {name}\n",
         recorded_by(made.spec.requested_by.as_deref())
     );
+    // The freeze is made: a person who may not list every CafeDeployment
+    // is told so, not told the freeze failed.
+    let Ok(held) = releases_held(s, made).await else {
+        text.push_str("The releases it holds now could not be listed with your rights.");
+        return text;
+    };
     if held.is_empty() {
-        println!(
-            "No release is in progress in what it selects now; releases that start later wait too."
+        text.push_str(
+            "No release is in progress in what it selects now; releases that start later wait too.",
         );
     } else {
-        println!("Releases in progress it holds now: {}", held.join(", "));
+        text.push_str(&format!(
+            "Releases in progress it holds now: {}",
+            held.join(", ")
+        ));
     }
-    Ok(0)
+    text
 }
 
 /// The releases in progress `freeze` selects, as `namespace/name`.
@@ -154,27 +180,31 @@ pub async fn unfreeze(s: &Session, names: &[String], all: bool) -> Result<u8, Fa
     } else {
         names.to_vec()
     };
-    let patch = thaw(&k8s_openapi::jiff::Timestamp::now().to_string());
     for name in &names {
-        let current = freezes.get_opt(name).await.map_err(unreachable)?;
-        match current {
-            None => return Err(refused(format!("ReleaseFreeze {name} not found"))),
-            Some(f) if f.spec.thawed.is_some() => {
-                println!("ReleaseFreeze {name} was thawed already");
-                continue;
-            }
-            Some(_) => {}
-        }
-        let thawed = freezes
-            .patch(name, &patch_as(MANAGER), &Patch::Merge(&patch))
-            .await
-            .map_err(api_failure)?;
-        println!(
-            "ReleaseFreeze {name} thawed {}: the releases it held go on (the record stays)",
-            recorded_by(thawed.spec.thawed.as_ref().and_then(|t| t.by.as_deref()))
-        );
+        println!("{}", thaw_one(s, name).await?);
     }
     Ok(0)
+}
+
+/// Thaws freeze `name`; says by whom, as the API server recorded it.
+pub(crate) async fn thaw_one(s: &Session, name: &str) -> Result<String, Failure> {
+    let freezes: Api<ReleaseFreeze> = Api::all(s.client.clone());
+    match freezes.get_opt(name).await.map_err(unreachable)? {
+        None => return Err(refused(format!("ReleaseFreeze {name} not found"))),
+        Some(f) if f.spec.thawed.is_some() => {
+            return Ok(format!("ReleaseFreeze {name} was thawed already"));
+        }
+        Some(_) => {}
+    }
+    let patch = thaw(&k8s_openapi::jiff::Timestamp::now().to_string());
+    let thawed = freezes
+        .patch(name, &patch_as(MANAGER), &Patch::Merge(&patch))
+        .await
+        .map_err(api_failure)?;
+    Ok(format!(
+        "ReleaseFreeze {name} thawed {}: the releases it held go on (the record stays)",
+        recorded_by(thawed.spec.thawed.as_ref().and_then(|t| t.by.as_deref()))
+    ))
 }
 
 #[cfg(test)]
