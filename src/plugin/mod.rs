@@ -10,8 +10,9 @@
 //! printed as kubectl prints it); 2 `--timeout` passed; 3 the cluster could
 //! not be reached or the command line is wrong.
 
+mod console;
 mod freeze;
-mod history;
+pub(crate) mod history;
 pub mod view;
 
 use std::io::{IsTerminal, Write};
@@ -145,6 +146,12 @@ pub enum Verb {
         #[arg(long)]
         all: bool,
     },
+    /// A live web console of the releases: served on this machine only
+    /// (127.0.0.1), every action made with your own credentials.
+    #[command(
+        after_help = "Examples:\n  kubectl cafe console -n shop --open\n  kubectl cafe console -A --read-only --port 9000"
+    )]
+    Console(console::Options),
     /// Wait for the release like `kubectl rollout status`.
     #[command(after_help = "Example:\n  kubectl cafe status demo --timeout 10m --success-on-wait")]
     Status {
@@ -292,6 +299,15 @@ impl Session {
             namespace,
             output: cli.output,
         })
+    }
+
+    /// The same person's session in namespace `namespace`.
+    fn in_namespace(&self, namespace: &str) -> Session {
+        Session {
+            client: self.client.clone(),
+            namespace: namespace.to_string(),
+            output: None,
+        }
     }
 
     fn api<K>(&self) -> Api<K>
@@ -495,10 +511,10 @@ async fn dispatch(cli: &Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Verb::List { all_namespaces } => list(&s, *all_namespaces).await,
-        Verb::Confirm { name } => confirm(&s, name).await,
-        Verb::Pause { name } => pause(&s, name, true).await,
-        Verb::Resume { name } => pause(&s, name, false).await,
-        Verb::Rollback { name, to_revision } => rollback(&s, name, *to_revision).await,
+        Verb::Confirm { name } => say(confirm(&s, name).await?),
+        Verb::Pause { name } => say(pause(&s, name, true).await?),
+        Verb::Resume { name } => say(pause(&s, name, false).await?),
+        Verb::Rollback { name, to_revision } => say(rollback(&s, name, *to_revision).await?),
         Verb::History { name } => history::history(&s, name).await,
         Verb::Set {
             what: SetWhat::Image { name, images },
@@ -510,6 +526,7 @@ async fn dispatch(cli: &Cli) -> Result<u8, Failure> {
             name,
         } => freeze::freeze(&s, reason, namespaces, selector.as_deref(), name.as_deref()).await,
         Verb::Unfreeze { names, all } => freeze::unfreeze(&s, names, *all).await,
+        Verb::Console(options) => console::serve(s, options).await,
         Verb::Status {
             name,
             timeout,
@@ -528,6 +545,12 @@ async fn dispatch(cli: &Cli) -> Result<u8, Failure> {
             }
         }
     }
+}
+
+/// A verb's success, printed: exit 0.
+fn say(message: String) -> Result<u8, Failure> {
+    println!("{message}");
+    Ok(0)
 }
 
 fn status_line(cd: &CafeDeployment) -> String {
@@ -578,7 +601,8 @@ async fn list(s: &Session, all: bool) -> Result<u8, Failure> {
     Ok(0)
 }
 
-async fn confirm(s: &Session, name: &str) -> Result<u8, Failure> {
+/// Confirms the group `name` waits for; says what happened.
+async fn confirm(s: &Session, name: &str) -> Result<String, Failure> {
     let cd = s.cd(name).await?;
     let status = cd.status.clone().unwrap_or_default();
     if status.phase != Some(Phase::WaitingForConfirm) {
@@ -593,8 +617,7 @@ async fn confirm(s: &Session, name: &str) -> Result<u8, Failure> {
         .map(String::as_str)
         == Some("true")
     {
-        println!("{name}: already confirmed; the next group starts");
-        return Ok(0);
+        return Ok(format!("{name}: already confirmed; the next group starts"));
     }
     // Conditional on what was read: a confirmation lands on the wait it saw.
     // The operator writes the object's status meanwhile (counts catching up):
@@ -616,12 +639,11 @@ async fn confirm(s: &Session, name: &str) -> Result<u8, Failure> {
         {
             Ok(_) => {
                 let release = status.release.unwrap_or_default();
-                println!(
+                return Ok(format!(
                     "{name}: confirmed group {} of {}",
                     release.group + 1,
                     release.groups
-                );
-                return Ok(0);
+                ));
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 seen = s.cd(name).await?;
@@ -643,19 +665,23 @@ async fn confirm(s: &Session, name: &str) -> Result<u8, Failure> {
     )))
 }
 
-async fn pause(s: &Session, name: &str, on: bool) -> Result<u8, Failure> {
+/// Pauses (`on`) or resumes `name`; says what happened.
+async fn pause(s: &Session, name: &str, on: bool) -> Result<String, Failure> {
     let cd = s.cd(name).await?;
     if cd.spec.strategy.pause == on {
-        println!("{name}: already {}", if on { "paused" } else { "running" });
-        return Ok(0);
+        return Ok(format!(
+            "{name}: already {}",
+            if on { "paused" } else { "running" }
+        ));
     }
     s.patch(name, json!({"spec": {"strategy": {"pause": on}}}))
         .await?;
-    println!("{name}: {}", if on { "paused" } else { "resumed" });
-    Ok(0)
+    Ok(format!("{name}: {}", if on { "paused" } else { "resumed" }))
 }
 
-async fn rollback(s: &Session, name: &str, to: Option<i64>) -> Result<u8, Failure> {
+/// Rolls `name` back to revision `to` (default: the newest earlier one);
+/// says to which.
+async fn rollback(s: &Session, name: &str, to: Option<i64>) -> Result<String, Failure> {
     let cd = s.cd(name).await?;
     let history = history::revisions(s, &cd).await?;
     let update = cd.status.as_ref().and_then(|st| st.update_revision.clone());
@@ -680,12 +706,11 @@ async fn rollback(s: &Session, name: &str, to: Option<i64>) -> Result<u8, Failur
         json!({"spec": {"rollbackTo": {"revision": target.revision}}}),
     )
     .await?;
-    println!(
+    Ok(format!(
         "{name}: rolling back to revision {} ({})",
         target.revision,
         history::images(target).join(",")
-    );
-    Ok(0)
+    ))
 }
 
 async fn set_image(s: &Session, name: &str, pairs: &[String]) -> Result<u8, Failure> {

@@ -161,7 +161,7 @@ pub fn pod_state(pod: &Pod, update_revision: Option<&str>) -> &'static str {
     }
 }
 
-fn registered(pod: &Pod) -> Vec<String> {
+pub fn registered(pod: &Pod) -> Vec<String> {
     pod.finalizers()
         .iter()
         .filter_map(|f| f.strip_prefix(TRAFFIC_FINALIZER_PREFIX))
@@ -178,14 +178,14 @@ fn age(seconds: i64) -> String {
     }
 }
 
-fn restarts(pod: &Pod) -> i32 {
+pub fn restarts(pod: &Pod) -> i32 {
     pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
         .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum())
 }
 
-fn strategy(cd: &CafeDeployment) -> String {
+pub fn strategy(cd: &CafeDeployment) -> String {
     let s = &cd.spec.strategy;
     let batch = match &s.batch_size {
         IntOrString::Int(n) => n.to_string(),

@@ -1,0 +1,118 @@
+//! The console's actions: the plugin's own verbs, run in the person's
+//! session. The API server's refusal (RBAC, four-eyes, CEL) is passed on as
+//! it said it, with its status code.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use kube::ResourceExt;
+use serde::Deserialize;
+
+use super::Console;
+use super::http::answer;
+use crate::plugin::{Failure, confirm, freeze, history, pause, rollback};
+
+/// What the page asks for (`POST /api/act`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Request {
+    pub verb: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub name: String,
+    pub revision: Option<i64>,
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    pub freeze: Option<String>,
+}
+
+pub async fn run(console: &Console, asked: Request) -> Response {
+    let s = console.session.in_namespace(&asked.namespace);
+    let done = match asked.verb.as_str() {
+        "confirm" => confirm(&s, &asked.name).await,
+        "pause" => pause(&s, &asked.name, true).await,
+        "resume" => pause(&s, &asked.name, false).await,
+        "rollback" => rollback(&s, &asked.name, asked.revision).await,
+        "freeze" => match asked.reason.as_deref().map(str::trim) {
+            Some(reason) if !reason.is_empty() => {
+                match freeze::create(&s, reason, &asked.namespaces, None, None).await {
+                    Ok(made) => Ok(freeze::said(&s, &made).await),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Err(Failure {
+                code: 1,
+                message: "a freeze needs a reason (it is shown on every release it holds)"
+                    .to_string(),
+                verbatim: false,
+            }),
+        },
+        "thaw" => match &asked.freeze {
+            Some(name) => freeze::thaw_one(&s, name).await,
+            None => Err(Failure {
+                code: 1,
+                message: "name the freeze to thaw".to_string(),
+                verbatim: false,
+            }),
+        },
+        other => Err(Failure {
+            code: 1,
+            message: format!(
+                "the console does not know {other:?} (confirm, pause, resume, rollback, freeze, thaw)"
+            ),
+            verbatim: false,
+        }),
+    };
+    match done {
+        Ok(message) => answer(StatusCode::OK, &serde_json::json!({"message": message})),
+        Err(f) => answer(status_of(&f), &serde_json::json!({"error": f.message})),
+    }
+}
+
+/// A refusal by the API server keeps its code (403 RBAC or policy, 422
+/// invalid); one by the plugin (nothing to confirm) is a 409; a cluster
+/// that does not answer a 502.
+fn status_of(f: &Failure) -> StatusCode {
+    if f.verbatim {
+        if f.message.contains("(Invalid)") {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::FORBIDDEN
+        }
+    } else if f.code == 1 {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::BAD_GATEWAY
+    }
+}
+
+/// The revisions a release can roll back to, newest first.
+pub async fn revisions(console: &Console, namespace: &str, name: &str) -> Response {
+    let s = console.session.in_namespace(namespace);
+    let listed = async {
+        let cd = s.cd(name).await?;
+        let kept = history::revisions(&s, &cd).await?;
+        Ok::<_, Failure>((cd, kept))
+    };
+    match listed.await {
+        Ok((cd, kept)) => {
+            let status = cd.status.unwrap_or_default();
+            let rows: Vec<serde_json::Value> = kept
+                .iter()
+                .rev()
+                .map(|r| {
+                    let own = Some(r.name_any());
+                    serde_json::json!({
+                        "revision": r.revision,
+                        "images": history::images(r).join(", "),
+                        "current": own == status.current_revision,
+                        "update": own == status.update_revision,
+                    })
+                })
+                .collect();
+            answer(StatusCode::OK, &serde_json::Value::Array(rows))
+        }
+        Err(f) => answer(status_of(&f), &serde_json::json!({"error": f.message})),
+    }
+}
