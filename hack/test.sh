@@ -27,8 +27,9 @@ cleanup() {
 trap cleanup EXIT
 
 # The Debian packages the cluster and the checks below use (nft, iptables,
-# libseccomp-dev, ...): a fresh machine has none of them.
-tests/cluster/deps.sh
+# libseccomp-dev, ..., and Chromium with its WebDriver for the console's
+# stories): a fresh machine has none of them.
+CAFE_BROWSER=1 tests/cluster/deps.sh
 
 # The cluster's binaries (first run only; then cached) build while cargo
 # does: each leaves the other's idle moments (links, serial crates) to it.

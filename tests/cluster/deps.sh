@@ -11,6 +11,10 @@ if [ "$REAL_NODES" = 1 ]; then
     needed+=([iptables]=iptables [ip6tables]=iptables [nft]=nftables [conntrack]=conntrack
         [mount]=mount [pkg-config]=pkg-config [gcc]=gcc)
 fi
+# The console's stories drive a real browser (hack/test.sh asks for it).
+if [ "${CAFE_BROWSER:-0}" = 1 ]; then
+    needed+=([chromium]=chromium [chromedriver]=chromium-driver)
+fi
 missing=()
 for cmd in "${!needed[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 ||

@@ -3,6 +3,7 @@
 //! Each test owns a namespace; every wait is bounded. They are `#[ignore]`d so
 //! that a plain `cargo test` runs only the unit tests; `make test` runs all.
 
+mod browser;
 #[path = "../corpus/mod.rs"]
 mod corpus;
 mod load;
@@ -15,6 +16,7 @@ mod analysis;
 mod cafedeployment;
 mod chaos;
 mod cluster_smoke;
+mod console;
 mod examples;
 mod inplaceset;
 mod midflight;

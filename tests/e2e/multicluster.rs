@@ -625,9 +625,38 @@ async fn a_member_that_drops_off_holds_its_group_stalls_naming_it_and_the_releas
     let waiting = fed.beta_waiting("web").await;
     let opened = waiting.status.and_then(|s| s.release).map(|r| r.opened);
 
+    // The on-call person's console (the admin's kubeconfig) shows every
+    // cell reachable, and then the one whose cluster dropped off.
+    let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_else(|_| ".cluster/kubeconfig".into());
+    let console = crate::console::Console::start(&kubeconfig, &["-n", &fed.ns.name]);
+    let browser = crate::browser::Browser::start().await;
+    browser.open(&console.url).await;
+    let cell_c = format!(
+        "[data-key=\"{}/web\"] [data-cell=\"cell-c\"] .reach",
+        fed.ns.name
+    );
+    let reach = "const r = document.querySelector(arguments[0]); \
+                 return r && r.getAttribute('data-reach') === arguments[1];";
+    browser
+        .wait(
+            "cell-c reachable on the page",
+            30,
+            reach,
+            json!([cell_c, "Reachable"]),
+        )
+        .await;
+
     // dc-3 drops off, then the person confirms group 2.
     let down = Down::stop("dc-3");
     fed.wait_member("dc-3", "Unknown").await;
+    browser
+        .wait(
+            "cell-c unreachable on the page",
+            30,
+            reach,
+            json!([cell_c, "Unreachable"]),
+        )
+        .await;
     fed.confirm("web").await;
     // The reachable clusters finish their part and keep serving.
     fed.ns
@@ -691,6 +720,16 @@ async fn a_member_that_drops_off_holds_its_group_stalls_naming_it_and_the_releas
     // confirmed group is not asked for again.
     down.start();
     fed.wait_member("dc-3", "True").await;
+    browser
+        .wait(
+            "cell-c reachable again on the page",
+            60,
+            reach,
+            json!([cell_c, "Reachable"]),
+        )
+        .await;
+    drop(browser);
+    drop(console);
     let healthy = fed.wait_phase("web", Phase::Healthy, 180).await;
     fed.assert_images(["nginx:1.26", "nginx:1.26"], "all").await;
     assert_eq!(

@@ -72,7 +72,7 @@ pub(crate) fn install_policies() {
 /// A namespace under the policies, with a Role that lets people release
 /// (patch CafeDeployments and their status: the policies, not RBAC, stop
 /// what follows) bound to alice, bob, carol and the ServiceAccount deployer.
-async fn signed_namespace(story: &str) -> TestNs {
+pub(crate) async fn signed_namespace(story: &str) -> TestNs {
     install_policies();
     let ns = TestNs::new(story).await;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ns.client.clone());
@@ -145,7 +145,7 @@ async fn dry_run_create(
 }
 
 /// A client acting as `user` (in `groups`), impersonated by the admin.
-async fn as_user(user: &str, groups: &[&str]) -> Client {
+pub(crate) async fn as_user(user: &str, groups: &[&str]) -> Client {
     let mut config = Config::infer().await.expect("kubeconfig");
     config.auth_info.impersonate = Some(user.to_string());
     if !groups.is_empty() {
@@ -156,7 +156,7 @@ async fn as_user(user: &str, groups: &[&str]) -> Client {
 
 /// A kubeconfig file that acts as `user` (the admin's, impersonating), for
 /// `kubectl cafe` as that person.
-fn kubeconfig_as(ns: &TestNs, user: &str) -> String {
+pub(crate) fn kubeconfig_as(ns: &TestNs, user: &str) -> String {
     let admin = std::env::var("KUBECONFIG").unwrap_or_else(|_| ".cluster/kubeconfig".into());
     let mut config: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(&admin).expect("the admin kubeconfig"))
@@ -189,11 +189,14 @@ async fn as_service_account(ns: &TestNs, name: &str) -> Client {
     Client::try_from(config).expect("client")
 }
 
-fn api(client: &Client, ns: &TestNs) -> Api<CafeDeployment> {
+pub(crate) fn api(client: &Client, ns: &TestNs) -> Api<CafeDeployment> {
     Api::namespaced(client.clone(), &ns.name)
 }
 
-async fn set_image(cds: &Api<CafeDeployment>, image: &str) -> Result<CafeDeployment, kube::Error> {
+pub(crate) async fn set_image(
+    cds: &Api<CafeDeployment>,
+    image: &str,
+) -> Result<CafeDeployment, kube::Error> {
     let patch: json_patch::Patch = serde_json::from_value(json!([
         {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image}
     ]))
@@ -235,7 +238,7 @@ fn refusal(result: Result<CafeDeployment, kube::Error>, what: &str) -> String {
     }
 }
 
-async fn history(cds: &Api<CafeDeployment>) -> Vec<HistoryEntry> {
+pub(crate) async fn history(cds: &Api<CafeDeployment>) -> Vec<HistoryEntry> {
     cds.get("demo")
         .await
         .ok()
@@ -245,7 +248,7 @@ async fn history(cds: &Api<CafeDeployment>) -> Vec<HistoryEntry> {
 }
 
 /// Waits for a history entry of `action` (for `group`, if given) and returns it.
-async fn recorded(
+pub(crate) async fn recorded(
     ns: &TestNs,
     action: HistoryAction,
     group: Option<i32>,
@@ -264,7 +267,7 @@ async fn recorded(
     .await
 }
 
-async fn wait_phase(ns: &TestNs, want: Phase) {
+pub(crate) async fn wait_phase(ns: &TestNs, want: Phase) {
     let cds: Api<CafeDeployment> = ns.api();
     ns.wait(&format!("phase {want:?}"), 120, || async {
         (phase(&cds).await == Some(want)).then_some(())
@@ -274,7 +277,7 @@ async fn wait_phase(ns: &TestNs, want: Phase) {
 
 /// Six pods over two cells: Beta (one pod per cell), then two batches of
 /// two, each group confirmed.
-fn demo(signoff: serde_json::Value) -> serde_json::Value {
+pub(crate) fn demo(signoff: serde_json::Value) -> serde_json::Value {
     let mut cd = cafedeployment(
         "demo",
         "demo",
@@ -288,7 +291,7 @@ fn demo(signoff: serde_json::Value) -> serde_json::Value {
 }
 
 /// Confirms every wait as `cds`'s user until the release is Healthy.
-async fn confirm_until_healthy(ns: &TestNs, cds: &Api<CafeDeployment>) {
+pub(crate) async fn confirm_until_healthy(ns: &TestNs, cds: &Api<CafeDeployment>) {
     crate::cafedeployment::confirm_until_healthy_with(ns, || async {
         let _ = confirm(cds).await;
     })
