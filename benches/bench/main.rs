@@ -9,7 +9,8 @@
 //! (c) the operator's API requests per in-place-updated pod, by verb and resource;
 //! (d) `--fleet` CafeDeployments of `--fleet-pods` pods: operator memory once
 //!     all are healthy, writes during a quiet period, and the time to release
-//!     all of them at once;
+//!     all of them at once; `kubectl cafe console` on the fleet: its memory,
+//!     its CPU idle and during that release;
 //! (e) the reaction latency from a confirmation to the first gate flip;
 //! (f) real containers on the real nodes: `--real-pods` pods of the test
 //!     application released in place by a CafeDeployment and recreated by a
@@ -52,6 +53,7 @@ use part_f::part_f;
 use part_g::part_g;
 
 mod cluster;
+mod console;
 mod metrics;
 mod part_a;
 mod part_b;

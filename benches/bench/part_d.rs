@@ -1,6 +1,8 @@
 //! (d): a fleet of CafeDeployments: the operator's memory, its writes while
-//! nothing changes, and the time to release all of them at once.
+//! nothing changes, and the time to release all of them at once; and a
+//! person's `kubectl cafe console` watching all of it.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use cafe_operator::api::CafeDeployment;
@@ -9,6 +11,7 @@ use kube::api::{ListParams, PatchParams};
 use serde_json::json;
 
 use crate::cluster::{cafedeployment, cd_done, operator, remove, set_image, wait_until};
+use crate::console::ConsoleProbe;
 use crate::metrics::{requests, rss_kib, writes_between, writes_by_kind};
 use crate::support::TestNs;
 use crate::{Args, IMAGE_2, Report, WAIT};
@@ -42,14 +45,24 @@ pub(crate) async fn part_d(args: &Args, report: &mut Report) {
     };
     wait_until("the fleet to be ready", WAIT * 2, all_done).await;
     let created = start.elapsed();
+    // A person opens the console on the fleet, a page connected to it.
+    let console_started = Instant::now();
+    let console = ConsoleProbe::start(&ns.name).await;
+    let first_view = console.wait_shown(args.fleet, console_started).await;
     // Let the watch caches and allocator settle before reading memory.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let rss = rss_kib(pid, "VmRSS");
+    let console_rss = console.rss_mib("VmRSS");
     let before = requests(port).await;
+    let (console_cpu, console_events) = (console.cpu_seconds(), console.events.load(Relaxed));
     tokio::time::sleep(Duration::from_secs(args.quiet_seconds)).await;
+    let console_idle = (console.cpu_seconds() - console_cpu) / args.quiet_seconds as f64;
+    let idle_events = console.events.load(Relaxed) - console_events;
     let after = requests(port).await;
     let quiet = writes_between(&before, &after);
     let rss_quiet = rss_kib(pid, "VmRSS");
+    let console_cpu = console.cpu_seconds();
+    let console_events = console.events.load(Relaxed);
     let start = Instant::now();
     for i in 0..args.fleet {
         cds.patch(
@@ -62,6 +75,8 @@ pub(crate) async fn part_d(args: &Args, report: &mut Report) {
     }
     wait_until("the fleet's release", WAIT * 2, all_done).await;
     let released = start.elapsed();
+    let console_busy = (console.cpu_seconds() - console_cpu) / released.as_secs_f64();
+    let release_events = console.events.load(Relaxed) - console_events;
     let peak = rss_kib(pid, "VmHWM");
     let after_release = requests(port).await;
     report.line("| | |");
@@ -96,6 +111,32 @@ pub(crate) async fn part_d(args: &Args, report: &mut Report) {
         "| operator peak RSS (VmHWM) | {:.0} MiB |",
         peak as f64 / 1024.0
     ));
+    report.line(format!(
+        "\n`kubectl cafe console -n {}` on these {} CafeDeployments and {total} pods, one page connected:\n",
+        ns.name, args.fleet
+    ));
+    report.line("| console | |");
+    report.line("|---|---:|");
+    report.line(format!(
+        "| start -> the page shows all {} releases | {:.1} s |",
+        args.fleet,
+        first_view.as_secs_f64()
+    ));
+    report.line(format!("| RSS, all shown | **{console_rss:.0} MiB** |"));
+    report.line(format!(
+        "| CPU idle ({} s, {idle_events} events sent) | **{:.2} % of a core** |",
+        args.quiet_seconds,
+        console_idle * 100.0
+    ));
+    report.line(format!(
+        "| CPU during the release of all ({release_events} events sent) | {:.1} % of a core |",
+        console_busy * 100.0
+    ));
+    report.line(format!(
+        "| peak RSS (VmHWM) | {:.0} MiB |",
+        console.rss_mib("VmHWM")
+    ));
+    drop(console);
     op.stop();
     remove(ns).await;
 }
