@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo demo-multicluster test bench cluster-up cluster-down crds signoff-policies lint unit e2e plugin
+.PHONY: help demo demo-multicluster test bench cluster-up cluster-down crds signoff-policies console-screenshot lint unit e2e plugin
 
 help:
 	@echo "make demo          build, start the local control plane, run the operator on examples/demo.yaml"
@@ -14,6 +14,7 @@ help:
 	@echo "make crds          regenerate crds/ from the Rust types"
 	@echo "make signoff-policies  regenerate deploy/signoff/policies.yaml from the chart"
 	@echo "make plugin        the kubectl cafe plugin's krew archive and manifest in dist/"
+	@echo "make console-screenshot  docs/images/console.png, from the console's browser test"
 
 demo:
 	hack/demo.sh
@@ -40,6 +41,9 @@ crds:
 # The sign-off admission policies for users without Helm: the chart's, rendered.
 signoff-policies:
 	hack/signoff-policies.sh > deploy/signoff/policies.yaml
+
+console-screenshot:
+	hack/console-screenshot.sh
 
 lint:
 	cargo fmt --check

@@ -87,6 +87,13 @@ kubectl -n "$NS" get events --field-selector involvedObject.kind=InPlaceSet \
 
 step "A CafeDeployment (examples/demo.yaml): 10 pods over cell-a and cell-b"
 kubectl -n "$NS" apply --server-side -f examples/demo.yaml
+# The release console, as you (your kubeconfig), on this machine only.
+CONSOLE_PORT="${CAFE_DEMO_CONSOLE_PORT:-8467}"
+kubectl cafe -n "$NS" console --port "$CONSOLE_PORT" >"$LOGS/console.log" 2>&1 &
+CONSOLE_PID=$!
+trap 'kill -TERM $OPERATOR_PID $CONSOLE_PID 2>/dev/null || true; wait $OPERATOR_PID 2>/dev/null || true' EXIT
+say_ "Watch it in the release console: http://127.0.0.1:$CONSOLE_PORT/  (kubectl cafe console -n $NS;"
+say_ "it acts with your kubeconfig and listens on 127.0.0.1 only; it stops when the demo ends)"
 cd_field() { kubectl -n "$NS" get cafedeployment demo -o "jsonpath={.status.$1}"; }
 # cd_at PHASE GROUP: the release is in PHASE with GROUP groups done.
 cd_at() { [ "$(cd_field phase)" = "$1" ] && [ "$(cd_field release.group)" = "$2" ]; }
@@ -241,4 +248,5 @@ curl -s "http://$METRICS_ADDR/metrics" | grep -E "^cafe_(cafedeployment_phase.*H
 
 step "Done. The cluster keeps running:"
 say_ "export KUBECONFIG=$KUBECONFIG_FILE"
+say_ "PATH=\"$REPO_ROOT/target/release:\$PATH\" kubectl cafe -n $NS console --open    # the release console again"
 say_ "make cluster-down      # when you are done"
