@@ -28,7 +28,7 @@ pub struct World<'a> {
 }
 
 /// What the person may do, as the API server answered (see `rights`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rights {
     pub who: Option<String>,
     pub read_only: bool,

@@ -6,7 +6,8 @@
 //! Nothing runs while nothing changes: a change wakes one recomputation
 //! (changes within 150 ms are taken together); a recomputation that finds
 //! every document as sent sends nothing. What the person may do is asked
-//! again every 30 s and for every namespace the first time it is seen.
+//! for every namespace the first time it is seen, and again every 30 s (a
+//! recomputation follows only when an answer changed).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -222,17 +223,18 @@ async fn publish(
     sent: Arc<Mutex<Published>>,
     tx: broadcast::Sender<Arc<Message>>,
 ) {
-    rights.freeze = rights::may(&client, "create", "releasefreezes", None).await;
-    rights.thaw = rights::may(&client, "patch", "releasefreezes", None).await;
+    rights = ask_again(&client, &rights).await;
     let mut asked = tokio::time::Instant::now();
     loop {
         tokio::select! {
             () = changed.notified() => tokio::time::sleep(Duration::from_millis(150)).await,
             () = tokio::time::sleep_until(asked + Duration::from_secs(30)) => {
                 asked = tokio::time::Instant::now();
-                rights.operate.clear();
-                rights.freeze = rights::may(&client, "create", "releasefreezes", None).await;
-                rights.thaw = rights::may(&client, "patch", "releasefreezes", None).await;
+                let fresh = ask_again(&client, &rights).await;
+                if fresh == rights {
+                    continue;
+                }
+                rights = fresh;
             }
         }
         let cds = stores.cds.state();
@@ -300,6 +302,22 @@ async fn publish(
             }
         }
     }
+}
+
+/// Every right asked again: the cluster-wide ones and those of every
+/// namespace seen so far.
+async fn ask_again(client: &Client, known: &Rights) -> Rights {
+    let mut fresh = Rights {
+        freeze: rights::may(client, "create", "releasefreezes", None).await,
+        thaw: rights::may(client, "patch", "releasefreezes", None).await,
+        operate: BTreeMap::new(),
+        ..known.clone()
+    };
+    for ns in known.operate.keys() {
+        let may = rights::may(client, "patch", "cafedeployments", Some(ns)).await;
+        fresh.operate.insert(ns.clone(), may);
+    }
+    fresh
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {
