@@ -15,8 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::{Stream, StreamExt, stream};
 
+use tokio::sync::broadcast::error::RecvError;
+
 use super::Console;
 use super::act;
+use super::watch::Message;
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
@@ -145,11 +148,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+fn event(m: &Message) -> Event {
+    Event::default().event(m.event).data(&m.data)
+}
+
 /// The live stream: `hello`, everything as it is, then every change.
 async fn events(
     State(console): State<Arc<Console>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let (now, rx) = console.live.subscribe();
+    let rx = console.live.subscribe();
     let hello = serde_json::json!({
         "readOnly": console.options.read_only,
         "scope": if console.options.all_namespaces {
@@ -161,22 +168,27 @@ async fn events(
     });
     let first = stream::iter(
         std::iter::once(Event::default().event("hello").data(hello.to_string()))
-            .chain(
-                now.iter()
-                    .map(|m| Event::default().event(m.event).data(&m.data)),
-            )
+            .chain(console.live.everything().iter().map(|m| event(m)))
             .map(Ok)
             .collect::<Vec<_>>(),
     );
-    // A page that falls behind by more than the channel holds is dropped;
-    // its EventSource reconnects and is sent everything again.
-    let changes = stream::unfold(rx, |mut rx| async move {
-        let message = rx.recv().await.ok()?;
-        Some((
-            Ok(Event::default().event(message.event).data(&message.data)),
-            rx,
-        ))
-    });
+    // Each change is read from what was last sent; a page that fell behind
+    // the channel is sent everything as it is now.
+    let changes = stream::unfold((rx, console), |(mut rx, console)| async move {
+        loop {
+            let now = match rx.recv().await {
+                Ok(change) => console.live.latest(&change).into_iter().collect(),
+                Err(RecvError::Lagged(_)) => console.live.everything(),
+                Err(RecvError::Closed) => return None,
+            };
+            if !now.is_empty() {
+                let events: Vec<Result<Event, Infallible>> =
+                    now.iter().map(|m| Ok(event(m))).collect();
+                return Some((stream::iter(events), (rx, console)));
+            }
+        }
+    })
+    .flatten();
     Sse::new(first.chain(changes)).keep_alive(KeepAlive::default())
 }
 

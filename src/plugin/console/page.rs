@@ -3,7 +3,7 @@
 //! contract is in `assets/app.js`). Every word a button or dialog says is
 //! decided here, where it is unit-tested, not in the script.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use kube::ResourceExt;
@@ -208,8 +208,9 @@ pub fn key(cd: &CafeDeployment) -> String {
     format!("{}/{}", cd.namespace().unwrap_or_default(), cd.name_any())
 }
 
-/// Every release in the world, by key.
-pub fn releases(world: &World) -> BTreeMap<String, Release> {
+/// The releases of the world, by key: every one, or `only` those of these
+/// CafeDeployment uids.
+pub fn releases(world: &World, only: Option<&HashSet<String>>) -> BTreeMap<String, Release> {
     // Pods by the set that owns them, sets by the CafeDeployment that owns them.
     let mut pods_of: HashMap<&str, Vec<&Pod>> = HashMap::new();
     for pod in world.pods {
@@ -230,6 +231,9 @@ pub fn releases(world: &World) -> BTreeMap<String, Release> {
     world
         .cds
         .iter()
+        .filter(|cd| {
+            only.is_none_or(|uids| cd.metadata.uid.as_ref().is_some_and(|u| uids.contains(u)))
+        })
         .map(|cd| {
             let uid = cd.metadata.uid.as_deref().unwrap_or_default();
             let sets = sets_of.get(uid).map(Vec::as_slice).unwrap_or_default();
@@ -888,7 +892,7 @@ mod tests {
             members: &[],
             rights,
         };
-        let mut all = releases(&world);
+        let mut all = releases(&world, None);
         (all.remove("shop/demo").expect("shop/demo"), global(&world))
     }
 

@@ -4,12 +4,13 @@
 //! only those that changed are sent to the open pages.
 //!
 //! Nothing runs while nothing changes: a change wakes one recomputation
-//! (changes within 150 ms are taken together); a recomputation that finds
-//! every document as sent sends nothing. What the person may do is asked
+//! (changes within 150 ms are taken together) of the releases it touched
+//! (a pod's or a set's CafeDeployment; every release for a freeze, a member
+//! cluster or a relist); a document found as it was sent is not sent. What the person may do is asked
 //! for every namespace the first time it is seen, and again every 30 s (a
 //! recomputation follows only when an answer changed).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,8 +23,8 @@ use tokio::sync::{Notify, broadcast};
 
 use super::page::{self, Rights, World};
 use super::rights;
-use crate::api::names::CELL_LABEL;
-use crate::api::pod::Pod;
+use crate::api::names::{CELL_LABEL, TRAFFIC_COMPONENTS_ANNOTATION};
+use crate::api::pod::{ContainerStatus, Pod};
 use crate::api::{CafeDeployment, InPlaceSet, MemberCluster, ReleaseFreeze};
 
 /// One Server-Sent Event: its name and its JSON.
@@ -31,6 +32,18 @@ use crate::api::{CafeDeployment, InPlaceSet, MemberCluster, ReleaseFreeze};
 pub struct Message {
     pub event: &'static str,
     pub data: String,
+}
+
+/// What changed, told to every open page. The page's stream reads the
+/// document itself from what was last sent: the channel holds no documents,
+/// so a burst of changes costs a few bytes each and a page that fell behind
+/// is sent the latest of everything, never stale versions.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Global,
+    Problem,
+    Release(String),
+    Gone(String),
 }
 
 /// What was last sent, for a page that connects now.
@@ -45,7 +58,7 @@ struct Published {
 pub struct Live {
     who: Option<String>,
     sent: Arc<Mutex<Published>>,
-    tx: broadcast::Sender<Arc<Message>>,
+    tx: broadcast::Sender<Change>,
 }
 
 struct Stores {
@@ -56,8 +69,27 @@ struct Stores {
     members: Store<MemberCluster>,
 }
 
-/// Watch failures by resource ("memberclusters" -> why): shown on the page.
-type Problems = Arc<Mutex<BTreeMap<&'static str, String>>>;
+/// What the watch tasks tell the recomputation.
+#[derive(Clone, Default)]
+struct Signals {
+    /// Something changed.
+    changed: Arc<Notify>,
+    /// Watch failures by resource ("memberclusters" -> why): shown on the page.
+    problems: Arc<Mutex<BTreeMap<&'static str, String>>>,
+    /// What must be computed again.
+    dirty: Arc<Mutex<Dirty>>,
+}
+
+/// The releases to compute again: every one, or those of these uids (a
+/// CafeDeployment's own, or an InPlaceSet's, which stands for its owner's).
+#[derive(Default)]
+struct Dirty {
+    all: bool,
+    uids: HashSet<String>,
+}
+
+/// How a change to one object touches the releases.
+type Touches<K> = fn(&K, &mut Dirty);
 
 impl Live {
     pub fn start(
@@ -66,47 +98,52 @@ impl Live {
         who: Option<String>,
         read_only: bool,
     ) -> Live {
-        let changed = Arc::new(Notify::new());
-        let problems: Problems = Arc::default();
-        let namespaced = |client: &Client| -> Api<_> { scoped(client, scope.as_deref()) };
+        let signals = Signals::default();
+        lock(&signals.dirty).all = true;
         let stores = Stores {
             cds: follow(
-                namespaced(&client),
+                scoped(&client, scope.as_deref()),
                 watcher::Config::default(),
+                (trim_meta, |cd, d| d.uids.extend(cd.metadata.uid.clone())),
                 "cafedeployments",
-                &changed,
-                &problems,
+                &signals,
             ),
             sets: follow(
                 scoped(&client, scope.as_deref()),
                 watcher::Config::default().labels(CELL_LABEL),
+                (trim_set, |set, d| {
+                    d.uids
+                        .extend(set.owner_references().iter().map(|o| o.uid.clone()))
+                }),
                 "inplacesets",
-                &changed,
-                &problems,
+                &signals,
             ),
             pods: follow(
                 scoped(&client, scope.as_deref()),
                 watcher::Config::default().labels(CELL_LABEL),
+                (trim_pod, |pod, d| {
+                    d.uids
+                        .extend(pod.owner_references().iter().map(|o| o.uid.clone()))
+                }),
                 "pods",
-                &changed,
-                &problems,
+                &signals,
             ),
             freezes: follow(
                 Api::all(client.clone()),
                 watcher::Config::default(),
+                (trim_meta, |_, d| d.all = true),
                 "releasefreezes",
-                &changed,
-                &problems,
+                &signals,
             ),
             members: follow(
                 Api::all(client.clone()),
                 watcher::Config::default(),
+                (trim_meta, |_, d| d.all = true),
                 "memberclusters",
-                &changed,
-                &problems,
+                &signals,
             ),
         };
-        let (tx, _) = broadcast::channel(1024);
+        let (tx, _) = broadcast::channel(256);
         let live = Live {
             who: who.clone(),
             sent: Arc::default(),
@@ -121,8 +158,7 @@ impl Live {
             client,
             stores,
             rights,
-            changed,
-            problems,
+            signals,
             live.sent.clone(),
             live.tx.clone(),
         ));
@@ -134,19 +170,38 @@ impl Live {
         self.who.as_deref()
     }
 
-    /// Everything as last sent, and the changes from now on (atomically:
-    /// nothing is missed between the two).
-    pub fn subscribe(&self) -> (Vec<Arc<Message>>, broadcast::Receiver<Arc<Message>>) {
-        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-        let rx = self.tx.subscribe();
-        let now = sent
-            .global
+    /// The changes from now on. Subscribe before reading `everything`: a
+    /// change in between is then told twice, never missed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.tx.subscribe()
+    }
+
+    /// Everything as last sent.
+    pub fn everything(&self) -> Vec<Arc<Message>> {
+        let sent = lock(&self.sent);
+        sent.global
             .iter()
             .chain(sent.problem.iter())
             .chain(sent.releases.values())
             .cloned()
-            .collect();
-        (now, rx)
+            .collect()
+    }
+
+    /// The document a change announces, as it is now (None: changed again
+    /// since, and that change is on its way).
+    pub fn latest(&self, change: &Change) -> Option<Arc<Message>> {
+        let sent = lock(&self.sent);
+        match change {
+            Change::Global => sent.global.clone(),
+            Change::Problem => sent.problem.clone(),
+            Change::Release(key) => sent.releases.get(key).cloned(),
+            Change::Gone(key) => (!sent.releases.contains_key(key)).then(|| {
+                Arc::new(Message {
+                    event: "gone",
+                    data: json(&serde_json::json!({"key": key})),
+                })
+            }),
+        }
     }
 }
 
@@ -161,46 +216,106 @@ where
     }
 }
 
-/// A reflector on `api`, driven in its own task: every change wakes
-/// `changed`; a failure is recorded in `problems` until the watch recovers.
+/// A reflector on `api` that keeps objects as `trim` leaves them, driven
+/// in its own task: every change marks what it `touches` and wakes the
+/// recomputation; a failure is recorded until the watch recovers.
 fn follow<K>(
     api: Api<K>,
     config: watcher::Config,
+    (trim, touches): (fn(&mut K), Touches<K>),
     resource: &'static str,
-    changed: &Arc<Notify>,
-    problems: &Problems,
+    signals: &Signals,
 ) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     <K as Resource>::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (store, writer) = reflector::store();
-    let (changed, problems) = (changed.clone(), problems.clone());
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(|o: &mut K| o.managed_fields_mut().clear());
+    let signals = signals.clone();
+    let stream = watcher(api, config).default_backoff().modify(trim);
     let stream = reflector::reflector(writer, stream);
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
-            let mut problems = problems.lock().unwrap_or_else(|e| e.into_inner());
-            let before = problems.get(resource).cloned();
-            match event {
-                Ok(_) => {
-                    problems.remove(resource);
+            let mut problems = lock(&signals.problems);
+            let before = problems.remove(resource);
+            match &event {
+                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
+                    touches(o, &mut lock(&signals.dirty));
                 }
+                // A relist replaced the store: anything may have gone.
+                Ok(watcher::Event::InitDone) => lock(&signals.dirty).all = true,
+                Ok(_) => {}
                 Err(e) => {
-                    problems.insert(resource, format!("cannot watch {resource}: {}", short(&e)));
+                    problems.insert(resource, format!("cannot watch {resource}: {}", short(e)));
                 }
             }
             let now = problems.get(resource).cloned();
             drop(problems);
-            if before != now || now.is_none() {
-                changed.notify_one();
+            if before != now || event.is_ok() {
+                signals.changed.notify_one();
             }
         }
     });
     store
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the page does not show is not kept: the console on 10,000 pods
+/// holds only what a pod's row needs.
+fn trim_meta<K: Resource>(o: &mut K) {
+    o.managed_fields_mut().clear();
+}
+
+/// A set's templates are not shown (the rollback dialog reads revisions).
+fn trim_set(set: &mut InPlaceSet) {
+    trim_meta(set);
+    set.spec.template = Default::default();
+    set.spec.stable_template = None;
+    set.spec.stable_template_patch = None;
+}
+
+/// A pod as its row needs it: owner, revision, gate and Ready, traffic
+/// components and finalizers, node, restarts.
+fn trim_pod(pod: &mut Pod) {
+    let meta = &mut pod.metadata;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|k, _| k == TRAFFIC_COMPONENTS_ANNOTATION);
+    }
+    if let Some(owners) = meta.owner_references.as_mut() {
+        owners.retain(|o| o.controller == Some(true));
+        for o in owners {
+            (o.api_version, o.kind, o.name) = Default::default();
+        }
+    }
+    (
+        meta.resource_version,
+        meta.generate_name,
+        meta.creation_timestamp,
+    ) = (None, None, None);
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.containers = Vec::new();
+    }
+    if let Some(status) = pod.status.as_mut() {
+        (status.pod_ip, status.phase, status.start_time) = (None, None, None);
+        if let Some(conditions) = status.conditions.as_mut() {
+            conditions.retain(|c| c.type_ != "PodScheduled");
+            for c in conditions {
+                c.last_transition_time = None;
+            }
+        }
+        if let Some(containers) = status.container_statuses.as_mut() {
+            for c in containers {
+                *c = ContainerStatus {
+                    restart_count: c.restart_count,
+                    ..ContainerStatus::default()
+                };
+            }
+        }
+    }
 }
 
 fn short(e: &watcher::Error) -> String {
@@ -218,16 +333,15 @@ async fn publish(
     client: Client,
     stores: Stores,
     mut rights: Rights,
-    changed: Arc<Notify>,
-    problems: Problems,
+    signals: Signals,
     sent: Arc<Mutex<Published>>,
-    tx: broadcast::Sender<Arc<Message>>,
+    tx: broadcast::Sender<Change>,
 ) {
     rights = ask_again(&client, &rights).await;
     let mut asked = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            () = changed.notified() => tokio::time::sleep(Duration::from_millis(150)).await,
+            () = signals.changed.notified() => tokio::time::sleep(Duration::from_millis(150)).await,
             () = tokio::time::sleep_until(asked + Duration::from_secs(30)) => {
                 asked = tokio::time::Instant::now();
                 let fresh = ask_again(&client, &rights).await;
@@ -235,6 +349,7 @@ async fn publish(
                     continue;
                 }
                 rights = fresh;
+                lock(&signals.dirty).all = true;
             }
         }
         let cds = stores.cds.state();
@@ -244,12 +359,17 @@ async fn publish(
             .filter_map(|c| c.namespace())
             .filter(|ns| !rights.operate.contains_key(ns))
             .collect();
+        if !unasked.is_empty() {
+            lock(&signals.dirty).all = true;
+        }
         for ns in unasked {
             let may = rights::may(&client, "patch", "cafedeployments", Some(&ns)).await;
             rights.operate.insert(ns, may);
         }
         let (sets, pods) = (stores.sets.state(), stores.pods.state());
         let (freezes, members) = (stores.freezes.state(), stores.members.state());
+        let dirty = std::mem::take(&mut *lock(&signals.dirty));
+        let only = (!dirty.all).then(|| owners(&dirty.uids, &sets));
         let world = World {
             cds: &cds,
             sets: &sets,
@@ -258,50 +378,63 @@ async fn publish(
             members: &members,
             rights: &rights,
         };
-        let releases = page::releases(&world);
+        let releases = page::releases(&world, only.as_ref());
         let global = page::global(&world);
-        let problem = problems
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let problem = lock(&signals.problems)
             .values()
             .cloned()
             .collect::<Vec<_>>()
             .join("; ");
-        let mut sent = sent.lock().unwrap_or_else(|e| e.into_inner());
-        let send = |slot: &mut Option<Arc<Message>>, event, data: String| {
+        let keys: HashSet<String> = cds.iter().map(|c| page::key(c)).collect();
+        let mut sent = lock(&sent);
+        // A document is kept and announced only when it differs from the last sent.
+        let send = |slot: &mut Option<Arc<Message>>, event, data: String, change| {
             if slot.as_ref().is_none_or(|m| m.data != data) {
-                let message = Arc::new(Message { event, data });
-                *slot = Some(message.clone());
-                let _ = tx.send(message);
+                *slot = Some(Arc::new(Message { event, data }));
+                let _ = tx.send(change);
             }
         };
-        send(&mut sent.global, "global", json(&global));
+        send(&mut sent.global, "global", json(&global), Change::Global);
         send(
             &mut sent.problem,
             "problem",
             json(&serde_json::json!({"message": problem})),
+            Change::Problem,
         );
         let gone: Vec<String> = sent
             .releases
             .keys()
-            .filter(|k| !releases.contains_key(*k))
+            .filter(|k| !keys.contains(*k))
             .cloned()
             .collect();
         for key in gone {
             sent.releases.remove(&key);
-            let _ = tx.send(Arc::new(Message {
-                event: "gone",
-                data: json(&serde_json::json!({"key": key})),
-            }));
+            let _ = tx.send(Change::Gone(key));
         }
         for (key, release) in releases {
             let mut slot = sent.releases.remove(&key);
-            send(&mut slot, "release", json(&release));
+            send(
+                &mut slot,
+                "release",
+                json(&release),
+                Change::Release(key.clone()),
+            );
             if let Some(m) = slot {
                 sent.releases.insert(key, m);
             }
         }
     }
+}
+
+/// The CafeDeployments `uids` stand for: a set's uid for its owner's.
+fn owners(uids: &HashSet<String>, sets: &[Arc<InPlaceSet>]) -> HashSet<String> {
+    let mut out = uids.clone();
+    for set in sets {
+        if set.metadata.uid.as_ref().is_some_and(|u| uids.contains(u)) {
+            out.extend(set.owner_references().iter().map(|o| o.uid.clone()));
+        }
+    }
+    out
 }
 
 /// Every right asked again: the cluster-wide ones and those of every
@@ -322,4 +455,71 @@ async fn ask_again(client: &Client, known: &Rights) -> Rights {
 
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::view;
+    use serde_json::json;
+
+    #[test]
+    fn a_trimmed_pod_reads_as_the_full_one_in_every_word_the_page_shows() {
+        let full: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "resourceVersion": "9", "generateName": "demo-",
+                "labels": {"cafe.sofastack.io/revision": "h2"},
+                "annotations": {TRAFFIC_COMPONENTS_ANNOTATION: "service,rpc",
+                                "cafe.sofastack.io/in-place-update": "{\"revision\":\"h2\"}"},
+                "finalizers": ["traffic.cafe.sofastack.io/service"],
+                "ownerReferences": [{"apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
+                                     "name": "demo-cell-a", "uid": "set-uid", "controller": true}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "nginx:1.26"}]},
+            "status": {"podIP": "198.18.0.9", "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "False"},
+                               {"type": "PodScheduled", "status": "True"},
+                               {"type": "cafe.sofastack.io/traffic-ready", "status": "False",
+                                "reason": "DrainingForUpdate"}],
+                "containerStatuses": [{"name": "app", "image": "nginx:1.26", "imageID": "x",
+                                       "restartCount": 2, "ready": false}]}
+        }))
+        .expect("pod");
+        let mut trimmed = full.clone();
+        trim_pod(&mut trimmed);
+        for update in [Some("h2"), Some("h1"), None] {
+            assert_eq!(
+                view::pod_state(&trimmed, update),
+                view::pod_state(&full, update)
+            );
+        }
+        assert_eq!(view::pod_state(&trimmed, Some("h2")), "draining");
+        assert_eq!(view::registered(&trimmed), ["service"]);
+        assert_eq!(view::restarts(&trimmed), 2);
+        assert_eq!(trimmed.owner_references()[0].uid, "set-uid");
+        assert_eq!(
+            trimmed.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+            Some("n1")
+        );
+        assert!(
+            trimmed
+                .annotations()
+                .get("cafe.sofastack.io/in-place-update")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_sets_change_stands_for_its_cafedeployments() {
+        let set: InPlaceSet = serde_json::from_value(json!({
+            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
+            "metadata": {"name": "demo-cell-a", "uid": "set-uid",
+                         "ownerReferences": [{"apiVersion": "cafe.sofastack.io/v1alpha1",
+                             "kind": "CafeDeployment", "name": "demo", "uid": "cd-uid"}]},
+            "spec": {"replicas": 1, "selector": {}, "template": {}}
+        }))
+        .expect("set");
+        let touched: HashSet<String> = ["set-uid".to_string(), "other-cd".to_string()].into();
+        let mut found: Vec<String> = owners(&touched, &[Arc::new(set)]).into_iter().collect();
+        found.sort();
+        assert_eq!(found, ["cd-uid", "other-cd", "set-uid"]);
+    }
 }
