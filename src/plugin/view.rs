@@ -126,33 +126,52 @@ pub fn bar(done: i32, total: i32, width: usize) -> String {
 
 /// A pod's place in the lifecycle, in one word.
 pub fn pod_state(pod: &Pod, update_revision: Option<&str>) -> &'static str {
-    if pod.metadata.deletion_timestamp.is_some() {
-        return "terminating";
-    }
     let gate = pod
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == TRAFFIC_GATE));
-    let registered = registered(pod);
-    let declared = declared_components(pod);
-    match gate {
+        .and_then(|cs| cs.iter().find(|c| c.type_ == TRAFFIC_GATE))
+        .map(|g| (g.status.as_str(), g.reason.as_deref().unwrap_or_default()));
+    lifecycle(&Lifecycle {
+        deleting: pod.metadata.deletion_timestamp.is_some(),
+        gate,
+        declared: &declared_components(pod),
+        registered: &registered(pod),
+        on_update: pod.labels().get(REVISION_LABEL).map(String::as_str) == update_revision,
+    })
+}
+
+/// What a pod's lifecycle state is read from.
+pub struct Lifecycle<'a> {
+    pub deleting: bool,
+    /// The traffic gate's status and reason.
+    pub gate: Option<(&'a str, &'a str)>,
+    /// Traffic components the pod declares, and those that hold it now.
+    pub declared: &'a [String],
+    pub registered: &'a [String],
+    /// It carries its set's update revision.
+    pub on_update: bool,
+}
+
+pub fn lifecycle(pod: &Lifecycle) -> &'static str {
+    if pod.deleting {
+        return "terminating";
+    }
+    match pod.gate {
         None => "starting",
-        Some(g) if g.status == "True" => {
-            if declared.iter().all(|c| registered.contains(c)) {
+        Some(("True", _)) => {
+            if pod.declared.iter().all(|c| pod.registered.contains(c)) {
                 "serving"
             } else {
                 "restoring"
             }
         }
-        Some(g) => {
-            let reason = g.reason.as_deref().unwrap_or_default();
-            let held = declared.iter().any(|c| registered.contains(c));
-            if held {
+        Some((_, reason)) => {
+            if pod.declared.iter().any(|c| pod.registered.contains(c)) {
                 "draining"
             } else if reason == gate_reason::DRAINING_FOR_DELETE {
                 "deleting"
-            } else if pod.labels().get(REVISION_LABEL).map(String::as_str) == update_revision {
+            } else if pod.on_update {
                 "verifying"
             } else {
                 "updating"

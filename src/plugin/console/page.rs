@@ -9,22 +9,97 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use serde::Serialize;
 
-use crate::api::names::{CELL_LABEL, REVISION_LABEL, UPGRADE_CONFIRMED_ANNOTATION, condition};
+use crate::api::names::{
+    CELL_LABEL, REVISION_LABEL, TRAFFIC_GATE, UPGRADE_CONFIRMED_ANNOTATION, condition,
+};
 use crate::api::pod::Pod;
 use crate::api::{
     CafeDeployment, InPlaceSet, MemberCluster, Phase, ReleaseFreeze, UNVERIFIED, UpgradeType,
 };
 use crate::plugin::view;
 use crate::release::plan::Plan;
+use crate::traffic::declared_components;
 
 /// Everything the console watches, at one moment.
 pub struct World<'a> {
     pub cds: &'a [Arc<CafeDeployment>],
-    pub sets: &'a [Arc<InPlaceSet>],
-    pub pods: &'a [Arc<Pod>],
+    pub sets: &'a [Arc<SetDigest>],
+    pub pods: &'a [Arc<PodDigest>],
     pub freezes: &'a [Arc<ReleaseFreeze>],
     pub members: &'a [Arc<MemberCluster>],
     pub rights: &'a Rights,
+}
+
+/// A pod as the page needs it: the console keeps 10,000 of these, not pods
+/// (a pod as read is five to six times the size).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodDigest {
+    pub name: String,
+    /// The InPlaceSet that owns it.
+    pub owner: String,
+    pub revision: Option<String>,
+    pub deleting: bool,
+    /// The traffic gate's status and reason.
+    pub gate: Option<(String, String)>,
+    pub declared: Vec<String>,
+    pub registered: Vec<String>,
+    pub ready: bool,
+    pub restarts: i32,
+    pub node: Option<String>,
+}
+
+impl PodDigest {
+    pub fn of(pod: &Pod) -> PodDigest {
+        let condition = |type_: &str| {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
+        };
+        PodDigest {
+            name: pod.name_any(),
+            owner: pod
+                .owner_references()
+                .iter()
+                .find(|o| o.controller == Some(true))
+                .map(|o| o.uid.clone())
+                .unwrap_or_default(),
+            revision: pod.labels().get(REVISION_LABEL).cloned(),
+            deleting: pod.metadata.deletion_timestamp.is_some(),
+            gate: condition(TRAFFIC_GATE)
+                .map(|g| (g.status.clone(), g.reason.clone().unwrap_or_default())),
+            declared: declared_components(pod),
+            registered: view::registered(pod),
+            ready: condition("Ready").is_some_and(|c| c.status == "True"),
+            restarts: view::restarts(pod),
+            node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        }
+    }
+}
+
+/// An InPlaceSet as the page needs it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SetDigest {
+    pub uid: String,
+    pub cell: Option<String>,
+    /// Its owners' uids (its CafeDeployment's).
+    pub owners: Vec<String>,
+    pub update_revision: Option<String>,
+}
+
+impl SetDigest {
+    pub fn of(set: &InPlaceSet) -> SetDigest {
+        SetDigest {
+            uid: set.metadata.uid.clone().unwrap_or_default(),
+            cell: set.labels().get(CELL_LABEL).cloned(),
+            owners: set
+                .owner_references()
+                .iter()
+                .map(|o| o.uid.clone())
+                .collect(),
+            update_revision: set.status.as_ref().and_then(|s| s.update_revision.clone()),
+        }
+    }
 }
 
 /// What the person may do, as the API server answered (see `rights`).
@@ -212,20 +287,14 @@ pub fn key(cd: &CafeDeployment) -> String {
 /// CafeDeployment uids.
 pub fn releases(world: &World, only: Option<&HashSet<String>>) -> BTreeMap<String, Release> {
     // Pods by the set that owns them, sets by the CafeDeployment that owns them.
-    let mut pods_of: HashMap<&str, Vec<&Pod>> = HashMap::new();
+    let mut pods_of: HashMap<&str, Vec<&PodDigest>> = HashMap::new();
     for pod in world.pods {
-        if let Some(owner) = pod
-            .owner_references()
-            .iter()
-            .find(|o| o.controller == Some(true))
-        {
-            pods_of.entry(owner.uid.as_str()).or_default().push(pod);
-        }
+        pods_of.entry(pod.owner.as_str()).or_default().push(pod);
     }
-    let mut sets_of: HashMap<&str, Vec<&InPlaceSet>> = HashMap::new();
+    let mut sets_of: HashMap<&str, Vec<&SetDigest>> = HashMap::new();
     for set in world.sets {
-        for owner in set.owner_references() {
-            sets_of.entry(owner.uid.as_str()).or_default().push(set);
+        for owner in &set.owners {
+            sets_of.entry(owner.as_str()).or_default().push(set);
         }
     }
     world
@@ -244,8 +313,8 @@ pub fn releases(world: &World, only: Option<&HashSet<String>>) -> BTreeMap<Strin
 
 fn release(
     cd: &CafeDeployment,
-    sets: &[&InPlaceSet],
-    pods_of: &HashMap<&str, Vec<&Pod>>,
+    sets: &[&SetDigest],
+    pods_of: &HashMap<&str, Vec<&PodDigest>>,
     world: &World,
 ) -> Release {
     let namespace = cd.namespace().unwrap_or_default();
@@ -270,14 +339,11 @@ fn release(
             // A pod is on the update revision when it carries its set's.
             let pods: Vec<PodRow> = sets
                 .iter()
-                .filter(|s| s.labels().get(CELL_LABEL) == Some(&row.name))
+                .filter(|s| s.cell.as_ref() == Some(&row.name))
                 .flat_map(|s| {
-                    let update = s
-                        .status
-                        .as_ref()
-                        .and_then(|st| st.update_revision.as_deref());
+                    let update = s.update_revision.as_deref();
                     pods_of
-                        .get(s.metadata.uid.as_deref().unwrap_or_default())
+                        .get(s.uid.as_str())
                         .into_iter()
                         .flatten()
                         .map(move |p| pod_row(p, update))
@@ -421,27 +487,26 @@ fn cell(
     }
 }
 
-fn pod_row(pod: &Pod, update: Option<&str>) -> PodRow {
-    let ready = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True");
+fn pod_row(pod: &PodDigest, update: Option<&str>) -> PodRow {
+    let on_update = pod.revision.as_deref() == update;
     PodRow {
-        name: pod.name_any(),
-        revision: if update.is_some()
-            && pod.labels().get(REVISION_LABEL).map(String::as_str) == update
-        {
+        name: pod.name.clone(),
+        revision: if update.is_some() && on_update {
             "update"
         } else {
             "stable"
         },
-        state: view::pod_state(pod, update),
-        holds: view::registered(pod),
-        ready,
-        restarts: view::restarts(pod),
-        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        state: view::lifecycle(&view::Lifecycle {
+            deleting: pod.deleting,
+            gate: pod.gate.as_ref().map(|(s, r)| (s.as_str(), r.as_str())),
+            declared: &pod.declared,
+            registered: &pod.registered,
+            on_update,
+        }),
+        holds: pod.registered.clone(),
+        ready: pod.ready,
+        restarts: pod.restarts,
+        node: pod.node.clone(),
     }
 }
 
@@ -878,10 +943,10 @@ mod tests {
         rights: &Rights,
     ) -> (Release, Global) {
         let cds = [Arc::new(cd)];
-        let sets = [Arc::new(set())];
+        let sets = [Arc::new(SetDigest::of(&set()))];
         let pods = [
-            Arc::new(pod("demo-cell-a-2", "h1", &["service"])),
-            Arc::new(pod("demo-cell-a-1", "h2", &["service"])),
+            Arc::new(PodDigest::of(&pod("demo-cell-a-2", "h1", &["service"]))),
+            Arc::new(PodDigest::of(&pod("demo-cell-a-1", "h2", &["service"]))),
         ];
         let freezes: Vec<Arc<ReleaseFreeze>> = freezes.into_iter().map(Arc::new).collect();
         let world = World {
@@ -1026,5 +1091,39 @@ mod tests {
         let (r, _) = shown(cd, vec![], &rights("bob", true));
         let verbs: Vec<&str> = r.actions.iter().map(|a| a.verb).collect();
         assert_eq!(verbs, ["rollback"]);
+    }
+
+    #[test]
+    fn a_pods_digest_is_judged_as_the_pod_itself() {
+        let gates = [
+            None,
+            Some(("True", "Serving")),
+            Some(("False", "DrainingForUpdate")),
+            Some(("False", "DrainingForDelete")),
+        ];
+        for gate in gates {
+            for held in [&[][..], &["service"][..]] {
+                for revision in ["h1", "h2"] {
+                    let mut p = pod("p", revision, held);
+                    if let Some(cs) = p.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+                        cs.retain(|c| c.type_ != TRAFFIC_GATE);
+                        if let Some((status, reason)) = gate {
+                            cs.push(
+                                serde_json::from_value(json!(
+                                {"type": TRAFFIC_GATE, "status": status, "reason": reason}))
+                                .expect("condition"),
+                            );
+                        }
+                    }
+                    for update in [Some("h2"), None] {
+                        assert_eq!(
+                            pod_row(&PodDigest::of(&p), update).state,
+                            view::pod_state(&p, update),
+                            "{gate:?} {held:?} {revision} {update:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@
 //! for every namespace the first time it is seen, and again every 30 s (a
 //! recomputation follows only when an answer changed).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,10 +21,10 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, broadcast};
 
-use super::page::{self, Rights, World};
+use super::page::{self, PodDigest, Rights, SetDigest, World};
 use super::rights;
-use crate::api::names::{CELL_LABEL, TRAFFIC_COMPONENTS_ANNOTATION};
-use crate::api::pod::{ContainerStatus, Pod};
+use crate::api::names::CELL_LABEL;
+use crate::api::pod::Pod;
 use crate::api::{CafeDeployment, InPlaceSet, MemberCluster, ReleaseFreeze};
 
 /// One Server-Sent Event: its name and its JSON.
@@ -63,8 +63,8 @@ pub struct Live {
 
 struct Stores {
     cds: Store<CafeDeployment>,
-    sets: Store<InPlaceSet>,
-    pods: Store<Pod>,
+    sets: Digests<SetDigest>,
+    pods: Digests<PodDigest>,
     freezes: Store<ReleaseFreeze>,
     members: Store<MemberCluster>,
 }
@@ -91,6 +91,10 @@ struct Dirty {
 /// How a change to one object touches the releases.
 type Touches<K> = fn(&K, &mut Dirty);
 
+/// Objects kept as digests, by uid (a reflector's store, for what the page
+/// needs of objects too many to keep whole).
+type Digests<T> = Arc<Mutex<HashMap<String, Arc<T>>>>;
+
 impl Live {
     pub fn start(
         client: Client,
@@ -108,22 +112,20 @@ impl Live {
                 "cafedeployments",
                 &signals,
             ),
-            sets: follow(
-                scoped(&client, scope.as_deref()),
+            sets: digest(
+                scoped::<InPlaceSet>(&client, scope.as_deref()),
                 watcher::Config::default().labels(CELL_LABEL),
-                (trim_set, |set, d| {
-                    d.uids
-                        .extend(set.owner_references().iter().map(|o| o.uid.clone()))
+                (SetDigest::of, |set, d| {
+                    d.uids.extend(set.owners.iter().cloned())
                 }),
                 "inplacesets",
                 &signals,
             ),
-            pods: follow(
-                scoped(&client, scope.as_deref()),
+            pods: digest(
+                scoped::<Pod>(&client, scope.as_deref()),
                 watcher::Config::default().labels(CELL_LABEL),
-                (trim_pod, |pod, d| {
-                    d.uids
-                        .extend(pod.owner_references().iter().map(|o| o.uid.clone()))
+                (PodDigest::of, |pod, d| {
+                    d.uids.insert(pod.owner.clone());
                 }),
                 "pods",
                 &signals,
@@ -237,85 +239,97 @@ where
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
-            let mut problems = lock(&signals.problems);
-            let before = problems.remove(resource);
-            match &event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
-                    touches(o, &mut lock(&signals.dirty));
-                }
-                // A relist replaced the store: anything may have gone.
-                Ok(watcher::Event::InitDone) => lock(&signals.dirty).all = true,
-                Ok(_) => {}
-                Err(e) => {
-                    problems.insert(resource, format!("cannot watch {resource}: {}", short(e)));
-                }
-            }
-            let now = problems.get(resource).cloned();
-            drop(problems);
-            if before != now || event.is_ok() {
-                signals.changed.notify_one();
-            }
+            let touch = |o: &K| touches(o, &mut lock(&signals.dirty));
+            signals.tell(resource, event.as_ref().map_err(short), touch);
         }
     });
     store
+}
+
+/// Like `follow`, keeping each object's `digest` only.
+fn digest<K, T>(
+    api: Api<K>,
+    config: watcher::Config,
+    (digest, touches): (fn(&K) -> T, Touches<T>),
+    resource: &'static str,
+    signals: &Signals,
+) -> Digests<T>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    T: Send + Sync + 'static,
+{
+    let store: Digests<T> = Arc::default();
+    let (kept, signals) = (store.clone(), signals.clone());
+    let stream = watcher(api, config).default_backoff();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        // A relist is gathered here, then replaces the store at once.
+        let mut relist: Option<HashMap<String, Arc<T>>> = None;
+        let uid = |o: &K| o.meta().uid.clone().unwrap_or_default();
+        while let Some(event) = stream.next().await {
+            match &event {
+                Ok(watcher::Event::Init) => relist = Some(HashMap::new()),
+                Ok(watcher::Event::InitApply(o)) => {
+                    let d = Arc::new(digest(o));
+                    relist.get_or_insert_default().insert(uid(o), d);
+                }
+                Ok(watcher::Event::InitDone) => {
+                    *lock(&kept) = relist.take().unwrap_or_default();
+                }
+                Ok(watcher::Event::Apply(o)) => {
+                    let d = Arc::new(digest(o));
+                    touches(&d, &mut lock(&signals.dirty));
+                    lock(&kept).insert(uid(o), d);
+                }
+                Ok(watcher::Event::Delete(o)) => {
+                    if let Some(d) = lock(&kept).remove(&uid(o)) {
+                        touches(&d, &mut lock(&signals.dirty));
+                    }
+                }
+                Err(_) => {}
+            }
+            signals.tell(resource, event.as_ref().map_err(short), |_| {});
+        }
+    });
+    store
+}
+
+impl Signals {
+    /// Records what a watch event means: a failure until the watch
+    /// recovers, a relist as everything touched, an object by `touch`;
+    /// wakes the recomputation when anything changed.
+    fn tell<K>(
+        &self,
+        resource: &'static str,
+        event: Result<&watcher::Event<K>, String>,
+        touch: impl FnOnce(&K),
+    ) {
+        let mut problems = lock(&self.problems);
+        let before = problems.remove(resource);
+        match &event {
+            Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => touch(o),
+            // A relist replaced the store: anything may have gone.
+            Ok(watcher::Event::InitDone) => lock(&self.dirty).all = true,
+            Ok(_) => {}
+            Err(why) => {
+                problems.insert(resource, format!("cannot watch {resource}: {why}"));
+            }
+        }
+        let now = problems.get(resource).cloned();
+        drop(problems);
+        if before != now || event.is_ok() {
+            self.changed.notify_one();
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What the page does not show is not kept: the console on 10,000 pods
-/// holds only what a pod's row needs.
+/// What the page does not show is not kept.
 fn trim_meta<K: Resource>(o: &mut K) {
     o.managed_fields_mut().clear();
-}
-
-/// A set's templates are not shown (the rollback dialog reads revisions).
-fn trim_set(set: &mut InPlaceSet) {
-    trim_meta(set);
-    set.spec.template = Default::default();
-    set.spec.stable_template = None;
-    set.spec.stable_template_patch = None;
-}
-
-/// A pod as its row needs it: owner, revision, gate and Ready, traffic
-/// components and finalizers, node, restarts.
-fn trim_pod(pod: &mut Pod) {
-    let meta = &mut pod.metadata;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.retain(|k, _| k == TRAFFIC_COMPONENTS_ANNOTATION);
-    }
-    if let Some(owners) = meta.owner_references.as_mut() {
-        owners.retain(|o| o.controller == Some(true));
-        for o in owners {
-            (o.api_version, o.kind, o.name) = Default::default();
-        }
-    }
-    (
-        meta.resource_version,
-        meta.generate_name,
-        meta.creation_timestamp,
-    ) = (None, None, None);
-    if let Some(spec) = pod.spec.as_mut() {
-        spec.containers = Vec::new();
-    }
-    if let Some(status) = pod.status.as_mut() {
-        (status.pod_ip, status.phase, status.start_time) = (None, None, None);
-        if let Some(conditions) = status.conditions.as_mut() {
-            conditions.retain(|c| c.type_ != "PodScheduled");
-            for c in conditions {
-                c.last_transition_time = None;
-            }
-        }
-        if let Some(containers) = status.container_statuses.as_mut() {
-            for c in containers {
-                *c = ContainerStatus {
-                    restart_count: c.restart_count,
-                    ..ContainerStatus::default()
-                };
-            }
-        }
-    }
 }
 
 fn short(e: &watcher::Error) -> String {
@@ -366,7 +380,7 @@ async fn publish(
             let may = rights::may(&client, "patch", "cafedeployments", Some(&ns)).await;
             rights.operate.insert(ns, may);
         }
-        let (sets, pods) = (stores.sets.state(), stores.pods.state());
+        let (sets, pods) = (values(&stores.sets), values(&stores.pods));
         let (freezes, members) = (stores.freezes.state(), stores.members.state());
         let dirty = std::mem::take(&mut *lock(&signals.dirty));
         let only = (!dirty.all).then(|| owners(&dirty.uids, &sets));
@@ -427,14 +441,18 @@ async fn publish(
 }
 
 /// The CafeDeployments `uids` stand for: a set's uid for its owner's.
-fn owners(uids: &HashSet<String>, sets: &[Arc<InPlaceSet>]) -> HashSet<String> {
+fn owners(uids: &HashSet<String>, sets: &[Arc<SetDigest>]) -> HashSet<String> {
     let mut out = uids.clone();
     for set in sets {
-        if set.metadata.uid.as_ref().is_some_and(|u| uids.contains(u)) {
-            out.extend(set.owner_references().iter().map(|o| o.uid.clone()));
+        if uids.contains(&set.uid) {
+            out.extend(set.owners.iter().cloned());
         }
     }
     out
+}
+
+fn values<T>(digests: &Digests<T>) -> Vec<Arc<T>> {
+    lock(digests).values().cloned().collect()
 }
 
 /// Every right asked again: the cluster-wide ones and those of every
@@ -460,52 +478,7 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::view;
     use serde_json::json;
-
-    #[test]
-    fn a_trimmed_pod_reads_as_the_full_one_in_every_word_the_page_shows() {
-        let full: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "p", "resourceVersion": "9", "generateName": "demo-",
-                "labels": {"cafe.sofastack.io/revision": "h2"},
-                "annotations": {TRAFFIC_COMPONENTS_ANNOTATION: "service,rpc",
-                                "cafe.sofastack.io/in-place-update": "{\"revision\":\"h2\"}"},
-                "finalizers": ["traffic.cafe.sofastack.io/service"],
-                "ownerReferences": [{"apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
-                                     "name": "demo-cell-a", "uid": "set-uid", "controller": true}]},
-            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "nginx:1.26"}]},
-            "status": {"podIP": "198.18.0.9", "phase": "Running",
-                "conditions": [{"type": "Ready", "status": "False"},
-                               {"type": "PodScheduled", "status": "True"},
-                               {"type": "cafe.sofastack.io/traffic-ready", "status": "False",
-                                "reason": "DrainingForUpdate"}],
-                "containerStatuses": [{"name": "app", "image": "nginx:1.26", "imageID": "x",
-                                       "restartCount": 2, "ready": false}]}
-        }))
-        .expect("pod");
-        let mut trimmed = full.clone();
-        trim_pod(&mut trimmed);
-        for update in [Some("h2"), Some("h1"), None] {
-            assert_eq!(
-                view::pod_state(&trimmed, update),
-                view::pod_state(&full, update)
-            );
-        }
-        assert_eq!(view::pod_state(&trimmed, Some("h2")), "draining");
-        assert_eq!(view::registered(&trimmed), ["service"]);
-        assert_eq!(view::restarts(&trimmed), 2);
-        assert_eq!(trimmed.owner_references()[0].uid, "set-uid");
-        assert_eq!(
-            trimmed.spec.as_ref().and_then(|s| s.node_name.as_deref()),
-            Some("n1")
-        );
-        assert!(
-            trimmed
-                .annotations()
-                .get("cafe.sofastack.io/in-place-update")
-                .is_none()
-        );
-    }
 
     #[test]
     fn a_sets_change_stands_for_its_cafedeployments() {
@@ -518,7 +491,9 @@ mod tests {
         }))
         .expect("set");
         let touched: HashSet<String> = ["set-uid".to_string(), "other-cd".to_string()].into();
-        let mut found: Vec<String> = owners(&touched, &[Arc::new(set)]).into_iter().collect();
+        let mut found: Vec<String> = owners(&touched, &[Arc::new(SetDigest::of(&set))])
+            .into_iter()
+            .collect();
         found.sort();
         assert_eq!(found, ["cd-uid", "other-cd", "set-uid"]);
     }
