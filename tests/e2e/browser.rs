@@ -61,17 +61,28 @@ impl Browser {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let path = format!("/session/{}{path}", self.session);
         let answer = request(self.port, method, &path, body)
             .await
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
+            .map_err(|e| format!("WebDriver {method} {path}: {e}"))?;
         if let Some(error) = answer["value"]["error"].as_str() {
-            panic!(
+            return Err(format!(
                 "WebDriver {method} {path}: {error}: {}",
                 answer["value"]["message"]
-            );
+            ));
         }
-        answer["value"].clone()
+        Ok(answer["value"].clone())
     }
 
     pub async fn open(&self, url: &str) {
@@ -127,9 +138,20 @@ impl Browser {
 
     /// A person's click on the element matching `css`.
     pub async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.call("POST", &format!("/element/{id}/click"), Some(json!({})))
-            .await;
+        // The page redraws a release's card when it changes: an element
+        // replaced between finding and clicking is found again.
+        for _ in 0..5 {
+            let id = self.find(css).await;
+            match self
+                .try_call("POST", &format!("/element/{id}/click"), Some(json!({})))
+                .await
+            {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element") => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("{css} was replaced five times while being clicked");
     }
 
     /// Types `text` into the element matching `css`.
