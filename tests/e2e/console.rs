@@ -404,13 +404,7 @@ async fn the_console_shows_a_release_live_and_acts_as_the_person_who_opened_it()
             .contains("another origin"),
         "{answered}"
     );
-    let page = reqwest_like_get(as_bob.port()).await;
-    let token = page
-        .split("name=\"cafe-token\" content=\"")
-        .nth(1)
-        .and_then(|t| t.split('"').next())
-        .expect("the page names its token")
-        .to_string();
+    let token = token_of(as_bob.port()).await;
     let confirm_body = json!({"verb": "confirm", "namespace": ns.name, "name": "demo"}).to_string();
     let (code, said) = post(
         as_bob.port(),
@@ -458,25 +452,18 @@ async fn the_console_shows_a_release_live_and_acts_as_the_person_who_opened_it()
             json!([release]),
         )
         .await;
-    let page = reqwest_like_get(read_only.port()).await;
-    let token = page
-        .split("name=\"cafe-token\" content=\"")
-        .nth(1)
-        .and_then(|t| t.split('"').next())
-        .expect("token")
-        .to_string();
+    let token = token_of(read_only.port()).await;
     let (code, said) = post(read_only.port(), &[("X-Cafe-Token", &token)], &confirm_body).await;
     assert_eq!((code, said.contains("read-only")), (403, true), "{said}");
 
     // carol pauses from kubectl: bob's page shows it within 2 s.
     browser.open(&as_bob.url).await;
     on_page(&browser, &release, "WaitingForConfirm", 30).await;
-    let pause = Command::new("kubectl")
-        .args([
+    crate::cafedeployment::kubectl(
+        &ns.name,
+        &[
             "--kubeconfig",
             &kubeconfig_as(&ns, "carol"),
-            "-n",
-            &ns.name,
             "patch",
             "cafedeployment",
             "demo",
@@ -484,13 +471,7 @@ async fn the_console_shows_a_release_live_and_acts_as_the_person_who_opened_it()
             "merge",
             "-p",
             r#"{"spec":{"strategy":{"pause":true}}}"#,
-        ])
-        .output()
-        .expect("kubectl");
-    assert!(
-        pause.status.success(),
-        "{}",
-        String::from_utf8_lossy(&pause.stderr)
+        ],
     );
     let paused_at = Instant::now();
     on_page(&browser, &release, "Paused", 10).await;
@@ -656,15 +637,19 @@ async fn serve_page(html: String) -> u16 {
     port
 }
 
-/// GET / of a console, as a program would (no browser).
-async fn reqwest_like_get(port: u16) -> String {
+/// The token a console's page carries, read as a program would (no browser).
+async fn token_of(port: u16) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
     let request = format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("send");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await.expect("read");
-    raw
+    let mut page = String::new();
+    stream.read_to_string(&mut page).await.expect("read");
+    page.split("name=\"cafe-token\" content=\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .expect("the page names its token")
+        .to_string()
 }
