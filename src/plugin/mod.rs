@@ -401,7 +401,7 @@ impl Session {
             let member = Api::<MemberCluster>::all(self.client.clone())
                 .get(name)
                 .await
-                .map_err(short)?;
+                .map_err(|e| short(&e))?;
             let r = &member.spec.kubeconfig_secret_ref;
             let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
                 self.client.clone(),
@@ -414,7 +414,7 @@ impl Session {
                     "its kubeconfig Secret {}/{}: {}",
                     r.namespace,
                     r.name,
-                    short(e)
+                    short(&e)
                 )
             })?;
             let text = members::kubeconfig_in(&secret, &r.key)
@@ -424,7 +424,7 @@ impl Session {
             let sets = Api::<InPlaceSet>::namespaced(client.clone(), &self.namespace)
                 .list(&ListParams::default().labels(&format!("{CAFEDEPLOYMENT_UID_LABEL}={uid}")))
                 .await
-                .map_err(short)?
+                .map_err(|e| short(&e))?
                 .items;
             // The host's identity there may write sets but not read pods
             // (least privilege): the sets alone, then.
@@ -442,9 +442,9 @@ impl Session {
 }
 
 /// An error in a few words: the API server's message, not its whole status.
-fn short(e: kube::Error) -> String {
+fn short(e: &kube::Error) -> String {
     match e {
-        kube::Error::Api(s) => s.message,
+        kube::Error::Api(s) => s.message.clone(),
         e => e.to_string(),
     }
 }

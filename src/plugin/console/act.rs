@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::Console;
 use super::http::answer;
-use crate::plugin::{Failure, confirm, freeze, history, pause, rollback};
+use crate::plugin::{Failure, confirm, freeze, history, pause, refused, rollback};
 
 /// What the page asks for (`POST /api/act`).
 #[derive(Debug, Deserialize)]
@@ -41,28 +41,17 @@ pub async fn run(console: &Console, asked: Request) -> Response {
                     Err(e) => Err(e),
                 }
             }
-            _ => Err(Failure {
-                code: 1,
-                message: "a freeze needs a reason (it is shown on every release it holds)"
-                    .to_string(),
-                verbatim: false,
-            }),
+            _ => Err(refused(
+                "a freeze needs a reason (it is shown on every release it holds)",
+            )),
         },
         "thaw" => match &asked.freeze {
             Some(name) => freeze::thaw_one(&s, name).await,
-            None => Err(Failure {
-                code: 1,
-                message: "name the freeze to thaw".to_string(),
-                verbatim: false,
-            }),
+            None => Err(refused("name the freeze to thaw")),
         },
-        other => Err(Failure {
-            code: 1,
-            message: format!(
-                "the console does not know {other:?} (confirm, pause, resume, rollback, freeze, thaw)"
-            ),
-            verbatim: false,
-        }),
+        other => Err(refused(format!(
+            "the console does not know {other:?} (confirm, pause, resume, rollback, freeze, thaw)"
+        ))),
     };
     match done {
         Ok(message) => answer(StatusCode::OK, &serde_json::json!({"message": message})),

@@ -98,7 +98,7 @@ pub(super) async fn serve(session: Session, options: &Options) -> Result<u8, Fai
     let console = Arc::new(Console {
         session,
         options: options.clone(),
-        token: token(),
+        token: token()?,
         origin: origin.clone(),
         live,
     });
@@ -121,22 +121,19 @@ pub(super) async fn serve(session: Session, options: &Options) -> Result<u8, Fai
     Ok(0)
 }
 
-/// 32 random bytes, hex: the kernel's randomness, read once.
-fn token() -> String {
+/// 32 random bytes, hex: the kernel's randomness, read once. Without it
+/// the console does not start (no weaker token).
+fn token() -> Result<String, Failure> {
     use std::io::Read;
     let mut bytes = [0u8; 32];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if read.is_err() {
-        // No /dev/urandom: the clock and the process id, hashed by std's
-        // randomly keyed hasher (still unguessable from another tab).
-        use std::hash::{BuildHasher, RandomState};
-        for (i, chunk) in bytes.chunks_mut(8).enumerate() {
-            let h =
-                RandomState::new().hash_one((i, std::process::id(), std::time::SystemTime::now()));
-            chunk.copy_from_slice(&h.to_le_bytes());
-        }
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| {
+            unreachable(format!(
+                "cannot read /dev/urandom for the session token: {e}"
+            ))
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn open_in_browser(url: &str) {

@@ -332,11 +332,12 @@ fn trim_meta<K: Resource>(o: &mut K) {
     o.managed_fields_mut().clear();
 }
 
+/// A watch failure in a few words: the API server's message, if it sent one.
 fn short(e: &watcher::Error) -> String {
     match e {
-        watcher::Error::InitialListFailed(kube::Error::Api(s))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
-        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.message.clone(),
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => crate::plugin::short(e),
         e => e.to_string(),
     }
 }
