@@ -135,6 +135,44 @@ fn set_condition(
     ));
 }
 
+/// The status of a set whose spec cannot be acted on: what was there, with
+/// `Stalled=True`, `Ready`, `Progressing` and `Reconciling` False, all reason
+/// `InvalidSpec` and the reason in words, for `generation`. The counts stay
+/// as they were: the pods are not touched.
+pub fn invalid(
+    previous: &InPlaceSetStatus,
+    generation: Option<i64>,
+    why: &str,
+    now: &Time,
+) -> InPlaceSetStatus {
+    let mut status = previous.clone();
+    status.observed_generation = generation;
+    let message = format!(
+        "invalid spec: {why}; no pod is created, updated or deleted until the spec is fixed"
+    );
+    let replaced = [
+        (condition::STALLED, true),
+        (condition::READY, false),
+        (condition::PROGRESSING, false),
+        (condition::RECONCILING, false),
+    ];
+    status
+        .conditions
+        .retain(|c| !replaced.iter().any(|(type_, _)| c.type_ == *type_));
+    for (type_, ok) in replaced {
+        status.conditions.push(observed_condition(
+            &previous.conditions,
+            type_,
+            ok,
+            condition::INVALID_SPEC,
+            message.clone(),
+            generation,
+            now,
+        ));
+    }
+    status
+}
+
 pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
     let spec = inputs.spec;
     let live: Vec<&PodFacts> = inputs

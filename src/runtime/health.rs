@@ -63,6 +63,12 @@ impl Health {
         }
     }
 
+    /// Whether this process runs the controllers (it holds the leader Lease,
+    /// or runs without leader election).
+    pub fn leading(&self) -> bool {
+        self.0.lock().is_ok_and(|s| s.role == Role::Leading)
+    }
+
     /// How long the nodes' agents may take to catch up after an outage of
     /// the API server (`--catch-up-after-outage-seconds`).
     pub fn set_outage_catch_up(&self, seconds: i64) {

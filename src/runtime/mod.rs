@@ -12,6 +12,7 @@ pub mod own_writes;
 pub mod prometheus;
 pub mod refusals;
 pub mod serve;
+pub mod status;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{Api, Client};
