@@ -48,6 +48,7 @@ console-screenshot:
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+	hack/check-links.sh
 
 unit:
 	cargo test

@@ -91,7 +91,8 @@ cargo test --test e2e -- --include-ignored --test-threads 1 --nocapture multiclu
 tests/cluster/members.sh down
 started_members=0
 echo "== real nodes: real containers, requests through kube-proxy during releases (alone)"
-# --nocapture: the failed-request counts are printed (README's table).
+# --nocapture: the failed-request counts are printed (the table in
+# docs/local-cluster.md, "How many requests failed during a release").
 cargo test --test e2e -- --include-ignored --test-threads 1 --nocapture real_nodes:: real_operator::
 echo "== chaos: SIGKILLs and an API server restart during a release (alone)"
 cargo test --test e2e -- --include-ignored --test-threads 1 chaos::
