@@ -8,8 +8,8 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-use super::decide::Frozen;
 use super::history::FreezeFact;
+use super::model::Frozen;
 use crate::api::{
     CafeDeployment, DenyWindow, ReleaseFreeze, UNVERIFIED, WINDOW_OVERRIDE_ANNOTATION,
     WindowStatus, stamp,

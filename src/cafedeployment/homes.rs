@@ -14,7 +14,7 @@ use std::sync::Arc;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
-use super::decide::Unreachable;
+use super::model::Unreachable;
 use crate::api::names::{CAFEDEPLOYMENT_NAME_ANNOTATION, CAFEDEPLOYMENT_UID_LABEL, CELL_LABEL};
 use crate::api::{CafeDeployment, CellStatus, InPlaceSet};
 use crate::placement::{self, Place, Registered};

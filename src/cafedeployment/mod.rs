@@ -3,13 +3,23 @@
 //! between groups. `decide` is pure; `controller` observes and applies.
 
 pub mod analysis;
+mod apply;
 pub mod build;
+mod context;
 pub mod controller;
 pub mod decide;
+mod finalize;
 pub mod history;
 pub mod hold;
 pub mod homes;
+mod measure;
+pub mod model;
 pub mod reach;
 pub mod reschedule;
 pub mod revision_history;
+mod revisions;
 pub mod status;
+
+/// The field manager of the CafeDeployment status and spec writes and of the
+/// InPlaceSets it writes.
+const MANAGER: &str = "cafe-operator-cafedeployment";

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use kube::ResourceExt;
 
 use super::build::{REVISION_ANNOTATION, written_count};
-use super::decide::{Observation, Unreachable};
+use super::model::{Observation, Unreachable};
 use crate::api::InPlaceSet;
 use crate::release::cells::Target;
 

@@ -7,7 +7,7 @@ use kube::ResourceExt;
 
 use super::analysis::Gate;
 use super::build::REVISION_ANNOTATION;
-use super::decide::{Observation, UNKNOWN, Unreachable, cell_of};
+use super::model::{Observation, UNKNOWN, Unreachable, cell_of};
 use crate::api::names::{UPGRADE_CONFIRMED_ANNOTATION, condition};
 use crate::api::{
     CafeDeployment, CafeDeploymentStatus, CellStatus, ConfirmationWait, InPlaceSet, Phase,
