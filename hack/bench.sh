@@ -22,13 +22,7 @@ trap cleanup EXIT
 echo "== building the benchmark and the operator (release)"
 cargo bench --bench bench --no-run --quiet
 
-if [ -f "$PIDS/kube-apiserver.pid" ] && pid_alive kube-apiserver; then
-    echo "== reusing the running cluster ($KUBECONFIG_FILE)"
-else
-    started_cluster=1
-    tests/cluster/up.sh
-fi
-export KUBECONFIG="$KUBECONFIG_FILE"
+start_unless_running
 export PATH="$K8S_BIN:$PATH"
 
 echo "== installing the CRDs"
