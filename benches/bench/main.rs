@@ -27,17 +27,6 @@
 //! build, watching only that part's namespace), and removes everything it
 //! created when it ends.
 
-#[allow(dead_code)]
-#[path = "../../tests/e2e/lossless.rs"]
-mod lossless;
-#[allow(dead_code)]
-#[path = "../../tests/e2e/operator.rs"]
-mod operator;
-#[allow(dead_code)]
-#[path = "../../tests/e2e/real_app.rs"]
-mod real_app;
-#[allow(dead_code)]
-#[path = "../../tests/e2e/support.rs"]
 mod support;
 
 use std::fmt::Write as _;
@@ -175,7 +164,7 @@ fn machine() -> String {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let client = support::client().await;
+    let client = support::namespace::client().await;
     if let Some(dir) = std::path::Path::new(&args.out).parent() {
         let _ = std::fs::create_dir_all(dir);
     }

@@ -23,7 +23,7 @@ use crate::stages::{
     CREATION_STAGES, RELEASE_STAGES, Stages, creation_marks, release_marks, report_stages,
     report_window, watch_stages,
 };
-use crate::support::TestNs;
+use crate::support::namespace::TestNs;
 use crate::{Args, IMAGE_1, IMAGE_2, NODE_LABEL, Report, WAIT};
 
 /// A measured release of the CafeDeployment `bench`: how long it took,

@@ -7,9 +7,9 @@ use kube::Api;
 use serde_json::json;
 
 use crate::cluster::{cafedeployment, operator, remove, wait_cd};
-use crate::lossless;
 use crate::part_a::release;
-use crate::support::TestNs;
+use crate::support::lossless;
+use crate::support::namespace::TestNs;
 use crate::{Args, IMAGE_2, Report};
 
 /// (b): the same release behind a Service, drained by the `service` component.

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::cluster::{cafedeployment, cd_done, operator, remove, set_image, wait_until};
 use crate::console::ConsoleProbe;
 use crate::metrics::{requests, rss_kib, writes_between, writes_by_kind};
-use crate::support::TestNs;
+use crate::support::namespace::TestNs;
 use crate::{Args, IMAGE_2, Report, WAIT};
 
 /// (d): a fleet of CafeDeployments: memory, quiet writes, a mass release.

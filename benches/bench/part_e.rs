@@ -17,8 +17,8 @@ use crate::cluster::{
     cafedeployment, cell, image_op, json_patch, operator, remove, wait_cd, wait_until,
 };
 use crate::stages::percentile;
-use crate::support::TestNs;
-use crate::support::pod_condition;
+use crate::support::namespace::TestNs;
+use crate::support::pods::pod_condition;
 use crate::{Args, IMAGE_2, Report};
 
 /// (e): confirmation -> first gate flip, on an otherwise idle operator.

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 
 use crate::cluster::{self, deployment_done, operator, remove, set_image, wait_cd, wait_until};
 use crate::part_a::release;
-use crate::real_app::{example, template, testapp};
 use crate::stages::{CREATION_STAGES, creation_marks, image, report_stages, watch_stages};
-use crate::support::TestNs;
+use crate::support::namespace::TestNs;
+use crate::support::real_app::{example, template, testapp};
 use crate::{Args, Report, WAIT};
 
 /// One side's figures: from nothing to all ready, and the release.

@@ -16,8 +16,9 @@ use serde_json::json;
 
 use crate::cluster::{operator, remove, set_image, wait_cd, wait_until};
 use crate::metrics::{operator_metrics, rss_kib, samples};
-use crate::operator::Operator;
-use crate::support::{TestNs, member_client, member_kubeconfig, register_member};
+use crate::support::members::{member_client, member_kubeconfig, register_member};
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
 use crate::{Args, IMAGE_1, IMAGE_2, Report};
 
 const MEMBERS: [(&str, &str); 2] = [("dc-2", "cell-b"), ("dc-3", "cell-c")];

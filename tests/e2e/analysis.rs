@@ -18,9 +18,11 @@ use serde_json::json;
 use crate::cafedeployment::{
     demo_service, image, kubectl_annotate_confirm, phase, pod_identities, pods_by_cell,
 };
-use crate::lossless::Lossless;
-use crate::operator::Operator;
-use crate::support::{TestNs, cafedeployment, pod_ready};
+use crate::support::demo::cafedeployment;
+use crate::support::lossless::Lossless;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::pod_ready;
 
 fn prometheus_url() -> String {
     std::env::var("CAFE_PROMETHEUS_URL").unwrap_or_else(|_| "http://127.0.0.1:19090".into())

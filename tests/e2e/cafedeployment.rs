@@ -13,9 +13,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::lossless::Lossless;
-use crate::operator::Operator;
-use crate::support::{TestNs, cafedeployment, pod_condition, pod_ready, pods_on_nodes};
+use crate::support::demo::cafedeployment;
+use crate::support::lossless::Lossless;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::{pod_condition, pod_ready, pods_on_nodes};
 
 pub(crate) fn image(p: &Pod) -> String {
     p.spec

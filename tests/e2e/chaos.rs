@@ -15,9 +15,11 @@ use serde_json::json;
 use crate::cafedeployment::{
     demo_service, image, phase, pod_uids, pods_by_cell, release_image, restarts,
 };
-use crate::lossless::Lossless;
-use crate::operator::Operator;
-use crate::support::{TestNs, cafedeployment, pod_ready};
+use crate::support::demo::cafedeployment;
+use crate::support::lossless::Lossless;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::pod_ready;
 use crate::traffic::ExampleComponent;
 
 const PODS: usize = 24;

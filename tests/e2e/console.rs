@@ -15,13 +15,13 @@ use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::browser::Browser;
-use crate::operator::Operator;
 use crate::signoff::{
     api, as_user, confirm_until_healthy, demo, history, kubeconfig_as, recorded, set_image,
     signed_namespace, wait_phase,
 };
-use crate::support::TestNs;
+use crate::support::browser::Browser;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
 
 /// A console process, stopped when dropped.
 pub(crate) struct Console {

@@ -9,8 +9,9 @@ use cafe_operator::api::{CafeDeployment, Phase};
 use kube::{Api, ResourceExt};
 
 use crate::cafedeployment::{image, restarts};
-use crate::operator::Operator;
-use crate::support::{TestNs, pod_ready, pods_on_nodes};
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::{pod_ready, pods_on_nodes};
 use crate::traffic::ExampleComponent;
 
 fn apply(ns: &TestNs, example: &str) {

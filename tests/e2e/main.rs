@@ -3,13 +3,8 @@
 //! Each test owns a namespace; every wait is bounded. They are `#[ignore]`d so
 //! that a plain `cargo test` runs only the unit tests; `make test` runs all.
 
-mod browser;
 #[path = "../corpus/mod.rs"]
 mod corpus;
-mod load;
-mod lossless;
-mod operator;
-mod real_app;
 mod support;
 
 mod analysis;

@@ -19,18 +19,20 @@ use serde_json::json;
 
 use crate::cafedeployment::{confirm_until_healthy, image};
 use crate::chaos::random_ms;
-use crate::load::Load;
-use crate::lossless::Lossless;
-use crate::operator::Operator;
 use crate::plugin::expect;
-use crate::real_app::testapp;
 use crate::real_nodes::{
     self, MAX_LOAD_TIME, MAX_REQUESTS, RATE, assert_no_failure, service, service_in, wait_routed,
 };
-use crate::support::{
-    TestNs, cafedeployment, member_kubeconfig, members_sh, pod_ready, register, register_member,
-    unregister_by_hand,
+use crate::support::demo::cafedeployment;
+use crate::support::load::Load;
+use crate::support::lossless::Lossless;
+use crate::support::members::{
+    member_kubeconfig, members_sh, register, register_member, unregister_by_hand,
 };
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::pod_ready;
+use crate::support::real_app::testapp;
 
 const MEMBERS: [(&str, &str); 2] = [("dc-2", "cell-b"), ("dc-3", "cell-c")];
 const CELLS: [&str; 3] = ["cell-a", "cell-b", "cell-c"];
@@ -629,7 +631,7 @@ async fn a_member_that_drops_off_holds_its_group_stalls_naming_it_and_the_releas
     // cell reachable, and then the one whose cluster dropped off.
     let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_else(|_| ".cluster/kubeconfig".into());
     let console = crate::console::Console::start(&kubeconfig, &["-n", &fed.ns.name]);
-    let browser = crate::browser::Browser::start().await;
+    let browser = crate::support::browser::Browser::start().await;
     browser.open(&console.url).await;
     let cell_c = format!(
         "[data-key=\"{}/web\"] [data-cell=\"cell-c\"] .reach",

@@ -11,8 +11,9 @@ use cafe_operator::api::{CafeDeployment, Phase};
 use kube::Api;
 
 use crate::cafedeployment::{create_demo, image, phase, pods_by_cell};
-use crate::operator::Operator;
-use crate::support::{TestNs, pod_ready};
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::pod_ready;
 
 fn cafe(ns: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kubectl-cafe"))

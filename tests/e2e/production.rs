@@ -19,8 +19,9 @@ use crate::cafedeployment::{
     confirm_until_healthy, create_demo, image, kubectl_annotate_confirm, phase, pod_identities,
     pods_by_cell, release_image, restarts, wait_all_on,
 };
-use crate::operator::Operator;
-use crate::support::{TestNs, pod_ready};
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::pod_ready;
 use crate::traffic::ExampleComponent;
 
 /// A port nobody listens on right now.

@@ -19,11 +19,12 @@ use serde_json::json;
 use crate::cafedeployment::{
     confirm_until_healthy, image, kubectl_rollback, phase, pods_by_cell, release_image, wait_n_on,
 };
-use crate::load::{Load, Report};
-use crate::lossless::Lossless;
-use crate::operator::Operator;
-use crate::real_app::{example, template, testapp};
-use crate::support::{TestNs, pod_condition, pod_ready};
+use crate::support::load::{Load, Report};
+use crate::support::lossless::Lossless;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::{pod_condition, pod_ready};
+use crate::support::real_app::{example, template, testapp};
 
 pub(crate) const TAINT: &str = "cafe.sofastack.io/real-node";
 /// Requests a second: steady, well within what the two nodes serve.

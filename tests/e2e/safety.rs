@@ -16,10 +16,12 @@ use crate::cafedeployment::{
     count_pods, demo_service, image, kubectl, kubectl_annotate_confirm, pods_by_cell,
     release_image, settle, wait_all_on, wait_n_on,
 };
-use crate::lossless::Lossless;
-use crate::operator::Operator;
 use crate::production::{free_port, http_get};
-use crate::support::{TestNs, cafedeployment, pod_condition, pod_ready};
+use crate::support::demo::cafedeployment;
+use crate::support::lossless::Lossless;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::{pod_condition, pod_ready};
 
 /// The application's own readiness, as a readiness gate the test controls:
 /// kubelet (kwok's stages) keeps a pod not Ready while it is False.

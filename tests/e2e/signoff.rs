@@ -18,8 +18,9 @@ use kube::{Api, Client, Config, ResourceExt};
 use serde_json::json;
 
 use crate::cafedeployment::phase;
-use crate::operator::Operator;
-use crate::support::{TestNs, cafedeployment};
+use crate::support::demo::cafedeployment;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
 
 /// The label that puts a namespace under the stories' policies (the chart
 /// rendered with `signoff.namespaceSelector`), so the other stories run
@@ -705,7 +706,7 @@ async fn a_deny_window_holds_a_confirmed_group_until_it_reopens_and_an_override_
         .await
         .expect("create");
     confirm_until_healthy(&ns, &bob).await;
-    let lossless = crate::lossless::Lossless::start(&ns, "demo").await;
+    let lossless = crate::support::lossless::Lossless::start(&ns, "demo").await;
     let seq = history(&bob).await.last().map_or(0, |e| e.seq);
     set_image(&alice, "nginx:1.26").await.expect("release");
     wait_phase(&ns, Phase::WaitingForConfirm).await;

@@ -12,9 +12,10 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::lossless::{Lossless, Version};
-use crate::operator::Operator;
-use crate::support::{TestNs, pod_condition, pod_ready, wait_set_condition};
+use crate::support::lossless::{Lossless, Version};
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::{pod_condition, pod_ready, wait_set_condition};
 
 const SERVICE: &str = "traffic.cafe.sofastack.io/service";
 const RPC: &str = "traffic.cafe.sofastack.io/rpc";
