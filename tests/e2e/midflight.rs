@@ -13,15 +13,15 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::cafedeployment::{
-    confirm_until_healthy, create_demo, create_demo_paused_at_each_group, demo_service, image,
-    kubectl_annotate_confirm, phase, pod_uids, pods_by_cell, release_image,
+use crate::support::demo::{
+    cafedeployment, confirm_until_healthy, create_demo, create_demo_paused_at_each_group,
+    demo_service, phase, pod_uids, pods_by_cell, release_image,
 };
-use crate::support::demo::cafedeployment;
+use crate::support::kubectl::kubectl_annotate_confirm;
 use crate::support::lossless::Lossless;
 use crate::support::namespace::TestNs;
 use crate::support::operator::Operator;
-use crate::support::pods::pod_ready;
+use crate::support::pods::{image, pod_ready};
 
 /// (cell, image) -> Ready live pods.
 async fn census(ns: &TestNs) -> BTreeMap<(String, String), usize> {

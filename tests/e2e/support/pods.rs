@@ -1,7 +1,13 @@
-//! Reading pods (and the conditions of their InPlaceSets).
+//! Reading pods: their conditions, image and restarts, the nodes they run
+//! on, a watch that counts them; and the conditions of their InPlaceSets.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::ListParams;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use crate::support::namespace::TestNs;
@@ -70,4 +76,49 @@ pub async fn pods_on_nodes(ns: &TestNs, app: &str, node_label: &str) -> Vec<(Pod
         out.push((p, value));
     }
     out
+}
+
+pub(crate) fn image(p: &Pod) -> String {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+pub(crate) fn restarts(p: &Pod) -> i32 {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .map_or(0, |c| c.restart_count)
+}
+
+/// A watch of every version of every pod of `ns` from now on: after each
+/// event, (pods seen, pods for which `flag` holds in their latest version).
+pub(crate) async fn count_pods(
+    ns: &TestNs,
+    flag: fn(&Pod) -> bool,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let pods: Api<Pod> = ns.api();
+    let counts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = counts.clone();
+    let watch = tokio::spawn(async move {
+        let mut seen: BTreeMap<String, bool> = BTreeMap::new();
+        let mut s = watcher(pods, watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        while let Some(Ok(p)) = s.next().await {
+            seen.insert(p.name_any(), flag(&p));
+            let flagged = seen.values().filter(|f| **f).count();
+            if let Ok(mut c) = log.lock() {
+                c.push((seen.len(), flagged));
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (counts, watch)
 }
