@@ -13,7 +13,9 @@ use crate::support::demo::{
     cafedeployment, confirm_until_healthy, create_demo, create_demo_paused_at_each_group, per_cell,
     phase, pod_identities, pod_uids, pods_by_cell, release_image, settle, wait_all_on, wait_n_on,
 };
-use crate::support::kubectl::{kubectl, kubectl_annotate_confirm, kubectl_rollback};
+use crate::support::kubectl::{
+    kubectl, kubectl_annotate_confirm, kubectl_patch_demo, kubectl_rollback,
+};
 use crate::support::lossless::Lossless;
 use crate::support::namespace::TestNs;
 use crate::support::operator::Operator;
@@ -460,18 +462,7 @@ async fn a_paused_release_holds_its_group_and_resumes_when_unpaused() {
 
     let pause = |on: bool| {
         let body = format!(r#"{{"spec":{{"strategy":{{"pause":{on}}}}}}}"#);
-        kubectl(
-            &ns.name,
-            &[
-                "patch",
-                "cafedeployment",
-                "demo",
-                "--type",
-                "merge",
-                "-p",
-                &body,
-            ],
-        );
+        kubectl_patch_demo(&ns.name, &body);
     };
     pause(true);
     kubectl_annotate_confirm(&ns.name);

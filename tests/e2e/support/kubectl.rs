@@ -13,9 +13,9 @@ pub(crate) fn kubectl(ns: &str, args: &[&str]) {
     assert!(status.success(), "kubectl {args:?}");
 }
 
-/// `kubectl patch` a rollback request, as a user would.
-pub(crate) fn kubectl_rollback(ns: &str, revision: i64) {
-    let body = format!(r#"{{"spec":{{"rollbackTo":{{"revision":{revision}}}}}}}"#);
+/// `kubectl patch` a merge patch `body` into the CafeDeployment demo, as a
+/// user would.
+pub(crate) fn kubectl_patch_demo(ns: &str, body: &str) {
     kubectl(
         ns,
         &[
@@ -25,9 +25,15 @@ pub(crate) fn kubectl_rollback(ns: &str, revision: i64) {
             "--type",
             "merge",
             "-p",
-            &body,
+            body,
         ],
     );
+}
+
+/// `kubectl patch` a rollback request, as a user would.
+pub(crate) fn kubectl_rollback(ns: &str, revision: i64) {
+    let body = format!(r#"{{"spec":{{"rollbackTo":{{"revision":{revision}}}}}}}"#);
+    kubectl_patch_demo(ns, &body);
 }
 
 pub(crate) fn kubectl_annotate_confirm(ns: &str) {
