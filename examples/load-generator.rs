@@ -15,7 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 // The same code the stories measure with; this program uses part of it.
 #[allow(dead_code)]
-#[path = "../tests/e2e/load.rs"]
+#[path = "../tests/e2e/support/load.rs"]
 mod load;
 
 #[derive(Parser)]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench [BENCH_ARGS="--pods 10000 ..."]`: benches/bench.rs on the local
+# `make bench [BENCH_ARGS="--pods 10000 ..."]`: benches/bench/ on the local
 # control plane. Starts the cluster unless one is running (and then stops it
 # again at the end); the benchmark removes the nodes and namespaces it made.
 # Results: the screen and target/bench/results.md (or --out FILE).
@@ -22,13 +22,7 @@ trap cleanup EXIT
 echo "== building the benchmark and the operator (release)"
 cargo bench --bench bench --no-run --quiet
 
-if [ -f "$PIDS/kube-apiserver.pid" ] && pid_alive kube-apiserver; then
-    echo "== reusing the running cluster ($KUBECONFIG_FILE)"
-else
-    started_cluster=1
-    tests/cluster/up.sh
-fi
-export KUBECONFIG="$KUBECONFIG_FILE"
+start_unless_running
 export PATH="$K8S_BIN:$PATH"
 
 echo "== installing the CRDs"
@@ -38,16 +32,17 @@ target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_
 kubectl wait --for condition=Established --timeout=60s \
     crd/cafedeployments.cafe.sofastack.io crd/inplacesets.cafe.sofastack.io >/dev/null
 
-# Part (g) releases over three clusters: the two members too (unless running).
+# Part (g) three-clusters releases over three clusters: the two members too
+# (unless running). --parts names it by letter or by name.
 parts="$(printf '%s\n' "$@" | sed -n 's/^--parts=\{0,1\}//p')"
 case " $* " in *" --parts "*) parts="$(printf '%s ' "$@" | sed -n 's/.*--parts \([^ ]*\).*/\1/p')" ;; esac
-if [ -z "$parts" ] || [[ "$parts" == *g* ]]; then
+if [ -z "$parts" ] || [[ ",$parts," == *,g,* || ",$parts," == *,three-clusters,* ]]; then
     if [ -f "$REPO_ROOT/.cluster-dc-2/pids/kube-apiserver.pid" ]; then
         echo "== reusing the running member clusters"
     else
         started_members=1
-        # Part (g) releases simulated pods: the members' real nodes would
-        # only add their agents' load to the figures.
+        # Part (g) three-clusters releases simulated pods: the members' real
+        # nodes would only add their agents' load to the figures.
         CAFE_MEMBER_REAL_NODES="${CAFE_MEMBER_REAL_NODES:-0}" \
             CAFE_OPERATOR_BIN="$target_dir/release/cafe-operator" tests/cluster/members.sh up
     fi

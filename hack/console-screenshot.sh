@@ -16,13 +16,7 @@ trap cleanup EXIT
 
 CAFE_BROWSER=1 tests/cluster/deps.sh
 cargo test --test e2e --no-run --quiet
-if [ -f "$PIDS/kube-apiserver.pid" ] && pid_alive kube-apiserver; then
-    echo "== reusing the running cluster ($KUBECONFIG_FILE)"
-else
-    started_cluster=1
-    tests/cluster/up.sh
-fi
-export KUBECONFIG="$KUBECONFIG_FILE"
+start_unless_running
 export PATH="$K8S_BIN:$HELM_BIN:$PATH"
 target/debug/cafe-operator crd | kubectl apply --server-side --force-conflicts -f - >/dev/null
 mkdir -p docs/images

@@ -1,67 +1,57 @@
 //! `make bench`: a CafeDeployment release against a native Deployment on the
 //! same cluster, in one run, with the figures a reviewer asks for:
 //!
-//! (a) create and release of `--pods` pods over `--cells` cells in groups of
-//!     `--group`, against a Deployment with the same unavailability budget
-//!     (`maxSurge: 0`, `maxUnavailable: group`) on the same nodes;
-//! (b) the same release with the `service` traffic component behind a real
-//!     Service, checked by the lossless checker;
-//! (c) the operator's API requests per in-place-updated pod, by verb and resource;
-//! (d) `--fleet` CafeDeployments of `--fleet-pods` pods: operator memory once
-//!     all are healthy, writes during a quiet period, and the time to release
-//!     all of them at once; `kubectl cafe console` on the fleet: its memory,
-//!     its CPU idle and during that release;
-//! (e) the reaction latency from a confirmation to the first gate flip;
-//! (f) real containers on the real nodes: `--real-pods` pods of the test
-//!     application released in place by a CafeDeployment and recreated by a
-//!     Deployment of the same budget (`--real-group`), with and without the
-//!     `service` component's draining;
-//! (g) the same release of `--multi-pods` pods in one cluster and spread over
-//!     three (the host and the member control planes of
-//!     `tests/cluster/members.sh`), with the host operator's memory and API
-//!     requests per member.
+//! (a) `create-release` (`create_release.rs`): create and release of `--pods`
+//!     pods over `--cells` cells in groups of `--group`, against a Deployment
+//!     with the same unavailability budget (`maxSurge: 0`,
+//!     `maxUnavailable: group`) on the same nodes;
+//! (b) `service-release` (`service_release.rs`): the same release with the
+//!     `service` traffic component behind a real Service, checked by the
+//!     lossless checker;
+//! (c) `api-requests` (reported by (a) and (b)): the operator's API requests
+//!     per in-place-updated pod, by verb and resource;
+//! (d) `fleet` (`fleet.rs`): `--fleet` CafeDeployments of `--fleet-pods` pods:
+//!     operator memory once all are healthy, writes during a quiet period, and
+//!     the time to release all of them at once; `kubectl cafe console` on the
+//!     fleet: its memory, its CPU idle and during that release;
+//! (e) `confirm-latency` (`confirm_latency.rs`): the reaction latency from a
+//!     confirmation to the first gate flip;
+//! (f) `real-containers` (`real_containers.rs`): real containers on the real
+//!     nodes: `--real-pods` pods of the test application released in place by
+//!     a CafeDeployment and recreated by a Deployment of the same budget
+//!     (`--real-group`), with and without the `service` component's draining;
+//! (g) `three-clusters` (`three_clusters.rs`): the same release of
+//!     `--multi-pods` pods in one cluster and spread over three (the host and
+//!     the member control planes of `tests/cluster/members.sh`), with the host
+//!     operator's memory and API requests per member.
 //!
-//! Parts (a)-(e) run on simulated kubelets: the benchmark creates its own kwok
-//! nodes (`cafe-bench=true`, cells `bench-cell-*`); part (f) on the local
-//! control plane's real nodes. It runs one operator process per part (release
-//! build, watching only that part's namespace), and removes everything it
-//! created when it ends.
+//! `--parts` takes the names or the letters. Parts (a)-(e) run on simulated
+//! kubelets: the benchmark creates its own kwok nodes (`cafe-bench=true`,
+//! cells `bench-cell-*`); part (f) on the local control plane's real nodes.
+//! It runs one operator process per part (release build, watching only that
+//! part's namespace), and removes everything it created when it ends. What
+//! the parts share is in `support/`.
 
-#[allow(dead_code)]
-#[path = "../../tests/e2e/lossless.rs"]
-mod lossless;
-#[allow(dead_code)]
-#[path = "../../tests/e2e/operator.rs"]
-mod operator;
-#[allow(dead_code)]
-#[path = "../../tests/e2e/real_app.rs"]
-mod real_app;
-#[allow(dead_code)]
-#[path = "../../tests/e2e/support.rs"]
 mod support;
 
 use std::fmt::Write as _;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
-use cluster::{create_nodes, delete_nodes};
-use part_a::{part_a, report_runs};
-use part_b::part_b;
-use part_d::part_d;
-use part_e::part_e;
-use part_f::part_f;
-use part_g::part_g;
+use confirm_latency::confirm_latency;
+use create_release::{create_release, report_runs};
+use fleet::fleet;
+use real_containers::real_containers;
+use service_release::service_release;
+use support::cluster::{create_nodes, delete_nodes};
+use three_clusters::three_clusters;
 
-mod cluster;
-mod console;
-mod metrics;
-mod part_a;
-mod part_b;
-mod part_d;
-mod part_e;
-mod part_f;
-mod part_g;
-mod stages;
+mod confirm_latency;
+mod create_release;
+mod fleet;
+mod real_containers;
+mod service_release;
+mod three_clusters;
 
 #[derive(Parser, Clone)]
 #[command(about = "CafeDeployment against Deployment on the local control plane")]
@@ -106,9 +96,14 @@ struct Args {
     /// Pods per release group in part (g).
     #[arg(long, default_value_t = 30)]
     multi_group: usize,
-    /// Parts to run, e.g. `a,c` (c needs a; b needs a Service).
-    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e,f,g")]
-    parts: Vec<char>,
+    /// Parts to run, by name or by letter, e.g. `create-release,api-requests`
+    /// or `a,c` (c needs a or b).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "create-release,service-release,api-requests,fleet,confirm-latency,real-containers,three-clusters"
+    )]
+    parts: Vec<Part>,
     /// Also record CPU profiles during each creation and release of part (a),
     /// their first `--profile-seconds`: the API server's as
     /// DIR/{deployment,cafedeployment}{-create,}.pprof
@@ -125,6 +120,55 @@ struct Args {
     /// Ignored: cargo passes it to every bench target.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+/// The parts of the benchmark; each is also accepted by its letter, which its
+/// heading in the results shows with its name: `(a) create-release`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Part {
+    /// (a) create and release on the simulated nodes, against a Deployment.
+    #[value(alias = "a")]
+    CreateRelease,
+    /// (b) the same release with the `service` component, checked lossless.
+    #[value(alias = "b")]
+    ServiceRelease,
+    /// (c) the operator's API requests per in-place-updated pod (in (a), (b)).
+    #[value(alias = "c")]
+    ApiRequests,
+    /// (d) a fleet: operator memory, quiet writes, a mass release, the console.
+    #[value(alias = "d")]
+    Fleet,
+    /// (e) the latency from a confirmation to the first gate flip.
+    #[value(alias = "e")]
+    ConfirmLatency,
+    /// (f) real containers on the real nodes, against a Deployment.
+    #[value(alias = "f")]
+    RealContainers,
+    /// (g) one cluster against three.
+    #[value(alias = "g")]
+    ThreeClusters,
+}
+
+impl Part {
+    fn letter(self) -> char {
+        match self {
+            Part::CreateRelease => 'a',
+            Part::ServiceRelease => 'b',
+            Part::ApiRequests => 'c',
+            Part::Fleet => 'd',
+            Part::ConfirmLatency => 'e',
+            Part::RealContainers => 'f',
+            Part::ThreeClusters => 'g',
+        }
+    }
+}
+
+/// `(a) create-release`: the letter the README's figures use, and the name.
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.to_possible_value().map(|v| v.get_name().to_string());
+        write!(f, "({}) {}", self.letter(), name.unwrap_or_default())
+    }
 }
 
 /// Results, printed and written to `--out` as they come (a failed part
@@ -175,7 +219,7 @@ fn machine() -> String {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let client = support::client().await;
+    let client = support::namespace::client().await;
     if let Some(dir) = std::path::Path::new(&args.out).parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -192,30 +236,30 @@ async fn main() {
     ));
     let nodes = create_nodes(&client, args.cells).await;
     let run = async {
-        if args.parts.contains(&'a') {
+        if args.parts.contains(&Part::CreateRelease) {
             let repeat = args.repeat.max(1);
             let mut runs = Vec::new();
             for i in 0..repeat {
-                runs.push(part_a(&args, &mut report, i + 1 == repeat, i % 2 == 1).await);
+                runs.push(create_release(&args, &mut report, i + 1 == repeat, i % 2 == 1).await);
             }
             if repeat > 1 {
                 report_runs(&mut report, &runs);
             }
         }
-        if args.parts.contains(&'b') {
-            part_b(&args, &mut report).await;
+        if args.parts.contains(&Part::ServiceRelease) {
+            service_release(&args, &mut report).await;
         }
-        if args.parts.contains(&'e') {
-            part_e(&args, &mut report).await;
+        if args.parts.contains(&Part::ConfirmLatency) {
+            confirm_latency(&args, &mut report).await;
         }
-        if args.parts.contains(&'d') {
-            part_d(&args, &mut report).await;
+        if args.parts.contains(&Part::Fleet) {
+            fleet(&args, &mut report).await;
         }
-        if args.parts.contains(&'f') {
-            part_f(&args, &mut report, &client).await;
+        if args.parts.contains(&Part::RealContainers) {
+            real_containers(&args, &mut report, &client).await;
         }
-        if args.parts.contains(&'g') {
-            part_g(&args, &mut report).await;
+        if args.parts.contains(&Part::ThreeClusters) {
+            three_clusters(&args, &mut report).await;
         }
     };
     // A failed part still removes the nodes (its namespace goes with its guard).

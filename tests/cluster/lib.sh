@@ -96,6 +96,21 @@ pid_alive() {
     [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
 }
 
+# start_unless_running: starts the local control plane (up.sh) unless one is
+# running, and points KUBECONFIG at it. Sets started_cluster=1 when it started
+# it, so that the caller's cleanup can stop it again (hack/bench.sh,
+# hack/console-screenshot.sh).
+start_unless_running() {
+    if [ -f "$PIDS/kube-apiserver.pid" ] && pid_alive kube-apiserver; then
+        echo "== reusing the running cluster ($KUBECONFIG_FILE)"
+    else
+        # shellcheck disable=SC2034 # read by the caller's cleanup
+        started_cluster=1
+        "$CLUSTER_SCRIPTS/up.sh"
+    fi
+    export KUBECONFIG="$KUBECONFIG_FILE"
+}
+
 # stop_component NAME: SIGTERM, five seconds, SIGKILL; forgets its pid.
 stop_component() {
     local f="$PIDS/$1.pid" pid

@@ -15,12 +15,12 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::cafedeployment::{
-    demo_service, image, kubectl_annotate_confirm, phase, pod_identities, pods_by_cell,
-};
-use crate::lossless::Lossless;
-use crate::operator::Operator;
-use crate::support::{TestNs, cafedeployment, pod_ready};
+use crate::support::demo::{cafedeployment, demo_service, phase, pod_identities, pods_by_cell};
+use crate::support::kubectl::kubectl_annotate_confirm;
+use crate::support::lossless::Lossless;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::{image, pod_ready};
 
 fn prometheus_url() -> String {
     std::env::var("CAFE_PROMETHEUS_URL").unwrap_or_else(|_| "http://127.0.0.1:19090".into())
@@ -345,7 +345,7 @@ async fn with_a_human_beta_a_person_confirms_the_beta_group_and_the_analysis_the
         "the analysis did not confirm the Beta group"
     );
     assert_eq!(held.release.map(|r| r.opened), Some(1));
-    crate::cafedeployment::kubectl_annotate_confirm(&ns.name);
+    crate::support::kubectl::kubectl_annotate_confirm(&ns.name);
     // Group 2's analysis confirms group 3 on its own.
     wait_healthy_on(&ns, 6, "nginx:1.26").await;
     let history = cds

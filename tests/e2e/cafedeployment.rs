@@ -1,57 +1,25 @@
 //! CafeDeployment user stories.
 
-use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use cafe_operator::api::names::TRAFFIC_GATE;
 use cafe_operator::api::{CafeDeployment, Phase};
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::lossless::Lossless;
-use crate::operator::Operator;
-use crate::support::{TestNs, cafedeployment, pod_condition, pod_ready, pods_on_nodes};
-
-pub(crate) fn image(p: &Pod) -> String {
-    p.spec
-        .as_ref()
-        .and_then(|s| s.containers.first())
-        .and_then(|c| c.image.clone())
-        .unwrap_or_default()
-}
-
-/// Every live pod of app=demo with the cell of its node.
-pub(crate) async fn pods_by_cell(ns: &TestNs) -> Vec<(Pod, String)> {
-    pods_on_nodes(ns, "demo", "cafe.sofastack.io/cell").await
-}
-
-/// The UIDs of every live pod of app=demo (to prove pods were kept).
-pub(crate) async fn pod_uids(ns: &TestNs) -> Vec<String> {
-    pods_by_cell(ns)
-        .await
-        .iter()
-        .filter_map(|(p, _)| p.uid())
-        .collect()
-}
-
-/// uid -> IP of every live pod of app=demo (to prove updates kept both).
-pub(crate) async fn pod_identities(ns: &TestNs) -> BTreeMap<String, String> {
-    pods_by_cell(ns)
-        .await
-        .into_iter()
-        .map(|(p, _)| {
-            (
-                p.uid().unwrap_or_default(),
-                p.status.and_then(|s| s.pod_ip).unwrap_or_default(),
-            )
-        })
-        .collect()
-}
+use crate::support::demo::{
+    cafedeployment, confirm_until_healthy, create_demo, create_demo_paused_at_each_group, per_cell,
+    phase, pod_identities, pod_uids, pods_by_cell, release_image, settle, wait_all_on, wait_n_on,
+};
+use crate::support::kubectl::{
+    kubectl, kubectl_annotate_confirm, kubectl_patch_demo, kubectl_rollback,
+};
+use crate::support::lossless::Lossless;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::{count_pods, image, pod_condition, pod_ready, restarts};
 
 /// The revision demo is releasing (or released last).
 async fn update_revision(cds: &Api<CafeDeployment>) -> String {
@@ -61,83 +29,6 @@ async fn update_revision(cds: &Api<CafeDeployment>) -> String {
         .status
         .and_then(|s| s.update_revision)
         .expect("status.updateRevision")
-}
-
-pub(crate) async fn phase(cds: &Api<CafeDeployment>) -> Option<Phase> {
-    cds.get("demo").await.ok()?.status?.phase
-}
-
-/// Waits for the phase, then returns new-image pods per cell.
-pub(crate) async fn settle(
-    ns: &TestNs,
-    want: Phase,
-    new_per_cell: usize,
-) -> BTreeMap<String, usize> {
-    let cds: Api<CafeDeployment> = ns.api();
-    ns.wait(
-        &format!("phase {want:?} with {new_per_cell} new pods per cell"),
-        180,
-        || async {
-            if phase(&cds).await != Some(want) {
-                return None;
-            }
-            let pods = pods_by_cell(ns).await;
-            let mut per_cell: BTreeMap<String, usize> = BTreeMap::new();
-            for (p, cell) in &pods {
-                if image(p) == "nginx:1.26" && pod_ready(p) {
-                    *per_cell.entry(cell.clone()).or_default() += 1;
-                }
-            }
-            let ok = pods.len() == 10
-                && ["cell-a", "cell-b"]
-                    .iter()
-                    .all(|c| per_cell.get(*c).copied().unwrap_or(0) == new_per_cell);
-            ok.then_some(per_cell)
-        },
-    )
-    .await
-}
-
-/// A Service selecting the demo's pods, so that every release drains through
-/// real EndpointSlices.
-pub(crate) async fn demo_service(ns: &TestNs) {
-    ns.create::<Service>(json!({
-        "metadata": {"name": "demo"},
-        "spec": {"selector": {"app": "demo"}, "ports": [{"port": 80}]}
-    }))
-    .await;
-}
-
-/// Creates CAFE's example: 10 pods over cell-a and cell-b, Beta, batchSize 4,
-/// with confirmation, behind the Service `demo`. The pods are then created
-/// group by group.
-pub(crate) async fn create_demo_paused_at_each_group(ns: &TestNs) {
-    demo_service(ns).await;
-    ns.create::<CafeDeployment>(cafedeployment(
-        "demo",
-        "demo",
-        10,
-        &["cell-a", "cell-b"],
-        json!({"upgradeType": "Beta", "batchSize": 4, "needWaitingForConfirm": true}),
-        json!({"components": ["service"]}),
-    ))
-    .await;
-}
-
-/// CAFE's example, created and confirmed until all 10 pods are Ready (5 per
-/// cell) and the release Healthy.
-pub(crate) async fn create_demo(ns: &TestNs) {
-    create_demo_paused_at_each_group(ns).await;
-    confirm_until_healthy(ns).await;
-    let cds: Api<CafeDeployment> = ns.api();
-    ns.wait("10 pods, 5 per cell, Healthy", 180, || async {
-        if phase(&cds).await != Some(Phase::Healthy) {
-            return None;
-        }
-        let per_cell = per_cell(ns).await;
-        (per_cell.get("cell-a") == Some(&5) && per_cell.get("cell-b") == Some(&5)).then_some(())
-    })
-    .await;
 }
 
 /// Waits for the phase with exactly `per_cell_wanted` live pods in each cell,
@@ -168,88 +59,6 @@ async fn live_pods_settle(ns: &TestNs, want: Phase, per_cell_wanted: usize) -> V
         },
     )
     .await
-}
-
-pub(crate) fn restarts(p: &Pod) -> i32 {
-    p.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|c| c.first())
-        .map_or(0, |c| c.restart_count)
-}
-
-pub(crate) fn kubectl(ns: &str, args: &[&str]) {
-    let status = Command::new("kubectl")
-        .args(["-n", ns])
-        .args(args)
-        .status()
-        .expect("kubectl on PATH");
-    assert!(status.success(), "kubectl {args:?}");
-}
-
-/// `kubectl patch` a rollback request, as a user would.
-pub(crate) fn kubectl_rollback(ns: &str, revision: i64) {
-    let body = format!(r#"{{"spec":{{"rollbackTo":{{"revision":{revision}}}}}}}"#);
-    kubectl(
-        ns,
-        &[
-            "patch",
-            "cafedeployment",
-            "demo",
-            "--type",
-            "merge",
-            "-p",
-            &body,
-        ],
-    );
-}
-
-/// Waits until all 10 pods run `wanted`, Ready, and the release is Healthy.
-pub(crate) async fn wait_all_on(ns: &TestNs, wanted: &str) {
-    wait_n_on(ns, 10, wanted).await;
-}
-
-/// Waits until exactly `n` pods run `wanted`, Ready, and the release is Healthy.
-pub(crate) async fn wait_n_on(ns: &TestNs, n: usize, wanted: &str) {
-    let cds: Api<CafeDeployment> = ns.api();
-    ns.wait(
-        &format!("all {n} pods Ready on {wanted}, Healthy"),
-        180,
-        || async {
-            let s = cds.get("demo").await.ok()?.status?;
-            let pods = pods_by_cell(ns).await;
-            let ok =
-                pods.len() == n && pods.iter().all(|(p, _)| image(p) == wanted && pod_ready(p));
-            (ok && s.phase == Some(Phase::Healthy)).then_some(())
-        },
-    )
-    .await;
-}
-
-/// Releases a new image by patching the first container's image, as
-/// `kubectl patch --type json` would (a merge patch would replace the whole
-/// containers list: probes and hooks gone, a change that cannot be in place).
-pub(crate) async fn release_image(cds: &Api<CafeDeployment>, image: &str) {
-    let patch: json_patch::Patch = serde_json::from_value(json!([
-        {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image}
-    ]))
-    .expect("a JSON patch");
-    cds.patch("demo", &PatchParams::default(), &Patch::<()>::Json(patch))
-        .await
-        .expect("release");
-}
-
-pub(crate) fn kubectl_annotate_confirm(ns: &str) {
-    kubectl(
-        ns,
-        &[
-            "annotate",
-            "cafedeployment",
-            "demo",
-            "cafe.sofastack.io/upgrade-confirmed=true",
-            "--overwrite",
-        ],
-    );
 }
 
 #[tokio::test]
@@ -511,35 +320,6 @@ async fn an_unconfirmed_creation_of_a_broken_template_creates_one_group_of_pods(
     );
 }
 
-/// A watch of every version of every pod of `ns` from now on: after each
-/// event, (pods seen, pods for which `flag` holds in their latest version).
-pub(crate) async fn count_pods(
-    ns: &TestNs,
-    flag: fn(&Pod) -> bool,
-) -> (
-    std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>>,
-    tokio::task::JoinHandle<()>,
-) {
-    let pods: Api<Pod> = ns.api();
-    let counts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = counts.clone();
-    let watch = tokio::spawn(async move {
-        let mut seen: BTreeMap<String, bool> = BTreeMap::new();
-        let mut s = watcher(pods, watcher::Config::default())
-            .applied_objects()
-            .boxed();
-        while let Some(Ok(p)) = s.next().await {
-            seen.insert(p.name_any(), flag(&p));
-            let flagged = seen.values().filter(|f| **f).count();
-            if let Ok(mut c) = log.lock() {
-                c.push((seen.len(), flagged));
-            }
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    (counts, watch)
-}
-
 #[tokio::test]
 #[ignore = "needs the local control plane: make test"]
 async fn an_unconfirmed_creation_paces_one_group_then_creates_the_rest_at_once() {
@@ -682,18 +462,7 @@ async fn a_paused_release_holds_its_group_and_resumes_when_unpaused() {
 
     let pause = |on: bool| {
         let body = format!(r#"{{"spec":{{"strategy":{{"pause":{on}}}}}}}"#);
-        kubectl(
-            &ns.name,
-            &[
-                "patch",
-                "cafedeployment",
-                "demo",
-                "--type",
-                "merge",
-                "-p",
-                &body,
-            ],
-        );
+        kubectl_patch_demo(&ns.name, &body);
     };
     pause(true);
     kubectl_annotate_confirm(&ns.name);
@@ -717,46 +486,6 @@ async fn a_paused_release_holds_its_group_and_resumes_when_unpaused() {
     settle(&ns, Phase::Healthy, 5).await;
     let summary = lossless.verify().await;
     assert!(summary.min_ready >= 1, "the Service kept an endpoint");
-}
-
-/// Confirms every wait until the release is Healthy.
-pub(crate) async fn confirm_until_healthy(ns: &TestNs) {
-    confirm_until_healthy_with(ns, || async { kubectl_annotate_confirm(&ns.name) }).await;
-}
-
-/// Calls `confirm` at every wait until the release is Healthy.
-pub(crate) async fn confirm_until_healthy_with<F, Fut>(ns: &TestNs, confirm: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let cds: Api<CafeDeployment> = ns.api();
-    ns.wait(
-        "the release to finish, confirming each wait",
-        240,
-        || async {
-            match phase(&cds).await {
-                Some(Phase::Healthy) => Some(()),
-                Some(Phase::WaitingForConfirm) => {
-                    confirm().await;
-                    None
-                }
-                _ => None,
-            }
-        },
-    )
-    .await;
-}
-
-/// Ready live pods per cell.
-async fn per_cell(ns: &TestNs) -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
-    for (p, cell) in pods_by_cell(ns).await {
-        if pod_ready(&p) {
-            *out.entry(cell).or_default() += 1;
-        }
-    }
-    out
 }
 
 #[tokio::test]

@@ -12,24 +12,18 @@ use cafe_operator::api::{CafeDeployment, Phase};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::cafedeployment::{
-    demo_service, image, phase, pod_uids, pods_by_cell, release_image, restarts,
+use crate::support::component::ExampleComponent;
+use crate::support::demo::{
+    cafedeployment, demo_service, phase, pod_uids, pods_by_cell, release_image,
 };
-use crate::lossless::Lossless;
-use crate::operator::Operator;
-use crate::support::{TestNs, cafedeployment, pod_ready};
-use crate::traffic::ExampleComponent;
+use crate::support::lossless::Lossless;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::{image, pod_ready, restarts};
+use crate::support::random::random_ms;
 
 const PODS: usize = 24;
 const KILLS: usize = 30;
-
-/// A pseudo-random duration in [lo, hi) ms: the clock's nanoseconds.
-pub(crate) fn random_ms(lo: u64, hi: u64) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::from(d.subsec_nanos()));
-    Duration::from_millis(lo + (nanos / 1000) % (hi - lo))
-}
 
 fn restart_apiserver() -> bool {
     let script = concat!(

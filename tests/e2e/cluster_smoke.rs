@@ -13,7 +13,8 @@ use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, WatchEvent, WatchParams};
 use serde_json::json;
 
-use crate::support::{TestNs, pod_condition, pod_ready};
+use crate::support::namespace::TestNs;
+use crate::support::pods::{pod_condition, pod_ready};
 
 const GATE: &str = "example.com/gate";
 

@@ -5,8 +5,7 @@
 //! look. Forged requests (another origin, no token, a read-only console)
 //! and a connection to the machine's non-loopback address are refused.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cafe_operator::api::{CafeDeployment, HistoryAction, Phase};
@@ -15,60 +14,14 @@ use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::browser::Browser;
-use crate::operator::Operator;
-use crate::signoff::{
+use crate::support::browser::Browser;
+use crate::support::console::Console;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::signoff::{
     api, as_user, confirm_until_healthy, demo, history, kubeconfig_as, recorded, set_image,
     signed_namespace, wait_phase,
 };
-use crate::support::TestNs;
-
-/// A console process, stopped when dropped.
-pub(crate) struct Console {
-    child: Child,
-    pub url: String,
-}
-
-impl Console {
-    /// `kubectl cafe console --port 0 ARGS` with `kubeconfig`; waits for its URL.
-    pub(crate) fn start(kubeconfig: &str, args: &[&str]) -> Console {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-cafe"))
-            .args(["--kubeconfig", kubeconfig, "console", "--port", "0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("kubectl-cafe console");
-        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut first = String::new();
-        out.read_line(&mut first).expect("the console's first line");
-        // Read the rest, so that the console never writes to a closed pipe.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        let url = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {first:?}"))
-            .to_string();
-        Console { child, url }
-    }
-
-    pub(crate) fn port(&self) -> u16 {
-        self.url
-            .trim_end_matches('/')
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("a port in the URL")
-    }
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The release card's selector.
 fn card(ns: &TestNs) -> String {
@@ -459,7 +412,7 @@ async fn the_console_shows_a_release_live_and_acts_as_the_person_who_opened_it()
     // carol pauses from kubectl: bob's page shows it within 2 s.
     browser.open(&as_bob.url).await;
     on_page(&browser, &release, "WaitingForConfirm", 30).await;
-    crate::cafedeployment::kubectl(
+    crate::support::kubectl::kubectl(
         &ns.name,
         &[
             "--kubeconfig",

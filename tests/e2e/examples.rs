@@ -8,10 +8,10 @@ use std::process::Command;
 use cafe_operator::api::{CafeDeployment, Phase};
 use kube::{Api, ResourceExt};
 
-use crate::cafedeployment::{image, restarts};
-use crate::operator::Operator;
-use crate::support::{TestNs, pod_ready, pods_on_nodes};
-use crate::traffic::ExampleComponent;
+use crate::support::component::ExampleComponent;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::{image, pod_ready, pods_on_nodes, restarts};
 
 fn apply(ns: &TestNs, example: &str) {
     let path = format!("{}/examples/{example}", env!("CARGO_MANIFEST_DIR"));

@@ -15,8 +15,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::operator::Operator;
-use crate::support::{TestNs, pod_condition, pod_ready, wait_set_condition};
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::{pod_condition, pod_ready, wait_set_condition};
 
 const GATE: &str = "cafe.sofastack.io/traffic-ready";
 const RPC: &str = "traffic.cafe.sofastack.io/rpc";

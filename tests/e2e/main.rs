@@ -2,14 +2,10 @@
 //! `make cluster-up`, or kind/k3d): the cluster comes from `KUBECONFIG`.
 //! Each test owns a namespace; every wait is bounded. They are `#[ignore]`d so
 //! that a plain `cargo test` runs only the unit tests; `make test` runs all.
+//! A file per story area; what they share is in `support/`.
 
-mod browser;
 #[path = "../corpus/mod.rs"]
 mod corpus;
-mod load;
-mod lossless;
-mod operator;
-mod real_app;
 mod support;
 
 mod analysis;

@@ -13,13 +13,15 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::cafedeployment::{
-    confirm_until_healthy, create_demo, create_demo_paused_at_each_group, demo_service, image,
-    kubectl_annotate_confirm, phase, pod_uids, pods_by_cell, release_image,
+use crate::support::demo::{
+    cafedeployment, confirm_until_healthy, create_demo, create_demo_paused_at_each_group,
+    demo_service, phase, pod_uids, pods_by_cell, release_image,
 };
-use crate::lossless::Lossless;
-use crate::operator::Operator;
-use crate::support::{TestNs, cafedeployment, pod_ready};
+use crate::support::kubectl::kubectl_annotate_confirm;
+use crate::support::lossless::Lossless;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::{image, pod_ready};
 
 /// (cell, image) -> Ready live pods.
 async fn census(ns: &TestNs) -> BTreeMap<(String, String), usize> {
@@ -293,7 +295,8 @@ async fn bad_pins_are_refused_and_an_absurd_replica_count_stays_small_and_stoppa
         (phase(&cds).await == Some(Phase::WaitingForConfirm)).then_some(())
     })
     .await;
-    let huge_pods = crate::support::pods_on_nodes(&ns, "huge", "cafe.sofastack.io/cell").await;
+    let huge_pods =
+        crate::support::pods::pods_on_nodes(&ns, "huge", "cafe.sofastack.io/cell").await;
     assert_eq!(huge_pods.len(), 2, "one pod per cell, nothing more");
     let started = Instant::now();
     let log = op.stop();

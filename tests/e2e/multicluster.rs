@@ -17,19 +17,21 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::cafedeployment::{confirm_until_healthy, image};
-use crate::chaos::random_ms;
-use crate::load::Load;
-use crate::lossless::Lossless;
-use crate::operator::Operator;
-use crate::plugin::expect;
-use crate::real_app::testapp;
-use crate::real_nodes::{
-    self, MAX_LOAD_TIME, MAX_REQUESTS, RATE, assert_no_failure, service, service_in, wait_routed,
+use crate::support::demo::{cafedeployment, confirm_until_healthy};
+use crate::support::kubectl::expect;
+use crate::support::load::Load;
+use crate::support::lossless::Lossless;
+use crate::support::members::{
+    member_kubeconfig, members_sh, register, register_member, unregister_by_hand,
 };
-use crate::support::{
-    TestNs, cafedeployment, member_kubeconfig, members_sh, pod_ready, register, register_member,
-    unregister_by_hand,
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::{image, pod_ready};
+use crate::support::random::random_ms;
+use crate::support::real_app::testapp;
+use crate::support::real_nodes;
+use crate::support::real_nodes::{
+    MAX_LOAD_TIME, MAX_REQUESTS, RATE, assert_no_failure, service, service_in, wait_routed,
 };
 
 const MEMBERS: [(&str, &str); 2] = [("dc-2", "cell-b"), ("dc-3", "cell-c")];
@@ -628,8 +630,8 @@ async fn a_member_that_drops_off_holds_its_group_stalls_naming_it_and_the_releas
     // The on-call person's console (the admin's kubeconfig) shows every
     // cell reachable, and then the one whose cluster dropped off.
     let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_else(|_| ".cluster/kubeconfig".into());
-    let console = crate::console::Console::start(&kubeconfig, &["-n", &fed.ns.name]);
-    let browser = crate::browser::Browser::start().await;
+    let console = crate::support::console::Console::start(&kubeconfig, &["-n", &fed.ns.name]);
+    let browser = crate::support::browser::Browser::start().await;
     browser.open(&console.url).await;
     let cell_c = format!(
         "[data-key=\"{}/web\"] [data-cell=\"cell-c\"] .reach",
@@ -973,7 +975,7 @@ async fn failover_moves_a_lost_cells_pods_to_the_others_by_a_persons_decision_an
 #[tokio::test]
 #[ignore = "needs the local control plane and its members (make test)"]
 async fn a_freeze_stops_the_release_in_every_cluster_and_is_kept_as_a_record() {
-    crate::signoff::install_policies();
+    crate::support::signoff::install_policies();
     let fed = Federation::new("mc-freeze").await;
     fed.beta_waiting("web").await;
     let ns = fed.ns.name.clone();
@@ -1128,7 +1130,7 @@ async fn sigkills_of_the_host_and_member_operators_mid_release_update_every_pod_
         for p in pods {
             assert_eq!(image(p), "nginx:1.26");
             assert_eq!(
-                crate::cafedeployment::restarts(p),
+                crate::support::pods::restarts(p),
                 1,
                 "{cluster}: pod {} restarted exactly once",
                 p.name_any()

@@ -3,42 +3,18 @@
 //! `get -w` drawn in a real pseudo-terminal.
 
 use std::io::Read;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cafe_operator::api::{CafeDeployment, Phase};
 use kube::Api;
 
-use crate::cafedeployment::{create_demo, image, phase, pods_by_cell};
-use crate::operator::Operator;
-use crate::support::{TestNs, pod_ready};
-
-fn cafe(ns: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kubectl-cafe"))
-        .args(["-n", ns])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kubectl-cafe")
-}
-
-/// Runs a verb; asserts its exit code; returns stdout and stderr together.
-pub(crate) fn expect(ns: &str, args: &[&str], code: i32) -> String {
-    let out = cafe(ns, args);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "kubectl cafe {args:?} exited {:?}:\n{text}",
-        out.status.code()
-    );
-    text
-}
+use crate::support::demo::{create_demo, phase, pods_by_cell};
+use crate::support::kubectl::expect;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::{image, pod_ready};
 
 /// Waits for the phase with `new` Ready pods per cell on nginx:1.26.
 async fn at(ns: &TestNs, want: Phase, new: usize) {

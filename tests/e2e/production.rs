@@ -2,8 +2,6 @@
 //! two replicas under leader election, and the Helm chart's identity doing a
 //! whole release with exactly the rights the chart grants.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,35 +13,17 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::cafedeployment::{
-    confirm_until_healthy, create_demo, image, kubectl_annotate_confirm, phase, pod_identities,
-    pods_by_cell, release_image, restarts, wait_all_on,
+use crate::support::chart::{CHART, helm};
+use crate::support::component::ExampleComponent;
+use crate::support::demo::{
+    confirm_until_healthy, create_demo, phase, pod_identities, pods_by_cell, release_image,
+    wait_all_on,
 };
-use crate::operator::Operator;
-use crate::support::{TestNs, pod_ready};
-use crate::traffic::ExampleComponent;
-
-/// A port nobody listens on right now.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// GET over plain HTTP/1.0: (status code, body); `None` if nothing answers.
-pub(crate) fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())?;
-    Some((status, body))
-}
+use crate::support::kubectl::kubectl_annotate_confirm;
+use crate::support::namespace::TestNs;
+use crate::support::net::{free_port, http_get};
+use crate::support::operator::{Operator, holder};
+use crate::support::pods::{image, pod_ready, restarts};
 
 /// The value of the series `name{labels}` in a Prometheus text page.
 fn sample(page: &str, series: &str) -> Option<f64> {
@@ -129,17 +109,6 @@ async fn metrics_and_probes_report_what_the_operator_does_and_sees() {
         "cafe_api_requests_total{verb=\"patch\",resource=\"pods/status\",outcome=\"success\"}",
         &|v| v >= 10.0,
     );
-}
-
-/// Who holds the Lease `cafe-operator` in the test namespace.
-pub(crate) async fn holder(ns: &TestNs) -> Option<String> {
-    let leases: Api<Lease> = ns.api();
-    leases
-        .get_opt("cafe-operator")
-        .await
-        .ok()??
-        .spec?
-        .holder_identity
 }
 
 /// Waits (up to `seconds`) until `identity` holds the Lease.
@@ -297,20 +266,6 @@ async fn a_leader_whose_lease_is_taken_stops_writing_at_once() {
     assert!(log.contains("lost the leader Lease"), "{log}");
 }
 
-pub(crate) fn helm(args: &[&str]) -> String {
-    let out = Command::new("helm")
-        .args(args)
-        .output()
-        .expect("helm on PATH (make test puts the pinned one there)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "helm {args:?}:\n{text}");
-    text
-}
-
 fn kubectl_out(args: &[&str]) -> (bool, String) {
     let out = Command::new("kubectl")
         .args(args)
@@ -321,8 +276,6 @@ fn kubectl_out(args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
     )
 }
-
-pub(crate) const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/cafe-operator");
 
 #[test]
 #[ignore = "needs helm: make test"]

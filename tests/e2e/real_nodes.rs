@@ -5,118 +5,27 @@
 //! number that matters is the failed requests: ours must be zero.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use cafe_operator::api::{CafeDeployment, Phase};
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::SignedDuration;
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::cafedeployment::{
-    confirm_until_healthy, image, kubectl_rollback, phase, pods_by_cell, release_image, wait_n_on,
+use crate::support::demo::{confirm_until_healthy, phase, pods_by_cell, release_image, wait_n_on};
+use crate::support::kubectl::kubectl_rollback;
+use crate::support::load::Load;
+use crate::support::lossless::Lossless;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::{image, pod_condition, pod_ready};
+use crate::support::real_app::{template, testapp};
+use crate::support::real_nodes::{
+    MAX_LOAD_TIME, MAX_REQUESTS, RATE, assert_no_failure, create_demo, service, wait_routed,
 };
-use crate::load::{Load, Report};
-use crate::lossless::Lossless;
-use crate::operator::Operator;
-use crate::real_app::{example, template, testapp};
-use crate::support::{TestNs, pod_condition, pod_ready};
-
-pub(crate) const TAINT: &str = "cafe.sofastack.io/real-node";
-/// Requests a second: steady, well within what the two nodes serve.
-pub(crate) const RATE: u32 = 200;
-/// Every load stops by itself after this many requests or this long.
-pub(crate) const MAX_REQUESTS: u64 = 120_000;
-pub(crate) const MAX_LOAD_TIME: Duration = Duration::from_secs(540);
-
-/// A ClusterIP Service `name` in front of app's pods; returns ClusterIP:80.
-pub(crate) async fn service(ns: &TestNs, name: &str, app: &str) -> SocketAddr {
-    service_in(&ns.client, &ns.name, name, app).await
-}
-
-/// `service` in namespace `ns` of the cluster `client` talks to (a member:
-/// the machine routes to its Services through its node's namespace).
-pub(crate) async fn service_in(client: &Client, ns: &str, name: &str, app: &str) -> SocketAddr {
-    let body: Service = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": 8080}]}
-    }))
-    .expect("a Service");
-    let svc = Api::<Service>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &body)
-        .await
-        .expect("create the Service");
-    let ip = svc
-        .spec
-        .and_then(|s| s.cluster_ip)
-        .expect("a ClusterIP Service has an address");
-    assert!(
-        ip.starts_with("198.19."),
-        "Service addresses come from 198.19.0.0/17, got {ip}"
-    );
-    format!("{ip}:80").parse().expect("ClusterIP:80")
-}
-
-/// Waits until kube-proxy routes the Service: 20 requests in a row answered.
-pub(crate) async fn wait_routed(ns: &TestNs, target: SocketAddr) {
-    ns.wait("kube-proxy to route the Service", 60, || async {
-        let load = Load::start(target, 100, 20, Duration::from_secs(2));
-        let report = load.finish_when_done().await;
-        (report.failed().is_empty() && report.sent() == 20).then_some(())
-    })
-    .await;
-}
-
-/// A CafeDeployment `demo` of the test application on the real nodes:
-/// `replicas` pods over cell-a and cell-b, Beta, batches of `batch`, confirmed.
-pub(crate) fn demo(replicas: i64, batch: i64, version: &str) -> serde_json::Value {
-    let mut demo = example();
-    demo["spec"]["replicas"] = json!(replicas);
-    demo["spec"]["strategy"]["batchSize"] = json!(batch);
-    demo["spec"]["template"] = template("demo", version);
-    demo
-}
-
-/// Creates `demo` with its Service, confirms it up, and waits until kube-proxy
-/// routes to it; returns the Service's address.
-pub(crate) async fn create_demo(ns: &TestNs, replicas: i64, batch: i64) -> SocketAddr {
-    let target = service(ns, "demo", "demo").await;
-    ns.create::<CafeDeployment>(demo(replicas, batch, "v1"))
-        .await;
-    confirm_until_healthy(ns).await;
-    wait_n_on(ns, replicas as usize, &testapp("v1")).await;
-    for (p, _) in pods_by_cell(ns).await {
-        let ip = p.status.and_then(|s| s.pod_ip).unwrap_or_default();
-        assert!(
-            ip.starts_with("198.18."),
-            "pod addresses come from 198.18.0.0/16, got {ip}"
-        );
-    }
-    wait_routed(ns, target).await;
-    target
-}
-
-/// Asserts that no request failed and that the load covered the whole story
-/// (it had not stopped at its bound), printing the report either way.
-pub(crate) fn assert_no_failure(story: &str, report: &Report) {
-    println!("{story}: {}", report.summary());
-    assert!(
-        !report.ran_out,
-        "{story}: the load stopped at its bound ({MAX_REQUESTS} requests or {MAX_LOAD_TIME:?}) \
-         before the story ended: raise the bound"
-    );
-    let failed = report.failed();
-    assert!(
-        failed.is_empty(),
-        "{story}: {} of {} requests failed; the first: {:?}",
-        failed.len(),
-        report.sent(),
-        &failed[..failed.len().min(5)]
-    );
-}
 
 /// Waits until `demo` waits for a confirmation (`what` has been released).
 pub(crate) async fn wait_for_confirmation(ns: &TestNs, what: &str) {
@@ -298,7 +207,7 @@ async fn identities(ns: &TestNs) -> BTreeMap<String, (String, i32)> {
         .await
         .into_iter()
         .map(|(p, _)| {
-            let restarts = crate::cafedeployment::restarts(&p);
+            let restarts = crate::support::pods::restarts(&p);
             (
                 p.uid().unwrap_or_default(),
                 (

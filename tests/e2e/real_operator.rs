@@ -11,16 +11,17 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::cafedeployment::{
-    confirm_until_healthy, kubectl_annotate_confirm, phase, pods_by_cell, release_image, restarts,
-    wait_n_on,
+use crate::support::chart::{CHART, helm};
+use crate::support::demo::{confirm_until_healthy, phase, pods_by_cell, release_image, wait_n_on};
+use crate::support::kubectl::kubectl_annotate_confirm;
+use crate::support::load::Load;
+use crate::support::namespace::TestNs;
+use crate::support::operator::{Operator, holder};
+use crate::support::pods::restarts;
+use crate::support::real_app::testapp;
+use crate::support::real_nodes::{
+    MAX_LOAD_TIME, MAX_REQUESTS, RATE, TAINT, assert_no_failure, create_demo,
 };
-use crate::load::Load;
-use crate::operator::Operator;
-use crate::production::{CHART, helm, holder};
-use crate::real_app::testapp;
-use crate::real_nodes::{MAX_LOAD_TIME, MAX_REQUESTS, RATE, TAINT, assert_no_failure, create_demo};
-use crate::support::TestNs;
 
 /// No confirmations: the release runs by itself while the operator dies.
 async fn unattended(ns: &TestNs) {

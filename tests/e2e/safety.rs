@@ -12,14 +12,15 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::cafedeployment::{
-    count_pods, demo_service, image, kubectl, kubectl_annotate_confirm, pods_by_cell,
-    release_image, settle, wait_all_on, wait_n_on,
+use crate::support::demo::{
+    cafedeployment, demo_service, pods_by_cell, release_image, settle, wait_all_on, wait_n_on,
 };
-use crate::lossless::Lossless;
-use crate::operator::Operator;
-use crate::production::{free_port, http_get};
-use crate::support::{TestNs, cafedeployment, pod_condition, pod_ready};
+use crate::support::kubectl::{kubectl, kubectl_annotate_confirm};
+use crate::support::lossless::Lossless;
+use crate::support::namespace::TestNs;
+use crate::support::net::{free_port, http_get};
+use crate::support::operator::Operator;
+use crate::support::pods::{count_pods, image, pod_condition, pod_ready};
 
 /// The application's own readiness, as a readiness gate the test controls:
 /// kubelet (kwok's stages) keeps a pod not Ready while it is False.
@@ -207,7 +208,7 @@ async fn a_release_honours_a_pod_disruption_budget() {
 async fn scaling_to_zero_mid_release_keeps_the_release_and_its_wait() {
     let ns = TestNs::new("scale-zero").await;
     let _op = Operator::start(&ns.name);
-    crate::cafedeployment::create_demo(&ns).await;
+    crate::support::demo::create_demo(&ns).await;
     let cds: Api<CafeDeployment> = ns.api();
     let stable = cds
         .get("demo")
@@ -258,7 +259,7 @@ async fn scaling_to_zero_mid_release_keeps_the_release_and_its_wait() {
         "back at 10: the Beta group (one per cell) on the new image, the rest stable"
     );
     kubectl_annotate_confirm(&ns.name);
-    crate::cafedeployment::confirm_until_healthy(&ns).await;
+    crate::support::demo::confirm_until_healthy(&ns).await;
     wait_all_on(&ns, "nginx:1.26").await;
     watch.abort();
     let most = most_flagged(&counts);

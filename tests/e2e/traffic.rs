@@ -3,7 +3,6 @@
 //! both let go of a pod before it changes and hold it again before the next.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use cafe_operator::api::InPlaceSet;
@@ -12,43 +11,15 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::lossless::{Lossless, Version};
-use crate::operator::Operator;
-use crate::support::{TestNs, pod_condition, pod_ready, wait_set_condition};
+use crate::support::component::ExampleComponent;
+use crate::support::lossless::{Lossless, Version};
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::support::pods::{pod_condition, pod_ready, wait_set_condition};
 
 const SERVICE: &str = "traffic.cafe.sofastack.io/service";
 const RPC: &str = "traffic.cafe.sofastack.io/rpc";
 const GATE: &str = "cafe.sofastack.io/traffic-ready";
-
-/// The example external component, run as the user would run it.
-pub(crate) struct ExampleComponent(Child);
-
-impl ExampleComponent {
-    pub(crate) fn start(namespace: &str) -> Self {
-        use std::os::unix::process::CommandExt;
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rpc-component.sh");
-        let child = Command::new("bash")
-            .args([script, namespace, "rpc"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own process group, so that stopping it stops its kubectl children too.
-            .process_group(0)
-            .spawn()
-            .expect("start examples/rpc-component.sh (needs kubectl on PATH)");
-        Self(child)
-    }
-}
-
-impl Drop for ExampleComponent {
-    fn drop(&mut self) {
-        // The whole group: a kubectl still running after bash is gone could add
-        // a finalizer back after the test's cleanup removed it.
-        let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test]
 #[ignore = "needs the local control plane: make test"]
@@ -365,7 +336,7 @@ async fn a_pod_behind_a_service_changes_only_once_kubelet_took_it_out_of_ready()
                 let list = pods.list(&ListParams::default()).await.ok()?.items;
                 let done = list
                     .iter()
-                    .all(|p| pod_ready(p) && crate::cafedeployment::image(p) == image);
+                    .all(|p| pod_ready(p) && crate::support::pods::image(p) == image);
                 (list.len() == 8 && done).then_some(())
             }
         }
@@ -390,7 +361,7 @@ async fn a_pod_behind_a_service_changes_only_once_kubelet_took_it_out_of_ready()
                 let entry = (
                     p.labels().get("app").cloned(),
                     p.name_any(),
-                    crate::cafedeployment::image(&p),
+                    crate::support::pods::image(&p),
                     pod_ready(&p),
                 );
                 if let Ok(mut log) = log.lock() {

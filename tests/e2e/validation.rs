@@ -7,7 +7,7 @@ use kube::{Api, Client};
 use serde_json::Value;
 
 use crate::corpus;
-use crate::support::TestNs;
+use crate::support::namespace::TestNs;
 
 fn api_for(client: &Client, ns: &str, doc: &Value) -> Api<DynamicObject> {
     let api_version = doc["apiVersion"].as_str().expect("apiVersion");

@@ -1,4 +1,4 @@
-//! (e): the reaction latency from a confirmation to the first gate flip.
+//! (e) confirm-latency: the reaction latency from a confirmation to the first gate flip.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,18 +13,19 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::cluster::{
+use crate::support::cluster::{
     cafedeployment, cell, image_op, json_patch, operator, remove, wait_cd, wait_until,
 };
-use crate::stages::percentile;
-use crate::support::TestNs;
-use crate::support::pod_condition;
-use crate::{Args, IMAGE_2, Report};
+use crate::support::namespace::TestNs;
+use crate::support::pods::pod_condition;
+use crate::support::stages::percentile;
+use crate::{Args, IMAGE_2, Part, Report};
 
-/// (e): confirmation -> first gate flip, on an otherwise idle operator.
-pub(crate) async fn part_e(args: &Args, report: &mut Report) {
+/// (e) confirm-latency: confirmation -> first gate flip, on an otherwise idle operator.
+pub(crate) async fn confirm_latency(args: &Args, report: &mut Report) {
     report.line(format!(
-        "\n## (e) confirmation -> first gate flip ({} confirmations)\n",
+        "\n## {}: confirmation -> first gate flip ({} confirmations)\n",
+        Part::ConfirmLatency,
         args.samples
     ));
     let ns = TestNs::new("bench-confirm").await;

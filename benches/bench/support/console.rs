@@ -1,4 +1,4 @@
-//! `kubectl cafe console` watching part (d)'s fleet: what a person's
+//! `kubectl cafe console` watching the fleet of part (d): what a person's
 //! console costs on their machine, idle and while every release moves. The
 //! console runs as a person runs it (release build, the admin's
 //! kubeconfig) and a page is connected to it (its event stream), so it
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
-use crate::metrics::rss_kib;
+use crate::support::metrics::rss_kib;
 
 pub(crate) struct ConsoleProbe {
     child: Child,

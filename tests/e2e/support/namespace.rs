@@ -1,12 +1,13 @@
 //! What every e2e test needs: a client for the cluster in `KUBECONFIG`, a
-//! namespace of its own, bounded waits that explain themselves on timeout.
+//! namespace of its own (removed with what the test's operator left in it),
+//! bounded waits that explain themselves on timeout.
 
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ServiceAccount};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -31,128 +32,6 @@ pub async fn client() -> Client {
         Ok(c) => c,
         Err(e) => panic!("cannot build a client from KUBECONFIG: {e}"),
     }
-}
-
-/// Runs `tests/cluster/members.sh` (the member clusters dc-2 and dc-3) and
-/// returns its output; fails the caller with its error.
-pub fn members_sh(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/members.sh");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run tests/cluster/members.sh");
-    assert!(
-        out.status.success(),
-        "members.sh {args:?} failed (are the members up? tests/cluster/members.sh up): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The admin kubeconfig of member `name` (dc-2, dc-3).
-pub fn member_kubeconfig(name: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(".cluster-{name}/kubeconfig"))
-}
-
-/// An admin client for member `name`.
-pub async fn member_client(name: &str) -> Client {
-    let path = member_kubeconfig(name);
-    let config = kube::config::Kubeconfig::read_from(&path).unwrap_or_else(|e| {
-        panic!(
-            "member {name} is not running ({e}): start the members with tests/cluster/members.sh up"
-        )
-    });
-    let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
-        .await
-        .expect("member config");
-    Client::try_from(config).expect("member client")
-}
-
-/// Registers member `name` (running `cell`) for `ns`'s stories: the same
-/// namespace in the member, a Secret in `ns` with a kubeconfig for the host's
-/// least-privilege identity there, and the MemberCluster (replacing one left
-/// by an earlier story; `spec` adds to its spec). Returns an admin client of
-/// the member.
-pub async fn register_member(
-    ns: &TestNs,
-    name: &str,
-    cell: &str,
-    spec: serde_json::Value,
-) -> Client {
-    use k8s_openapi::api::core::v1::Secret;
-    let client = member_client(name).await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let body: Namespace =
-        serde_json::from_value(json!({"metadata": {"name": ns.name}})).expect("namespace");
-    namespaces
-        .create(&PostParams::default(), &body)
-        .await
-        .unwrap_or_else(|e| panic!("create namespace {} in {name}: {e}", ns.name));
-    let secret_name = format!("kubeconfig-{name}");
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": secret_name},
-        "stringData": {"kubeconfig": members_sh(&["kubeconfig", name])}
-    }))
-    .expect("secret");
-    ns.api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("kubeconfig Secret");
-    register(ns, name, cell, spec).await;
-    client
-}
-
-/// Registers member `name` (running `cell`) by the kubeconfig Secret
-/// `kubeconfig-<name>` in `ns`, replacing an earlier registration.
-pub async fn register(ns: &TestNs, name: &str, cell: &str, spec: serde_json::Value) {
-    use cafe_operator::api::MemberCluster;
-    let secret_name = format!("kubeconfig-{name}");
-    let registry: Api<MemberCluster> = Api::all(ns.client.clone());
-    let _ = registry.delete(name, &DeleteParams::default()).await;
-    // The previous story's operator, which would take its finalizer off
-    // once nothing used the member, is gone: take it off by hand.
-    unregister_by_hand(&registry, name).await;
-    ns.wait("the previous registration to go", 30, || async {
-        registry.get_opt(name).await.ok()?.is_none().then_some(())
-    })
-    .await;
-    let mut body = json!({
-        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "MemberCluster",
-        "metadata": {"name": name, "labels": {"cafe.sofastack.io/e2e": "true"}},
-        "spec": {"kubeconfigSecretRef": {"namespace": ns.name, "name": secret_name},
-                 "cells": [cell]}
-    });
-    for (k, v) in spec.as_object().into_iter().flatten() {
-        body["spec"][k] = v.clone();
-    }
-    let body: MemberCluster = serde_json::from_value(body).expect("member");
-    registry
-        .create(&PostParams::default(), &body)
-        .await
-        .expect("MemberCluster");
-}
-
-/// Takes the operator's finalizer off MemberCluster `name` (what a person
-/// does when the member is lost for good); the others are kept.
-pub async fn unregister_by_hand(registry: &Api<cafe_operator::api::MemberCluster>, name: &str) {
-    use cafe_operator::api::names::MEMBER_IN_USE_FINALIZER;
-    let Ok(Some(member)) = registry.get_opt(name).await else {
-        return;
-    };
-    let Some(ops) =
-        cafe_operator::api::finalizer_removed(&member.metadata, MEMBER_IN_USE_FINALIZER)
-    else {
-        return;
-    };
-    let patch: json_patch::Patch = serde_json::from_value(ops).expect("a JSON patch");
-    let _ = registry
-        .patch(
-            name,
-            &Default::default(),
-            &kube::api::Patch::Json::<()>(patch),
-        )
-        .await;
 }
 
 impl TestNs {
@@ -354,95 +233,4 @@ async fn strip_traffic_finalizers(pods: &Api<Pod>) {
                 .await;
         }
     }
-}
-
-/// Waits until the InPlaceSet `name` reports condition `type_` with `status`.
-pub async fn wait_set_condition(
-    ns: &TestNs,
-    name: &str,
-    type_: &str,
-    status: &str,
-) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    let sets: Api<cafe_operator::api::InPlaceSet> = ns.api();
-    ns.wait(
-        &format!("{type_}={status} on InPlaceSet {name}"),
-        60,
-        || async {
-            let s = sets.get(name).await.ok()?.status?;
-            s.conditions
-                .into_iter()
-                .find(|c| c.type_ == type_ && c.status == status)
-        },
-    )
-    .await
-}
-
-/// The status of condition `type_` on a pod, if present.
-pub fn pod_condition(pod: &Pod, type_: &str) -> Option<String> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| c.status.clone())
-}
-
-pub fn pod_ready(pod: &Pod) -> bool {
-    pod_condition(pod, "Ready").as_deref() == Some("True")
-}
-
-/// Live pods of `app`, each with the value of `node_label` on its node.
-pub async fn pods_on_nodes(ns: &TestNs, app: &str, node_label: &str) -> Vec<(Pod, String)> {
-    let pods: Api<Pod> = ns.api();
-    let nodes: Api<Node> = Api::all(ns.client.clone());
-    let mut out = Vec::new();
-    let listed = pods
-        .list(&ListParams::default().labels(&format!("app={app}")))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
-    for p in listed {
-        if p.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let node = p
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default();
-        let value = nodes
-            .get(&node)
-            .await
-            .ok()
-            .and_then(|n| n.labels().get(node_label).cloned())
-            .unwrap_or_default();
-        out.push((p, value));
-    }
-    out
-}
-
-/// A CafeDeployment manifest: `replicas` pods of nginx:1.25 labelled
-/// `app: <app>` over `cells`, with the given strategy and traffic.
-pub fn cafedeployment(
-    name: &str,
-    app: &str,
-    replicas: i64,
-    cells: &[&str],
-    strategy: serde_json::Value,
-    traffic: serde_json::Value,
-) -> serde_json::Value {
-    json!({
-        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": app}},
-            "template": {"metadata": {"labels": {"app": app}},
-                         "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]}},
-            "topology": {"values": cells},
-            "strategy": strategy,
-            "traffic": traffic
-        }
-    })
 }

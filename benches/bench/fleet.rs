@@ -1,4 +1,4 @@
-//! (d): a fleet of CafeDeployments: the operator's memory, its writes while
+//! (d) fleet: a fleet of CafeDeployments: the operator's memory, its writes while
 //! nothing changes, and the time to release all of them at once; and a
 //! person's `kubectl cafe console` watching all of it.
 
@@ -10,18 +10,20 @@ use kube::Api;
 use kube::api::{ListParams, PatchParams};
 use serde_json::json;
 
-use crate::cluster::{cafedeployment, cd_done, operator, remove, set_image, wait_until};
-use crate::console::ConsoleProbe;
-use crate::metrics::{requests, rss_kib, writes_between, writes_by_kind};
-use crate::support::TestNs;
-use crate::{Args, IMAGE_2, Report, WAIT};
+use crate::support::cluster::{cafedeployment, cd_done, operator, remove, set_image, wait_until};
+use crate::support::console::ConsoleProbe;
+use crate::support::metrics::{requests, rss_kib, writes_between, writes_by_kind};
+use crate::support::namespace::TestNs;
+use crate::{Args, IMAGE_2, Part, Report, WAIT};
 
-/// (d): a fleet of CafeDeployments: memory, quiet writes, a mass release.
-pub(crate) async fn part_d(args: &Args, report: &mut Report) {
+/// (d) fleet: a fleet of CafeDeployments: memory, quiet writes, a mass release.
+pub(crate) async fn fleet(args: &Args, report: &mut Report) {
     let total = args.fleet * args.fleet_pods;
     report.line(format!(
-        "\n## (d) {} CafeDeployments x {} pods = {total} pods\n",
-        args.fleet, args.fleet_pods
+        "\n## {}: {} CafeDeployments x {} pods = {total} pods\n",
+        Part::Fleet,
+        args.fleet,
+        args.fleet_pods
     ));
     let ns = TestNs::new("bench-fleet").await;
     let (mut op, port) = operator(&ns.name);

@@ -1,4 +1,4 @@
-//! (b): the release of part (a) behind a Service, drained by the `service`
+//! (b) service-release: the release of part (a) create-release behind a Service, drained by the `service`
 //! component and checked by the lossless checker.
 
 use cafe_operator::api::CafeDeployment;
@@ -6,16 +6,17 @@ use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use serde_json::json;
 
-use crate::cluster::{cafedeployment, operator, remove, wait_cd};
-use crate::lossless;
-use crate::part_a::release;
-use crate::support::TestNs;
-use crate::{Args, IMAGE_2, Report};
+use crate::support::cluster::{cafedeployment, operator, remove, wait_cd};
+use crate::support::lossless;
+use crate::support::namespace::TestNs;
+use crate::support::release::release;
+use crate::{Args, IMAGE_2, Part, Report};
 
-/// (b): the same release behind a Service, drained by the `service` component.
-pub(crate) async fn part_b(args: &Args, report: &mut Report) {
+/// (b) service-release: the same release behind a Service, drained by the `service` component.
+pub(crate) async fn service_release(args: &Args, report: &mut Report) {
     report.line(format!(
-        "\n## (b) the same release with the `service` component ({} pods behind a Service)\n",
+        "\n## {}: the same release with the `service` component ({} pods behind a Service)\n",
+        Part::ServiceRelease,
         args.pods
     ));
     let ns = TestNs::new("bench-svc").await;
@@ -54,7 +55,10 @@ pub(crate) async fn part_b(args: &Args, report: &mut Report) {
     measured.report(
         report,
         args,
-        "## (c) API requests per in-place-updated pod with the `service` component",
+        &format!(
+            "## {}: API requests per in-place-updated pod with the `service` component",
+            Part::ApiRequests
+        ),
     );
     op.stop();
     remove(ns).await;

@@ -13,7 +13,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use crate::Report;
-use crate::support::{TestNs, pod_condition};
+use crate::support::namespace::TestNs;
+use crate::support::pods::pod_condition;
 
 /// When each pod (by name) reached each of `names`, as seen by a watch:
 /// where a creation's or a release's time goes.

@@ -10,8 +10,8 @@ use kube::api::{DeleteParams, ListParams, Patch, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use crate::operator::Operator;
-use crate::support::TestNs;
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
 use crate::{Args, IMAGE_1, NODE_LABEL, WAIT};
 
 pub(crate) fn cell(i: usize) -> String {

@@ -11,7 +11,7 @@ pub fn testapp(version: &str) -> String {
 }
 
 /// `examples/real-nodes.yaml`, the CafeDeployment `make demo` releases under load.
-const EXAMPLE: &str = include_str!("../../examples/real-nodes.yaml");
+const EXAMPLE: &str = include_str!("../../../examples/real-nodes.yaml");
 
 /// The example's CafeDeployment, as JSON.
 pub fn example() -> serde_json::Value {

@@ -19,7 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use tokio::task::JoinHandle;
 
-use crate::support::TestNs;
+use crate::support::namespace::TestNs;
 
 const GATE: &str = "cafe.sofastack.io/traffic-ready";
 const TRAFFIC_PREFIX: &str = "traffic.cafe.sofastack.io/";
@@ -139,7 +139,7 @@ impl Lossless {
                                 .collect()
                         })
                         .unwrap_or_default(),
-                    gate: crate::support::pod_condition(&p, GATE),
+                    gate: crate::support::pods::pod_condition(&p, GATE),
                     finalizers: p.finalizers().to_vec(),
                     deleting: p.metadata.deletion_timestamp.is_some(),
                 };

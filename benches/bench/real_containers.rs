@@ -1,4 +1,4 @@
-//! (f): real containers. The test application of `examples/real-nodes.yaml`
+//! (f) real-containers: real containers. The test application of `examples/real-nodes.yaml`
 //! on the two real nodes (kubelet, containerd, runc, the CNI bridge), released
 //! by a Deployment (`maxSurge: 0`, `maxUnavailable`: one group: each pod is
 //! deleted and a new one scheduled, given a sandbox and an address) and by a
@@ -14,12 +14,13 @@ use kube::api::{ListParams, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use crate::cluster::{self, deployment_done, operator, remove, set_image, wait_cd, wait_until};
-use crate::part_a::release;
-use crate::real_app::{example, template, testapp};
-use crate::stages::{CREATION_STAGES, creation_marks, image, report_stages, watch_stages};
-use crate::support::TestNs;
-use crate::{Args, Report, WAIT};
+use crate::support::cluster;
+use crate::support::cluster::{deployment_done, operator, remove, set_image, wait_cd, wait_until};
+use crate::support::namespace::TestNs;
+use crate::support::real_app::{example, template, testapp};
+use crate::support::release::release;
+use crate::support::stages::{CREATION_STAGES, creation_marks, image, report_stages, watch_stages};
+use crate::{Args, Part, Report, WAIT};
 
 /// One side's figures: from nothing to all ready, and the release.
 struct Timed {
@@ -182,11 +183,14 @@ async fn real_nodes(client: &Client) -> usize {
         .map_or(0, |l| l.items.len())
 }
 
-pub(crate) async fn part_f(args: &Args, report: &mut Report, client: &Client) {
+/// (f) real-containers: the test application released in place by a
+/// CafeDeployment and recreated by a Deployment of the same budget.
+pub(crate) async fn real_containers(args: &Args, report: &mut Report, client: &Client) {
     let (pods, group) = (args.real_pods, args.real_group);
     report.line(format!(
-        "\n## (f) real containers: {pods} pods of the test application on the real nodes, \
-         groups of {group}\n"
+        "\n## {}: {pods} pods of the test application on the real nodes, \
+         groups of {group}\n",
+        Part::RealContainers
     ));
     let nodes = real_nodes(client).await;
     if nodes == 0 {

@@ -1,4 +1,4 @@
-//! (g): the same release in one cluster and spread over three (the host and
+//! (g) three-clusters: the same release in one cluster and spread over three (the host and
 //! the members dc-2 and dc-3 of `tests/cluster/members.sh`): `--multi-pods`
 //! pods over cell-a, cell-b and cell-c in groups of `--multi-group`, no
 //! traffic component (what is compared is the plan's pace across clusters).
@@ -14,11 +14,12 @@ use kube::Api;
 use kube::api::DeleteParams;
 use serde_json::json;
 
-use crate::cluster::{operator, remove, set_image, wait_cd, wait_until};
-use crate::metrics::{operator_metrics, rss_kib, samples};
-use crate::operator::Operator;
-use crate::support::{TestNs, member_client, member_kubeconfig, register_member};
-use crate::{Args, IMAGE_1, IMAGE_2, Report};
+use crate::support::cluster::{operator, remove, set_image, wait_cd, wait_until};
+use crate::support::members::{member_client, member_kubeconfig, register_member};
+use crate::support::metrics::{operator_metrics, rss_kib, samples};
+use crate::support::namespace::TestNs;
+use crate::support::operator::Operator;
+use crate::{Args, IMAGE_1, IMAGE_2, Part, Report};
 
 const MEMBERS: [(&str, &str); 2] = [("dc-2", "cell-b"), ("dc-3", "cell-c")];
 
@@ -140,11 +141,13 @@ async fn side(args: &Args, spread: bool) -> Side {
     }
 }
 
-/// (g): one cluster against three.
-pub(crate) async fn part_g(args: &Args, report: &mut Report) {
+/// (g) three-clusters: one cluster against three.
+pub(crate) async fn three_clusters(args: &Args, report: &mut Report) {
     report.line(format!(
-        "\n## (g) {} pods over cell-a, cell-b, cell-c in groups of {}: one cluster against three\n",
-        args.multi_pods, args.multi_group
+        "\n## {}: {} pods over cell-a, cell-b, cell-c in groups of {}: one cluster against three\n",
+        Part::ThreeClusters,
+        args.multi_pods,
+        args.multi_group
     ));
     let one = side(args, false).await;
     let three = side(args, true).await;

@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::support::net::free_port;
+
 /// The element-reference key of the W3C protocol.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -228,13 +230,6 @@ fn chromedriver() -> String {
         .find(|p| std::path::Path::new(p).exists())
         .unwrap_or(&"chromedriver")
         .to_string()
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// One HTTP/1.1 exchange with chromedriver (a new connection each time).

@@ -1,8 +1,7 @@
-//! (a) and (c): create and release the same pods with a CafeDeployment and
+//! (a) create-release and (c) api-requests: create and release the same pods with a CafeDeployment and
 //! with a Deployment of the same budget, on the same nodes, and the
 //! operator's API requests per in-place-updated pod.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,86 +11,19 @@ use kube::Api;
 use kube::api::PatchParams;
 use serde_json::json;
 
-use crate::cluster::{
+use crate::support::cluster::{
     cafedeployment, deployment, deployment_done, operator, remove, set_image, wait_cd, wait_until,
 };
-use crate::metrics::{
-    Cpu, Writes, operator_metrics, per_pod, reconciles_in, report_cpu, report_writes, requests,
-    requests_in, writes_between, writes_by_kind,
+use crate::support::metrics::{
+    Cpu, Writes, report_cpu, report_writes, requests, writes_between, writes_by_kind,
 };
-use crate::stages::{
+use crate::support::namespace::TestNs;
+use crate::support::release::{Release, release};
+use crate::support::stages::{
     CREATION_STAGES, RELEASE_STAGES, Stages, creation_marks, release_marks, report_stages,
-    report_window, watch_stages,
+    watch_stages,
 };
-use crate::support::TestNs;
-use crate::{Args, IMAGE_1, IMAGE_2, NODE_LABEL, Report, WAIT};
-
-/// A measured release of the CafeDeployment `bench`: how long it took,
-/// where each pod's time went, and the operator's requests before and after.
-pub(crate) struct Release {
-    pub(crate) took: Duration,
-    pub(crate) start: Instant,
-    pub(crate) stages: Arc<Mutex<Stages>>,
-    pub(crate) before: BTreeMap<(String, String), u64>,
-    pub(crate) after: BTreeMap<(String, String), u64>,
-    /// The operator's reconciles during the release, by controller: (count, seconds).
-    pub(crate) reconciles: BTreeMap<String, (f64, f64)>,
-}
-
-/// Releases `to` to the CafeDeployment `bench` of `pods` pods in `ns`, its
-/// operator's metrics on `port`.
-pub(crate) async fn release(ns: &TestNs, port: u16, pods: usize, to: &str) -> Release {
-    let cds: Api<CafeDeployment> = ns.api();
-    let metrics = operator_metrics(port).await;
-    let (before, reconciled) = (requests_in(&metrics), reconciles_in(&metrics));
-    let target = to.to_string();
-    let (stages, task) = watch_stages(ns, &RELEASE_STAGES, move |p| release_marks(p, &target));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let start = Instant::now();
-    cds.patch("bench", &PatchParams::default(), &set_image(to))
-        .await
-        .expect("patch the CafeDeployment");
-    let took = wait_cd(&cds, "bench", pods).await;
-    let metrics = operator_metrics(port).await;
-    let (after, mut reconciles) = (requests_in(&metrics), reconciles_in(&metrics));
-    for (controller, (n, secs)) in &mut reconciles {
-        let (n0, secs0) = reconciled.get(controller).copied().unwrap_or_default();
-        *n -= n0;
-        *secs -= secs0;
-    }
-    task.abort();
-    Release {
-        took,
-        start,
-        stages,
-        before,
-        after,
-        reconciles,
-    }
-}
-
-impl Release {
-    /// Where each pod's time went and, with part (c), the requests per pod.
-    pub(crate) fn report(&self, report: &mut Report, args: &Args, requests_title: &str) {
-        if let Ok(st) = self.stages.lock() {
-            report_stages(report, "where the release's time went", &st, self.start);
-            report_window(report, &st, args.group);
-        }
-        let took = self.took.as_secs_f64();
-        for (controller, (n, secs)) in &self.reconciles {
-            report.line(format!(
-                "\n{controller} reconciles: {n:.0} ({:.1} a second), {:.0} ms each on average, \
-                 {:.0}% of the release's time summed over its concurrent reconciles",
-                n / took,
-                1000.0 * secs / n.max(1.0),
-                100.0 * secs / took
-            ));
-        }
-        if args.parts.contains(&'c') {
-            per_pod(report, requests_title, &self.before, &self.after, args.pods);
-        }
-    }
-}
+use crate::{Args, IMAGE_1, IMAGE_2, NODE_LABEL, Part, Report, WAIT};
 
 /// With `--profile DIR`, the CPU profiles of the API server and of kwok (the
 /// simulated kubelets) from now on, written to DIR/`name`.pprof
@@ -141,8 +73,8 @@ pub(crate) async fn profiled(profile: Option<std::thread::JoinHandle<()>>) {
     }
 }
 
-/// One run of part (a): how long each side took.
-pub(crate) struct RunA {
+/// One run of part (a) create-release: how long each side took.
+pub(crate) struct Run {
     pub(crate) cd_create: Duration,
     pub(crate) deploy_create: Duration,
     pub(crate) cd_release: Duration,
@@ -151,7 +83,7 @@ pub(crate) struct RunA {
     pub(crate) cd_first: bool,
 }
 
-impl RunA {
+impl Run {
     pub(crate) fn ratios(&self) -> (f64, f64) {
         let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
         (
@@ -161,9 +93,13 @@ impl RunA {
     }
 }
 
-/// Every run of part (a), and the median ratios.
-pub(crate) fn report_runs(report: &mut Report, runs: &[RunA]) {
-    report.line(format!("\n### part (a), {} runs\n", runs.len()));
+/// Every run of part (a) create-release, and the median ratios.
+pub(crate) fn report_runs(report: &mut Report, runs: &[Run]) {
+    report.line(format!(
+        "\n### part {}, {} runs\n",
+        Part::CreateRelease,
+        runs.len()
+    ));
     report.line(
         "| run | first | create: CafeDeployment | Deployment | ratio | release: CafeDeployment | Deployment | ratio |",
     );
@@ -191,7 +127,7 @@ pub(crate) fn report_runs(report: &mut Report, runs: &[RunA]) {
     ));
 }
 
-/// One side of part (a), measured: its creation and its release, the CPU
+/// One side of part (a) create-release, measured: its creation and its release, the CPU
 /// and API server writes before the creation, after it and after the release,
 /// and where each created pod's time went.
 pub(crate) struct Side {
@@ -325,7 +261,7 @@ pub(crate) async fn cafedeployment_side(
     (side, measured, idle)
 }
 
-/// Which side of part (a) went first.
+/// Which side of part (a) create-release went first.
 pub(crate) fn first_side(cd_first: bool) -> &'static str {
     if cd_first {
         "CafeDeployment"
@@ -334,18 +270,19 @@ pub(crate) fn first_side(cd_first: bool) -> &'static str {
     }
 }
 
-/// (a) and (c): create and release `pods` pods, the Deployment then the
+/// (a) create-release and (c) api-requests: create and release `pods` pods, the Deployment then the
 /// CafeDeployment, or the other way round with `cd_first` (a cluster that
 /// served runs before answers more slowly: alternating the order keeps that
 /// from favouring one side); the detailed tables only with `details`.
-pub(crate) async fn part_a(
+pub(crate) async fn create_release(
     args: &Args,
     report: &mut Report,
     details: bool,
     cd_first: bool,
-) -> RunA {
+) -> Run {
     report.line(format!(
-        "\n## (a) {} pods, {} cells, groups of {}: CafeDeployment vs Deployment ({} first)\n",
+        "\n## {}: {} pods, {} cells, groups of {}: CafeDeployment vs Deployment ({} first)\n",
+        Part::CreateRelease,
         args.pods,
         args.cells,
         args.group,
@@ -358,7 +295,7 @@ pub(crate) async fn part_a(
         let deploy = deployment_side(args).await;
         (deploy, cafedeployment_side(args, details).await)
     };
-    let run = RunA {
+    let run = Run {
         cd_create: cd.create,
         deploy_create: deploy.create,
         cd_release: cd.release,
@@ -420,7 +357,10 @@ pub(crate) async fn part_a(
     measured.report(
         report,
         args,
-        "## (c) operator API requests per in-place-updated pod (no traffic component)",
+        &format!(
+            "## {}: operator API requests per in-place-updated pod (no traffic component)",
+            Part::ApiRequests
+        ),
     );
     if let Some(idle) = idle {
         report.line(idle);

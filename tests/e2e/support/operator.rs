@@ -1,9 +1,15 @@
 //! The operator under test, as a real process: one per test, watching only
-//! the test's namespace, so a test may kill it (SIGKILL) and start it again.
+//! the test's namespace, so a test may kill it (SIGKILL) and start it again;
+//! and which of its replicas holds the leader Lease.
 
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+
+use crate::support::namespace::TestNs;
 
 pub struct Operator {
     child: Option<Child>,
@@ -120,4 +126,15 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Who holds the Lease `cafe-operator` in the test namespace.
+pub(crate) async fn holder(ns: &TestNs) -> Option<String> {
+    let leases: Api<Lease> = ns.api();
+    leases
+        .get_opt("cafe-operator")
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
 }
