@@ -2,11 +2,12 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help demo demo-multicluster test bench cluster-up cluster-down crds signoff-policies console-screenshot lint unit e2e plugin
+.PHONY: help demo demo-multicluster install test bench cluster-up cluster-down crds signoff-policies console-screenshot lint unit e2e plugin
 
 help:
 	@echo "make demo          build, start the local control plane, run the operator on examples/demo.yaml"
 	@echo "make demo-multicluster  one release over three clusters (a host and two members)"
+	@echo "make install       build the operator's image and helm-install it on the local cluster's real nodes"
 	@echo "make test          every check and test (fmt, clippy, unit, e2e on the local control plane)"
 	@echo "make bench         CafeDeployment vs Deployment on the local control plane (BENCH_ARGS=\"--pods 10000\")"
 	@echo "make cluster-up    start the local control plane (.cluster/kubeconfig)"
@@ -21,6 +22,9 @@ demo:
 
 demo-multicluster:
 	hack/demo-multicluster.sh
+
+install:
+	hack/install.sh
 
 test:
 	hack/test.sh

@@ -348,13 +348,16 @@ nodes_wait() {
 
 # kill_tree_of_cgroup DIR: SIGKILL every process in a cgroup and its children.
 kill_cgroup_processes() {
-    local root="$1" f pid
+    local root="$1" f pid pids
     [ -d "$root" ] || return 0
     while IFS= read -r f; do
-        while IFS= read -r pid; do
+        # A cgroup may go between the listing and the read (its last process
+        # exited): nothing is left to kill there.
+        pids="$(cat "$f" 2>/dev/null)" || continue
+        for pid in $pids; do
             kill -KILL "$pid" 2>/dev/null || true
-        done <"$f"
-    done < <(find "$root" -name cgroup.procs 2>/dev/null)
+        done
+    done < <(find "$root" -name cgroup.procs 2>/dev/null || true)
 }
 
 # nodes_down: stops and removes everything the real nodes made. Safe to run
@@ -381,7 +384,7 @@ nodes_down() {
     done
     for name in "${REAL_NODE_NAMES[@]}"; do
         for ctrl in /sys/fs/cgroup/*; do
-            [ -d "$ctrl/cafe-$name" ] && find "$ctrl/cafe-$name" -depth -type d -exec rmdir {} \; 2>/dev/null
+            [ -d "$ctrl/cafe-$name" ] && find "$ctrl/cafe-$name" -depth -type d -exec rmdir {} \; 2>/dev/null || true
         done
     done
     local link

@@ -11,6 +11,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::support::chart::{CHART, helm};
@@ -507,4 +508,77 @@ async fn the_charts_namespaced_identity_works_in_its_namespace_only() {
     let log = release_as_the_chart(&ns, &kubeconfig).await;
     assert!(!log.contains("forbidden"), "no request was refused:\n{log}");
     helm(&["uninstall", release, "--namespace", &ns.name]);
+}
+
+/// The chart README's RBAC tables say exactly what the rendered chart grants
+/// (with every optional part on): each rule of each Role and ClusterRole is
+/// one row (API group, resources, verbs), and each row is one rule.
+#[test]
+fn the_chart_readme_lists_exactly_the_rules_the_chart_renders() {
+    let rendered = helm(&[
+        "template",
+        "x",
+        CHART,
+        "--set",
+        "memberClusters.enabled=true",
+    ]);
+    let mut granted = std::collections::BTreeSet::new();
+    for doc in serde_yaml::Deserializer::from_str(&rendered) {
+        let Ok(doc) = serde_yaml::Value::deserialize(doc) else {
+            continue;
+        };
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        if kind != "Role" && kind != "ClusterRole" {
+            continue;
+        }
+        for rule in doc["rules"].as_sequence().into_iter().flatten() {
+            let list = |key: &str| -> Vec<String> {
+                rule[key]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            };
+            let groups = list("apiGroups").join(",");
+            let mut resources = list("resources");
+            resources.sort();
+            granted.insert((groups, resources.join(","), list("verbs").join(", ")));
+        }
+    }
+    let readme = std::fs::read_to_string(format!("{CHART}/README.md")).expect("chart README");
+    let mut documented = std::collections::BTreeSet::new();
+    for line in readme.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | group | resources | verbs | why |
+        let [_, group, resources, verbs, ..] = cells.as_slice() else {
+            continue;
+        };
+        let a_rule = resources.starts_with('`')
+            && !verbs.is_empty()
+            && verbs
+                .split(", ")
+                .all(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_lowercase()));
+        if !a_rule {
+            continue; // a row of the values table
+        }
+        // The core group is written `""`.
+        let group = group.trim_matches('`').trim_matches('"').to_string();
+        // Resource names in parentheses restrict the rule; the resources are
+        // the back-quoted words before them.
+        let before_names = resources.split(" (").next().unwrap_or_default();
+        let mut listed: Vec<String> = before_names
+            .split(", ")
+            .map(|r| r.trim_matches('`').to_string())
+            .collect();
+        listed.sort();
+        documented.insert((group, listed.join(","), verbs.to_string()));
+    }
+    let missing: Vec<_> = granted.difference(&documented).collect();
+    let extra: Vec<_> = documented.difference(&granted).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "charts/cafe-operator/README.md's RBAC tables drifted from the chart:\n\
+         granted but not listed: {missing:#?}\nlisted but not granted: {extra:#?}"
+    );
 }
