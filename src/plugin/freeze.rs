@@ -10,7 +10,7 @@ use kube::api::{ListParams, Patch, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::{Failure, MANAGER, Session, api_failure, refused, unreachable};
+use super::session::{Failure, MANAGER, Session, api_failure, refused, unreachable};
 use crate::api::{CafeDeployment, Phase, ReleaseFreeze};
 use crate::runtime::patch_as;
 

@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::api::ListParams;
 use serde::Serialize;
 
-use super::{Failure, Session, unreachable};
+use super::session::{Failure, Session, unreachable};
 use crate::api::names::{CAFEDEPLOYMENT_UID_LABEL, condition};
 use crate::api::{CafeDeployment, HistoryEntry, REVISION_HISTORY_ANNOTATION};
 

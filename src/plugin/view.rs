@@ -282,6 +282,16 @@ pub fn signoff(status: &CafeDeploymentStatus) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
+/// What `get` prints, and `get -w` redraws: the header, a blank line, the
+/// tree.
+pub fn frame(snap: &Snapshot) -> Vec<String> {
+    header(snap)
+        .into_iter()
+        .chain([String::new()])
+        .chain(tree(snap))
+        .collect()
+}
+
 /// The header of `get`.
 pub fn header(snap: &Snapshot) -> Vec<String> {
     let cd = &snap.cd;

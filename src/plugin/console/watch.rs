@@ -337,7 +337,7 @@ fn short(e: &watcher::Error) -> String {
     match e {
         watcher::Error::InitialListFailed(e)
         | watcher::Error::WatchStartFailed(e)
-        | watcher::Error::WatchFailed(e) => crate::plugin::short(e),
+        | watcher::Error::WatchFailed(e) => crate::plugin::session::short(e),
         e => e.to_string(),
     }
 }
