@@ -1,5 +1,13 @@
-use super::*;
+use std::sync::Arc;
+
 use serde_json::json;
+
+use super::release::pod_row;
+use super::*;
+use crate::api::names::{CELL_LABEL, REVISION_LABEL, TRAFFIC_GATE};
+use crate::api::pod::Pod;
+use crate::api::{CafeDeployment, InPlaceSet, Phase, ReleaseFreeze};
+use crate::plugin::view;
 
 /// demo in shop: 6 pods over cell-a (here) and cell-c (member dc-3, not
 /// answering), Beta then batches of 2; the Beta is done, group 2 waits.
