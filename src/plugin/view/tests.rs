@@ -1,4 +1,5 @@
 use super::*;
+use crate::api::names::{REVISION_LABEL, TRAFFIC_FINALIZER_PREFIX, TRAFFIC_GATE};
 use serde_json::json;
 
 fn cd(phase: &str, generation: i64, observed: i64) -> CafeDeployment {
