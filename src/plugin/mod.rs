@@ -75,7 +75,15 @@ async fn dispatch(cli: &Cli) -> Result<u8, Failure> {
             namespaces,
             selector,
             name,
-        } => freeze::freeze(&s, reason, namespaces, selector.as_deref(), name.as_deref()).await,
+        } => {
+            let asked = freeze::Asked {
+                reason,
+                namespaces,
+                selector: selector.as_deref(),
+                name: name.as_deref(),
+            };
+            freeze::freeze(&s, &asked).await
+        }
         Verb::Unfreeze { names, all } => freeze::unfreeze(&s, names, *all).await,
         Verb::Console(options) => console::serve(s, options).await,
         Verb::Status {

@@ -40,7 +40,13 @@ pub async fn run(console: &Console, asked: Request) -> Response {
         "rollback" => rollback(&s, &asked.name, asked.revision).await,
         "freeze" => match asked.reason.as_deref().map(str::trim) {
             Some(reason) if !reason.is_empty() => {
-                match freeze::create(&s, reason, &asked.namespaces, None, None).await {
+                let what = freeze::Asked {
+                    reason,
+                    namespaces: &asked.namespaces,
+                    selector: None,
+                    name: None,
+                };
+                match freeze::create(&s, &what).await {
                     Ok(made) => Ok(freeze::said(&s, &made).await),
                     Err(e) => Err(e),
                 }

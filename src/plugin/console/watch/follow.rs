@@ -81,20 +81,8 @@ impl Stores {
                 "pods",
                 signals,
             ),
-            freezes: follow(
-                Api::all(client.clone()),
-                watcher::Config::default(),
-                (trim_meta, |_, d| d.all = true),
-                "releasefreezes",
-                signals,
-            ),
-            members: follow(
-                Api::all(client.clone()),
-                watcher::Config::default(),
-                (trim_meta, |_, d| d.all = true),
-                "memberclusters",
-                signals,
-            ),
+            freezes: follow_all(client, "releasefreezes", signals),
+            members: follow_all(client, "memberclusters", signals),
         }
     }
 }
@@ -136,6 +124,22 @@ where
         }
     });
     store
+}
+
+/// A cluster-wide `follow` whose every change touches every release.
+fn follow_all<K>(client: &Client, resource: &'static str, signals: &Signals) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    <K as Resource>::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let touches: Touches<K> = |_, d| d.all = true;
+    follow(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        (trim_meta, touches),
+        resource,
+        signals,
+    )
 }
 
 /// Like `follow`, keeping each object's `digest` only.
