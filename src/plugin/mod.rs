@@ -9,12 +9,11 @@
 //! RBAC, an admission policy such as four-eyes, validation — its message is
 //! printed as kubectl prints it); 2 `--timeout` passed; 3 the cluster could
 //! not be reached or the command line is wrong.
-
 //!
 //! Where things are: `cli` the command line; `session` the client, the
 //! namespace and `Failure`; one file per verb (`get`, `list`, `confirm`,
 //! `pause` for pause and resume, `rollback`, `history`, `set_image`,
-//! `freeze` for freeze and unfreeze, `status`, `console`); `watch` the
+//! `freeze` for freeze and unfreeze, `status`, `console/`); `watch` the
 //! live loop of `get -w` and `status`; `view` the text they print.
 
 mod cli;
