@@ -10,7 +10,7 @@ use kube::api::{ListParams, Patch, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::{Failure, MANAGER, Session, api_failure, refused, unreachable};
+use super::session::{Failure, MANAGER, Session, api_failure, refused, unreachable};
 use crate::api::{CafeDeployment, Phase, ReleaseFreeze};
 use crate::runtime::patch_as;
 
@@ -65,14 +65,19 @@ fn thaw(at: &str) -> serde_json::Value {
     json!({"spec": {"thawed": {"at": at}}})
 }
 
-pub async fn freeze(
-    s: &Session,
-    reason: &str,
-    namespaces: &[String],
-    selector: Option<&str>,
-    name: Option<&str>,
-) -> Result<u8, Failure> {
-    let made = create(s, reason, namespaces, selector, name).await?;
+/// A freeze as the person asked for it: why, over what, its name.
+pub(crate) struct Asked<'a> {
+    pub reason: &'a str,
+    /// Only these namespaces (none: all of them).
+    pub namespaces: &'a [String],
+    /// Only CafeDeployments with these labels (`k=v,k2=v2`).
+    pub selector: Option<&'a str>,
+    /// Its name (none: `freeze-<date>-<time>`).
+    pub name: Option<&'a str>,
+}
+
+pub(super) async fn freeze(s: &Session, asked: &Asked<'_>) -> Result<u8, Failure> {
+    let made = create(s, asked).await?;
     if s.print(&made) {
         return Ok(0);
     }
@@ -80,15 +85,9 @@ pub async fn freeze(
     Ok(0)
 }
 
-/// Creates a ReleaseFreeze (named `freeze-<date>-<time>` unless `name`).
-pub(crate) async fn create(
-    s: &Session,
-    reason: &str,
-    namespaces: &[String],
-    selector: Option<&str>,
-    name: Option<&str>,
-) -> Result<ReleaseFreeze, Failure> {
-    let name = name.map_or_else(
+/// Creates a ReleaseFreeze (named `freeze-<date>-<time>` unless named).
+pub(crate) async fn create(s: &Session, asked: &Asked<'_>) -> Result<ReleaseFreeze, Failure> {
+    let name = asked.name.map_or_else(
         || {
             format!(
                 "freeze-{}",
@@ -97,7 +96,7 @@ pub(crate) async fn create(
         },
         str::to_string,
     );
-    let body = request(&name, reason, namespaces, selector)?;
+    let body = request(&name, asked.reason, asked.namespaces, asked.selector)?;
     let freezes: Api<ReleaseFreeze> = Api::all(s.client.clone());
     let pp = PostParams {
         field_manager: Some(MANAGER.to_string()),
@@ -161,7 +160,7 @@ async fn releases_held(s: &Session, freeze: &ReleaseFreeze) -> Result<Vec<String
         .collect())
 }
 
-pub async fn unfreeze(s: &Session, names: &[String], all: bool) -> Result<u8, Failure> {
+pub(super) async fn unfreeze(s: &Session, names: &[String], all: bool) -> Result<u8, Failure> {
     let freezes: Api<ReleaseFreeze> = Api::all(s.client.clone());
     let names: Vec<String> = if all {
         freezes

@@ -9,7 +9,11 @@ use serde::Deserialize;
 
 use super::Console;
 use super::http::answer;
-use crate::plugin::{Failure, confirm, freeze, history, pause, refused, rollback};
+use crate::plugin::confirm::confirm;
+use crate::plugin::pause::pause;
+use crate::plugin::rollback::rollback;
+use crate::plugin::session::{Failure, Kind, refused};
+use crate::plugin::{freeze, history};
 
 /// What the page asks for (`POST /api/act`).
 #[derive(Debug, Deserialize)]
@@ -36,7 +40,13 @@ pub async fn run(console: &Console, asked: Request) -> Response {
         "rollback" => rollback(&s, &asked.name, asked.revision).await,
         "freeze" => match asked.reason.as_deref().map(str::trim) {
             Some(reason) if !reason.is_empty() => {
-                match freeze::create(&s, reason, &asked.namespaces, None, None).await {
+                let what = freeze::Asked {
+                    reason,
+                    namespaces: &asked.namespaces,
+                    selector: None,
+                    name: None,
+                };
+                match freeze::create(&s, &what).await {
                     Ok(made) => Ok(freeze::said(&s, &made).await),
                     Err(e) => Err(e),
                 }
@@ -63,16 +73,12 @@ pub async fn run(console: &Console, asked: Request) -> Response {
 /// invalid); one by the plugin (nothing to confirm) is a 409; a cluster
 /// that does not answer a 502.
 fn status_of(f: &Failure) -> StatusCode {
-    if f.verbatim {
-        if f.message.contains("(Invalid)") {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::FORBIDDEN
-        }
-    } else if f.code == 1 {
-        StatusCode::CONFLICT
-    } else {
-        StatusCode::BAD_GATEWAY
+    match f.kind {
+        Kind::Forbidden => StatusCode::FORBIDDEN,
+        Kind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        Kind::Conflict => StatusCode::CONFLICT,
+        Kind::Unavailable => StatusCode::BAD_GATEWAY,
+        Kind::Usage => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -103,5 +109,28 @@ pub async fn revisions(console: &Console, namespace: &str, name: &str) -> Respon
             answer(StatusCode::OK, &serde_json::Value::Array(rows))
         }
         Err(f) => answer(status_of(&f), &serde_json::json!({"error": f.message})),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failures_kind_is_its_http_status() {
+        let status = |kind| {
+            status_of(&Failure {
+                kind,
+                message: String::new(),
+            })
+        };
+        assert_eq!(status(Kind::Forbidden), StatusCode::FORBIDDEN);
+        assert_eq!(status(Kind::Invalid), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(status(Kind::Conflict), StatusCode::CONFLICT);
+        assert_eq!(status(Kind::Unavailable), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            status(refused("nothing to confirm").kind),
+            StatusCode::CONFLICT
+        );
     }
 }

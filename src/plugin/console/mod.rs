@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{Failure, Session, unreachable};
+use super::session::{Failure, Session, unreachable};
 
 /// `kubectl cafe console` flags.
 #[derive(Args, Debug, Clone)]
