@@ -162,7 +162,7 @@ mod tests {
 
     fn freeze(spec: serde_json::Value) -> ReleaseFreeze {
         serde_json::from_value(json!({
-            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "ReleaseFreeze",
+            "apiVersion": crate::api::names::API_VERSION, "kind": "ReleaseFreeze",
             "metadata": {"name": "f"}, "spec": spec
         }))
         .expect("freeze")

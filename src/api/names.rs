@@ -6,6 +6,8 @@
 pub const GROUP: &str = "cafe.sofastack.io";
 /// The API version of both custom resources.
 pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` of every custom resource (`GROUP/VERSION`).
+pub const API_VERSION: &str = "cafe.sofastack.io/v1alpha1";
 
 /// Node label naming a node's cell, used when `topology.unitType` is `Cell`.
 pub const CELL_NODE_LABEL: &str = "cafe.sofastack.io/cell";

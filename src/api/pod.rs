@@ -182,7 +182,7 @@ mod tests {
                                             "fieldsType": "FieldsV1",
                                             "fieldsV1": {"f:status": {"f:conditions": {}}}}],
                          "selfLink": "/api/v1/namespaces/shop/pods/p",
-                         "ownerReferences": [{"apiVersion": "cafe.sofastack.io/v1alpha1",
+                         "ownerReferences": [{"apiVersion": crate::api::names::API_VERSION,
                                               "kind": "InPlaceSet", "name": "web", "uid": "s",
                                               "controller": true}],
                          "finalizers": ["traffic.cafe.sofastack.io/service"]},

@@ -192,7 +192,7 @@ mod tests {
 
     fn cd(topology: serde_json::Value) -> CafeDeployment {
         serde_json::from_value(json!({
-            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+            "apiVersion": crate::api::names::API_VERSION, "kind": "CafeDeployment",
             "metadata": {"name": "demo", "namespace": "shop", "uid": "u-1"},
             "spec": {
                 "replicas": 10,

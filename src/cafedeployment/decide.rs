@@ -619,7 +619,7 @@ mod tests {
 
     fn cd(generation: i64, status: serde_json::Value) -> CafeDeployment {
         serde_json::from_value(json!({
-            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+            "apiVersion": crate::api::names::API_VERSION, "kind": "CafeDeployment",
             "metadata": {"name": "demo", "namespace": "shop", "uid": "u-1",
                          "generation": generation, "resourceVersion": "7"},
             "spec": {
@@ -648,7 +648,7 @@ mod tests {
     /// generation 4 counting 5 pods updated on `counted` (a template hash).
     fn lagging_set(counted: impl Fn(&PodTemplateSpec) -> String) -> InPlaceSet {
         let mut set: InPlaceSet = serde_json::from_value(json!({
-            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
+            "apiVersion": crate::api::names::API_VERSION, "kind": "InPlaceSet",
             "metadata": {"name": "demo-cell-a", "namespace": "shop", "generation": 5,
                          "labels": {CELL_LABEL: "cell-a"},
                          "annotations": {REVISION_ANNOTATION: "demo-2"}},
@@ -678,7 +678,7 @@ mod tests {
     /// `topology` extends the topology, `status` is the status before.
     fn two_cells(topology: serde_json::Value, status: serde_json::Value) -> CafeDeployment {
         let mut cd: CafeDeployment = serde_json::from_value(json!({
-            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+            "apiVersion": crate::api::names::API_VERSION, "kind": "CafeDeployment",
             "metadata": {"name": "demo", "namespace": "shop", "uid": "u-1",
                          "generation": 1, "resourceVersion": "7"},
             "spec": {

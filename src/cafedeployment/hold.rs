@@ -175,7 +175,7 @@ pub(super) mod tests {
         annotations: serde_json::Value,
     ) -> CafeDeployment {
         serde_json::from_value(json!({
-            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+            "apiVersion": crate::api::names::API_VERSION, "kind": "CafeDeployment",
             "metadata": {"name": "demo", "namespace": "shop", "annotations": annotations},
             "spec": {"selector": {"matchLabels": {"app": "demo"}},
                      "template": {"metadata": {"labels": {"app": "demo"}}},
@@ -187,7 +187,7 @@ pub(super) mod tests {
     fn freeze(name: &str, spec: serde_json::Value) -> Arc<ReleaseFreeze> {
         Arc::new(
             serde_json::from_value(json!({
-                "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "ReleaseFreeze",
+                "apiVersion": crate::api::names::API_VERSION, "kind": "ReleaseFreeze",
                 "metadata": {"name": name, "creationTimestamp": "2026-12-01T00:00:00Z"},
                 "spec": spec
             }))

@@ -74,7 +74,7 @@ mod tests {
     #[test]
     fn a_cell_never_gives_away_more_than_its_share() {
         let cd: CafeDeployment = serde_json::from_value(json!({
-            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+            "apiVersion": crate::api::names::API_VERSION, "kind": "CafeDeployment",
             "metadata": {"name": "demo", "namespace": "shop", "generation": 1},
             "spec": {
                 "replicas": 6,
@@ -94,7 +94,7 @@ mod tests {
         }))
         .expect("status");
         let lagging: InPlaceSet = serde_json::from_value(json!({
-            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
+            "apiVersion": crate::api::names::API_VERSION, "kind": "InPlaceSet",
             "metadata": {"name": "demo-cell-x", "namespace": "shop", "generation": 3},
             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "demo"}},
                      "template": {"metadata": {"labels": {"app": "demo"}},

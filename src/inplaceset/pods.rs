@@ -296,7 +296,7 @@ mod tests {
 
     fn set() -> InPlaceSet {
         serde_json::from_value(json!({
-            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
+            "apiVersion": crate::api::names::API_VERSION, "kind": "InPlaceSet",
             "metadata": {"name": "web", "namespace": "shop", "uid": "u-1"},
             "spec": {
                 "replicas": 2,

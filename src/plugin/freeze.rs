@@ -53,7 +53,7 @@ fn request(
         spec["selector"] = parse_selector(sel)?;
     }
     serde_json::from_value(json!({
-        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "ReleaseFreeze",
+        "apiVersion": crate::api::names::API_VERSION, "kind": "ReleaseFreeze",
         "metadata": {"name": name}, "spec": spec
     }))
     .map_err(|e| refused(e.to_string()))

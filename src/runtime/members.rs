@@ -24,11 +24,11 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use serde_json::json;
 use tracing::{info, warn};
 
 use super::cache::{trim, watch_events};
 use super::client::{ApiCounters, client_for};
+use super::status::{Change, StatusWriter, Wrote};
 use crate::api::names::{
     CAFEDEPLOYMENT_NAME_ANNOTATION, CAFEDEPLOYMENT_UID_LABEL, MEMBER_IN_USE_FINALIZER, condition,
 };
@@ -193,6 +193,8 @@ pub struct Members {
     set_changes: Senders<ObjectRef<CafeDeployment>>,
     /// A member came, went, or changed reachability: look at every one.
     member_changes: Senders<()>,
+    /// Each MemberCluster's status, written only when it changed.
+    status: Arc<StatusWriter>,
 }
 
 fn send<T: Clone>(senders: &Senders<T>, item: &T) {
@@ -236,6 +238,8 @@ impl Members {
             live: Arc::default(),
             set_changes: Arc::default(),
             member_changes: Arc::default(),
+            // Every change of a member's status is one a reader waits for.
+            status: Arc::new(StatusWriter::new(MANAGER, Duration::ZERO, health.clone())),
         };
         let this = members.clone();
         let drive = async move {
@@ -571,21 +575,19 @@ impl Members {
                 }))
                 .collect(),
         };
-        if next == previous {
+        let api: Api<MemberCluster> = Api::all(self.host.clone());
+        let change = Change {
+            previous: &previous,
+            next: &next,
+            urgent: true,
+            over: None,
+        };
+        if !matches!(
+            self.status.write(&api, mc, change).await?,
+            Wrote::Written(_)
+        ) {
             return Ok(false);
         }
-        let api: Api<MemberCluster> = Api::all(self.host.clone());
-        let body = json!({
-            "apiVersion": "cafe.sofastack.io/v1alpha1",
-            "kind": "MemberCluster",
-            "status": next,
-        });
-        api.patch_status(
-            &mc.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await?;
         Ok(refresh || previous.last_contact.is_none())
     }
 }

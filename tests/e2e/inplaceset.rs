@@ -574,7 +574,8 @@ async fn a_crashloop_image_stalls_the_update_with_a_clear_condition() {
 async fn a_stable_template_patch_that_does_not_apply_reads_invalid_spec_and_recovers() {
     let ns = TestNs::new("ips-invalid-spec").await;
     let _op = Operator::start(&ns.name);
-    ns.create::<InPlaceSet>(set("web", 2, "nginx:1.25", &[])).await;
+    ns.create::<InPlaceSet>(set("web", 2, "nginx:1.25", &[]))
+        .await;
     let sets: Api<InPlaceSet> = ns.api();
     let before: BTreeSet<String> = wait_ready(&ns, "web", 2, None)
         .await

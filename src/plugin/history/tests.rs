@@ -34,7 +34,7 @@ fn cd(history: &[HistoryEntry], verified: Option<(&str, &str)>) -> CafeDeploymen
         })
         .unwrap_or_default();
     serde_json::from_value(json!({
-        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+        "apiVersion": crate::api::names::API_VERSION, "kind": "CafeDeployment",
         "metadata": {"name": "demo", "namespace": "shop"},
         "spec": {
             "replicas": 4,

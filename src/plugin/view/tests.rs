@@ -4,7 +4,7 @@ use serde_json::json;
 
 fn cd(phase: &str, generation: i64, observed: i64) -> CafeDeployment {
     serde_json::from_value(json!({
-        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+        "apiVersion": crate::api::names::API_VERSION, "kind": "CafeDeployment",
         "metadata": {"name": "demo", "namespace": "shop", "generation": generation},
         "spec": {
             "replicas": 10,
@@ -84,7 +84,7 @@ fn the_tree_is_drawn_by_cluster_with_each_members_reachability() {
     }
     let set = |cell: &str| -> InPlaceSet {
         serde_json::from_value(json!({
-            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
+            "apiVersion": crate::api::names::API_VERSION, "kind": "InPlaceSet",
             "metadata": {"name": format!("demo-{cell}"),
                          "labels": {crate::api::names::CELL_LABEL: cell}},
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "demo"}},

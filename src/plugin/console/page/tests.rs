@@ -13,7 +13,7 @@ use crate::plugin::view;
 /// answering), Beta then batches of 2; the Beta is done, group 2 waits.
 fn waiting() -> CafeDeployment {
     serde_json::from_value(json!({
-        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "CafeDeployment",
+        "apiVersion": crate::api::names::API_VERSION, "kind": "CafeDeployment",
         "metadata": {"name": "demo", "namespace": "shop", "uid": "cd-uid",
                      "labels": {"tier": "core"}},
         "spec": {
@@ -49,10 +49,10 @@ fn waiting() -> CafeDeployment {
 
 fn set() -> InPlaceSet {
     serde_json::from_value(json!({
-        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
+        "apiVersion": crate::api::names::API_VERSION, "kind": "InPlaceSet",
         "metadata": {"name": "demo-cell-a", "namespace": "shop", "uid": "set-uid",
                      "labels": {CELL_LABEL: "cell-a"},
-                     "ownerReferences": [{"apiVersion": "cafe.sofastack.io/v1alpha1",
+                     "ownerReferences": [{"apiVersion": crate::api::names::API_VERSION,
                          "kind": "CafeDeployment", "name": "demo", "uid": "cd-uid", "controller": true}]},
         "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "demo"}},
                  "template": {"metadata": {"labels": {"app": "demo"}},
@@ -67,7 +67,7 @@ fn pod(name: &str, revision: &str, held_by: &[&str]) -> Pod {
         "metadata": {"name": name, "labels": {REVISION_LABEL: revision},
                      "annotations": {"cafe.sofastack.io/traffic-components": "service"},
                      "finalizers": held_by.iter().map(|c| format!("traffic.cafe.sofastack.io/{c}")).collect::<Vec<_>>(),
-                     "ownerReferences": [{"apiVersion": "cafe.sofastack.io/v1alpha1",
+                     "ownerReferences": [{"apiVersion": crate::api::names::API_VERSION,
                          "kind": "InPlaceSet", "name": "demo-cell-a", "uid": "set-uid", "controller": true}]},
         "spec": {"containers": [], "nodeName": "node-1"},
         "status": {"conditions": [
@@ -79,7 +79,7 @@ fn pod(name: &str, revision: &str, held_by: &[&str]) -> Pod {
 
 fn freeze(name: &str, thawed: bool) -> ReleaseFreeze {
     let mut f = json!({
-        "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "ReleaseFreeze",
+        "apiVersion": crate::api::names::API_VERSION, "kind": "ReleaseFreeze",
         "metadata": {"name": name, "creationTimestamp": "2026-12-07T10:01:00Z"},
         "spec": {"reason": "incident 4711", "requestedBy": "carol", "namespaces": ["shop"]}
     });

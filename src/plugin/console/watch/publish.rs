@@ -195,9 +195,9 @@ mod tests {
     #[test]
     fn a_sets_change_stands_for_its_cafedeployments() {
         let set: InPlaceSet = serde_json::from_value(json!({
-            "apiVersion": "cafe.sofastack.io/v1alpha1", "kind": "InPlaceSet",
+            "apiVersion": crate::api::names::API_VERSION, "kind": "InPlaceSet",
             "metadata": {"name": "demo-cell-a", "uid": "set-uid",
-                         "ownerReferences": [{"apiVersion": "cafe.sofastack.io/v1alpha1",
+                         "ownerReferences": [{"apiVersion": crate::api::names::API_VERSION,
                              "kind": "CafeDeployment", "name": "demo", "uid": "cd-uid"}]},
             "spec": {"replicas": 1, "selector": {}, "template": {}}
         }))
