@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cafedeployment;
 pub mod inplaceset;
+pub mod membercluster;
 pub mod placement;
 pub mod plugin;
 pub mod release;

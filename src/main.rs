@@ -2,12 +2,12 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
-use cafe_operator::api::ReleaseFreeze;
+use cafe_operator::api::{MemberCluster, ReleaseFreeze};
+use cafe_operator::placement::members::Members;
 use cafe_operator::runtime::Telemetry;
 use cafe_operator::runtime::cache::Caches;
 use cafe_operator::runtime::health::{Health, Role};
 use cafe_operator::runtime::leader::{self, LeaseConfig};
-use cafe_operator::runtime::members::Members;
 use cafe_operator::runtime::metrics::Metrics;
 use cafe_operator::runtime::serve;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -285,17 +285,42 @@ async fn operate(args: RunArgs) -> Result<(), String> {
     } else {
         info!(namespaces = ?args.namespaces, "member role: starting the InPlaceSet controller and the service traffic component (a host writes the InPlaceSets)");
     }
-    // One registry of member clusters for the process, read by every scope.
-    let (members, drive_members) =
-        Members::start(client.clone(), host && members_crd, &telemetry.health);
+    // One registry of member clusters for the process, read by every scope,
+    // kept by the MemberCluster controller.
+    let members = if host && members_crd {
+        let (clusters, drive) = cafe_operator::runtime::cache::watch(
+            &telemetry.health,
+            "memberclusters",
+            (
+                kube::Api::<MemberCluster>::all(client.clone()),
+                kube::runtime::watcher::Config::default(),
+            ),
+            Duration::ZERO,
+            cafe_operator::runtime::cache::trim::meta,
+            |_: &kube::runtime::watcher::Event<MemberCluster>| {},
+        );
+        let members = Members::new(clusters.store.clone(), clusters.synced.clone());
+        let controller = cafe_operator::membercluster::controller::run(
+            client.clone(),
+            clusters,
+            members.clone(),
+            telemetry.health.clone(),
+            stopped(),
+        );
+        let stop = stopped();
+        tokio::spawn(async move {
+            tokio::join!(controller, async {
+                tokio::select! {
+                    () = drive => {}
+                    () = stop => {}
+                }
+            });
+        });
+        members
+    } else {
+        Members::none()
+    };
     telemetry.metrics.observe_members(members.clone());
-    let members_stop = stopped();
-    tokio::spawn(async move {
-        tokio::select! {
-            () = drive_members => {}
-            () = members_stop => {}
-        }
-    });
     // Release freezes are cluster-scoped: one watch for the process.
     let freezes = (host && members_crd).then(|| {
         let (freezes, drive) = cafe_operator::runtime::cache::watch(
@@ -338,6 +363,7 @@ async fn operate(args: RunArgs) -> Result<(), String> {
         telemetry
             .metrics
             .observe_cafedeployments(caches.cafedeployments.store.clone());
+        members.observe_cafedeployments(caches.cafedeployments.store.clone());
         async move {
             // The controllers subscribe when first polled, before the watches start.
             tokio::join!(

@@ -15,11 +15,11 @@ use tracing::warn;
 use super::MANAGER;
 use super::context::Context;
 use super::controller::Error;
-use super::homes::Seen;
 use super::model::Outcome;
 use super::revisions::patch_spec;
 use crate::api::names::{UPGRADE_CONFIRMED_ANNOTATION, condition};
 use crate::api::{CafeDeployment, InPlaceSet, WINDOW_OVERRIDE_ANNOTATION};
+use crate::placement::homes::Seen;
 use crate::runtime::patch_as;
 use crate::runtime::refusals::is_refusal;
 

@@ -10,10 +10,10 @@ use tracing::info;
 
 use super::context::Context;
 use super::controller::Error;
-use super::homes::Seen;
 use super::revisions::patch_spec;
 use crate::api::names::{CELL_LABEL, MEMBER_SETS_FINALIZER};
 use crate::api::{CafeDeployment, finalizer_removed};
+use crate::placement::homes::Seen;
 
 /// A CafeDeployment being deleted: its sets in member clusters are deleted
 /// (its local ones go by their ownerReference), then its finalizer. A member

@@ -11,7 +11,6 @@ pub mod decide;
 mod finalize;
 pub mod history;
 pub mod hold;
-pub mod homes;
 mod measure;
 pub mod model;
 pub mod reach;

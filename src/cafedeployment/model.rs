@@ -110,14 +110,8 @@ pub struct Frozen {
     pub lets_rollback: bool,
 }
 
-/// A cell whose set cannot be reached: nothing is written or deleted there,
-/// and its last seen status stands.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unreachable {
-    /// Why, naming where the cell runs.
-    pub why: String,
-    pub last_contact: Option<Time>,
-}
+/// A cell whose set cannot be reached (where cells live says why).
+pub use crate::placement::homes::Unreachable;
 
 /// A write the API server refused, as status reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]

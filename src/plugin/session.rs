@@ -14,7 +14,7 @@ use super::view::Snapshot;
 use crate::api::names::{CAFEDEPLOYMENT_UID_LABEL, CELL_LABEL};
 use crate::api::pod::Pod;
 use crate::api::{CafeDeployment, InPlaceSet, MemberCluster};
-use crate::runtime::{members, patch_as};
+use crate::runtime::patch_as;
 
 /// The field manager of the plugin's writes (confirm, pause, resume,
 /// rollback, set image, freeze, unfreeze).
@@ -269,9 +269,9 @@ impl Session {
                     short(&e)
                 )
             })?;
-            let text = members::kubeconfig_in(&secret, &r.key)
+            let text = crate::membercluster::connection::kubeconfig_in(&secret, &r.key)
                 .ok_or_else(|| format!("no key {} in its Secret", r.key))?;
-            let (client, _) = members::build_client(&text).await?;
+            let (client, _) = crate::membercluster::connection::build_client(&text).await?;
             let uid = cd.uid().unwrap_or_default();
             let sets = Api::<InPlaceSet>::namespaced(client.clone(), &self.namespace)
                 .list(&ListParams::default().labels(&format!("{CAFEDEPLOYMENT_UID_LABEL}={uid}")))

@@ -50,7 +50,7 @@ struct Observed {
     leader: AtomicBool,
     cafedeployments: Mutex<Vec<Store<CafeDeployment>>>,
     pods: Mutex<Vec<Store<Pod>>>,
-    members: Mutex<Option<super::members::Members>>,
+    members: Mutex<Option<crate::placement::members::Members>>,
 }
 
 impl std::fmt::Debug for Observed {
@@ -160,7 +160,7 @@ impl Metrics {
     }
 
     /// Member clusters: reachability, silence and requests per member.
-    pub fn observe_members(&self, members: super::members::Members) {
+    pub fn observe_members(&self, members: crate::placement::members::Members) {
         if let Ok(mut m) = self.observed.members.lock() {
             *m = Some(members);
         }
@@ -314,7 +314,7 @@ impl Observed {
             .members
             .lock()
             .ok()
-            .and_then(|m| m.as_ref().map(super::members::Members::all))
+            .and_then(|m| m.as_ref().map(crate::placement::members::Members::all))
             .unwrap_or_default();
         let mut m = encoder.encode_descriptor(
             "member_reachable",

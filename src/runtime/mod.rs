@@ -6,7 +6,6 @@ pub mod client;
 pub mod coalesce;
 pub mod health;
 pub mod leader;
-pub mod members;
 pub mod metrics;
 pub mod own_writes;
 pub mod prometheus;

@@ -11,14 +11,23 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
-use super::model::Unreachable;
+use super::members::{MEMBER_TIMEOUT, Member, Members};
+use super::{self as placement, Place, Registered};
 use crate::api::names::{CAFEDEPLOYMENT_NAME_ANNOTATION, CAFEDEPLOYMENT_UID_LABEL, CELL_LABEL};
 use crate::api::{CafeDeployment, CellStatus, InPlaceSet};
-use crate::placement::{self, Place, Registered};
-use crate::runtime::members::{MEMBER_TIMEOUT, Member, Members};
+
+/// A cell whose set cannot be reached: nothing is written or deleted there,
+/// and its last seen status stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreachable {
+    /// Why, naming where the cell runs.
+    pub why: String,
+    pub last_contact: Option<Time>,
+}
 
 /// A cluster a set can live in.
 #[derive(Clone)]

@@ -1,0 +1,330 @@
+//! The registry of member clusters, as the host sees them: for each
+//! registered MemberCluster a [`Member`], with a client built from its
+//! kubeconfig Secret, a cache of the InPlaceSets hosts wrote there, and its
+//! reachability ([`Reach`]). The MemberCluster controller
+//! (`crate::membercluster`) keeps each member; the CafeDeployment controller
+//! reads them through [`Members`] and [`super::homes`]. A member that has not
+//! answered for `unreachableAfterSeconds` reads Unknown; its cache keeps what
+//! it last showed (the member keeps serving on its own).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use futures::channel::mpsc::{UnboundedSender, unbounded};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, ResourceExt};
+
+use crate::api::names::{CAFEDEPLOYMENT_NAME_ANNOTATION, CAFEDEPLOYMENT_UID_LABEL};
+use crate::api::{CafeDeployment, InPlaceSet, MemberCluster};
+use crate::runtime::client::ApiCounters;
+use crate::runtime::health::CacheSync;
+
+/// How long a probe or a write to a member may take.
+pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Whether a member may be trusted now, and why not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reach {
+    pub reachable: bool,
+    /// Why it is not (empty when it is).
+    pub why: String,
+    pub last_contact: Option<Time>,
+}
+
+/// A connection to a member: a client and the cache of its InPlaceSets.
+pub(crate) struct Conn {
+    pub(crate) client: Client,
+    pub(crate) counters: ApiCounters,
+    pub(crate) sets: Store<InPlaceSet>,
+    /// The Secret's resourceVersion the client was built from.
+    pub(crate) secret_version: String,
+    pub(crate) watch: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.watch.abort();
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) conn: Option<Arc<Conn>>,
+    /// The cache listed once since this connection was built.
+    pub(crate) synced: Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) contact: Option<(Instant, Time)>,
+    /// A problem contact cannot cure by itself: (reason, message).
+    pub(crate) problem: Option<(&'static str, String)>,
+    /// The last transport error.
+    pub(crate) error: Option<String>,
+    pub(crate) versions: Vec<String>,
+    pub(crate) unreachable_after: Duration,
+}
+
+impl State {
+    /// The member answered just now.
+    pub(crate) fn answered(&mut self) {
+        self.contact = Some((Instant::now(), Time(k8s_openapi::jiff::Timestamp::now())));
+    }
+}
+
+/// One member cluster.
+pub struct Member {
+    pub name: String,
+    pub(crate) state: Mutex<State>,
+}
+
+impl Member {
+    pub(crate) fn new(name: String) -> Self {
+        Self {
+            name,
+            state: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+
+    /// Whether the member may be trusted now.
+    pub fn reach(&self) -> Reach {
+        self.with(|s| {
+            let last_contact = s.contact.as_ref().map(|(_, t)| t.clone());
+            let since = last_contact.as_ref().map_or_else(
+                || "never answered".to_string(),
+                |t| format!("has not answered since {}", t.0),
+            );
+            let why = if let Some((_, message)) = &s.problem {
+                format!("member cluster {}: {message}", self.name)
+            } else if s.conn.is_none() {
+                format!("member cluster {}: no client yet", self.name)
+            } else if s
+                .contact
+                .as_ref()
+                .is_none_or(|(at, _)| at.elapsed() >= s.unreachable_after)
+            {
+                let error = s
+                    .error
+                    .as_deref()
+                    .map_or(String::new(), |e| format!(" ({e})"));
+                format!("member cluster {} {since}{error}", self.name)
+            } else if !s.synced.load(std::sync::atomic::Ordering::SeqCst) {
+                format!(
+                    "member cluster {}: its InPlaceSets have not listed yet",
+                    self.name
+                )
+            } else {
+                String::new()
+            };
+            Reach {
+                reachable: why.is_empty(),
+                why,
+                last_contact,
+            }
+        })
+    }
+
+    /// The InPlaceSets a CafeDeployment (`uid`) has in this member, as last seen.
+    pub fn sets_of(&self, namespace: &str, uid: &str) -> Vec<Arc<InPlaceSet>> {
+        let Some(conn) = self.with(|s| s.conn.clone()) else {
+            return Vec::new();
+        };
+        conn.sets
+            .state()
+            .into_iter()
+            .filter(|s| {
+                s.namespace().as_deref() == Some(namespace)
+                    && s.labels().get(CAFEDEPLOYMENT_UID_LABEL).map(String::as_str) == Some(uid)
+            })
+            .collect()
+    }
+
+    /// The member's InPlaceSets in `namespace`, to write them.
+    pub fn sets_api(&self, namespace: &str) -> Option<Api<InPlaceSet>> {
+        self.with(|s| {
+            s.conn
+                .as_ref()
+                .map(|c| Api::namespaced(c.client.clone(), namespace))
+        })
+    }
+
+    /// API requests to this member so far, by (verb, resource, outcome).
+    pub fn requests(&self) -> BTreeMap<crate::runtime::client::RequestKey, u64> {
+        self.with(|s| s.conn.as_ref().map(|c| c.counters.snapshot()))
+            .unwrap_or_default()
+    }
+
+    /// Seconds since the member last answered (none: never).
+    pub fn silence(&self) -> Option<f64> {
+        self.with(|s| s.contact.as_ref().map(|(at, _)| at.elapsed().as_secs_f64()))
+    }
+}
+
+pub(crate) type Senders<T> = Arc<Mutex<Vec<UnboundedSender<T>>>>;
+
+pub(crate) fn send<T: Clone>(senders: &Senders<T>, item: &T) {
+    if let Ok(mut s) = senders.lock() {
+        s.retain(|tx| tx.unbounded_send(item.clone()).is_ok());
+    }
+}
+
+fn subscribe<T>(senders: &Senders<T>) -> impl Stream<Item = T> + use<T> {
+    let (tx, rx) = unbounded();
+    if let Ok(mut s) = senders.lock() {
+        s.push(tx);
+    }
+    rx
+}
+
+/// Every member cluster registered in the host.
+#[derive(Clone)]
+pub struct Members {
+    clusters: Store<MemberCluster>,
+    /// The MemberClusters have listed once: before that, no cell can be
+    /// placed (an empty registry would place every cell here).
+    pub synced: CacheSync,
+    live: Arc<RwLock<BTreeMap<String, Arc<Member>>>>,
+    /// The CafeDeployment caches of every watched scope: who uses a member.
+    cafedeployments: Arc<Mutex<Vec<Store<CafeDeployment>>>>,
+    /// A member's InPlaceSet changed: the CafeDeployment to look at.
+    pub(crate) set_changes: Senders<ObjectRef<CafeDeployment>>,
+    /// A member came, went, or changed reachability: look at every one.
+    member_changes: Senders<()>,
+}
+
+impl Members {
+    /// The registry over the MemberClusters in `clusters` (listed once when
+    /// `synced` is).
+    pub fn new(clusters: Store<MemberCluster>, synced: CacheSync) -> Self {
+        Self {
+            clusters,
+            synced,
+            live: Arc::default(),
+            cafedeployments: Arc::default(),
+            set_changes: Arc::default(),
+            member_changes: Arc::default(),
+        }
+    }
+
+    /// An empty registry, for a host without the MemberCluster CRD (or a member).
+    pub fn none() -> Self {
+        let (clusters, _) = kube::runtime::reflector::store();
+        Self::new(clusters, CacheSync::already())
+    }
+
+    /// The registered members, the cells each lists, and whether it is
+    /// being deleted.
+    pub fn registered(&self) -> Vec<(String, Vec<String>, bool)> {
+        let mut out: Vec<(String, Vec<String>, bool)> = self
+            .clusters
+            .state()
+            .iter()
+            .map(|m| {
+                let leaving = m.metadata.deletion_timestamp.is_some();
+                (m.name_any(), m.spec.cells.clone(), leaving)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The MemberCluster `name`, as cached.
+    pub fn cluster(&self, name: &str) -> Option<Arc<MemberCluster>> {
+        self.clusters.get(&ObjectRef::new(name))
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Member>> {
+        self.live.read().ok()?.get(name).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Member>> {
+        self.live
+            .read()
+            .map(|l| l.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Starts keeping `member` (the MemberCluster controller does).
+    pub(crate) fn insert(&self, member: Arc<Member>) {
+        if let Ok(mut live) = self.live.write() {
+            live.insert(member.name.clone(), member);
+        }
+        self.changed();
+    }
+
+    /// Stops keeping the member `name`.
+    pub(crate) fn remove(&self, name: &str) {
+        if let Ok(mut live) = self.live.write() {
+            live.remove(name);
+        }
+        self.changed();
+    }
+
+    /// A member came, went or changed reachability: every CafeDeployment looks again.
+    pub(crate) fn changed(&self) {
+        send(&self.member_changes, &());
+    }
+
+    pub fn set_changes(&self) -> impl Stream<Item = ObjectRef<CafeDeployment>> + use<> {
+        subscribe(&self.set_changes)
+    }
+
+    pub fn member_changes(&self) -> impl Stream<Item = ()> + use<> {
+        subscribe(&self.member_changes)
+    }
+
+    /// Adds a scope's CafeDeployment cache to those [`Members::users`] reads.
+    pub fn observe_cafedeployments(&self, store: Store<CafeDeployment>) {
+        if let Ok(mut stores) = self.cafedeployments.lock() {
+            stores.push(store);
+        }
+    }
+
+    /// The CafeDeployments that use `member`, from the caches (no request):
+    /// those whose status places a cell there, and those with InPlaceSets in
+    /// its cache (as last seen).
+    pub fn users(&self, member: &Member) -> Vec<String> {
+        // "namespace/name" -> what of it is there.
+        let mut users = BTreeMap::new();
+        let stores = self
+            .cafedeployments
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        for cd in stores.iter().flat_map(Store::state) {
+            let cells: Vec<&str> = cd
+                .status
+                .iter()
+                .flat_map(|s| &s.cells)
+                .filter(|row| row.cluster.as_deref() == Some(member.name.as_str()))
+                .map(|row| row.name.as_str())
+                .collect();
+            if !cells.is_empty() {
+                let key = format!("{}/{}", cd.namespace().unwrap_or_default(), cd.name_any());
+                users.insert(key, format!("cells {}", cells.join(", ")));
+            }
+        }
+        if let Some(conn) = member.with(|s| s.conn.clone()) {
+            for set in conn.sets.state() {
+                let key = format!(
+                    "{}/{}",
+                    set.namespace().unwrap_or_default(),
+                    set.annotations()
+                        .get(CAFEDEPLOYMENT_NAME_ANNOTATION)
+                        .map_or("?", String::as_str)
+                );
+                users
+                    .entry(key)
+                    .or_insert_with(|| format!("InPlaceSet {}", set.name_any()));
+            }
+        }
+        users
+            .into_iter()
+            .map(|(cd, what)| format!("{cd} ({what})"))
+            .collect()
+    }
+}
