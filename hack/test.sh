@@ -107,8 +107,8 @@ if [ "$started_cluster" = 1 ]; then
     started_cluster=1
     tests/cluster/up.sh
     # The second teardown comes while the real nodes start and stop pods.
-    started_cluster=0
     tests/cluster/down-while-busy.sh
+    started_cluster=0
     tests/cluster/machine-state.sh >"$scratch/machine-after"
     diff -u "$scratch/machine-before" "$scratch/machine-after" ||
         die "the second make cluster-down left the differences above on this machine"
