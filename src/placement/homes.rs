@@ -188,8 +188,6 @@ pub fn observe(
     client: &Client,
     members: &Members,
 ) -> Seen {
-    let ns = cd.namespace().unwrap_or_default();
-    let uid = cd.uid().unwrap_or_default();
     let registered = members.registered();
     let listing: Vec<Registered> = registered
         .iter()
@@ -211,9 +209,38 @@ pub fn observe(
             Err(e) => (BTreeMap::new(), Some(e)),
         };
     let local_home = Home::Local(client.clone());
+    let (cell_homes, mut unreachable) = homes_of(&placed, &local_home, members);
+    let (sets, set_homes) = sets_of(cd, local, &local_home, members, &mut unreachable);
+    // Judged only where the member's sets are listed (an unlisted member's
+    // cells are unreachable: nothing is written there anyway).
+    let has_set = |cell: &str, member: &str| {
+        unreachable.contains_key(cell)
+            || sets.iter().any(|s| {
+                s.labels().get(CELL_LABEL).map(String::as_str) == Some(cell)
+                    && set_homes.get(&s.name_any()).and_then(Home::cluster) == Some(member)
+            })
+    };
+    if misplaced.is_none() {
+        misplaced = placement::refuse_new_in_leaving(&placed, &listing, has_set).err();
+    }
+    Seen {
+        sets,
+        set_homes,
+        cell_homes,
+        unreachable,
+        misplaced,
+    }
+}
+
+/// Each placed cell's home, and the cells whose home cannot be reached now.
+fn homes_of(
+    placed: &BTreeMap<String, Place>,
+    local_home: &Home,
+    members: &Members,
+) -> (BTreeMap<String, Home>, BTreeMap<String, Unreachable>) {
     let mut cell_homes = BTreeMap::new();
     let mut unreachable = BTreeMap::new();
-    for (cell, place) in &placed {
+    for (cell, place) in placed {
         let home = match place {
             Place::Local => local_home.clone(),
             Place::Member(name) => match members.get(name) {
@@ -235,6 +262,20 @@ pub fn observe(
         }
         cell_homes.insert(cell.clone(), home);
     }
+    (cell_homes, unreachable)
+}
+
+/// `cd`'s sets wherever they are (sorted by name) and each one's home; the
+/// cells of sets in a member that cannot be reached are added to `unreachable`.
+fn sets_of(
+    cd: &CafeDeployment,
+    local: Vec<Arc<InPlaceSet>>,
+    local_home: &Home,
+    members: &Members,
+    unreachable: &mut BTreeMap<String, Unreachable>,
+) -> (Vec<Arc<InPlaceSet>>, BTreeMap<String, Home>) {
+    let ns = cd.namespace().unwrap_or_default();
+    let uid = cd.uid().unwrap_or_default();
     let mut sets = Vec::new();
     let mut set_homes = BTreeMap::new();
     for set in local {
@@ -254,25 +295,7 @@ pub fn observe(
         }
     }
     sets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    // Judged only where the member's sets are listed (an unlisted member's
-    // cells are unreachable: nothing is written there anyway).
-    let has_set = |cell: &str, member: &str| {
-        unreachable.contains_key(cell)
-            || sets.iter().any(|s| {
-                s.labels().get(CELL_LABEL).map(String::as_str) == Some(cell)
-                    && set_homes.get(&s.name_any()).and_then(Home::cluster) == Some(member)
-            })
-    };
-    if misplaced.is_none() {
-        misplaced = placement::refuse_new_in_leaving(&placed, &listing, has_set).err();
-    }
-    Seen {
-        sets,
-        set_homes,
-        cell_homes,
-        unreachable,
-        misplaced,
-    }
+    (sets, set_homes)
 }
 
 /// `set` as written into a member: no ownerReference, the CafeDeployment's
