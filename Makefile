@@ -53,6 +53,7 @@ lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	hack/check-links.sh
+	python3 hack/check-imports.py
 
 unit:
 	cargo test

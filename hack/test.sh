@@ -41,6 +41,9 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+echo "== links in the docs, and no import cycle in src/"
+hack/check-links.sh
+python3 hack/check-imports.py
 
 echo "== building the tests (once: the operator binary is built with them)"
 cargo test --no-run --quiet

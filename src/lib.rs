@@ -8,6 +8,7 @@ pub mod api;
 pub mod cafedeployment;
 pub mod inplaceset;
 pub mod membercluster;
+pub mod operator;
 pub mod placement;
 pub mod plugin;
 pub mod release;

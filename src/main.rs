@@ -1,10 +1,10 @@
-//! `cafe-operator`: the command line (`runtime::flags`) and the start-up
-//! (`runtime::start`) live in the library; this only dispatches.
+//! `cafe-operator`: the command line (`operator::flags`) and the start-up
+//! (`operator::start`) live in the library; this only dispatches.
 
 use std::process::ExitCode;
 
-use cafe_operator::runtime::flags::{Cli, Command};
-use cafe_operator::runtime::start;
+use cafe_operator::operator::flags::{Cli, Command};
+use cafe_operator::operator::start;
 use clap::Parser;
 
 fn main() -> ExitCode {

@@ -14,7 +14,7 @@ use tracing::warn;
 
 use super::MANAGER;
 use super::context::Context;
-use super::controller::Error;
+use super::model::Error;
 use super::model::Outcome;
 use super::revisions::patch_spec;
 use crate::api::names::{UPGRADE_CONFIRMED_ANNOTATION, condition};

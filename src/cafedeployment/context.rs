@@ -17,9 +17,9 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::MANAGER;
-use super::controller::Error;
 use super::history;
 use super::hold::{self, Held};
+use super::model::Error;
 use super::model::{Note, Refused};
 use super::revision_history;
 use crate::api::pod::Pod;

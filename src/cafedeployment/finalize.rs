@@ -9,7 +9,7 @@ use kube::runtime::events::EventType;
 use tracing::info;
 
 use super::context::Context;
-use super::controller::Error;
+use super::model::Error;
 use super::revisions::patch_spec;
 use crate::api::names::{CELL_LABEL, MEMBER_SETS_FINALIZER};
 use crate::api::{CafeDeployment, finalizer_removed};

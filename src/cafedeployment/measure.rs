@@ -15,7 +15,7 @@ use tracing::info;
 use super::analysis as gate;
 use super::build::REVISION_ANNOTATION;
 use super::context::{Context, event_type};
-use super::controller::Error;
+use super::model::Error;
 use super::revisions::patch_spec;
 use crate::api::names::{CELL_LABEL, REVISION_LABEL};
 use crate::api::{AnalysisPhase, CafeDeployment, CafeDeploymentStatus, InPlaceSet};

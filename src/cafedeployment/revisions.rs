@@ -16,8 +16,8 @@ use serde_json::json;
 
 use super::MANAGER;
 use super::context::Context;
-use super::controller::Error;
 use super::history;
+use super::model::Error;
 use super::model::{History, Restore, Revision};
 use crate::api::names::{CAFEDEPLOYMENT_UID_LABEL as OWNER_LABEL, condition};
 use crate::api::{CafeDeployment, Phase, ReleaseStatus};

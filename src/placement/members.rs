@@ -21,6 +21,7 @@ use crate::api::names::{CAFEDEPLOYMENT_NAME_ANNOTATION, CAFEDEPLOYMENT_UID_LABEL
 use crate::api::{CafeDeployment, InPlaceSet, MemberCluster};
 use crate::runtime::client::ApiCounters;
 use crate::runtime::health::CacheSync;
+use crate::runtime::metrics::MemberReading;
 
 /// How long a probe or a write to a member may take.
 pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(4);
@@ -275,6 +276,19 @@ impl Members {
 
     pub fn member_changes(&self) -> impl Stream<Item = ()> + use<> {
         subscribe(&self.member_changes)
+    }
+
+    /// What `/metrics` shows of each member.
+    pub fn readings(&self) -> Vec<MemberReading> {
+        self.all()
+            .iter()
+            .map(|m| MemberReading {
+                name: m.name.clone(),
+                reachable: m.reach().reachable,
+                silence: m.silence(),
+                requests: m.requests(),
+            })
+            .collect()
     }
 
     /// Adds a scope's CafeDeployment cache to those [`Members::users`] reads.

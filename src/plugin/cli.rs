@@ -1,11 +1,10 @@
 //! The command line: `kubectl cafe`'s verbs and flags (clap), and the
 //! duration flags' parser. What each verb does lives in its own file.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
-
-use super::console;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Watch and operate CafeDeployment releases.
 #[derive(Parser, Debug)]
@@ -123,7 +122,7 @@ pub enum Verb {
     #[command(
         after_help = "Examples:\n  kubectl cafe console -n shop --open\n  kubectl cafe console -A --read-only --port 9000"
     )]
-    Console(console::Options),
+    Console(ConsoleOptions),
     /// Wait for the release like `kubectl rollout status`.
     #[command(after_help = "Example:\n  kubectl cafe status demo --timeout 10m --success-on-wait")]
     Status {
@@ -179,6 +178,28 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} is not a duration like 30s, 5m or 1h"));
     }
     Ok(Duration::from_secs(total))
+}
+
+/// `kubectl cafe console` flags.
+#[derive(Args, Debug, Clone)]
+pub struct ConsoleOptions {
+    /// Every namespace (default: the one of -n or the context).
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// The port to listen on (0: any free port).
+    #[arg(long, default_value_t = 8467)]
+    pub port: u16,
+    /// The address to listen on. Anything but a loopback address lets others
+    /// on the network reach the console (it still acts as you): a warning is
+    /// printed.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub address: IpAddr,
+    /// Show, never act: no button is enabled and every action is refused.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Open the page in the desktop's browser (xdg-open or open).
+    #[arg(long)]
+    pub open: bool,
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ struct Observed {
     leader: AtomicBool,
     cafedeployments: Mutex<Vec<Store<CafeDeployment>>>,
     pods: Mutex<Vec<Store<Pod>>>,
-    members: Mutex<Option<crate::placement::members::Members>>,
+    members: Mutex<Option<MemberSource>>,
 }
 
 impl std::fmt::Debug for Observed {
@@ -160,7 +160,7 @@ impl Metrics {
     }
 
     /// Member clusters: reachability, silence and requests per member.
-    pub fn observe_members(&self, members: crate::placement::members::Members) {
+    pub fn observe_members(&self, members: MemberSource) {
         if let Ok(mut m) = self.observed.members.lock() {
             *m = Some(members);
         }
@@ -305,6 +305,20 @@ impl Collector for Observed {
     }
 }
 
+/// What `/metrics` reads of one member cluster at scrape time.
+pub struct MemberReading {
+    pub name: String,
+    /// It answers and its InPlaceSets are listed.
+    pub reachable: bool,
+    /// Seconds since it last answered (none: never).
+    pub silence: Option<f64>,
+    /// API requests made to it, by (verb, resource, outcome).
+    pub requests: std::collections::BTreeMap<super::client::RequestKey, u64>,
+}
+
+/// Reads every member cluster (the registry, `crate::placement::members`).
+pub type MemberSource = Arc<dyn Fn() -> Vec<MemberReading> + Send + Sync>;
+
 impl Observed {
     /// Per member cluster: whether it is reachable, how long since it last
     /// answered (a watch or probe; the lag of what the host knows of it),
@@ -314,7 +328,7 @@ impl Observed {
             .members
             .lock()
             .ok()
-            .and_then(|m| m.as_ref().map(crate::placement::members::Members::all))
+            .and_then(|m| m.as_ref().map(|read| read()))
             .unwrap_or_default();
         let mut m = encoder.encode_descriptor(
             "member_reachable",
@@ -323,7 +337,7 @@ impl Observed {
             MetricType::Gauge,
         )?;
         for member in &members {
-            let value = i64::from(member.reach().reachable);
+            let value = i64::from(member.reachable);
             ConstGauge::new(value).encode(m.encode_family(&[("member", member.name.as_str())])?)?;
         }
         let mut m = encoder.encode_descriptor(
@@ -333,7 +347,7 @@ impl Observed {
             MetricType::Gauge,
         )?;
         for member in &members {
-            if let Some(s) = member.silence() {
+            if let Some(s) = member.silence {
                 ConstGauge::new(s).encode(m.encode_family(&[("member", member.name.as_str())])?)?;
             }
         }
@@ -344,14 +358,14 @@ impl Observed {
             MetricType::Counter,
         )?;
         for member in &members {
-            for ((verb, resource, outcome), n) in member.requests() {
+            for ((verb, resource, outcome), n) in &member.requests {
                 let labels = [
                     ("member", member.name.as_str()),
                     ("verb", verb.as_str()),
                     ("resource", resource.as_str()),
                     ("outcome", outcome),
                 ];
-                ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+                ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
             }
         }
         Ok(())

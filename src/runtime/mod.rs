@@ -4,7 +4,6 @@ pub mod backoff;
 pub mod cache;
 pub mod client;
 pub mod coalesce;
-pub mod flags;
 pub mod health;
 pub mod leader;
 pub mod metrics;
@@ -12,7 +11,6 @@ pub mod own_writes;
 pub mod prometheus;
 pub mod refusals;
 pub mod serve;
-pub mod start;
 pub mod status;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

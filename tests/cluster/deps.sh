@@ -6,7 +6,8 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # command -> package. libseccomp-dev is checked by its pkg-config file.
-declare -A needed=([openssl]=openssl [curl]=curl [ss]=iproute2 [ip]=iproute2 [setsid]=util-linux)
+# python3: the docs link checker and the import-cycle check (hack/).
+declare -A needed=([openssl]=openssl [curl]=curl [ss]=iproute2 [ip]=iproute2 [setsid]=util-linux [python3]=python3)
 if [ "$REAL_NODES" = 1 ]; then
     needed+=([iptables]=iptables [ip6tables]=iptables [nft]=nftables [conntrack]=conntrack
         [mount]=mount [pkg-config]=pkg-config [gcc]=gcc)

@@ -2,13 +2,12 @@
 //! session. The API server's refusal (RBAC, four-eyes, CEL) is passed on as
 //! it said it, with its status code.
 
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use kube::ResourceExt;
 use serde::Deserialize;
 
 use super::Console;
-use super::http::answer;
 use crate::plugin::confirm::confirm;
 use crate::plugin::pause::pause;
 use crate::plugin::rollback::rollback;
@@ -110,6 +109,16 @@ pub async fn revisions(console: &Console, namespace: &str, name: &str) -> Respon
         }
         Err(f) => answer(status_of(&f), &serde_json::json!({"error": f.message})),
     }
+}
+
+/// A JSON answer.
+pub fn answer(code: StatusCode, body: &serde_json::Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use futures::{Stream, StreamExt, stream};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Console;
-use super::act;
+use super::act::{self, answer};
 use super::watch::Message;
 
 const INDEX: &str = include_str!("assets/index.html");
@@ -46,16 +46,6 @@ pub fn router(console: Arc<Console>) -> Router {
             only_this_host,
         ))
         .with_state(console)
-}
-
-/// A JSON answer.
-pub fn answer(code: StatusCode, body: &serde_json::Value) -> Response {
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 fn refuse(why: &str) -> Response {

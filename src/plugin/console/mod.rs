@@ -23,34 +23,11 @@ mod page;
 mod rights;
 mod watch;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use clap::Args;
-
+use super::cli::ConsoleOptions as Options;
 use super::session::{Failure, Session, unreachable};
-
-/// `kubectl cafe console` flags.
-#[derive(Args, Debug, Clone)]
-pub struct Options {
-    /// Every namespace (default: the one of -n or the context).
-    #[arg(short = 'A', long)]
-    pub all_namespaces: bool,
-    /// The port to listen on (0: any free port).
-    #[arg(long, default_value_t = 8467)]
-    pub port: u16,
-    /// The address to listen on. Anything but a loopback address lets others
-    /// on the network reach the console (it still acts as you): a warning is
-    /// printed.
-    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
-    pub address: IpAddr,
-    /// Show, never act: no button is enabled and every action is refused.
-    #[arg(long)]
-    pub read_only: bool,
-    /// Open the page in the desktop's browser (xdg-open or open).
-    #[arg(long)]
-    pub open: bool,
-}
 
 /// What every request handler shares.
 pub(super) struct Console {

@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use super::Telemetry;
-use super::cache::Caches;
 use super::flags::{LogFormat, OperatorRole, RunArgs};
-use super::health::{Health, Role};
-use super::leader::{self, LeaseConfig};
-use super::metrics::Metrics;
-use super::serve;
 use crate::api::{MemberCluster, ReleaseFreeze};
 use crate::placement::members::Members;
+use crate::runtime::Telemetry;
+use crate::runtime::cache::Caches;
+use crate::runtime::health::{Health, Role};
+use crate::runtime::leader::{self, LeaseConfig};
+use crate::runtime::metrics::Metrics;
+use crate::runtime::serve;
 
 fn init_logging(args: &RunArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
@@ -118,9 +118,10 @@ async fn operate(args: RunArgs) -> Result<(), String> {
         members: start_members(host && members_crd, &client, &telemetry, &stop),
         freezes: start_freezes(host && members_crd, &client, &telemetry, lag, &stop),
     };
+    let members = cluster_wide.members.clone();
     telemetry
         .metrics
-        .observe_members(cluster_wide.members.clone());
+        .observe_members(std::sync::Arc::new(move || members.readings()));
     let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {
         vec![None]
     } else {
@@ -145,18 +146,28 @@ async fn operate(args: RunArgs) -> Result<(), String> {
 /// Checks the cluster (client, CRDs) and serves `/metrics` and the probes.
 async fn connect(
     args: &RunArgs,
-) -> Result<(kube::Client, super::client::ApiCounters, bool, Telemetry), String> {
+) -> Result<
+    (
+        kube::Client,
+        crate::runtime::client::ApiCounters,
+        bool,
+        Telemetry,
+    ),
+    String,
+> {
     let metrics_addr =
         serve::parse_bind_address("--metrics-bind-address", &args.metrics_bind_address)?;
     let probe_addr = serve::parse_bind_address(
         "--health-probe-bind-address",
         &args.health_probe_bind_address,
     )?;
-    let super::Preflight {
+    let crate::runtime::Preflight {
         client,
         counters,
         members,
-    } = super::preflight().await.map_err(|e| e.to_string())?;
+    } = crate::runtime::preflight()
+        .await
+        .map_err(|e| e.to_string())?;
     let telemetry = Telemetry {
         metrics: Metrics::new(counters.clone()),
         health: Health::default(),
@@ -266,7 +277,7 @@ struct Process {
     /// The member clusters, kept by the MemberCluster controller.
     members: Members,
     /// Release freezes (cluster-scoped; none without the CRD).
-    freezes: Option<super::cache::Shared<ReleaseFreeze>>,
+    freezes: Option<crate::runtime::cache::Shared<ReleaseFreeze>>,
 }
 
 /// The registry of member clusters and its controller (an empty registry
@@ -280,7 +291,7 @@ fn start_members(
     if !enabled {
         return Members::none();
     }
-    let (clusters, drive) = super::cache::watch(
+    let (clusters, drive) = crate::runtime::cache::watch(
         &telemetry.health,
         "memberclusters",
         (
@@ -288,7 +299,7 @@ fn start_members(
             kube::runtime::watcher::Config::default(),
         ),
         Duration::ZERO,
-        super::cache::trim::meta,
+        crate::runtime::cache::trim::meta,
         |_: &kube::runtime::watcher::Event<MemberCluster>| {},
     );
     let members = Members::new(clusters.store.clone(), clusters.synced.clone());
@@ -319,11 +330,11 @@ fn start_freezes(
     telemetry: &Telemetry,
     lag: Duration,
     stop: &Stop,
-) -> Option<super::cache::Shared<ReleaseFreeze>> {
+) -> Option<crate::runtime::cache::Shared<ReleaseFreeze>> {
     if !enabled {
         return None;
     }
-    let (freezes, drive) = super::cache::watch(
+    let (freezes, drive) = crate::runtime::cache::watch(
         &telemetry.health,
         "releasefreezes",
         (
@@ -331,7 +342,7 @@ fn start_freezes(
             kube::runtime::watcher::Config::default(),
         ),
         lag,
-        super::cache::trim::meta,
+        crate::runtime::cache::trim::meta,
         |_: &kube::runtime::watcher::Event<ReleaseFreeze>| {},
     );
     spawn_until(stop, drive);
@@ -442,7 +453,7 @@ async fn run_until_stop(
 
 /// What this run cost the API server, by verb and resource; requests that
 /// did not succeed are listed apart with their outcome.
-fn report_requests(counters: &super::client::ApiCounters) {
+fn report_requests(counters: &crate::runtime::client::ApiCounters) {
     let requests: Vec<String> = counters
         .snapshot()
         .into_iter()
