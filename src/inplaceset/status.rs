@@ -241,24 +241,20 @@ fn conditions(inputs: &Inputs, status: &InPlaceSetStatus, complete: bool) -> Vec
         message.clone(),
         inputs,
     );
-    set_condition(
-        &mut conditions,
-        prev,
-        condition::READY,
-        complete,
-        if complete { "Ready" } else { reason },
-        message.clone(),
-        inputs,
-    );
-    set_condition(
-        &mut conditions,
-        prev,
-        condition::RECONCILING,
-        !complete && stall.is_none(),
-        if complete { "Ready" } else { reason },
-        message.clone(),
-        inputs,
-    );
+    for (type_, status) in [
+        (condition::READY, complete),
+        (condition::RECONCILING, !complete && stall.is_none()),
+    ] {
+        set_condition(
+            &mut conditions,
+            prev,
+            type_,
+            status,
+            if complete { "Ready" } else { reason },
+            message.clone(),
+            inputs,
+        );
+    }
     set_condition(
         &mut conditions,
         prev,
