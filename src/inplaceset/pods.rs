@@ -284,13 +284,7 @@ fn labels_patch(
     revision: &str,
 ) -> serde_json::Map<String, Value> {
     let template_meta = template.metadata.clone().unwrap_or_default();
-    let mut labels = serde_json::Map::new();
-    for key in &had.labels {
-        labels.insert(key.clone(), Value::Null);
-    }
-    for (k, v) in template_meta.labels.unwrap_or_default() {
-        labels.insert(k, Value::String(v));
-    }
+    let mut labels = replacing(&had.labels, template_meta.labels);
     labels.insert(REVISION_LABEL.to_string(), json!(revision));
     labels
 }
@@ -304,13 +298,7 @@ fn annotations_patch(
     record: &InPlaceRecord,
 ) -> serde_json::Map<String, Value> {
     let template_meta = template.metadata.clone().unwrap_or_default();
-    let mut annotations: serde_json::Map<String, Value> = serde_json::Map::new();
-    for key in &had.annotations {
-        annotations.insert(key.clone(), Value::Null);
-    }
-    for (k, v) in template_meta.annotations.unwrap_or_default() {
-        annotations.insert(k, Value::String(v));
-    }
+    let mut annotations = replacing(&had.annotations, template_meta.annotations);
     annotations.insert(
         IN_PLACE_RECORD_ANNOTATION.to_string(),
         json!(serde_json::to_string(record).unwrap_or_default()),
@@ -326,6 +314,22 @@ fn annotations_patch(
         }
     }
     annotations
+}
+
+/// A merge patch of `values` (the template's labels or annotations) that
+/// also removes every key in `had` they no longer hold.
+fn replacing(
+    had: &BTreeSet<String>,
+    values: Option<BTreeMap<String, String>>,
+) -> serde_json::Map<String, Value> {
+    let mut patch = serde_json::Map::new();
+    for key in had {
+        patch.insert(key.clone(), Value::Null);
+    }
+    for (k, v) in values.unwrap_or_default() {
+        patch.insert(k, Value::String(v));
+    }
+    patch
 }
 
 #[cfg(test)]
