@@ -96,8 +96,77 @@ impl Plan {
     }
 }
 
+/// The shares the spec asks for: pods on the update, pods on stable, and
+/// whether a stable revision is named at all.
+struct Shares {
+    want_update: usize,
+    want_stable: usize,
+    has_stable: bool,
+}
+
+impl Shares {
+    /// The update's share is `replicas - partition`; stable holds the rest.
+    fn of(spec: &SetSpec, revs: &Revisions) -> Self {
+        let want_update = spec.replicas - spec.partition.min(spec.replicas);
+        Shares {
+            want_update,
+            want_stable: spec.replicas - want_update,
+            has_stable: revs.stable.is_some(),
+        }
+    }
+}
+
 pub fn plan(pods: &[PodFacts], spec: &SetSpec, revs: &Revisions, now: i64) -> Plan {
     let mut intents = BTreeMap::new();
+    let mut live = not_leaving(pods, &mut intents);
+    let shares = Shares::of(spec, revs);
+    if live.len() > spec.replicas {
+        scale_in(&mut live, spec, revs, &shares, &mut intents);
+    }
+
+    // Who goes where: pods in their lifecycle finish it; the update's share is
+    // filled from strays, then stable pods; its surplus goes back to stable.
+    let mut updated = live.iter().filter(|p| revs.on_update(p)).count();
+    let mut by_age = live.clone();
+    by_age.sort_by_key(|p| {
+        (
+            p.available(spec.min_ready_seconds, now),
+            p.created,
+            p.name.clone(),
+        )
+    });
+    let (to_update, to_stable) = finish_in_flight(&by_age, revs, &shares, &mut updated);
+    let (created_update, create_stable) = creations(spec, &shares, updated, live.len());
+    updated += created_update;
+    let (budget, created_update, create_stable) =
+        pace_creation(spec, &live, now, created_update, create_stable);
+    let candidates = move_candidates(&by_age, revs, &shares, updated);
+    for p in to_update {
+        intents.insert(p.name.clone(), Intent::Update(Toward::Update));
+    }
+    for p in to_stable {
+        intents.insert(p.name.clone(), Intent::Update(Toward::Stable));
+    }
+    let held_by_disruption_budget =
+        !spec.paused && start_moves(candidates, spec, revs, now, budget, &mut intents);
+    Plan {
+        create: created_update,
+        create_stable,
+        intents,
+        held_by_disruption_budget,
+    }
+}
+
+/// A pod already draining for an update: it finishes its move.
+fn in_flight(p: &PodFacts) -> bool {
+    p.draining_for(gate_reason::DRAINING_FOR_UPDATE)
+}
+
+/// Pods terminating or draining for deletion are deleted; the rest are live.
+fn not_leaving<'a>(
+    pods: &'a [PodFacts],
+    intents: &mut BTreeMap<String, Intent>,
+) -> Vec<&'a PodFacts> {
     let leaving = |p: &PodFacts| p.terminating || p.draining_for(gate_reason::DRAINING_FOR_DELETE);
     let mut live: Vec<&PodFacts> = Vec::new();
     for p in pods {
@@ -107,80 +176,98 @@ pub fn plan(pods: &[PodFacts], spec: &SetSpec, revs: &Revisions, now: i64) -> Pl
             live.push(p);
         }
     }
-    let has_stable = revs.stable.is_some();
-    let want_update = spec.replicas - spec.partition.min(spec.replicas);
-    let want_stable = spec.replicas - want_update;
+    live
+}
 
-    // Scale in, taking from whichever revision holds more than its share.
-    if live.len() > spec.replicas {
-        let updated = live.iter().filter(|p| revs.on_update(p)).count();
-        let stable = live.iter().filter(|p| revs.on_stable(p)).count();
-        let rank = |p: &PodFacts| {
-            let surplus = if revs.on_update(p) {
-                updated > want_update
-            } else if revs.on_stable(p) {
-                stable > want_stable
-            } else {
-                true
-            };
-            !surplus
+/// Scale in, taking from whichever revision holds more than its share: the
+/// pods deleted first leave `live`.
+fn scale_in(
+    live: &mut Vec<&PodFacts>,
+    spec: &SetSpec,
+    revs: &Revisions,
+    shares: &Shares,
+    intents: &mut BTreeMap<String, Intent>,
+) {
+    let updated = live.iter().filter(|p| revs.on_update(p)).count();
+    let stable = live.iter().filter(|p| revs.on_stable(p)).count();
+    let rank = |p: &PodFacts| {
+        let surplus = if revs.on_update(p) {
+            updated > shares.want_update
+        } else if revs.on_stable(p) {
+            stable > shares.want_stable
+        } else {
+            true
         };
-        live.sort_by_key(|p| {
-            (
-                p.scheduled,
-                p.ready,
-                rank(p),
-                revs.on_update(p),
-                Reverse(p.created),
-                p.name.clone(),
-            )
-        });
-        for p in live.drain(..live.len() - spec.replicas) {
-            intents.insert(p.name.clone(), Intent::Delete);
-        }
-    }
-
-    // Who goes where: pods in their lifecycle finish it; the update's share is
-    // filled from strays, then stable pods; its surplus goes back to stable.
-    let in_flight = |p: &PodFacts| p.draining_for(gate_reason::DRAINING_FOR_UPDATE);
-    let mut updated = live.iter().filter(|p| revs.on_update(p)).count();
-    let mut to_update: Vec<&PodFacts> = Vec::new();
-    let mut to_stable: Vec<&PodFacts> = Vec::new();
-    let mut by_age = live.clone();
-    by_age.sort_by_key(|p| {
+        !surplus
+    };
+    live.sort_by_key(|p| {
         (
-            p.available(spec.min_ready_seconds, now),
-            p.created,
+            p.scheduled,
+            p.ready,
+            rank(p),
+            revs.on_update(p),
+            Reverse(p.created),
             p.name.clone(),
         )
     });
+    for p in live.drain(..live.len() - spec.replicas) {
+        intents.insert(p.name.clone(), Intent::Delete);
+    }
+}
+
+/// Where each pod already in its lifecycle goes (to the update, to stable),
+/// counting the pods on the update in `updated`.
+fn finish_in_flight<'a>(
+    by_age: &[&'a PodFacts],
+    revs: &Revisions,
+    shares: &Shares,
+    updated: &mut usize,
+) -> (Vec<&'a PodFacts>, Vec<&'a PodFacts>) {
+    let mut to_update: Vec<&PodFacts> = Vec::new();
+    let mut to_stable: Vec<&PodFacts> = Vec::new();
     for p in by_age.iter().filter(|p| in_flight(p)) {
         if revs.on_update(p) {
-            if has_stable && updated > want_update {
-                updated -= 1;
+            if shares.has_stable && *updated > shares.want_update {
+                *updated -= 1;
                 to_stable.push(p);
             } else {
                 to_update.push(p);
             }
-        } else if updated < want_update || !has_stable {
-            updated += 1;
+        } else if *updated < shares.want_update || !shares.has_stable {
+            *updated += 1;
             to_update.push(p);
         } else {
             to_stable.push(p);
         }
     }
-    let created_update = if has_stable {
-        want_update
-            .saturating_sub(updated)
-            .min(spec.replicas.saturating_sub(live.len()))
-    } else {
-        spec.replicas.saturating_sub(live.len())
-    };
-    let create_stable = spec.replicas.saturating_sub(live.len()) - created_update;
-    updated += created_update;
+    (to_update, to_stable)
+}
 
-    // The unavailability budget: pods not available now use it; a paced
-    // creation's new pods use it too, the update's share first.
+/// How many new pods the set lacks, on the update and on stable: the update's
+/// share first.
+fn creations(spec: &SetSpec, shares: &Shares, updated: usize, live: usize) -> (usize, usize) {
+    let created_update = if shares.has_stable {
+        shares
+            .want_update
+            .saturating_sub(updated)
+            .min(spec.replicas.saturating_sub(live))
+    } else {
+        spec.replicas.saturating_sub(live)
+    };
+    let create_stable = spec.replicas.saturating_sub(live) - created_update;
+    (created_update, create_stable)
+}
+
+/// The unavailability budget left, and the creations it allows: pods not
+/// available now use it; a paced creation's new pods use it too, the update's
+/// share first.
+fn pace_creation(
+    spec: &SetSpec,
+    live: &[&PodFacts],
+    now: i64,
+    created_update: usize,
+    create_stable: usize,
+) -> (usize, usize, usize) {
     let unavailable = live
         .iter()
         .filter(|p| !p.available(spec.min_ready_seconds, now))
@@ -197,7 +284,17 @@ pub fn plan(pods: &[PodFacts], spec: &SetSpec, revs: &Revisions, now: i64) -> Pl
     } else {
         (created_update, create_stable)
     };
+    (budget, created_update, create_stable)
+}
 
+/// The settled pods that should move, and where: strays and stable pods fill
+/// the update's share, other strays go to stable, the update's surplus too.
+fn move_candidates<'a>(
+    by_age: &[&'a PodFacts],
+    revs: &Revisions,
+    shares: &Shares,
+    mut updated: usize,
+) -> Vec<(&'a PodFacts, Toward)> {
     let settled = |p: &&&PodFacts| !in_flight(p);
     let strays: Vec<&PodFacts> = by_age
         .iter()
@@ -213,15 +310,15 @@ pub fn plan(pods: &[PodFacts], spec: &SetSpec, revs: &Revisions, now: i64) -> Pl
         .collect();
     let mut candidates: Vec<(&PodFacts, Toward)> = Vec::new();
     for p in strays.iter().chain(&stables) {
-        if updated < want_update {
+        if updated < shares.want_update {
             updated += 1;
             candidates.push((p, Toward::Update));
-        } else if has_stable && !revs.on_stable(p) {
+        } else if shares.has_stable && !revs.on_stable(p) {
             candidates.push((p, Toward::Stable));
         }
     }
-    if has_stable && updated > want_update {
-        let surplus = updated - want_update;
+    if shares.has_stable && updated > shares.want_update {
+        let surplus = updated - shares.want_update;
         candidates.extend(
             by_age
                 .iter()
@@ -231,399 +328,48 @@ pub fn plan(pods: &[PodFacts], spec: &SetSpec, revs: &Revisions, now: i64) -> Pl
                 .map(|p| (*p, Toward::Stable)),
         );
     }
-    for p in to_update {
-        intents.insert(p.name.clone(), Intent::Update(Toward::Update));
-    }
-    for p in to_stable {
-        intents.insert(p.name.clone(), Intent::Update(Toward::Stable));
-    }
+    candidates
+}
 
-    // New moves start within what is left of the budget, unless paused; an
-    // available pod also needs the PodDisruptionBudgets' room (in-place
-    // updates bypass the eviction API, so the set honours them itself).
+/// New moves start within what is left of the budget; an available pod also
+/// needs the PodDisruptionBudgets' room (in-place updates bypass the eviction
+/// API, so the set honours them itself). True when that room held a move.
+fn start_moves(
+    mut candidates: Vec<(&PodFacts, Toward)>,
+    spec: &SetSpec,
+    revs: &Revisions,
+    now: i64,
+    mut budget: usize,
+    intents: &mut BTreeMap<String, Intent>,
+) -> bool {
     let mut disruptions = spec.disruptions_allowed;
-    let mut held_by_disruption_budget = false;
-    if !spec.paused {
-        candidates.sort_by_key(|(p, _)| {
-            (
-                p.available(spec.min_ready_seconds, now),
-                p.created,
-                p.name.clone(),
-            )
-        });
-        for (p, toward) in candidates {
-            if p.available(spec.min_ready_seconds, now) {
-                if budget == 0 {
-                    break;
-                }
-                if disruptions == Some(0) {
-                    held_by_disruption_budget = true;
-                    break;
-                }
-                budget -= 1;
-                disruptions = disruptions.map(|d| d - 1);
+    candidates.sort_by_key(|(p, _)| {
+        (
+            p.available(spec.min_ready_seconds, now),
+            p.created,
+            p.name.clone(),
+        )
+    });
+    for (p, toward) in candidates {
+        if p.available(spec.min_ready_seconds, now) {
+            if budget == 0 {
+                break;
             }
-            let intent = if !spec.recreate && revs.in_place(p, toward) {
-                Intent::Update(toward)
-            } else {
-                Intent::Delete
-            };
-            intents.insert(p.name.clone(), intent);
+            if disruptions == Some(0) {
+                return true;
+            }
+            budget -= 1;
+            disruptions = disruptions.map(|d| d - 1);
         }
+        let intent = if !spec.recreate && revs.in_place(p, toward) {
+            Intent::Update(toward)
+        } else {
+            Intent::Delete
+        };
+        intents.insert(p.name.clone(), intent);
     }
-    Plan {
-        create: created_update,
-        create_stable,
-        intents,
-        held_by_disruption_budget,
-    }
+    false
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::inplaceset::lifecycle::Gate;
-    use proptest::prelude::*;
-
-    const NOW: i64 = 10_000;
-
-    fn target() -> Revisions {
-        Revisions {
-            update: "new".into(),
-            update_shape: "s".into(),
-            stable: None,
-        }
-    }
-
-    fn with_stable() -> Revisions {
-        Revisions {
-            stable: Some(("old".into(), "s".into())),
-            ..target()
-        }
-    }
-
-    fn pod(i: usize, revision: &str, available: bool) -> PodFacts {
-        PodFacts {
-            name: format!("p{i:02}"),
-            created: i as i64,
-            revision: Some(revision.into()),
-            shape: Some("s".into()),
-            scheduled: true,
-            gate: Gate {
-                open: Some(available),
-                reason: gate_reason::SERVING.into(),
-                since: 0,
-            },
-            ready: available,
-            ready_since: available.then_some(0),
-            ..PodFacts::default()
-        }
-    }
-
-    fn spec(replicas: usize, partition: usize, max_unavailable: usize) -> SetSpec {
-        SetSpec {
-            replicas,
-            partition,
-            max_unavailable,
-            paused: false,
-            pace_creation: false,
-            recreate: false,
-            min_ready_seconds: 0,
-            disruptions_allowed: None,
-        }
-    }
-
-    fn count(plan: &Plan, intent: Intent) -> usize {
-        plan.intents.values().filter(|i| **i == intent).count()
-    }
-
-    #[test]
-    fn partition_keeps_that_many_pods_on_the_old_revision() {
-        let pods: Vec<_> = (0..5).map(|i| pod(i, "old", true)).collect();
-        let p = plan(&pods, &spec(5, 3, 5), &target(), NOW);
-        assert_eq!(count(&p, Intent::Update(Toward::Update)), 2);
-        assert_eq!(
-            p.intent("p00"),
-            Intent::Update(Toward::Update),
-            "oldest first"
-        );
-        assert_eq!(p.intent("p01"), Intent::Update(Toward::Update));
-        assert_eq!(p.create, 0);
-    }
-
-    #[test]
-    fn max_unavailable_bounds_how_many_start_at_once() {
-        let pods: Vec<_> = (0..5).map(|i| pod(i, "old", true)).collect();
-        let p = plan(&pods, &spec(5, 0, 1), &target(), NOW);
-        assert_eq!(count(&p, Intent::Update(Toward::Update)), 1);
-    }
-
-    #[test]
-    fn an_updated_pod_that_never_gets_ready_stops_the_update_there() {
-        let mut pods: Vec<_> = (0..5).map(|i| pod(i, "old", true)).collect();
-        pods[0] = pod(0, "new", false);
-        let p = plan(&pods, &spec(5, 0, 1), &target(), NOW);
-        assert_eq!(
-            count(&p, Intent::Update(Toward::Update)),
-            0,
-            "the budget is used up"
-        );
-    }
-
-    #[test]
-    fn unavailable_old_pods_are_updated_first_even_with_the_budget_used_up() {
-        let mut pods: Vec<_> = (0..3).map(|i| pod(i, "old", true)).collect();
-        pods.push(pod(3, "old", false));
-        // The unavailable pod uses the whole budget of 1 already.
-        let p = plan(&pods, &spec(4, 0, 1), &target(), NOW);
-        assert_eq!(p.intent("p03"), Intent::Update(Toward::Update));
-        assert_eq!(count(&p, Intent::Update(Toward::Update)), 1);
-        let p = plan(&pods, &spec(4, 0, 2), &target(), NOW);
-        assert_eq!(count(&p, Intent::Update(Toward::Update)), 2);
-    }
-
-    #[test]
-    fn scale_in_deletes_unready_then_old_then_newest() {
-        let pods = vec![
-            pod(0, "new", true),
-            pod(1, "old", true),
-            pod(2, "new", false),
-            pod(3, "new", true),
-        ];
-        let p = plan(&pods, &spec(2, 0, 4), &target(), NOW);
-        assert_eq!(p.intent("p02"), Intent::Delete, "not ready first");
-        assert_eq!(p.intent("p01"), Intent::Delete, "then the older revision");
-        assert_eq!(p.intent("p00"), Intent::Keep);
-    }
-
-    #[test]
-    fn a_change_that_cannot_be_made_in_place_recreates() {
-        let mut pods = vec![pod(0, "old", true)];
-        pods[0].shape = Some("other".into());
-        let p = plan(&pods, &spec(1, 0, 1), &target(), NOW);
-        assert_eq!(p.intent("p00"), Intent::Delete);
-        let mut recreate = spec(1, 0, 1);
-        recreate.recreate = true;
-        let p = plan(&[pod(0, "old", true)], &recreate, &target(), NOW);
-        assert_eq!(p.intent("p00"), Intent::Delete);
-    }
-
-    #[test]
-    fn pods_in_their_lifecycle_finish_it_while_paused() {
-        let mut pods: Vec<_> = (0..3).map(|i| pod(i, "old", true)).collect();
-        pods[1].gate = Gate {
-            open: Some(false),
-            reason: gate_reason::DRAINING_FOR_UPDATE.into(),
-            since: 0,
-        };
-        let mut paused = spec(3, 0, 3);
-        paused.paused = true;
-        let p = plan(&pods, &paused, &target(), NOW);
-        assert_eq!(p.intent("p01"), Intent::Update(Toward::Update));
-        assert_eq!(
-            count(&p, Intent::Update(Toward::Update)),
-            1,
-            "no new pod starts"
-        );
-    }
-
-    #[test]
-    fn new_pods_fill_the_update_share_then_the_stable_share() {
-        let pods: Vec<_> = (0..5).map(|i| pod(i, "old", true)).collect();
-        // 10 pods, 1 on the update: 5 new ones, 1 of them on the update.
-        let p = plan(&pods, &spec(10, 9, 1), &with_stable(), NOW);
-        assert_eq!((p.create, p.create_stable), (1, 4));
-        assert_eq!(
-            count(&p, Intent::Update(Toward::Update)),
-            0,
-            "created, not moved"
-        );
-        // Without a stable template, new pods use the template.
-        let p = plan(&pods, &spec(10, 9, 1), &target(), NOW);
-        assert_eq!((p.create, p.create_stable), (5, 0));
-    }
-
-    #[test]
-    fn strays_move_to_the_update_while_its_share_is_short_else_back_to_stable() {
-        let mut pods: Vec<_> = (0..5).map(|i| pod(i, "old", true)).collect();
-        pods[0] = pod(0, "stray", true);
-        pods[1] = pod(1, "stray", true);
-        let p = plan(&pods, &spec(5, 4, 5), &with_stable(), NOW);
-        assert_eq!(p.intent("p00"), Intent::Update(Toward::Update));
-        assert_eq!(p.intent("p01"), Intent::Update(Toward::Stable));
-        assert_eq!(count(&p, Intent::Update(Toward::Update)), 1);
-    }
-
-    #[test]
-    fn pods_beyond_the_update_share_go_back_to_stable_and_scale_in_takes_them_first() {
-        let pods: Vec<_> = (0..4)
-            .map(|i| pod(i, if i < 3 { "new" } else { "old" }, true))
-            .collect();
-        let p = plan(&pods, &spec(4, 3, 4), &with_stable(), NOW);
-        assert_eq!(count(&p, Intent::Update(Toward::Stable)), 2);
-        let p = plan(&pods, &spec(2, 1, 4), &with_stable(), NOW);
-        assert_eq!(count(&p, Intent::Delete), 2);
-        assert_eq!(p.intent("p03"), Intent::Keep, "the stable pod is kept");
-        assert_eq!(count(&p, Intent::Update(Toward::Stable)), 0);
-    }
-
-    #[test]
-    fn a_disruption_budget_bounds_moves_of_available_pods_only() {
-        let mut pods: Vec<_> = (0..4).map(|i| pod(i, "old", true)).collect();
-        pods.push(pod(4, "old", false));
-        let pdb = |allowed| SetSpec {
-            disruptions_allowed: Some(allowed),
-            ..spec(5, 0, 3)
-        };
-        let p = plan(&pods, &pdb(1), &target(), NOW);
-        assert_eq!(
-            p.intent("p04"),
-            Intent::Update(Toward::Update),
-            "free: unavailable"
-        );
-        assert_eq!(count(&p, Intent::Update(Toward::Update)), 2);
-        assert!(p.held_by_disruption_budget);
-        let p = plan(&pods, &pdb(0), &target(), NOW);
-        assert_eq!(count(&p, Intent::Update(Toward::Update)), 1);
-        assert!(p.held_by_disruption_budget, "the release says it waits");
-        let p = plan(&pods, &pdb(5), &target(), NOW);
-        assert_eq!(
-            count(&p, Intent::Update(Toward::Update)),
-            3,
-            "the set's own budget"
-        );
-        assert!(!p.held_by_disruption_budget);
-    }
-
-    #[test]
-    fn a_budget_of_zero_moves_no_serving_pod() {
-        let pods: Vec<_> = (0..3).map(|i| pod(i, "old", true)).collect();
-        let p = plan(&pods, &spec(3, 0, 0), &with_stable(), NOW);
-        assert!(p.intents.values().all(|i| *i == Intent::Keep));
-    }
-
-    #[test]
-    fn a_paced_creation_keeps_its_new_pods_within_the_budget() {
-        let paced = |replicas, max_unavailable| SetSpec {
-            pace_creation: true,
-            ..spec(replicas, 0, max_unavailable)
-        };
-        // From zero: one budget's worth.
-        assert_eq!(plan(&[], &paced(10, 3), &target(), NOW).create, 3);
-        // Unpaced, everything at once.
-        assert_eq!(plan(&[], &spec(10, 0, 3), &target(), NOW).create, 10);
-        // New pods not yet available hold the room; available ones free it.
-        let waiting: Vec<_> = (0..3).map(|i| pod(i, "new", false)).collect();
-        assert_eq!(plan(&waiting, &paced(10, 3), &target(), NOW).create, 0);
-        let mixed: Vec<_> = (0..3).map(|i| pod(i, "new", i == 0)).collect();
-        assert_eq!(plan(&mixed, &paced(10, 3), &target(), NOW).create, 1);
-        // Paused: nothing new.
-        let paused = SetSpec {
-            paused: true,
-            ..paced(10, 3)
-        };
-        assert_eq!(plan(&[], &paused, &target(), NOW).create, 0);
-        // With a stable revision, the update's share first, then stable.
-        let p = plan(
-            &[],
-            &SetSpec {
-                partition: 8,
-                ..paced(10, 3)
-            },
-            &with_stable(),
-            NOW,
-        );
-        assert_eq!((p.create, p.create_stable), (2, 1));
-        // New pods use the budget that moves would: none left for an update.
-        let old: Vec<_> = (0..2).map(|i| pod(i, "old", true)).collect();
-        let p = plan(&old, &paced(5, 3), &target(), NOW);
-        assert_eq!(p.create, 3);
-        assert_eq!(count(&p, Intent::Update(Toward::Update)), 0);
-    }
-
-    fn arb_pod() -> impl Strategy<Value = PodFacts> {
-        (
-            any::<bool>(),
-            any::<bool>(),
-            any::<bool>(),
-            0..3u8,
-            0..1000i64,
-        )
-            .prop_map(|(on_new, available, scheduled, lifecycle, created)| {
-                let mut p = pod(0, if on_new { "new" } else { "old" }, available);
-                p.created = created;
-                p.scheduled = scheduled;
-                match lifecycle {
-                    1 => {
-                        p.gate.open = Some(false);
-                        p.gate.reason = gate_reason::DRAINING_FOR_UPDATE.into();
-                        p.ready = false;
-                    }
-                    2 => {
-                        p.gate.open = Some(false);
-                        p.gate.reason = gate_reason::DRAINING_FOR_DELETE.into();
-                        p.ready = false;
-                    }
-                    _ => {}
-                }
-                p
-            })
-    }
-
-    proptest! {
-        #[test]
-        fn plans_respect_replicas_partition_budget_and_pause(
-            mut pods in proptest::collection::vec(arb_pod(), 0..20),
-            replicas in 0usize..20,
-            partition in 0usize..20,
-            max_unavailable in 0usize..5,
-            paused in any::<bool>(),
-        ) {
-            for (i, p) in pods.iter_mut().enumerate() {
-                p.name = format!("p{i:02}");
-            }
-            let mut s = spec(replicas, partition, max_unavailable);
-            s.paused = paused;
-            let plan = plan(&pods, &s, &target(), NOW);
-            let intent = |q: &PodFacts| plan.intent(&q.name);
-            let draining = |q: &PodFacts, r: &str| q.draining_for(r);
-
-            let (leaving, live): (Vec<&PodFacts>, Vec<&PodFacts>) = pods
-                .iter()
-                .partition(|q| draining(q, gate_reason::DRAINING_FOR_DELETE));
-            // Pods already leaving keep leaving.
-            prop_assert!(leaving.iter().all(|q| intent(q) == Intent::Delete));
-            // Live pods plus creations make replicas; scale-in removes exactly the excess.
-            prop_assert_eq!(plan.create, replicas.saturating_sub(live.len()));
-            let scaled_in = live.iter().filter(|q| intent(q) == Intent::Delete).count();
-            prop_assert_eq!(scaled_in, live.len().saturating_sub(replicas));
-
-            let remaining: Vec<&PodFacts> =
-                live.iter().copied().filter(|q| intent(q) != Intent::Delete).collect();
-            let is_old = |q: &PodFacts| q.revision.as_deref() == Some("old");
-            let in_flight = |q: &PodFacts| draining(q, gate_reason::DRAINING_FOR_UPDATE);
-            // Pods in their lifecycle finish it.
-            prop_assert!(remaining
-                .iter()
-                .filter(|q| in_flight(q))
-                .all(|q| intent(q) == Intent::Update(Toward::Update)));
-
-            let old = remaining.iter().filter(|q| is_old(q)).count();
-            let old_in_flight = remaining.iter().filter(|q| is_old(q) && in_flight(q)).count();
-            let started: Vec<&PodFacts> = remaining
-                .iter()
-                .copied()
-                .filter(|q| is_old(q) && !in_flight(q) && intent(q) == Intent::Update(Toward::Update))
-                .collect();
-            if paused {
-                prop_assert!(started.is_empty());
-            }
-            // Never more than the partition allows to leave the old revision.
-            prop_assert!(started.len() + old_in_flight
-                <= old.saturating_sub(partition).max(old_in_flight));
-            // Available pods start only within the unavailability budget.
-            let available_started = started.iter().filter(|q| q.available(0, NOW)).count();
-            prop_assert!(available_started <= max_unavailable);
-        }
-    }
-}
+mod tests;

@@ -21,35 +21,7 @@ pub fn facts(pod: &Pod) -> PodFacts {
     let meta = &pod.metadata;
     let annotations = pod.annotations();
     let status = pod.status.as_ref();
-    let runs: BTreeMap<&str, ContainerRun> = status
-        .and_then(|s| s.container_statuses.as_ref())
-        .into_iter()
-        .flatten()
-        .map(|cs| {
-            (
-                cs.name.as_str(),
-                ContainerRun {
-                    image: cs.image.clone(),
-                    image_id: cs.image_id.clone(),
-                    container_id: cs.container_id.clone().unwrap_or_default(),
-                    restart_count: cs.restart_count,
-                    ready: cs.ready,
-                },
-            )
-        })
-        .collect();
-    let containers = pod
-        .spec
-        .as_ref()
-        .map(|s| s.containers.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|c| Container {
-            name: c.name.clone(),
-            spec_image: c.image.clone().unwrap_or_default(),
-            run: runs.get(c.name.as_str()).cloned(),
-        })
-        .collect();
+    let containers = containers(pod);
     let ready_condition = status
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
@@ -101,6 +73,39 @@ pub fn facts(pod: &Pod) -> PodFacts {
         routed_by_service: false,
         drained_since: None,
     }
+}
+
+/// The pod's containers: the image each specifies, and how each runs.
+fn containers(pod: &Pod) -> Vec<Container> {
+    let status = pod.status.as_ref();
+    let runs: BTreeMap<&str, ContainerRun> = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|cs| {
+            (
+                cs.name.as_str(),
+                ContainerRun {
+                    image: cs.image.clone(),
+                    image_id: cs.image_id.clone(),
+                    container_id: cs.container_id.clone().unwrap_or_default(),
+                    restart_count: cs.restart_count,
+                    ready: cs.ready,
+                },
+            )
+        })
+        .collect();
+    pod.spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| Container {
+            name: c.name.clone(),
+            spec_image: c.image.clone().unwrap_or_default(),
+            run: runs.get(c.name.as_str()).cloned(),
+        })
+        .collect()
 }
 
 pub use crate::traffic::declared_components;
@@ -213,6 +218,32 @@ pub fn in_place_patch(
     previous: Option<&PodTemplateSpec>,
     revision: &str,
 ) -> Value {
+    let (containers, before) = changed_containers(pod, template);
+    let record = InPlaceRecord {
+        revision: revision.to_string(),
+        before,
+    };
+    let had = TemplateKeys::recorded(pod)
+        .or_else(|| previous.map(TemplateKeys::of))
+        .unwrap_or_default();
+    let labels = labels_patch(&had, template, revision);
+    let annotations = annotations_patch(&had, template, &record);
+    json!({
+        "metadata": {
+            "resourceVersion": pod.resource_version(),
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": {"containers": containers},
+    })
+}
+
+/// The images of `template` that differ from the pod's, by container name,
+/// and what each changed container ran before (for the in-place record).
+fn changed_containers(
+    pod: &Pod,
+    template: &PodTemplateSpec,
+) -> (Vec<Value>, BTreeMap<String, ContainerBefore>) {
     let facts = facts(pod);
     let wanted: BTreeMap<String, String> = template
         .spec
@@ -242,32 +273,35 @@ pub fn in_place_patch(
             },
         );
     }
-    let record = InPlaceRecord {
-        revision: revision.to_string(),
-        before,
-    };
+    (containers, before)
+}
+
+/// The labels patch: the template's labels and the revision; those the pod
+/// `had` from its template and the template no longer has are removed.
+fn labels_patch(
+    had: &TemplateKeys,
+    template: &PodTemplateSpec,
+    revision: &str,
+) -> serde_json::Map<String, Value> {
     let template_meta = template.metadata.clone().unwrap_or_default();
-    let had = TemplateKeys::recorded(pod)
-        .or_else(|| previous.map(TemplateKeys::of))
-        .unwrap_or_default();
-    let mut labels = serde_json::Map::new();
-    for key in &had.labels {
-        labels.insert(key.clone(), Value::Null);
-    }
-    for (k, v) in template_meta.labels.unwrap_or_default() {
-        labels.insert(k, Value::String(v));
-    }
+    let mut labels = replacing(&had.labels, template_meta.labels);
     labels.insert(REVISION_LABEL.to_string(), json!(revision));
-    let mut annotations: serde_json::Map<String, Value> = serde_json::Map::new();
-    for key in &had.annotations {
-        annotations.insert(key.clone(), Value::Null);
-    }
-    for (k, v) in template_meta.annotations.unwrap_or_default() {
-        annotations.insert(k, Value::String(v));
-    }
+    labels
+}
+
+/// The annotations patch: the template's annotations, the in-place record
+/// and the template's keys; those the pod `had` from its template and the
+/// template no longer has are removed, the operator's own never.
+fn annotations_patch(
+    had: &TemplateKeys,
+    template: &PodTemplateSpec,
+    record: &InPlaceRecord,
+) -> serde_json::Map<String, Value> {
+    let template_meta = template.metadata.clone().unwrap_or_default();
+    let mut annotations = replacing(&had.annotations, template_meta.annotations);
     annotations.insert(
         IN_PLACE_RECORD_ANNOTATION.to_string(),
-        json!(serde_json::to_string(&record).unwrap_or_default()),
+        json!(serde_json::to_string(record).unwrap_or_default()),
     );
     annotations.insert(
         TEMPLATE_KEYS_ANNOTATION.to_string(),
@@ -279,14 +313,23 @@ pub fn in_place_patch(
             annotations.remove(own);
         }
     }
-    json!({
-        "metadata": {
-            "resourceVersion": pod.resource_version(),
-            "labels": labels,
-            "annotations": annotations,
-        },
-        "spec": {"containers": containers},
-    })
+    annotations
+}
+
+/// A merge patch of `values` (the template's labels or annotations) that
+/// also removes every key in `had` they no longer hold.
+fn replacing(
+    had: &BTreeSet<String>,
+    values: Option<BTreeMap<String, String>>,
+) -> serde_json::Map<String, Value> {
+    let mut patch = serde_json::Map::new();
+    for key in had {
+        patch.insert(key.clone(), Value::Null);
+    }
+    for (k, v) in values.unwrap_or_default() {
+        patch.insert(k, Value::String(v));
+    }
+    patch
 }
 
 #[cfg(test)]

@@ -174,6 +174,21 @@ pub fn invalid(
 }
 
 pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
+    let replicas = i32::try_from(inputs.spec.replicas).unwrap_or(i32::MAX);
+    let mut status = counts(inputs);
+    let complete = status.replicas == replicas
+        && status.updated_replicas == replicas
+        && status.available_replicas == replicas
+        && inputs.observed.iter().all(|o| !o.pod.terminating);
+    if complete || status.current_revision.is_none() {
+        status.current_revision = Some(inputs.revision.to_string());
+    }
+    status.conditions = conditions(inputs, &status, complete);
+    status
+}
+
+/// The status's counts and revisions over the live pods, without conditions.
+fn counts(inputs: &Inputs) -> InPlaceSetStatus {
     let spec = inputs.spec;
     let live: Vec<&PodFacts> = inputs
         .observed
@@ -186,9 +201,7 @@ pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
     };
     let updated = |p: &PodFacts| p.revision.as_deref() == Some(inputs.revision);
     let available = |p: &PodFacts| p.available(spec.min_ready_seconds, inputs.now);
-    let replicas = i32::try_from(spec.replicas).unwrap_or(i32::MAX);
-
-    let mut status = InPlaceSetStatus {
+    InPlaceSetStatus {
         observed_generation: inputs.generation,
         replicas: count(&|_| true),
         ready_replicas: count(&|p| p.ready),
@@ -208,23 +221,74 @@ pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
         update_revision: Some(inputs.revision.to_string()),
         stable_revision: inputs.stable_revision.map(str::to_string),
         conditions: Vec::new(),
-    };
-    let complete = status.replicas == replicas
-        && status.updated_replicas == replicas
-        && status.available_replicas == replicas
-        && inputs.observed.iter().all(|o| !o.pod.terminating);
-    if complete || status.current_revision.is_none() {
-        status.current_revision = Some(inputs.revision.to_string());
     }
+}
 
+/// The set's conditions: Available, Progressing, Ready, Reconciling, Stalled,
+/// TrafficUnsafe, and ReplicaFailure while creations are refused.
+fn conditions(inputs: &Inputs, status: &InPlaceSetStatus, complete: bool) -> Vec<Condition> {
     let stall = stall(inputs);
-    let min_available = spec.replicas.saturating_sub(spec.max_unavailable);
     let prev = &inputs.previous.conditions;
     let mut conditions = Vec::new();
-    let enough = usize::try_from(status.available_replicas).unwrap_or(0) >= min_available;
+    set_available(&mut conditions, inputs, status);
+    let (progressing, reason, message) = progress(inputs, status, stall.as_ref(), complete);
     set_condition(
         &mut conditions,
         prev,
+        condition::PROGRESSING,
+        progressing,
+        reason,
+        message.clone(),
+        inputs,
+    );
+    for (type_, status) in [
+        (condition::READY, complete),
+        (condition::RECONCILING, !complete && stall.is_none()),
+    ] {
+        set_condition(
+            &mut conditions,
+            prev,
+            type_,
+            status,
+            if complete { "Ready" } else { reason },
+            message.clone(),
+            inputs,
+        );
+    }
+    set_condition(
+        &mut conditions,
+        prev,
+        condition::STALLED,
+        stall.is_some(),
+        stall.as_ref().map_or("NotStalled", |s| s.reason),
+        stall.map_or_else(String::new, |s| s.message),
+        inputs,
+    );
+    set_traffic_unsafe(&mut conditions, inputs);
+    // As a ReplicaSet's: present only while creations are refused.
+    if let Some(why) = inputs.failed_create {
+        set_condition(
+            &mut conditions,
+            prev,
+            condition::REPLICA_FAILURE,
+            true,
+            condition::FAILED_CREATE,
+            why.to_string(),
+            inputs,
+        );
+    }
+    conditions
+}
+
+/// Available: at least `replicas - maxUnavailable` pods are available.
+fn set_available(conditions: &mut Vec<Condition>, inputs: &Inputs, status: &InPlaceSetStatus) {
+    let spec = inputs.spec;
+    let replicas = i32::try_from(spec.replicas).unwrap_or(i32::MAX);
+    let min_available = spec.replicas.saturating_sub(spec.max_unavailable);
+    let enough = usize::try_from(status.available_replicas).unwrap_or(0) >= min_available;
+    set_condition(
+        conditions,
+        &inputs.previous.conditions,
         condition::AVAILABLE,
         enough,
         if enough {
@@ -238,7 +302,19 @@ pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
         ),
         inputs,
     );
-    let (progressing, reason, message) = match (&stall, complete) {
+}
+
+/// Whether the set progresses, with the reason and message Progressing,
+/// Ready and Reconciling share: stalled, complete, paused, held by a
+/// PodDisruptionBudget, or updating.
+fn progress(
+    inputs: &Inputs,
+    status: &InPlaceSetStatus,
+    stall: Option<&Stall>,
+    complete: bool,
+) -> (bool, &'static str, String) {
+    let replicas = i32::try_from(inputs.spec.replicas).unwrap_or(i32::MAX);
+    match (stall, complete) {
         (Some(s), _) => (false, s.reason, s.message.clone()),
         (None, true) => (
             true,
@@ -248,7 +324,7 @@ pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
                 inputs.revision
             ),
         ),
-        (None, false) if spec.paused => (
+        (None, false) if inputs.spec.paused => (
             true,
             "Paused",
             "paused: pods already in their lifecycle finish it, no new pod starts".to_string(),
@@ -266,47 +342,16 @@ pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
                 status.updated_replicas, status.available_replicas
             ),
         ),
-    };
-    set_condition(
-        &mut conditions,
-        prev,
-        condition::PROGRESSING,
-        progressing,
-        reason,
-        message.clone(),
-        inputs,
-    );
-    set_condition(
-        &mut conditions,
-        prev,
-        condition::READY,
-        complete,
-        if complete { "Ready" } else { reason },
-        message.clone(),
-        inputs,
-    );
-    set_condition(
-        &mut conditions,
-        prev,
-        condition::RECONCILING,
-        !complete && stall.is_none(),
-        if complete { "Ready" } else { reason },
-        message.clone(),
-        inputs,
-    );
-    set_condition(
-        &mut conditions,
-        prev,
-        condition::STALLED,
-        stall.is_some(),
-        stall.as_ref().map_or("NotStalled", |s| s.reason),
-        stall.map_or_else(String::new, |s| s.message),
-        inputs,
-    );
+    }
+}
+
+/// TrafficUnsafe: a Service selecting the pods publishes not-ready addresses,
+/// so the traffic gate cannot drain them.
+fn set_traffic_unsafe(conditions: &mut Vec<Condition>, inputs: &Inputs) {
     let traffic_unsafe = !inputs.unsafe_services.is_empty();
     set_condition(
-        &mut conditions,
-        prev,
+        conditions,
+        &inputs.previous.conditions,
         condition::TRAFFIC_UNSAFE,
         traffic_unsafe,
         if traffic_unsafe {
@@ -326,18 +371,4 @@ pub fn compute(inputs: &Inputs) -> InPlaceSetStatus {
         },
         inputs,
     );
-    // As a ReplicaSet's: present only while creations are refused.
-    if let Some(why) = inputs.failed_create {
-        set_condition(
-            &mut conditions,
-            prev,
-            condition::REPLICA_FAILURE,
-            true,
-            condition::FAILED_CREATE,
-            why.to_string(),
-            inputs,
-        );
-    }
-    status.conditions = conditions;
-    status
 }

@@ -330,27 +330,38 @@ pub fn record(
 /// inconclusive beyond its limit, else Successful once every query was
 /// measured `count` times, else still Running.
 pub fn verdict(spec: &Analysis, record: &AnalysisStatus) -> (AnalysisPhase, String) {
-    let last = |name: &str| {
+    if let Some(beyond) = beyond_limit(spec, record) {
+        return beyond;
+    }
+    let done = spec.queries.iter().all(|q| {
         record
-            .measurements
+            .queries
             .iter()
-            .rev()
-            .find(|m| m.query == name)
-            .map(|m| {
-                let value = if m.value.is_empty() {
-                    String::new()
-                } else {
-                    format!(" = {}", m.value)
-                };
-                let why = if m.message.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", m.message)
-                };
-                format!("last {:?}{value}{why}", m.phase)
-            })
-            .unwrap_or_default()
-    };
+            .any(|t| t.name == q.name && measured(t) >= spec.count)
+    });
+    if done {
+        let names: Vec<&str> = spec.queries.iter().map(|q| q.name.as_str()).collect();
+        return (
+            AnalysisPhase::Successful,
+            format!(
+                "{} passed {} measurement{}",
+                names.join(", "),
+                spec.count,
+                plural(spec.count)
+            ),
+        );
+    }
+    (AnalysisPhase::Running, running(spec, record))
+}
+
+/// How often a query was measured with a result (errors do not count).
+fn measured(t: &QueryTally) -> i32 {
+    t.successful + t.failed + t.inconclusive
+}
+
+/// The first limit a query went beyond, in order of precedence, with the
+/// phase it concludes and why.
+fn beyond_limit(spec: &Analysis, record: &AnalysisStatus) -> Option<(AnalysisPhase, String)> {
     // In order of precedence: a failure beyond its limit outweighs errors,
     // errors outweigh an inconclusive result.
     type Limit<'a> = (AnalysisPhase, fn(&QueryTally) -> i32, i32, &'a str, &'a str);
@@ -380,63 +391,71 @@ pub fn verdict(spec: &Analysis, record: &AnalysisStatus) -> (AnalysisPhase, Stri
     for (phase, count, limit, what, field) in limits {
         if let Some(t) = record.queries.iter().find(|t| count(t) > limit) {
             let n = count(t);
-            return (
+            return Some((
                 phase,
                 format!(
                     "query {} {what} {n} time{} ({field} {limit}); {}",
                     t.name,
                     plural(n),
-                    last(&t.name)
+                    last_of(record, &t.name)
                 ),
-            );
+            ));
         }
     }
-    let measured = |t: &QueryTally| t.successful + t.failed + t.inconclusive;
-    let done = spec.queries.iter().all(|q| {
-        record
-            .queries
-            .iter()
-            .any(|t| t.name == q.name && measured(t) >= spec.count)
-    });
-    if done {
-        let names: Vec<&str> = spec.queries.iter().map(|q| q.name.as_str()).collect();
-        return (
-            AnalysisPhase::Successful,
-            format!(
-                "{} passed {} measurement{}",
-                names.join(", "),
-                spec.count,
-                plural(spec.count)
-            ),
-        );
-    }
+    None
+}
+
+/// The last measurement of query `name` in words ("last Failed = 3: why"),
+/// or nothing when it has none.
+fn last_of(record: &AnalysisStatus, name: &str) -> String {
+    record
+        .measurements
+        .iter()
+        .rev()
+        .find(|m| m.query == name)
+        .map(|m| {
+            let value = if m.value.is_empty() {
+                String::new()
+            } else {
+                format!(" = {}", m.value)
+            };
+            let why = if m.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", m.message)
+            };
+            format!("last {:?}{value}{why}", m.phase)
+        })
+        .unwrap_or_default()
+}
+
+/// The message of a running analysis: how far the least measured query got,
+/// and the last measurement.
+fn running(spec: &Analysis, record: &AnalysisStatus) -> String {
     let least = record
         .queries
         .iter()
         .map(measured)
         .min()
         .unwrap_or_default();
-    (
-        AnalysisPhase::Running,
-        format!(
-            "measured {least} of {} time{}{}",
-            spec.count,
-            plural(spec.count),
-            record
-                .measurements
-                .last()
-                .map(|m| format!(
-                    "; last {} {:?}{}",
-                    m.query,
-                    m.phase,
-                    if m.value.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" = {}", m.value)
-                    }
-                ))
-                .unwrap_or_default()
-        ),
+    format!(
+        "measured {least} of {} time{}{}",
+        spec.count,
+        plural(spec.count),
+        record
+            .measurements
+            .last()
+            .map(|m| format!(
+                "; last {} {:?}{}",
+                m.query,
+                m.phase,
+                if m.value.is_empty() {
+                    String::new()
+                } else {
+                    format!(" = {}", m.value)
+                }
+            ))
+            .unwrap_or_default()
     )
 }
 

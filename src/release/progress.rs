@@ -64,21 +64,7 @@ impl Progress {
 pub fn decide(input: &Input) -> Progress {
     let groups = input.groups;
     if groups == 0 && !input.rollback {
-        // An empty plan completes nothing: "0 of 0 groups done" would make
-        // an unconfirmed revision stable, and scaling up would create every
-        // pod on it. The groups opened and the wait stay as recorded.
-        let phase = match input.awaiting {
-            _ if input.paused => Phase::Paused,
-            Some(next) => Phase::WaitingForConfirm(next),
-            None => Phase::Empty,
-        };
-        return Progress {
-            opened: input.opened,
-            completed: 0,
-            groups,
-            phase,
-            awaiting: input.awaiting,
-        };
+        return empty_plan(input);
     }
     let mut completed = input.completed.min(groups);
     let mut opened = input.opened.min(groups).max(completed);
@@ -148,6 +134,24 @@ pub fn decide(input: &Input) -> Progress {
         groups,
         phase,
         awaiting,
+    }
+}
+
+/// An empty plan completes nothing: "0 of 0 groups done" would make an
+/// unconfirmed revision stable, and scaling up would create every pod on it.
+/// The groups opened and the wait stay as recorded.
+fn empty_plan(input: &Input) -> Progress {
+    let phase = match input.awaiting {
+        _ if input.paused => Phase::Paused,
+        Some(next) => Phase::WaitingForConfirm(next),
+        None => Phase::Empty,
+    };
+    Progress {
+        opened: input.opened,
+        completed: 0,
+        groups: input.groups,
+        phase,
+        awaiting: input.awaiting,
     }
 }
 

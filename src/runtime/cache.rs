@@ -329,60 +329,48 @@ impl Caches {
         health: &Health,
         lag: Duration,
     ) -> (Self, impl Future<Output = ()> + Send + use<>) {
+        let scope = Scope {
+            client,
+            namespace,
+            health,
+            lag,
+        };
         let pods_by_set = OwnerIndex::default();
         let sets_by_owner = OwnerIndex::default();
         let revisions_by_owner = OwnerIndex::default();
-        let (pods, drive_pods) = watch(
-            health,
+        let (pods, drive_pods) = scope.watch(
             "pods",
-            (
-                scoped_api(client, namespace),
-                watcher::Config::default().labels(REVISION_LABEL),
-            ),
-            lag,
+            watcher::Config::default().labels(REVISION_LABEL),
             trim::meta,
             pods_by_set.indexer(),
         );
-        let (services, drive_services) = watch(
-            health,
+        let (services, drive_services) = scope.watch(
             "services",
-            (scoped_api(client, namespace), watcher::Config::default()),
-            lag,
+            watcher::Config::default(),
             trim::service,
             |_: &watcher::Event<Service>| {},
         );
-        let (disruption_budgets, drive_budgets) = watch(
-            health,
+        let (disruption_budgets, drive_budgets) = scope.watch(
             "poddisruptionbudgets",
-            (scoped_api(client, namespace), watcher::Config::default()),
-            lag,
+            watcher::Config::default(),
             trim::meta,
             |_: &watcher::Event<PodDisruptionBudget>| {},
         );
-        let (sets, drive_sets) = watch(
-            health,
+        let (sets, drive_sets) = scope.watch(
             "inplacesets",
-            (scoped_api(client, namespace), watcher::Config::default()),
-            lag,
+            watcher::Config::default(),
             trim::meta,
             sets_by_owner.indexer(),
         );
-        let (cafedeployments, drive_cds) = watch(
-            health,
+        let (cafedeployments, drive_cds) = scope.watch(
             "cafedeployments",
-            (scoped_api(client, namespace), watcher::Config::default()),
-            lag,
+            watcher::Config::default(),
             trim::meta,
             |_: &watcher::Event<CafeDeployment>| {},
         );
-        let (revisions, drive_revisions) = watch(
-            health,
+        let (revisions, drive_revisions) = scope.watch(
             "controllerrevisions",
-            (
-                scoped_api(client, namespace),
-                watcher::Config::default().labels(CAFEDEPLOYMENT_UID_LABEL),
-            ),
-            lag,
+            watcher::Config::default().labels(CAFEDEPLOYMENT_UID_LABEL),
             trim::meta,
             revisions_by_owner.indexer(),
         );
@@ -409,6 +397,41 @@ impl Caches {
             lag,
         };
         (caches, drive)
+    }
+}
+
+/// Where the caches watch: through which client, in which namespace (all
+/// when `None`), reporting to which health, with which delay (tests only).
+struct Scope<'a> {
+    client: &'a Client,
+    namespace: Option<&'a str>,
+    health: &'a Health,
+    lag: Duration,
+}
+
+impl Scope<'_> {
+    /// Starts the shared watch `name` of the kind `K` in this scope, as [`watch`].
+    fn watch<K, O>(
+        &self,
+        name: &'static str,
+        config: watcher::Config,
+        trim: fn(&mut K),
+        observe: O,
+    ) -> (Shared<K>, impl Future<Output = ()> + Send + use<K, O>)
+    where
+        O: FnMut(&watcher::Event<K>) + Send + 'static,
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + Send + Sync + 'static,
+        K: serde::de::DeserializeOwned + std::fmt::Debug,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+    {
+        watch(
+            self.health,
+            name,
+            (scoped_api(self.client, self.namespace), config),
+            self.lag,
+            trim,
+            observe,
+        )
     }
 }
 
@@ -441,48 +464,4 @@ pub mod trim {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn pod(name: &str, owner: &str) -> Pod {
-        serde_json::from_value(json!({
-            "metadata": {"name": name, "namespace": "shop",
-                         "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "x",
-                                              "uid": owner, "controller": true}]},
-        }))
-        .expect("pod literal")
-    }
-
-    #[test]
-    fn a_relist_replaces_the_index_and_deletions_leave_it() {
-        let index = OwnerIndex::default();
-        index.observe(&watcher::Event::Apply(pod("a", "u1")));
-        index.observe(&watcher::Event::Apply(pod("b", "u1")));
-        index.observe(&watcher::Event::Delete(pod("a", "u1")));
-        let names = |i: &OwnerIndex, uid: &str| {
-            let inner = i.inner.read().expect("lock");
-            let mut v: Vec<String> = inner
-                .by_owner
-                .get(uid)
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect();
-            v.sort();
-            v
-        };
-        assert_eq!(names(&index, "u1"), ["b"]);
-        // A relist that no longer shows b but shows c under another owner.
-        index.observe(&watcher::Event::<Pod>::Init);
-        index.observe(&watcher::Event::InitApply(pod("c", "u2")));
-        assert_eq!(
-            names(&index, "u1"),
-            ["b"],
-            "the old index serves until the relist is done"
-        );
-        index.observe(&watcher::Event::<Pod>::InitDone);
-        assert!(names(&index, "u1").is_empty());
-        assert_eq!(names(&index, "u2"), ["c"]);
-    }
-}
+mod tests;

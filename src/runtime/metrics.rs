@@ -213,6 +213,31 @@ const LIFECYCLE_STATES: [&str; 5] = [
 
 impl Collector for Observed {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.encode_requests(&mut encoder)?;
+        self.encode_leader(&mut encoder)?;
+        self.encode_cafedeployments(&mut encoder)?;
+        self.encode_pods(&mut encoder)?;
+        self.encode_members(&mut encoder)
+    }
+}
+
+/// What `/metrics` reads of one member cluster at scrape time.
+pub struct MemberReading {
+    pub name: String,
+    /// It answers and its InPlaceSets are listed.
+    pub reachable: bool,
+    /// Seconds since it last answered (none: never).
+    pub silence: Option<f64>,
+    /// API requests made to it, by (verb, resource, outcome).
+    pub requests: std::collections::BTreeMap<super::client::RequestKey, u64>,
+}
+
+/// Reads every member cluster (the registry, `crate::placement::members`).
+pub type MemberSource = Arc<dyn Fn() -> Vec<MemberReading> + Send + Sync>;
+
+impl Observed {
+    /// The Kubernetes API requests made, by verb, resource and outcome.
+    fn encode_requests(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let requests = self.api.snapshot();
         let mut m = encoder.encode_descriptor(
             "api_requests",
@@ -228,7 +253,11 @@ impl Collector for Observed {
             ];
             ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
         }
+        Ok(())
+    }
 
+    /// Whether this replica leads.
+    fn encode_leader(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let leader = i64::from(self.leader.load(Ordering::Relaxed));
         let m = encoder.encode_descriptor(
             "leader",
@@ -237,7 +266,15 @@ impl Collector for Observed {
             MetricType::Gauge,
         )?;
         ConstGauge::new(leader).encode(m)?;
+        Ok(())
+    }
 
+    /// Per CafeDeployment: its phase (1 for the current one, 0 for the others)
+    /// and its release's groups completed and planned.
+    fn encode_cafedeployments(
+        &self,
+        encoder: &mut DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
         let cds: Vec<Arc<CafeDeployment>> = self
             .cafedeployments
             .lock()
@@ -285,7 +322,11 @@ impl Collector for Observed {
                 ConstGauge::new(i64::from(pick(release))).encode(m.encode_family(&labels)?)?;
             }
         }
+        Ok(())
+    }
 
+    /// The pods managed, per lifecycle state.
+    fn encode_pods(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut by_state: BTreeMap<&str, i64> = LIFECYCLE_STATES.iter().map(|s| (*s, 0)).collect();
         if let Ok(stores) = self.pods.lock() {
             for pod in stores.iter().flat_map(Store::state) {
@@ -301,25 +342,9 @@ impl Collector for Observed {
         for (state, n) in by_state {
             ConstGauge::new(n).encode(m.encode_family(&[("lifecycle_state", state)])?)?;
         }
-        self.encode_members(&mut encoder)
+        Ok(())
     }
-}
 
-/// What `/metrics` reads of one member cluster at scrape time.
-pub struct MemberReading {
-    pub name: String,
-    /// It answers and its InPlaceSets are listed.
-    pub reachable: bool,
-    /// Seconds since it last answered (none: never).
-    pub silence: Option<f64>,
-    /// API requests made to it, by (verb, resource, outcome).
-    pub requests: std::collections::BTreeMap<super::client::RequestKey, u64>,
-}
-
-/// Reads every member cluster (the registry, `crate::placement::members`).
-pub type MemberSource = Arc<dyn Fn() -> Vec<MemberReading> + Send + Sync>;
-
-impl Observed {
     /// Per member cluster: whether it is reachable, how long since it last
     /// answered (a watch or probe; the lag of what the host knows of it),
     /// and the API requests made to it.

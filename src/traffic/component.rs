@@ -20,7 +20,7 @@ use serde_json::json;
 use tracing::{debug, warn};
 
 use super::declared_components;
-use super::service::{self, Action as Step, EndpointIndex, PodView};
+use super::service::{self, Action as Step, EndpointIndex, EndpointState, PodView};
 use crate::api::names::traffic_finalizer;
 use crate::api::pod::Pod;
 use crate::runtime::backoff::Backoff;
@@ -102,31 +102,7 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         return Ok(Action::await_change());
     }
     let namespace = pod.namespace().unwrap_or_default();
-    let uid = pod.uid().unwrap_or_default();
-    let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
-    let labels = pod.labels().clone();
-    let selecting: Vec<Arc<Service>> = ctx
-        .services
-        .state()
-        .into_iter()
-        .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|s| service::selects(s, &labels))
-        .collect();
-    let states = ctx
-        .index
-        .read()
-        .map(|i| i.states(&uid, ip.as_deref()))
-        .unwrap_or_default();
-    let mut drainable = Vec::new();
-    for svc in &selecting {
-        let name = svc.name_any();
-        if service::publishes_not_ready(svc) {
-            warn_unsafe(&ctx, &pod, &name).await;
-            continue;
-        }
-        drainable.push(states.get(&(namespace.clone(), name)).copied());
-    }
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let drainable = drainable(&ctx, &pod, &namespace).await;
     let step = service::decide(&view, &drainable);
     let patch: Patch<serde_json::Value> = match step {
         // Between states (gate moved, endpoints not yet): an EndpointSlice that
@@ -140,35 +116,81 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
         // component's, and needs no resourceVersion precondition that every
         // unrelated pod write (a kubelet status update) would fail with 409.
         Step::Register => Patch::Strategic(json!({"metadata": {"finalizers": [finalizer]}})),
-        Step::Deregister => {
-            let i = pod
-                .finalizers()
-                .iter()
-                .position(|f| *f == finalizer)
-                .unwrap_or_default();
-            let ops = json!([
-                {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": finalizer},
-                {"op": "remove", "path": format!("/metadata/finalizers/{i}")}
-            ]);
-            // The literal is a valid JSON patch; an empty patch would be a no-op.
-            Patch::Json(
-                serde_json::from_value(ops).unwrap_or_else(|_| json_patch::Patch(Vec::new())),
-            )
-        }
+        Step::Deregister => deregister(&pod, &finalizer),
     };
-    match api.patch(&pod.name_any(), &patch_as(MANAGER), &patch).await {
+    write(&ctx, &pod, &namespace, &patch, step).await?;
+    Ok(Action::await_change())
+}
+
+/// What the pod's endpoint is in each Service selecting it, in order; a
+/// Service that publishes not-ready addresses is left out (and warned of).
+async fn drainable(ctx: &Context, pod: &Pod, namespace: &str) -> Vec<Option<EndpointState>> {
+    let uid = pod.uid().unwrap_or_default();
+    let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+    let labels = pod.labels().clone();
+    let selecting: Vec<Arc<Service>> = ctx
+        .services
+        .state()
+        .into_iter()
+        .filter(|s| s.namespace().as_deref() == Some(namespace))
+        .filter(|s| service::selects(s, &labels))
+        .collect();
+    let states = ctx
+        .index
+        .read()
+        .map(|i| i.states(&uid, ip.as_deref()))
+        .unwrap_or_default();
+    let mut drainable = Vec::new();
+    for svc in &selecting {
+        let name = svc.name_any();
+        if service::publishes_not_ready(svc) {
+            warn_unsafe(ctx, pod, &name).await;
+            continue;
+        }
+        drainable.push(states.get(&(namespace.to_string(), name)).copied());
+    }
+    drainable
+}
+
+/// The JSON patch removing our finalizer, tested in place: it fails (422)
+/// when the list changed meanwhile.
+fn deregister(pod: &Pod, finalizer: &str) -> Patch<serde_json::Value> {
+    let i = pod
+        .finalizers()
+        .iter()
+        .position(|f| *f == finalizer)
+        .unwrap_or_default();
+    let ops = json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": finalizer},
+        {"op": "remove", "path": format!("/metadata/finalizers/{i}")}
+    ]);
+    // The literal is a valid JSON patch; an empty patch would be a no-op.
+    Patch::Json(serde_json::from_value(ops).unwrap_or_else(|_| json_patch::Patch(Vec::new())))
+}
+
+/// Writes the patch, remembering our write; a failed test (the list changed)
+/// or a vanished pod is no error: the next event decides again.
+async fn write(
+    ctx: &Context,
+    pod: &Pod,
+    namespace: &str,
+    patch: &Patch<serde_json::Value>,
+    step: Step,
+) -> Result<(), Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.patch(&pod.name_any(), &patch_as(MANAGER), patch).await {
         Ok(written) => {
             if let (Some(uid), Some(rv)) = (written.uid(), written.resource_version()) {
                 ctx.written.remember(uid, rv);
             }
-            ctx.backoff.succeeded(&ObjectRef::from_obj(&*pod));
+            ctx.backoff.succeeded(&ObjectRef::from_obj(pod));
             debug!(pod = %pod.name_any(), action = ?step, "service component");
         }
         // A failed test (the list changed) or a vanished pod: the next event decides again.
         Err(kube::Error::Api(s)) if s.code == 422 || s.code == 404 || s.code == 409 => {}
         Err(e) => return Err(e.into()),
     }
-    Ok(Action::await_change())
+    Ok(())
 }
 
 /// A Service that publishes not-ready addresses keeps routing to pods whose
