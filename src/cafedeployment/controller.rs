@@ -29,6 +29,7 @@ use super::homes::{self};
 use super::measure::{measure, pause};
 use super::model::{Effect, Observation};
 use super::revisions::{patch_spec, record_revision, restore};
+use super::validate::validate;
 use crate::api::names::MEMBER_SETS_FINALIZER;
 use crate::api::{CafeDeployment, InPlaceSet, ReleaseFreeze, finalizer_added};
 use crate::inplaceset::revision;
@@ -79,6 +80,7 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
     let history = record_revision(&cd, &ctx, &update, holding).await?;
     let (refused, holding) = ctx.refusal(&cd);
     let owned = &seen.sets;
+    let valid = validate(&cd, seen.misplaced.as_deref());
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     // Who did a step is read from the API server's stamps when a probe
     // shows its policies in force: probed on first sight, and again before
@@ -95,7 +97,7 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
             now: &now,
             refused: refused.as_ref(),
             unreachable: &seen.unreachable,
-            misplaced: seen.misplaced.as_deref(),
+            valid: valid.as_ref(),
             frozen: held.frozen.as_ref(),
             window: held.window.as_ref(),
             freezes: &held.freezes,

@@ -18,7 +18,10 @@ pub mod reach;
 pub mod reschedule;
 pub mod revision_history;
 mod revisions;
+mod sets;
+mod signoff;
 pub mod status;
+pub mod validate;
 
 /// The field manager of the CafeDeployment status and spec writes and of the
 /// InPlaceSets it writes.
