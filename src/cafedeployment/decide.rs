@@ -438,4 +438,4 @@ fn invalid(
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

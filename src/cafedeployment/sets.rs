@@ -175,3 +175,63 @@ fn retiring_set(set: &InPlaceSet, target: &Target) -> InPlaceSet {
     desired.metadata.owner_references = set.metadata.owner_references.clone();
     desired
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::PodTemplateSpec;
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::names::CELL_LABEL;
+    use crate::cafedeployment::decide::tests::record;
+
+    /// A set of cell-a at generation 5 on nginx:1.26, with a status of
+    /// generation 4 counting 5 pods updated on `counted` (a template hash).
+    fn lagging_set(counted: impl Fn(&PodTemplateSpec) -> String) -> InPlaceSet {
+        let mut set: InPlaceSet = serde_json::from_value(json!({
+            "apiVersion": crate::api::names::API_VERSION, "kind": "InPlaceSet",
+            "metadata": {"name": "demo-cell-a", "namespace": "shop", "generation": 5,
+                         "labels": {CELL_LABEL: "cell-a"},
+                         "annotations": {REVISION_ANNOTATION: "demo-2"}},
+            "spec": {"replicas": 5, "selector": {"matchLabels": {"app": "demo"}},
+                     "template": {"metadata": {"labels": {"app": "demo"}},
+                                  "spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}},
+            "status": {"observedGeneration": 4, "replicas": 5, "availableReplicas": 5,
+                       "updatedAvailableReplicas": 5}
+        }))
+        .expect("set");
+        let revision = counted(&set.spec.template);
+        if let Some(s) = set.status.as_mut() {
+            s.update_revision = Some(revision);
+        }
+        set
+    }
+
+    #[test]
+    fn a_set_whose_status_lags_its_spec_keeps_its_counts_but_is_not_fresh() {
+        let o = observe(&lagging_set(revision::revision), "demo-2", &record());
+        assert!(!o.fresh, "completion waits for the status to catch up");
+        assert_eq!(
+            o.updated_available, 5,
+            "the budget split still sees its work done"
+        );
+    }
+
+    #[test]
+    fn a_status_counting_the_template_before_counts_nothing_of_this_release() {
+        let before = |t: &PodTemplateSpec| {
+            let mut t = t.clone();
+            if let Some(c) = t.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+                c.image = Some("nginx:1.25".into());
+            }
+            revision::revision(&t)
+        };
+        let o = observe(&lagging_set(before), "demo-2", &record());
+        assert!(!o.fresh);
+        assert_eq!(
+            (o.updated_available, o.stable_available),
+            (0, 0),
+            "the release has not started here: its work is all still to do"
+        );
+    }
+}

@@ -142,3 +142,50 @@ fn confirmed_by_analysis(a: &AnalysisStatus) -> String {
     last.reverse();
     format!("{} [{}]", a.summary(), last.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::cafedeployment::decide::tests::{record, two_cells};
+
+    #[test]
+    fn the_beta_wait_is_a_persons_where_the_rules_ask_for_a_human_beta() {
+        let waiting = |group| Record {
+            awaiting: Some(group),
+            ..record()
+        };
+        let mut cd = two_cells(json!({}), json!({}));
+        assert!(
+            !person_confirms(&cd, &waiting(2)),
+            "no rule: the analysis may"
+        );
+        cd.spec.signoff = Some(crate::api::Signoff {
+            human_beta: true,
+            ..Default::default()
+        });
+        assert!(person_confirms(&cd, &waiting(2)), "the Beta group's wait");
+        assert!(
+            !person_confirms(&cd, &waiting(3)),
+            "later groups: the analysis may"
+        );
+        let rollback = Record {
+            rollback: true,
+            ..waiting(2)
+        };
+        assert!(
+            !person_confirms(&cd, &rollback),
+            "a rollback waits for nobody"
+        );
+        cd.spec.strategy.upgrade_type = UpgradeType::Batch;
+        assert!(!person_confirms(&cd, &waiting(2)), "no Beta group");
+        // The namespace's rules, as the API server stamped them.
+        let mut cd = two_cells(json!({}), json!({}));
+        cd.annotations_mut().insert(
+            crate::api::SIGNOFF_RULES_ANNOTATION.into(),
+            "fourEyes,humanBeta".into(),
+        );
+        assert!(person_confirms(&cd, &waiting(2)));
+    }
+}

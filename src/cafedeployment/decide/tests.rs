@@ -1,13 +1,7 @@
 use super::*;
-use crate::api::names::CELL_LABEL;
 use crate::api::{ConfirmationWait, ReleaseStatus};
-use crate::cafedeployment::build::REVISION_ANNOTATION;
 use crate::cafedeployment::model::{Frozen, Revision, UNKNOWN, Unreachable};
-use crate::cafedeployment::sets::observe;
-use crate::cafedeployment::signoff::person_confirms;
 use crate::cafedeployment::validate::validate;
-use crate::inplaceset::revision;
-use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde_json::json;
 
 fn cd(generation: i64, status: serde_json::Value) -> CafeDeployment {
@@ -37,29 +31,7 @@ fn condition<'a>(status: &'a CafeDeploymentStatus, type_: &str) -> &'a str {
         .map_or("", |c| c.status.as_str())
 }
 
-/// A set of cell-a at generation 5 on nginx:1.26, with a status of
-/// generation 4 counting 5 pods updated on `counted` (a template hash).
-fn lagging_set(counted: impl Fn(&PodTemplateSpec) -> String) -> InPlaceSet {
-    let mut set: InPlaceSet = serde_json::from_value(json!({
-        "apiVersion": crate::api::names::API_VERSION, "kind": "InPlaceSet",
-        "metadata": {"name": "demo-cell-a", "namespace": "shop", "generation": 5,
-                     "labels": {CELL_LABEL: "cell-a"},
-                     "annotations": {REVISION_ANNOTATION: "demo-2"}},
-        "spec": {"replicas": 5, "selector": {"matchLabels": {"app": "demo"}},
-                 "template": {"metadata": {"labels": {"app": "demo"}},
-                              "spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}},
-        "status": {"observedGeneration": 4, "replicas": 5, "availableReplicas": 5,
-                   "updatedAvailableReplicas": 5}
-    }))
-    .expect("set");
-    let revision = counted(&set.spec.template);
-    if let Some(s) = set.status.as_mut() {
-        s.update_revision = Some(revision);
-    }
-    set
-}
-
-fn record() -> Record {
+pub(in crate::cafedeployment) fn record() -> Record {
     Record {
         stable: Some("demo-2".into()),
         revision: Some("demo-2".into()),
@@ -69,7 +41,10 @@ fn record() -> Record {
 
 /// Two cells of 5 pods, Beta then batches of 4 with confirmations;
 /// `topology` extends the topology, `status` is the status before.
-fn two_cells(topology: serde_json::Value, status: serde_json::Value) -> CafeDeployment {
+pub(in crate::cafedeployment) fn two_cells(
+    topology: serde_json::Value,
+    status: serde_json::Value,
+) -> CafeDeployment {
     let mut cd: CafeDeployment = serde_json::from_value(json!({
         "apiVersion": crate::api::names::API_VERSION, "kind": "CafeDeployment",
         "metadata": {"name": "demo", "namespace": "shop", "uid": "u-1",
@@ -200,45 +175,6 @@ fn a_rollback_a_person_asks_for_is_the_decision_s_only_effect() {
                 .into()
         ))
     );
-}
-
-#[test]
-fn the_beta_wait_is_a_persons_where_the_rules_ask_for_a_human_beta() {
-    let waiting = |group| Record {
-        awaiting: Some(group),
-        ..record()
-    };
-    let mut cd = two_cells(json!({}), json!({}));
-    assert!(
-        !person_confirms(&cd, &waiting(2)),
-        "no rule: the analysis may"
-    );
-    cd.spec.signoff = Some(crate::api::Signoff {
-        human_beta: true,
-        ..Default::default()
-    });
-    assert!(person_confirms(&cd, &waiting(2)), "the Beta group's wait");
-    assert!(
-        !person_confirms(&cd, &waiting(3)),
-        "later groups: the analysis may"
-    );
-    let rollback = Record {
-        rollback: true,
-        ..waiting(2)
-    };
-    assert!(
-        !person_confirms(&cd, &rollback),
-        "a rollback waits for nobody"
-    );
-    cd.spec.strategy.upgrade_type = UpgradeType::Batch;
-    assert!(!person_confirms(&cd, &waiting(2)), "no Beta group");
-    // The namespace's rules, as the API server stamped them.
-    let mut cd = two_cells(json!({}), json!({}));
-    cd.annotations_mut().insert(
-        crate::api::SIGNOFF_RULES_ANNOTATION.into(),
-        "fourEyes,humanBeta".into(),
-    );
-    assert!(person_confirms(&cd, &waiting(2)));
 }
 
 #[test]
@@ -439,34 +375,6 @@ fn a_cell_that_cannot_be_placed_stalls_the_spec_naming_the_field() {
                 && c.message.contains("topology.clusters.cell-b")),
         "{:?}",
         out.status.conditions
-    );
-}
-
-#[test]
-fn a_set_whose_status_lags_its_spec_keeps_its_counts_but_is_not_fresh() {
-    let o = observe(&lagging_set(revision::revision), "demo-2", &record());
-    assert!(!o.fresh, "completion waits for the status to catch up");
-    assert_eq!(
-        o.updated_available, 5,
-        "the budget split still sees its work done"
-    );
-}
-
-#[test]
-fn a_status_counting_the_template_before_counts_nothing_of_this_release() {
-    let before = |t: &PodTemplateSpec| {
-        let mut t = t.clone();
-        if let Some(c) = t.spec.as_mut().and_then(|s| s.containers.first_mut()) {
-            c.image = Some("nginx:1.25".into());
-        }
-        revision::revision(&t)
-    };
-    let o = observe(&lagging_set(before), "demo-2", &record());
-    assert!(!o.fresh);
-    assert_eq!(
-        (o.updated_available, o.stable_available),
-        (0, 0),
-        "the release has not started here: its work is all still to do"
     );
 }
 
