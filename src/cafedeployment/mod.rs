@@ -14,6 +14,7 @@ pub mod hold;
 pub mod homes;
 mod measure;
 pub mod model;
+mod phase;
 pub mod reach;
 pub mod reschedule;
 pub mod revision_history;
