@@ -107,7 +107,7 @@ fn release_step(obs: &Observation, valid: &Valid, previous: &CafeDeploymentStatu
         paused,
     );
     let mut notes = Vec::new();
-    let (sets, delete) = writes(obs, &decision, &sizes.by_cell, paused, &mut notes);
+    let (sets, delete) = cell_sets(obs, &decision, &sizes.by_cell, paused, &mut notes);
     let waiting = waiting_for(&decision.targets, &sizes.by_cell, obs);
     let rows = CellRows {
         distribution: &sizes.sized,
@@ -224,27 +224,6 @@ fn gate_of(
         name: &obs.cd.name_any(),
         now: obs.now,
     })
-}
-
-/// The sets to write and to delete, but none in a cell that cannot be
-/// reached: what it was given last stands until it answers.
-fn writes(
-    obs: &Observation,
-    decision: &release::Decision,
-    by_cell: &BTreeMap<String, &InPlaceSet>,
-    paused: bool,
-    notes: &mut Vec<Note>,
-) -> (Vec<InPlaceSet>, Vec<String>) {
-    let (mut sets, mut delete) = cell_sets(obs, decision, by_cell, paused, notes);
-    let reachable = |name: &String| !obs.unreachable.contains_key(name);
-    sets.retain(|s| reachable(&cell_of(s)));
-    delete.retain(|name| {
-        obs.sets
-            .iter()
-            .find(|s| s.name_any() == *name)
-            .is_none_or(|s| reachable(&cell_of(s)))
-    });
-    (sets, delete)
 }
 
 /// The events of a phase that changed, and of a wait that begins for a

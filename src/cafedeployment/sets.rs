@@ -93,7 +93,9 @@ pub(super) fn observe(set: &InPlaceSet, update: &str, record: &Record) -> Observ
 }
 
 /// Each cell's InPlaceSet as the decision wants it, and the sets of removed
-/// cells drained empty (to delete), with the events that tell of them.
+/// cells drained empty (to delete), with the events that tell of them; but
+/// none in a cell that cannot be reached: what it was given last stands
+/// until it answers.
 pub(super) fn cell_sets(
     obs: &Observation,
     decision: &release::Decision,
@@ -157,6 +159,14 @@ pub(super) fn cell_sets(
             },
         ));
     }
+    let reachable = |name: &String| !obs.unreachable.contains_key(name);
+    sets.retain(|s| reachable(&cell_of(s)));
+    delete.retain(|name| {
+        obs.sets
+            .iter()
+            .find(|s| s.name_any() == *name)
+            .is_none_or(|s| reachable(&cell_of(s)))
+    });
     (sets, delete)
 }
 

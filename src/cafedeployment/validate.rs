@@ -90,6 +90,12 @@ mod tests {
         }
     }
 
+    /// `cd` is invalid in words that begin with `start` and hold `words`.
+    fn says(cd: &CafeDeployment, misplaced: Option<&str>, start: &str, words: &str) {
+        let why = why(cd, misplaced);
+        assert!(why.starts_with(start) && why.contains(words), "{why}");
+    }
+
     #[test]
     fn a_valid_spec_gives_its_cells_their_shares_and_the_batch() {
         let valid = validate(&cd(json!({})), None).expect("valid");
@@ -114,27 +120,15 @@ mod tests {
     #[test]
     fn pins_that_do_not_fit_the_cells_are_invalid() {
         let over = cd(json!({"topology": {"unitReplicas": {"cell-a": "70%", "cell-b": "70%"}}}));
-        assert!(
-            why(&over, None).contains("topology.unitReplicas"),
-            "{}",
-            why(&over, None)
-        );
+        says(&over, None, "topology.unitReplicas", "spec.replicas is 10");
         let unknown = cd(json!({"topology": {"unitReplicas": {"cell-z": 1}}}));
-        assert!(
-            why(&unknown, None).contains("cell-z"),
-            "{}",
-            why(&unknown, None)
-        );
+        says(&unknown, None, "topology.unitReplicas", "cell-z");
     }
 
     #[test]
     fn a_batch_size_that_does_not_resolve_is_invalid_naming_the_field() {
         let bad = cd(json!({"strategy": {"batchSize": -1}}));
-        assert!(
-            why(&bad, None).starts_with("strategy.batchSize "),
-            "{}",
-            why(&bad, None)
-        );
+        says(&bad, None, "strategy.batchSize ", "-1");
     }
 
     #[test]
@@ -149,17 +143,15 @@ mod tests {
             "prometheus": {"address": "http://127.0.0.1:9090"},
             "queries": [{"name": "errors", "query": "x", "successCondition": "result <"}]
         }}}));
-        let why = why(&bad, None);
-        assert!(why.starts_with("strategy."), "{why}");
-        assert!(why.contains("successCondition"), "{why}");
+        says(&bad, None, "strategy.analysis", "successCondition");
     }
 
     #[test]
     fn the_first_rule_broken_is_the_one_said() {
         let both = cd(json!({"topology": {"unitReplicas": {"cell-z": 1}},
                              "strategy": {"batchSize": -1}}));
-        assert!(why(&both, Some("misplaced")).contains("cell-z"));
+        says(&both, Some("misplaced"), "topology.unitReplicas", "cell-z");
         let batch = cd(json!({"strategy": {"batchSize": -1}}));
-        assert!(why(&batch, Some("misplaced")).starts_with("strategy.batchSize"));
+        says(&batch, Some("misplaced"), "strategy.batchSize", "");
     }
 }
