@@ -6,7 +6,7 @@
 - between the files of one folder, read from `super::<file>` paths (and
   `crate::<folder>::<file>` ones) in its files.
 
-Tests (`#[cfg(test)]` modules and `tests.rs` files) are left out: a test may
+Tests (`#[cfg(test)]` modules, `tests.rs` files and `tests/` folders) are left out: a test may
 reach anywhere. A cycle is printed with the files that make each edge, and
 the script exits 1. Run by `make lint`.
 """
@@ -30,9 +30,9 @@ def code_of(path):
 def files():
     for d, _, fs in os.walk(ROOT):
         for f in fs:
-            if f.endswith(".rs") and f != "tests.rs":
-                p = os.path.join(d, f)
-                yield os.path.relpath(p, ROOT)
+            rel = os.path.relpath(os.path.join(d, f), ROOT)
+            if f.endswith(".rs") and f != "tests.rs" and "tests" not in rel.split(os.sep)[:-1]:
+                yield rel
 
 
 def top_of(rel):

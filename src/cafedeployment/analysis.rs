@@ -70,49 +70,27 @@ pub struct Input<'a> {
     pub now: &'a Time,
 }
 
+/// The gate of this decision: while the release waits for a group's
+/// verdict, that group's analysis (begun now if it has no record) and what
+/// it shows and asks for; else the last record, kept as history.
 pub fn gate(input: &Input) -> Gate {
-    // No wait for a verdict: the last record stays as history. One still
-    // running was overtaken (a person confirmed or rolled back): it says so.
-    let kept = || Gate {
-        record: input
-            .previous
-            .filter(|_| !input.new_release)
-            .cloned()
-            .map(|mut r| {
-                if r.phase == AnalysisPhase::Running && r.action.is_none() {
-                    r.action = Some("Superseded".to_string());
-                    r.message = format!(
-                        "{}; superseded before its verdict (a person confirmed or rolled back)",
-                        r.message
-                    );
-                }
-                r
-            }),
-        ..Gate::default()
-    };
     let Some(spec) = input.spec else {
-        return kept();
+        return kept(input);
     };
     let next = match (input.progress, input.awaiting) {
         (progress::Phase::WaitingForConfirm(next), _) => *next,
         (progress::Phase::Paused, Some(next)) => next,
-        _ => return kept(),
+        _ => return kept(input),
     };
     let group = next - 1;
     let record = match of(input.previous, input.revision, group) {
         Some(r) => r.clone(),
         // Paused before the group's analysis began: it begins on resume.
-        None if input.paused => return kept(),
+        None if input.paused => return kept(input),
         None => verdicts::start(spec, input.revision, group, input.now),
     };
-    let name = input.name;
-    let confirm = format!(
-        "kubectl annotate cafedeployment {name} cafe.sofastack.io/upgrade-confirmed=true --overwrite"
-    );
-    let rollback = format!(
-        "kubectl patch cafedeployment {name} --type merge -p '{{\"spec\":{{\"rollbackTo\":{{\"revision\":0}}}}}}'"
-    );
-    let of_groups = format!("group {group} of {}", input.groups);
+    let words = Words::new(input, group, next);
+    let of_groups = &words.of_groups;
     let (action, verdict) = match record.phase {
         AnalysisPhase::Running => {
             return Gate {
@@ -134,8 +112,8 @@ pub fn gate(input: &Input) -> Gate {
                 shown: Some((
                     Phase::WaitingForConfirm,
                     format!(
-                        "{of_groups} done; analysis passed ({}); confirm group {next}: {confirm}",
-                        record.message
+                        "{of_groups} done; analysis passed ({}); confirm group {next}: {}",
+                        record.message, words.confirm
                     ),
                 )),
                 record: Some(record),
@@ -146,7 +124,72 @@ pub fn gate(input: &Input) -> Gate {
         AnalysisPhase::Inconclusive => (spec.on_inconclusive, "was inconclusive"),
         AnalysisPhase::Error => (spec.on_error, "could not measure"),
     };
-    let mut record = record;
+    verdict_gate(input, record, (action, verdict), &words)
+}
+
+/// No wait for a verdict: the last record stays as history. One still
+/// running was overtaken (a person confirmed or rolled back): it says so.
+fn kept(input: &Input) -> Gate {
+    Gate {
+        record: input
+            .previous
+            .filter(|_| !input.new_release)
+            .cloned()
+            .map(|mut r| {
+                if r.phase == AnalysisPhase::Running && r.action.is_none() {
+                    r.action = Some("Superseded".to_string());
+                    r.message = format!(
+                        "{}; superseded before its verdict (a person confirmed or rolled back)",
+                        r.message
+                    );
+                }
+                r
+            }),
+        ..Gate::default()
+    }
+}
+
+/// The words a gate's messages share: the group analysed, the group it
+/// confirms, and the commands to confirm it and to roll back.
+struct Words {
+    of_groups: String,
+    next: usize,
+    confirm: String,
+    rollback: String,
+}
+
+impl Words {
+    fn new(input: &Input, group: usize, next: usize) -> Self {
+        let name = input.name;
+        Self {
+            of_groups: format!("group {group} of {}", input.groups),
+            next,
+            confirm: format!(
+                "kubectl annotate cafedeployment {name} cafe.sofastack.io/upgrade-confirmed=true --overwrite"
+            ),
+            rollback: format!(
+                "kubectl patch cafedeployment {name} --type merge -p '{{\"spec\":{{\"rollbackTo\":{{\"revision\":0}}}}}}'"
+            ),
+        }
+    }
+}
+
+/// A verdict (`verdict`: how its message says it) and the `action` its spec
+/// gives it: what the release shows, and the action to take once (the
+/// action taken is recorded, so a person who resumes or confirms is never
+/// overruled by the same verdict).
+fn verdict_gate(
+    input: &Input,
+    mut record: AnalysisStatus,
+    (action, verdict): (VerdictAction, &str),
+    words: &Words,
+) -> Gate {
+    let Words {
+        of_groups,
+        next,
+        confirm,
+        rollback,
+    } = words;
     let taken = record.action.is_some();
     let (action, fallback) = match (action, input.stable) {
         (VerdictAction::Rollback, None) => (

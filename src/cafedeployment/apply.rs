@@ -2,6 +2,7 @@
 //! the status (the release record, conditional on the version decided from),
 //! then the cells' InPlaceSets, each only where it differs and allowed.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use kube::api::Patch;
@@ -34,23 +35,10 @@ pub(super) async fn apply(
     outcome: Outcome,
     holding: bool,
 ) -> Result<Action, Error> {
-    let ns = cd.namespace().unwrap_or_default();
-    let name = cd.name_any();
-    let owned = &seen.sets;
-    let cds: Api<CafeDeployment> = Api::namespaced(ctx.client.clone(), &ns);
     let previous = cd.status.clone().unwrap_or_default();
     let mut rv = cd.resource_version();
     if outcome.reset_confirmation {
-        // Conditional: a "true" the user writes meanwhile is never overwritten.
-        let patch = json!({"metadata": {
-            "resourceVersion": rv,
-            "annotations": {UPGRADE_CONFIRMED_ANNOTATION: "false"}
-        }});
-        let written = cds
-            .patch(&name, &patch_as(MANAGER), &Patch::Merge(&patch))
-            .await?;
-        rv = written.resource_version();
-        ctx.remember(cd, rv.clone());
+        rv = reset_confirmation(cd, ctx, rv).await?;
     }
     let written = ctx
         .write_status(cd, &previous, outcome.status.clone(), rv)
@@ -59,32 +47,99 @@ pub(super) async fn apply(
     if written.is_ok() {
         ctx.record_history(cd, &previous, &outcome.status).await;
     }
-    if outcome.remove_override
-        && let Some(reason) = cd.annotations().get(WINDOW_OVERRIDE_ANNOTATION)
-    {
-        // Guarded: an override written meanwhile (for the next window) stays.
-        let key = WINDOW_OVERRIDE_ANNOTATION.replace('/', "~1");
-        let ops = json!([
-            {"op": "test", "path": format!("/metadata/annotations/{key}"), "value": reason},
-            {"op": "remove", "path": format!("/metadata/annotations/{key}")}
-        ]);
-        match patch_spec(cd, ctx, ops).await {
-            Ok(_) | Err(Error::Kube(kube::Error::Api(_))) => {}
-            Err(e) => return Err(e),
-        }
+    if outcome.remove_override {
+        remove_override(cd, ctx).await?;
     }
-    // The sets that differ, written side by side: a group opens in every
-    // cell at once, not one cell after the other.
-    let writes = outcome.sets.iter().filter(|desired| {
-        let current = owned.iter().find(|s| s.name_any() == desired.name_any());
+    let sets: &[InPlaceSet] = if holding { &[] } else { &outcome.sets };
+    let mut member_failed = match write_sets(cd, ctx, seen, sets).await? {
+        ControlFlow::Continue(member_failed) => member_failed,
+        ControlFlow::Break(action) => return Ok(action),
+    };
+    let refusal = ctx.refusals.get(&ObjectRef::from_obj(cd));
+    if !holding && refusal.is_some() {
+        // Every write it needed went through.
+        ctx.refusals.cleared(&ObjectRef::from_obj(cd));
+    }
+    let delete = if holding {
+        &[][..]
+    } else {
+        &outcome.delete[..]
+    };
+    member_failed |= delete_sets(cd, seen, delete).await?;
+    // No event into a namespace being deleted: it would be refused too.
+    if !refusal.as_ref().is_some_and(|r| r.terminating) {
+        ctx.publish(cd, outcome.notes).await;
+    }
+    ctx.backoff.succeeded(&ObjectRef::from_obj(cd));
+    // Unschedulable pods not yet due for rescheduling need a look when they are.
+    let wake = outcome
+        .wake
+        .map_or(300, |w| u64::try_from(w).unwrap_or(1).max(1));
+    let member_retry = member_failed.then_some(Duration::from_secs(2));
+    let wake = [status_wait, refusal.map(|r| r.wait()), member_retry]
+        .into_iter()
+        .flatten()
+        .fold(Duration::from_secs(wake), Duration::min);
+    Ok(Action::requeue(wake.max(Duration::from_millis(100))))
+}
+
+/// Resets `upgrade-confirmed` to "false", conditional on `rv`: a "true" the
+/// user writes meanwhile is never overwritten. Returns the version written.
+async fn reset_confirmation(
+    cd: &CafeDeployment,
+    ctx: &Context,
+    rv: Option<String>,
+) -> Result<Option<String>, Error> {
+    let cds: Api<CafeDeployment> =
+        Api::namespaced(ctx.client.clone(), &cd.namespace().unwrap_or_default());
+    let patch = json!({"metadata": {
+        "resourceVersion": rv,
+        "annotations": {UPGRADE_CONFIRMED_ANNOTATION: "false"}
+    }});
+    let written = cds
+        .patch(&cd.name_any(), &patch_as(MANAGER), &Patch::Merge(&patch))
+        .await?;
+    let rv = written.resource_version();
+    ctx.remember(cd, rv.clone());
+    Ok(rv)
+}
+
+/// Removes the window override whose window ended; guarded: an override
+/// written meanwhile (for the next window) stays.
+async fn remove_override(cd: &CafeDeployment, ctx: &Context) -> Result<(), Error> {
+    let Some(reason) = cd.annotations().get(WINDOW_OVERRIDE_ANNOTATION) else {
+        return Ok(());
+    };
+    let key = WINDOW_OVERRIDE_ANNOTATION.replace('/', "~1");
+    let ops = json!([
+        {"op": "test", "path": format!("/metadata/annotations/{key}"), "value": reason},
+        {"op": "remove", "path": format!("/metadata/annotations/{key}")}
+    ]);
+    match patch_spec(cd, ctx, ops).await {
+        Ok(_) | Err(Error::Kube(kube::Error::Api(_))) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the `sets` that differ from the owned ones, side by side: a group
+/// opens in every cell at once, not one cell after the other. A member that
+/// fails a write is looked at again soon (`Continue(true)`); the others'
+/// writes stand. A refused write breaks off with the action that waits.
+async fn write_sets(
+    cd: &CafeDeployment,
+    ctx: &Context,
+    seen: &Seen,
+    sets: &[InPlaceSet],
+) -> Result<ControlFlow<Action, bool>, Error> {
+    let name = cd.name_any();
+    let writes = sets.iter().filter(|desired| {
+        let current = seen
+            .sets
+            .iter()
+            .find(|s| s.name_any() == desired.name_any());
         !current.is_some_and(|c| c.spec == desired.spec && c.annotations() == desired.annotations())
     });
-    let writes: Vec<&InPlaceSet> = if holding {
-        Vec::new()
-    } else {
-        writes.collect()
-    };
-    let results = futures::future::join_all(writes.iter().map(|desired| async move {
+    let results = futures::future::join_all(writes.map(|desired| async move {
         let written = match seen.home_of(desired) {
             Some(home) => home
                 .apply(cd, desired, MANAGER)
@@ -95,8 +150,6 @@ pub(super) async fn apply(
         (desired.name_any(), written)
     }))
     .await;
-    // A member that fails a write is looked at again soon; the others'
-    // writes stand.
     let mut member_failed = false;
     for (set, written) in results {
         match written {
@@ -121,21 +174,22 @@ pub(super) async fn apply(
                     &format!("InPlaceSet {set}{where_}"),
                     &e,
                 );
-                return Ok(Action::requeue(Duration::from_millis(100)));
+                return Ok(ControlFlow::Break(Action::requeue(Duration::from_millis(
+                    100,
+                ))));
             }
             Err((_, e)) => return Err(e.into()),
         }
     }
-    let refusal = ctx.refusals.get(&ObjectRef::from_obj(cd));
-    if !holding && refusal.is_some() {
-        // Every write it needed went through.
-        ctx.refusals.cleared(&ObjectRef::from_obj(cd));
-    }
-    let delete = if holding {
-        &[][..]
-    } else {
-        &outcome.delete[..]
-    };
+    Ok(ControlFlow::Continue(member_failed))
+}
+
+/// Deletes the sets of removed cells drained empty; returns whether a
+/// member failed a delete (looked at again soon). A failed local delete is
+/// the reconcile's error.
+async fn delete_sets(cd: &CafeDeployment, seen: &Seen, delete: &[String]) -> Result<bool, Error> {
+    let ns = cd.namespace().unwrap_or_default();
+    let mut member_failed = false;
     for set in delete {
         let Some(home) = seen.home_of_name(set) else {
             continue;
@@ -147,19 +201,5 @@ pub(super) async fn apply(
             member_failed = true;
         }
     }
-    // No event into a namespace being deleted: it would be refused too.
-    if !refusal.as_ref().is_some_and(|r| r.terminating) {
-        ctx.publish(cd, outcome.notes).await;
-    }
-    ctx.backoff.succeeded(&ObjectRef::from_obj(cd));
-    // Unschedulable pods not yet due for rescheduling need a look when they are.
-    let wake = outcome
-        .wake
-        .map_or(300, |w| u64::try_from(w).unwrap_or(1).max(1));
-    let member_retry = member_failed.then_some(Duration::from_secs(2));
-    let wake = [status_wait, refusal.map(|r| r.wait()), member_retry]
-        .into_iter()
-        .flatten()
-        .fold(Duration::from_secs(wake), Duration::min);
-    Ok(Action::requeue(wake.max(Duration::from_millis(100))))
+    Ok(member_failed)
 }

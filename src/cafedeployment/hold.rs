@@ -37,12 +37,7 @@ pub fn held(
     verified: bool,
     now: &Time,
 ) -> Held {
-    let ns = cd.namespace().unwrap_or_default();
-    let mut selecting: Vec<&Arc<ReleaseFreeze>> = freezes
-        .iter()
-        .filter(|f| f.selects(&ns, cd.labels()))
-        .collect();
-    selecting.sort_by_key(|f| f.metadata.creation_timestamp.clone().map(|t| t.0));
+    let selecting = selecting(cd, freezes);
     let facts = selecting
         .iter()
         .map(|f| FreezeFact {
@@ -61,13 +56,7 @@ pub fn held(
         .iter()
         .filter(|f| f.spec.windows.is_empty())
         .collect();
-    let mut windows: Vec<DenyWindow> = cd.spec.strategy.deny_windows.clone();
-    for f in in_force.iter().filter(|f| !f.spec.windows.is_empty()) {
-        windows.extend(f.spec.windows.iter().map(|w| DenyWindow {
-            name: format!("{}/{}", f.name_any(), w.name),
-            ..w.clone()
-        }));
-    }
+    let windows = deny_windows(cd, &in_force);
     let mut held = Held {
         freezes: facts,
         ..Held::default()
@@ -98,9 +87,43 @@ pub fn held(
         .flatten()
         .map(|t| (t.as_second() - at.as_second()).max(1))
         .min();
-    let Some(active) = active else {
-        return held;
-    };
+    if let Some(active) = active {
+        in_window(cd, active, verified, &mut held);
+    }
+    held
+}
+
+/// The ReleaseFreezes that select `cd`, oldest first.
+fn selecting<'a>(
+    cd: &CafeDeployment,
+    freezes: &'a [Arc<ReleaseFreeze>],
+) -> Vec<&'a Arc<ReleaseFreeze>> {
+    let ns = cd.namespace().unwrap_or_default();
+    let mut selecting: Vec<&Arc<ReleaseFreeze>> = freezes
+        .iter()
+        .filter(|f| f.selects(&ns, cd.labels()))
+        .collect();
+    selecting.sort_by_key(|f| f.metadata.creation_timestamp.clone().map(|t| t.0));
+    selecting
+}
+
+/// The deny windows of `cd` and of the freezes in force that have windows
+/// (named `<freeze>/<window>`).
+fn deny_windows(cd: &CafeDeployment, in_force: &[&Arc<ReleaseFreeze>]) -> Vec<DenyWindow> {
+    let mut windows: Vec<DenyWindow> = cd.spec.strategy.deny_windows.clone();
+    for f in in_force.iter().filter(|f| !f.spec.windows.is_empty()) {
+        windows.extend(f.spec.windows.iter().map(|w| DenyWindow {
+            name: format!("{}/{}", f.name_any(), w.name),
+            ..w.clone()
+        }));
+    }
+    windows
+}
+
+/// Inside the `active` window: it holds the release unless an override (a
+/// reason, and who the API server stamped) opens it, or a freeze holds it
+/// already; either way it is the window in force.
+fn in_window(cd: &CafeDeployment, active: window::Active, verified: bool, held: &mut Held) {
     let reason = cd
         .annotations()
         .get(WINDOW_OVERRIDE_ANNOTATION)
@@ -133,7 +156,6 @@ pub fn held(
         overridden_by: by,
         override_reason: reason.cloned(),
     });
-    held
 }
 
 /// The phase message of an emergency stop (the oldest of `count` freezes).

@@ -1,8 +1,9 @@
 //! The vocabulary of the CafeDeployment controller: what a reconcile observed
 //! (`Observation`), what it decided (`Outcome`, `Effect`, `Note`), the facts
-//! it carries between stages (`Revision`, `Frozen`, `Unreachable`,
+//! it carries between stages (`Valid`, `Revision`, `Frozen`, `Unreachable`,
 //! `Refused`) and its `Error`. Every other file of the folder speaks these
-//! types; this one imports none of them, so the folder's imports have no cycle.
+//! types; this one imports none of them (only `FreezeFact`, `Valid` and `Invalid`, from
+//! files that import no other stage), so the folder's imports have no cycle.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use super::history::FreezeFact;
+use super::validate::{Invalid, Valid};
 use crate::api::names::CELL_LABEL;
 use crate::api::{AnalysisStatus, CafeDeployment, CafeDeploymentStatus, InPlaceSet, WindowStatus};
 
@@ -41,8 +43,9 @@ pub struct Observation<'a> {
     /// Cells whose sets cannot be read or written now (their cluster does
     /// not answer), by cell: their sets are as last seen.
     pub unreachable: &'a BTreeMap<String, Unreachable>,
-    /// Why the cells cannot be placed (an ambiguous or unknown cluster).
-    pub misplaced: Option<&'a str>,
+    /// The spec as `validate` resolved it, or why it cannot be acted on
+    /// (in words that say what to change).
+    pub valid: Result<&'a Valid, &'a Invalid>,
     /// A ReleaseFreeze or a deny window that holds this CafeDeployment: no
     /// group opens and no pod starts moving (as a pause), until it ends.
     pub frozen: Option<&'a Frozen>,
@@ -156,4 +159,14 @@ pub const UNKNOWN: &str = "Unknown";
 
 pub fn cell_of(set: &InPlaceSet) -> String {
     set.labels().get(CELL_LABEL).cloned().unwrap_or_default()
+}
+
+/// An event of `reason`, its own action.
+pub fn note(warning: bool, reason: &str, message: String) -> Note {
+    Note {
+        warning,
+        reason: reason.to_string(),
+        message,
+        action: None,
+    }
 }

@@ -1,14 +1,16 @@
 //! The CafeDeployment's status, pure: counts over every set, one row per
-//! cell, the phase and its message (where the release stands, what it waits
-//! for and how to go on), the release record, and the kstatus conditions.
+//! cell, the phase and its message (where the release stands and what holds
+//! it, from `phase`; what it waits for or what stalls it, and how to go on),
+//! the release record, and the kstatus conditions.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
 use super::analysis::Gate;
 use super::build::REVISION_ANNOTATION;
-use super::model::{Observation, UNKNOWN, Unreachable, cell_of};
-use crate::api::names::{UPGRADE_CONFIRMED_ANNOTATION, condition};
+use super::model::{Observation, UNKNOWN, Unreachable};
+use super::phase::{held_phase, progress_phase};
+use crate::api::names::condition;
 use crate::api::{
     CafeDeployment, CafeDeploymentStatus, CellStatus, ConfirmationWait, InPlaceSet, Phase,
     ReleaseStatus, observed_condition,
@@ -113,6 +115,10 @@ pub(super) struct CellRows<'a> {
     pub waiting: &'a [(String, &'a Unreachable)],
 }
 
+/// The status of this decision: the counts and rows, then the phase and its
+/// message (the release's progress, held by an analysis or a freeze, waiting
+/// for a budget or an unreachable cell, stalled by a cell or a refused
+/// write), the release record, and the kstatus conditions.
 pub(super) fn compute_status(
     cd: &CafeDeployment,
     obs: &Observation,
@@ -121,71 +127,92 @@ pub(super) fn compute_status(
     analysed: &Gate,
     previous: &CafeDeploymentStatus,
 ) -> CafeDeploymentStatus {
-    let CellRows {
-        distribution,
-        observed,
-        waiting,
-        ..
-    } = *cells;
-    let revision = obs.update;
     let record = &decision.record;
     let progress = &decision.progress;
     let mut status = CafeDeploymentStatus {
         observed_generation: cd.metadata.generation,
         selector: Some(crate::api::selector_string(&cd.spec.selector)),
         current_revision: record.stable.clone(),
-        update_revision: Some(revision.to_string()),
+        update_revision: Some(obs.update.to_string()),
         ..CafeDeploymentStatus::default()
     };
     let cells_text = count_cells(&mut status, obs, cells);
-    let (phase, message) = progress_phase(cd, obs, decision, analysed, distribution, &cells_text);
-    let name = cd.name_any();
-    // A group's analysis holds the release: it says where it stands.
-    let (phase, message) = match (&progress.phase, &analysed.shown) {
-        (progress::Phase::WaitingForConfirm(_) | progress::Phase::Paused, Some((shown, text))) => {
-            let shown = if cd.spec.strategy.pause || obs.frozen.is_some() {
-                Phase::Paused
-            } else {
-                *shown
-            };
-            (shown, format!("{text} ({cells_text})"))
-        }
-        _ => (phase, message),
-    };
-    // A freeze says so where a pause would, whoever paused too.
-    let (phase, message) = match (phase, obs.frozen) {
-        (Phase::Paused, Some(frozen)) => {
-            (Phase::Frozen, format!("{} ({cells_text})", frozen.message))
-        }
-        _ => (phase, message),
-    };
-    // The first cell (in `values` order) whose set has a condition `matching`.
-    let first_cell = |matching: &dyn Fn(&Condition) -> bool| {
-        distribution
-            .iter()
-            .zip(observed)
-            .find_map(|((cell, _), set)| {
-                let s = set.as_ref()?.status.as_ref()?;
-                let c = s.conditions.iter().find(|c| matching(c))?;
-                Some((cell.clone(), c.clone()))
-            })
-    };
+    let shown = progress_phase(cd, obs, decision, analysed, cells.distribution, &cells_text);
+    let (phase, message) = held_phase(cd, obs, &progress.phase, analysed, shown, &cells_text);
     // A cell waiting for a PodDisruptionBudget says so.
-    let held = first_cell(&|c| {
+    let budget = first_cell(cells, |c| {
         c.type_ == condition::PROGRESSING && c.reason == condition::WAITING_FOR_DISRUPTION_BUDGET
     })
     .map(|(cell, c)| format!("cell {cell} is {}", c.message));
-    let message = match (phase, held) {
+    let message = match (phase, budget) {
         (Phase::Progressing | Phase::RollingBack, Some(held)) => format!("{message}; {held}"),
         _ => message,
     };
-    // An unreachable cell the group needs holds it: say so, and past the
-    // progress deadline stall naming it (the release goes on when it answers).
     let opened = opened_at(previous, record, progress.opened, obs.now);
     let overdue = opened.as_ref().is_some_and(|at| {
         obs.now.0.as_second() - at.0.as_second()
             > i64::from(cd.spec.strategy.progress_deadline_seconds)
     });
+    let (message, member_stall) =
+        unreachable_wait(cd, progress, cells.waiting, overdue, (phase, message));
+    // A write the API server refuses stalls the release where it stands.
+    let stalled = obs
+        .refused
+        .map(|r| (r.reason.to_string(), r.message.clone()))
+        .or(stalled_cell(cd, cells))
+        .or(member_stall);
+    let (phase, message) = match (&stalled, phase) {
+        (Some((_, why)), p) if p != Phase::Healthy || obs.refused.is_some() => {
+            (Phase::Stalled, why.clone())
+        }
+        _ => (phase, message),
+    };
+    status.phase = Some(phase);
+    status.release = Some(release_status(
+        obs.update,
+        decision,
+        analysed,
+        (phase, &message),
+        opened,
+    ));
+    let stall = stalled.as_ref().map(|(reason, _)| reason.as_str());
+    status.conditions = kstatus_conditions(
+        cd,
+        previous,
+        obs.now,
+        (phase, &message),
+        status.available_replicas,
+        stall,
+    );
+    status
+}
+
+/// The first cell (in `values` order) whose set has a condition `matching`.
+fn first_cell(
+    cells: &CellRows,
+    matching: impl Fn(&Condition) -> bool,
+) -> Option<(String, Condition)> {
+    cells
+        .distribution
+        .iter()
+        .zip(cells.observed)
+        .find_map(|((cell, _), set)| {
+            let s = set.as_ref()?.status.as_ref()?;
+            let c = s.conditions.iter().find(|c| matching(c))?;
+            Some((cell.clone(), c.clone()))
+        })
+}
+
+/// An unreachable cell the group needs holds it: the message says so, and
+/// past the progress deadline (`overdue`) the release stalls naming it (it
+/// goes on when the cell answers). Returns the message and that stall.
+fn unreachable_wait(
+    cd: &CafeDeployment,
+    progress: &progress::Progress,
+    waiting: &[(String, &Unreachable)],
+    overdue: bool,
+    (phase, message): (Phase, String),
+) -> (String, Option<(String, String)>) {
     let unreachable = waiting
         .iter()
         .map(|(cell, u)| format!("cell {cell} is unreachable: {}", u.why))
@@ -211,12 +238,18 @@ pub(super) fn compute_status(
             ),
         )
     });
-    // A stalled cell stalls the release: say which and why, and how to recover.
+    (message, member_stall)
+}
+
+/// A stalled cell stalls the release: its reason, and a message that says
+/// which cell and why, and how to recover.
+fn stalled_cell(cd: &CafeDeployment, cells: &CellRows) -> Option<(String, String)> {
+    let name = cd.name_any();
     let rollback_hint = format!(
         "roll back with: kubectl patch cafedeployment {name} --type merge -p \
          '{{\"spec\":{{\"rollbackTo\":{{\"revision\":0}}}}}}'"
     );
-    let stalled = first_cell(&|c| c.type_ == condition::STALLED && c.status == "True")
+    first_cell(cells, |c| c.type_ == condition::STALLED && c.status == "True")
         .map(|(cell, c)| (cell, c.reason, c.message))
         .map(|(cell, reason, why)| {
             let next = if reason == condition::FAILED_CREATE {
@@ -228,23 +261,22 @@ pub(super) fn compute_status(
             };
             let message = format!("cell {cell}: {reason}: {why}. {next}");
             (reason, message)
-        });
-    // A write the API server refuses stalls the release where it stands.
-    let stalled = obs
-        .refused
-        .map(|r| (r.reason.to_string(), r.message.clone()))
-        .or(stalled)
-        .or(member_stall);
-    let (phase, message) = match (&stalled, phase) {
-        (Some((_, why)), p) if p != Phase::Healthy || obs.refused.is_some() => {
-            (Phase::Stalled, why.clone())
-        }
-        _ => (phase, message),
-    };
+        })
+}
+
+/// The release record as status keeps it (`revision`: the update revision).
+fn release_status(
+    revision: &str,
+    decision: &release::Decision,
+    analysed: &Gate,
+    (phase, message): (Phase, &str),
+    opened_at: Option<Time>,
+) -> ReleaseStatus {
+    let record = &decision.record;
+    let progress = &decision.progress;
     let done = i32::try_from(progress.completed).unwrap_or(i32::MAX);
     let total = i32::try_from(progress.groups).unwrap_or(i32::MAX);
-    status.phase = Some(phase);
-    status.release = Some(ReleaseStatus {
+    ReleaseStatus {
         revision: record
             .revision
             .clone()
@@ -254,7 +286,7 @@ pub(super) fn compute_status(
         opened: i32::try_from(progress.opened).unwrap_or(i32::MAX),
         groups: total,
         progress: format!("{done}/{total}"),
-        message: message.clone(),
+        message: message.to_string(),
         awaiting_confirmation: record.awaiting.map(|group| ConfirmationWait {
             revision: revision.to_string(),
             group: i32::try_from(group).unwrap_or(i32::MAX),
@@ -265,13 +297,25 @@ pub(super) fn compute_status(
             .flatten()
             .map(|(k, v)| (k.clone(), i32::try_from(*v).unwrap_or(i32::MAX)))
             .collect(),
-        opened_at: opened,
+        opened_at,
         analysis: analysed.record.clone(),
-    });
-    let cond = conditions(previous, &message, cd.metadata.generation, obs.now);
-    let available = status.available_replicas >= cd.spec.replicas;
-    let health = Health::of(phase, stalled.as_ref().map(|(reason, _)| reason.as_str()));
-    status.conditions = vec![
+    }
+}
+
+/// The kstatus conditions of a `phase` and its `message`, with the reason
+/// of a stall; Available when `available` pods reach `spec.replicas`.
+fn kstatus_conditions(
+    cd: &CafeDeployment,
+    previous: &CafeDeploymentStatus,
+    now: &Time,
+    (phase, message): (Phase, &str),
+    available: i32,
+    stall: Option<&str>,
+) -> Vec<Condition> {
+    let cond = conditions(previous, message, cd.metadata.generation, now);
+    let available = available >= cd.spec.replicas;
+    let health = Health::of(phase, stall);
+    vec![
         cond(
             condition::AVAILABLE,
             available,
@@ -285,8 +329,7 @@ pub(super) fn compute_status(
         cond(condition::READY, health.ready, health.reason),
         cond(condition::RECONCILING, health.reconciling, health.reason),
         cond(condition::STALLED, health.stalled, health.stalled_reason),
-    ];
-    status
+    ]
 }
 
 /// The counts over every set and each cell's row, into `status`; returns
@@ -345,113 +388,4 @@ fn count_cells(status: &mut CafeDeploymentStatus, obs: &Observation, cells: &Cel
         .join(", ");
     status.cells = rows;
     cells_text
-}
-
-/// The phase and message of the release's progress, before anything holds
-/// or stalls it.
-fn progress_phase(
-    cd: &CafeDeployment,
-    obs: &Observation,
-    decision: &release::Decision,
-    analysed: &Gate,
-    distribution: &[(String, usize)],
-    cells_text: &str,
-) -> (Phase, String) {
-    let revision = obs.update;
-    let record = &decision.record;
-    let progress = &decision.progress;
-    let name = cd.name_any();
-    let creating = record.stable.is_none();
-    // Recorded, never inferred: a template reverted to the stable revision
-    // records a rollback; a completed release whose sets' status catches up
-    // (or a lost pod coming back) is not one.
-    let rollback = record.rollback;
-    match &progress.phase {
-        progress::Phase::Complete
-            if !obs
-                .sets
-                .iter()
-                .any(|s| !distribution.iter().any(|(c, _)| *c == cell_of(s))) =>
-        {
-            (
-                Phase::Healthy,
-                format!(
-                    "all {} pods run {revision} ({cells_text})",
-                    cd.spec.replicas
-                ),
-            )
-        }
-        progress::Phase::Complete => (
-            Phase::Progressing,
-            format!("moving pods out of removed cells ({cells_text})"),
-        ),
-        // Nothing to create yet: a first creation at zero replicas is done.
-        progress::Phase::Empty if creating => (
-            Phase::Healthy,
-            format!("replicas is 0; scaling up creates the pods of {revision} group by group"),
-        ),
-        progress::Phase::Empty => (
-            Phase::Progressing,
-            format!(
-                "scaled to zero in the release of {revision}: the release is kept; scaling \
-                 up creates pods on {} except what the groups opened so far cover, and \
-                 the release goes on from there",
-                record.stable.as_deref().unwrap_or_default()
-            ),
-        ),
-        progress::Phase::WaitingForConfirm(group) if progress.groups == 0 => (
-            Phase::WaitingForConfirm,
-            format!(
-                "scaled to zero while group {group} of {revision} waits for confirmation: the \
-                 release is kept; scaling up creates pods on {} except what the groups opened \
-                 so far cover",
-                record.stable.as_deref().unwrap_or_default()
-            ),
-        ),
-        progress::Phase::WaitingForConfirm(group) => (
-            Phase::WaitingForConfirm,
-            format!(
-                "group {} of {} done ({cells_text}); confirm to continue: kubectl annotate \
-                 cafedeployment {name} {UPGRADE_CONFIRMED_ANNOTATION}=true --overwrite",
-                group - 1,
-                progress.groups
-            ),
-        ),
-        progress::Phase::Paused => (
-            Phase::Paused,
-            format!(
-                "paused after group {} of {} ({cells_text}); resume: kubectl patch cafedeployment \
-                 {name} --type merge -p '{{\"spec\":{{\"strategy\":{{\"pause\":false}}}}}}'",
-                progress.completed, progress.groups
-            ),
-        ),
-        progress::Phase::Progressing => (
-            if rollback {
-                Phase::RollingBack
-            } else {
-                Phase::Progressing
-            },
-            format!(
-                "{} group {} of {} ({cells_text}){}",
-                if creating {
-                    "creating the pods of"
-                } else if rollback {
-                    "rolling back"
-                } else {
-                    "releasing"
-                },
-                progress.opened,
-                progress.groups,
-                // A rollback an analysis asked for says why.
-                analysed
-                    .record
-                    .as_ref()
-                    .filter(|a| rollback && a.action.as_deref() == Some("Rollback"))
-                    .map_or(String::new(), |a| format!(
-                        ": the analysis of group {} of {} failed: {}",
-                        a.group, a.revision, a.message
-                    ))
-            ),
-        ),
-    }
 }
