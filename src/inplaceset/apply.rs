@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 
 use super::MANAGER;
 use super::context::Context;
-use super::lifecycle::{Decision, Intent, PodFacts, Timing, step};
+use super::lifecycle::{Decision, Intent, PodFacts, Timing, Toward, step};
 use super::pods;
 use super::templates::Templates;
 use crate::api::InPlaceSet;
@@ -65,6 +65,10 @@ async fn act(
     }
 }
 
+/// What a write did (for the log), its resourceVersion, and the pod it
+/// returned (for the gate writes).
+type Applied = Option<(Moved, Option<Pod>)>;
+
 /// Applies one decision: what it did, and the pod the write returned (for
 /// the gate writes).
 async fn apply(
@@ -74,71 +78,18 @@ async fn apply(
     facts: &PodFacts,
     (intent, decision): (Intent, &Decision),
     time: &Time,
-) -> Result<Option<(Moved, Option<Pod>)>, kube::Error> {
+) -> Result<Applied, kube::Error> {
     let name = facts.name.as_str();
     match decision {
         Decision::Steady
         | Decision::Wait(_)
         | Decision::DrainTimedOut(_)
         | Decision::UnreadyTimedOut => Ok(None),
-        Decision::GateOff(reason) => {
-            let components = facts.still_registered();
-            let message = format!("out of traffic: {reason}");
-            let patch = gate::patch(false, reason, &message, time);
-            let written = api
-                .patch_status(name, &patch_as(MANAGER), &Patch::Strategic(&patch))
-                .await?;
-            let note = format!(
-                "pod {name}: traffic gate closed ({reason}); waiting for {} to deregister it",
-                if components.is_empty() {
-                    "no component".to_string()
-                } else {
-                    components.join(", ")
-                }
-            );
-            Ok(Some(((note, written.resource_version()), Some(written))))
-        }
-        Decision::PatchInPlace => {
-            // The cached pod is drained; the patch carries its resourceVersion
-            // as a precondition, so it applies only to exactly that drained
-            // version (no read needed). A kubelet status write in between (its
-            // Ready turning False after the gate closed, say) makes the API
-            // server refuse it: then one fresh read, and the patch is sent
-            // again only if that pod is still drained for this update and
-            // on the same revision. Anything else (a component re-registering
-            // it, say) waits for the next reconcile to decide again.
-            let Intent::Update(toward) = intent else {
-                return Ok(None);
-            };
-            let (template, target) = templates.toward(toward);
-            let target = &target.revision;
-            let previous = templates.of_revision(facts.revision.as_deref());
-            let done = |written: Pod| {
-                let note = format!("pod {name}: drained; updating in place to revision {target}");
-                Some(((note, written.resource_version()), None))
-            };
-            let patch = pods::in_place_patch(pod, template, previous, target);
-            let params = patch_as(MANAGER);
-            match api.patch(name, &params, &Patch::Strategic(&patch)).await {
-                Ok(written) => return Ok(done(written)),
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => return Err(e),
-            }
-            let fresh = match api.get(name).await {
-                Ok(fresh) => fresh,
-                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            if fresh.uid() != pod.uid() || !pods::facts(&fresh).still_drained_as(facts) {
-                return Ok(None);
-            }
-            let patch = pods::in_place_patch(&fresh, template, previous, target);
-            match api.patch(name, &params, &Patch::Strategic(&patch)).await {
-                Ok(written) => Ok(done(written)),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
-                Err(e) => Err(e),
-            }
-        }
+        Decision::GateOff(reason) => close_gate(api, facts, reason, time).await,
+        Decision::PatchInPlace => match intent {
+            Intent::Update(toward) => patch_in_place(api, templates, pod, facts, toward).await,
+            _ => Ok(None),
+        },
         Decision::GateOn => {
             let written = open_gate(api, name, time).await?;
             let note = format!(
@@ -147,27 +98,102 @@ async fn apply(
             );
             Ok(Some(((note, written.resource_version()), None)))
         }
-        Decision::Delete => {
-            let dp = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: pod.uid(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match api.delete(name, &dp).await {
-                Ok(deleted) => Ok(Some((
-                    (
-                        format!("pod {name}: drained; deleted"),
-                        // A pod kept by finalizers comes back with its new version.
-                        deleted.left().and_then(|p| p.resource_version()),
-                    ),
-                    None,
-                ))),
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
-                Err(e) => Err(e),
-            }
+        Decision::Delete => delete_drained(api, pod, name).await,
+    }
+}
+
+/// Closes a pod's traffic gate: the components deregister it.
+async fn close_gate(
+    api: &Api<Pod>,
+    facts: &PodFacts,
+    reason: &str,
+    time: &Time,
+) -> Result<Applied, kube::Error> {
+    let name = facts.name.as_str();
+    let components = facts.still_registered();
+    let message = format!("out of traffic: {reason}");
+    let patch = gate::patch(false, reason, &message, time);
+    let written = api
+        .patch_status(name, &patch_as(MANAGER), &Patch::Strategic(&patch))
+        .await?;
+    let note = format!(
+        "pod {name}: traffic gate closed ({reason}); waiting for {} to deregister it",
+        if components.is_empty() {
+            "no component".to_string()
+        } else {
+            components.join(", ")
         }
+    );
+    Ok(Some(((note, written.resource_version()), Some(written))))
+}
+
+/// Updates a drained pod in place toward `toward`'s template.
+///
+/// The cached pod is drained; the patch carries its resourceVersion as a
+/// precondition, so it applies only to exactly that drained version (no read
+/// needed). A kubelet status write in between (its Ready turning False after
+/// the gate closed, say) makes the API server refuse it: then one fresh read,
+/// and the patch is sent again only if that pod is still drained for this
+/// update and on the same revision. Anything else (a component re-registering
+/// it, say) waits for the next reconcile to decide again.
+async fn patch_in_place(
+    api: &Api<Pod>,
+    templates: &Templates<'_>,
+    pod: &Pod,
+    facts: &PodFacts,
+    toward: Toward,
+) -> Result<Applied, kube::Error> {
+    let name = facts.name.as_str();
+    let (template, target) = templates.toward(toward);
+    let target = &target.revision;
+    let previous = templates.of_revision(facts.revision.as_deref());
+    let done = |written: Pod| {
+        let note = format!("pod {name}: drained; updating in place to revision {target}");
+        Some(((note, written.resource_version()), None))
+    };
+    let patch = pods::in_place_patch(pod, template, previous, target);
+    let params = patch_as(MANAGER);
+    match api.patch(name, &params, &Patch::Strategic(&patch)).await {
+        Ok(written) => return Ok(done(written)),
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e),
+    }
+    let fresh = match api.get(name).await {
+        Ok(fresh) => fresh,
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if fresh.uid() != pod.uid() || !pods::facts(&fresh).still_drained_as(facts) {
+        return Ok(None);
+    }
+    let patch = pods::in_place_patch(&fresh, template, previous, target);
+    match api.patch(name, &params, &Patch::Strategic(&patch)).await {
+        Ok(written) => Ok(done(written)),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes a drained pod (only that pod: its uid is a precondition).
+async fn delete_drained(api: &Api<Pod>, pod: &Pod, name: &str) -> Result<Applied, kube::Error> {
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: pod.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &dp).await {
+        Ok(deleted) => Ok(Some((
+            (
+                format!("pod {name}: drained; deleted"),
+                // A pod kept by finalizers comes back with its new version.
+                deleted.left().and_then(|p| p.resource_version()),
+            ),
+            None,
+        ))),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -133,6 +133,30 @@ fn error_policy(set: Arc<InPlaceSet>, error: &Error, ctx: Arc<Context>) -> Actio
     Action::requeue(delay)
 }
 
+/// The controller's context over the shared caches.
+fn context(client: Client, caches: &Caches, telemetry: Telemetry) -> Context {
+    Context {
+        client: client.clone(),
+        status: StatusWriter::new(MANAGER, STATUS_EVERY, telemetry.health.clone()),
+        telemetry,
+        pods: caches.pods.store.clone(),
+        pods_by_set: caches.pods_by_set.clone(),
+        pods_synced: caches.pods.synced.clone(),
+        services: caches.services.store.clone(),
+        services_synced: caches.services.synced.clone(),
+        budgets: caches.disruption_budgets.store.clone(),
+        budgets_synced: caches.disruption_budgets.synced.clone(),
+        ledger: disruption::Ledger::default(),
+        sets: caches.sets.store.clone(),
+        recorder: Recorder::new(client, "cafe-operator".into()),
+        created: Mutex::new(HashMap::new()),
+        backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
+        refusals: Refusals::new(Duration::from_secs(1)),
+        acted_on: OwnWrites::new(STALE_CACHE_WINDOW),
+        drained: Mutex::new(HashMap::new()),
+    }
+}
+
 /// Runs the InPlaceSet controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -147,26 +171,7 @@ pub async fn run(
     let service_events = caches.services.subscribe();
     let budget_events = caches.disruption_budgets.subscribe();
     let sets_store = caches.sets.store.clone();
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        status: StatusWriter::new(MANAGER, STATUS_EVERY, telemetry.health.clone()),
-        telemetry,
-        pods: caches.pods.store.clone(),
-        pods_by_set: caches.pods_by_set.clone(),
-        pods_synced: caches.pods.synced.clone(),
-        services: caches.services.store.clone(),
-        services_synced: caches.services.synced.clone(),
-        budgets: caches.disruption_budgets.store.clone(),
-        budgets_synced: caches.disruption_budgets.synced.clone(),
-        ledger: disruption::Ledger::default(),
-        sets: sets_store.clone(),
-        recorder: Recorder::new(client, "cafe-operator".into()),
-        created: Mutex::new(HashMap::new()),
-        backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
-        refusals: Refusals::new(Duration::from_secs(1)),
-        acted_on: OwnWrites::new(STALE_CACHE_WINDOW),
-        drained: Mutex::new(HashMap::new()),
-    });
+    let ctx = Arc::new(context(client.clone(), caches, telemetry));
     let synced = [
         caches.sets.synced.clone(),
         caches.pods.synced.clone(),

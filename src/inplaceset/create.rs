@@ -43,22 +43,12 @@ async fn create_pods(
     time: &Time,
 ) -> (Result<(), kube::Error>, bool) {
     let uid = set.uid().unwrap_or_default();
-    let mut pending = ctx.pending_creations(&uid, owned);
-    let mut kinds = Vec::new();
-    for (count, toward) in [
-        (the_plan.create, Toward::Update),
-        (the_plan.create_stable, Toward::Stable),
-    ] {
-        let on_the_way = pending.min(count);
-        pending -= on_the_way;
-        kinds.extend(std::iter::repeat_n(toward, count - on_the_way));
-    }
+    let mut kinds = to_create(ctx.pending_creations(&uid, owned), the_plan);
     let more = kinds.len() > CREATIONS_PER_RECONCILE;
     kinds.truncate(CREATIONS_PER_RECONCILE);
     if kinds.is_empty() {
         return (Ok(()), false);
     }
-    let pp = &post_as(MANAGER);
     let mut first_error = None;
     let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut rest = kinds.as_slice();
@@ -67,31 +57,9 @@ async fn create_pods(
         let (chunk, later) = rest.split_at(size.min(rest.len()));
         rest = later;
         size = (size * 2).min(WRITE_CONCURRENCY);
-        let mut batch = Vec::new();
-        for toward in chunk {
-            let (template, target) = templates.toward(*toward);
-            let name = pods::pod_name(&set.name_any(), entropy());
-            ctx.expect_created(&uid, name.clone());
-            let pod = pods::new_pod(set, template, &target.revision, &target.shape, name);
-            batch.push(async move {
-                let name = pod.name_any();
-                let result = api.create(pp, &pod).await.map(drop);
-                if result.is_ok() {
-                    // Remembered, so that a reconcile reading the pod from
-                    // before the gate does not open it twice; not opened (an
-                    // error), the next reconcile opens it.
-                    if let Ok(opened) = open_gate(api, &name, time).await
-                        && let (Some(uid), Some(rv)) = (opened.uid(), opened.resource_version())
-                    {
-                        ctx.acted_on.remember(uid, rv);
-                    }
-                }
-                (name, target.revision.clone(), result)
-            });
-        }
-        for (name, revision, result) in futures::future::join_all(batch).await {
+        for (name, revision, result) in create_batch(ctx, api, set, templates, chunk, time).await {
             match result {
-                Ok(_) => names.entry(revision).or_default().push(name),
+                Ok(()) => names.entry(revision).or_default().push(name),
                 Err(e) => {
                     // Refused: not coming. (A transport error may hide a
                     // creation; the expectation then simply expires.)
@@ -117,6 +85,59 @@ async fn create_pods(
         .await;
     }
     (first_error.map_or(Ok(()), Err), more || !rest.is_empty())
+}
+
+/// The pods to create, by the template they are made from (update first),
+/// less the `pending` creations the cache does not show yet.
+fn to_create(mut pending: usize, the_plan: &super::plan::Plan) -> Vec<Toward> {
+    let mut kinds = Vec::new();
+    for (count, toward) in [
+        (the_plan.create, Toward::Update),
+        (the_plan.create_stable, Toward::Stable),
+    ] {
+        let on_the_way = pending.min(count);
+        pending -= on_the_way;
+        kinds.extend(std::iter::repeat_n(toward, count - on_the_way));
+    }
+    kinds
+}
+
+/// Creates one pod per entry of `chunk` at once, each expected under its
+/// name before it is sent, and opens each created pod's gate. Returns each
+/// pod's name, revision and outcome.
+async fn create_batch(
+    ctx: &Context,
+    api: &Api<v1::Pod>,
+    set: &InPlaceSet,
+    templates: &Templates<'_>,
+    chunk: &[Toward],
+    time: &Time,
+) -> Vec<(String, String, Result<(), kube::Error>)> {
+    let uid = set.uid().unwrap_or_default();
+    let pp = &post_as(MANAGER);
+    let mut batch = Vec::new();
+    for toward in chunk {
+        let (template, target) = templates.toward(*toward);
+        let name = pods::pod_name(&set.name_any(), entropy());
+        ctx.expect_created(&uid, name.clone());
+        let pod = pods::new_pod(set, template, &target.revision, &target.shape, name);
+        batch.push(async move {
+            let name = pod.name_any();
+            let result = api.create(pp, &pod).await.map(drop);
+            if result.is_ok() {
+                // Remembered, so that a reconcile reading the pod from
+                // before the gate does not open it twice; not opened (an
+                // error), the next reconcile opens it.
+                if let Ok(opened) = open_gate(api, &name, time).await
+                    && let (Some(uid), Some(rv)) = (opened.uid(), opened.resource_version())
+                {
+                    ctx.acted_on.remember(uid, rv);
+                }
+            }
+            (name, target.revision.clone(), result)
+        });
+    }
+    futures::future::join_all(batch).await
 }
 
 /// Entropy for pod names: the clock and a counter, mixed.
