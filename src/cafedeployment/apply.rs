@@ -22,7 +22,7 @@ use crate::api::names::{UPGRADE_CONFIRMED_ANNOTATION, condition};
 use crate::api::{CafeDeployment, InPlaceSet, WINDOW_OVERRIDE_ANNOTATION};
 use crate::placement::homes::Seen;
 use crate::runtime::patch_as;
-use crate::runtime::refusals::is_refusal;
+use crate::runtime::writes::refusals::is_refusal;
 
 /// Writes the outcome: the confirmation reset, then the status (the release
 /// record, conditional on the version decided from), then the sets. A set is

@@ -25,13 +25,13 @@ use super::revision_history;
 use crate::api::pod::Pod;
 use crate::api::{CafeDeployment, CafeDeploymentStatus, InPlaceSet, ReleaseFreeze, stamp};
 use crate::placement::members::Members;
-use crate::runtime::backoff::Backoff;
 use crate::runtime::cache::OwnerIndex;
-use crate::runtime::coalesce::conditions_moved;
 use crate::runtime::health::CacheSync;
 use crate::runtime::prometheus::Prometheus;
-use crate::runtime::refusals::Refusals;
-use crate::runtime::status::{Change, StatusWriter, Wrote};
+use crate::runtime::writes::backoff::Backoff;
+use crate::runtime::writes::coalesce::conditions_moved;
+use crate::runtime::writes::refusals::Refusals;
+use crate::runtime::writes::status::{Change, StatusWriter, Wrote};
 use crate::runtime::{Telemetry, patch_as};
 
 pub(super) struct Context {

@@ -46,11 +46,11 @@ use crate::api::{CafeDeployment, InPlaceSet, ReleaseFreeze, finalizer_added};
 use crate::inplaceset::revision;
 use crate::placement::homes::{self, Seen};
 use crate::placement::members::Members;
-use crate::runtime::backoff::Backoff;
 use crate::runtime::cache::Caches;
 use crate::runtime::prometheus::Prometheus;
-use crate::runtime::refusals::Refusals;
-use crate::runtime::status::StatusWriter;
+use crate::runtime::writes::backoff::Backoff;
+use crate::runtime::writes::refusals::Refusals;
+use crate::runtime::writes::status::StatusWriter;
 use crate::runtime::{Telemetry, run_until_stopped};
 
 /// How often the status is written while only its counts move.

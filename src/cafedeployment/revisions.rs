@@ -21,7 +21,7 @@ use super::model::Error;
 use super::model::{History, Restore, Revision};
 use crate::api::names::{CAFEDEPLOYMENT_UID_LABEL as OWNER_LABEL, condition};
 use crate::api::{CafeDeployment, Phase, ReleaseStatus};
-use crate::runtime::refusals::is_refusal;
+use crate::runtime::writes::refusals::is_refusal;
 use crate::runtime::{patch_as, post_as};
 
 /// Makes sure the template has a ControllerRevision (numbered after the

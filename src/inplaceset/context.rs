@@ -18,12 +18,12 @@ use super::{disruption, pods};
 use crate::api::InPlaceSet;
 use crate::api::pod::Pod;
 use crate::runtime::Telemetry;
-use crate::runtime::backoff::Backoff;
 use crate::runtime::cache::OwnerIndex;
 use crate::runtime::health::CacheSync;
-use crate::runtime::own_writes::OwnWrites;
-use crate::runtime::refusals::Refusals;
-use crate::runtime::status::StatusWriter;
+use crate::runtime::writes::backoff::Backoff;
+use crate::runtime::writes::own_writes::OwnWrites;
+use crate::runtime::writes::refusals::Refusals;
+use crate::runtime::writes::status::StatusWriter;
 
 /// How long a created pod may be missing from the watch cache before it is
 /// assumed lost (and created again).

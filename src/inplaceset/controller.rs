@@ -30,12 +30,12 @@ use super::templates::Templates;
 use super::{apply, create, decide, dereference, disruption, report, validate};
 use crate::api::InPlaceSet;
 use crate::runtime::Telemetry;
-use crate::runtime::backoff::Backoff;
 use crate::runtime::cache::Caches;
-use crate::runtime::own_writes::OwnWrites;
-use crate::runtime::refusals::Refusals;
 use crate::runtime::run_until_stopped;
-use crate::runtime::status::StatusWriter;
+use crate::runtime::writes::backoff::Backoff;
+use crate::runtime::writes::own_writes::OwnWrites;
+use crate::runtime::writes::refusals::Refusals;
+use crate::runtime::writes::status::StatusWriter;
 use crate::traffic::service;
 
 /// How long a pod written to is not acted on again while the cache still

@@ -21,7 +21,7 @@ use crate::api::InPlaceSet;
 use crate::api::names::condition;
 use crate::api::pod::Pod;
 use crate::runtime::post_as;
-use crate::runtime::refusals::{Refusal, is_refusal};
+use crate::runtime::writes::refusals::{Refusal, is_refusal};
 
 /// At most this many pods are created per reconcile; the next reconcile
 /// creates more, so one huge set never holds a worker or ignores a shutdown.

@@ -17,9 +17,9 @@ use super::status::{self, Inputs, Observed, compute};
 use super::templates::Templates;
 use crate::api::names::condition;
 use crate::api::{InPlaceSet, InPlaceSetStatus};
-use crate::runtime::coalesce::conditions_moved;
-use crate::runtime::refusals::Refusal;
-use crate::runtime::status::{Change, Wrote};
+use crate::runtime::writes::coalesce::conditions_moved;
+use crate::runtime::writes::refusals::Refusal;
+use crate::runtime::writes::status::{Change, Wrote};
 use crate::traffic::service;
 
 /// Writes the set's status when it changed. Returns when to look again for a

@@ -31,7 +31,7 @@ use crate::placement::members::{MEMBER_TIMEOUT, Member, Members};
 use crate::runtime::cache::Shared;
 use crate::runtime::health::Health;
 use crate::runtime::run_until_stopped;
-use crate::runtime::status::{Change, StatusWriter, Wrote};
+use crate::runtime::writes::status::{Change, StatusWriter, Wrote};
 
 /// How often `status.lastContact` is refreshed while nothing else changes.
 const CONTACT_WRITTEN_EVERY: Duration = Duration::from_secs(30);

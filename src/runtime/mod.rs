@@ -1,17 +1,13 @@
 //! The imperative shell around the controllers: the client, start-up checks.
 
-pub mod backoff;
 pub mod cache;
 pub mod client;
-pub mod coalesce;
 pub mod health;
 pub mod leader;
 pub mod metrics;
-pub mod own_writes;
 pub mod prometheus;
-pub mod refusals;
 pub mod serve;
-pub mod status;
+pub mod writes;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{Api, Client};

@@ -23,10 +23,10 @@ use super::declared_components;
 use super::service::{self, Action as Step, EndpointIndex, EndpointState, PodView};
 use crate::api::names::traffic_finalizer;
 use crate::api::pod::Pod;
-use crate::runtime::backoff::Backoff;
 use crate::runtime::cache::{Caches, watch_events};
 use crate::runtime::health::CacheSync;
-use crate::runtime::own_writes::OwnWrites;
+use crate::runtime::writes::backoff::Backoff;
+use crate::runtime::writes::own_writes::OwnWrites;
 use crate::runtime::{Telemetry, patch_as, run_until_stopped, scoped_api};
 
 /// The name of the built-in component (and of its finalizer's last segment).

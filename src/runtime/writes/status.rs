@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::coalesce::Coalesce;
-use super::health::Health;
+use crate::runtime::health::Health;
 
 /// What a write did.
 #[derive(Debug, PartialEq, Eq)]
