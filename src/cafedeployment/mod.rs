@@ -7,7 +7,7 @@
 //! stages, in this order:
 //!
 //! 1. dereference (`controller`): the object's InPlaceSets where they live
-//!    (`homes`: this cluster or a member), its revision history
+//!    (`crate::placement::homes`: this cluster or a member), its revision history
 //!    (`revisions`, `revision_history`); a deletion ends here (`finalize`);
 //! 2. `validate`: the spec checked and resolved (`Valid`, or the words of
 //!    `Invalid`), no client;
