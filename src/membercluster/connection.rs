@@ -46,6 +46,8 @@ pub(crate) async fn keep(
             if let Some((_, watch)) = secret.take() {
                 watch.abort();
             }
+            // Its client and InPlaceSet watch go with it.
+            member.with(|s| s.conn = None);
             members.remove(&member.name);
             info!(member = %member.name, "member cluster removed");
             return;
@@ -67,16 +69,13 @@ pub(crate) async fn keep(
         }
         probe(&member).await;
         let reach = member.reach();
+        // What the status shows (the last contact is refreshed on its own).
         let now_shown = (
-            reach.clone(),
+            (reach.reachable, reach.why.clone()),
             member.with(|s| (s.problem.clone(), s.versions.clone())),
         );
         if shown.as_ref() != Some(&now_shown) {
-            if shown
-                .as_ref()
-                .map(|(r, _): &(crate::placement::members::Reach, _)| r.reachable)
-                != Some(reach.reachable)
-            {
+            if shown.as_ref().map(|((reachable, _), _)| *reachable) != Some(reach.reachable) {
                 if reach.reachable {
                     info!(member = %member.name, "member cluster reachable");
                 } else {

@@ -62,7 +62,13 @@ async fn reconcile(mc: Arc<MemberCluster>, ctx: Arc<Context>) -> Result<Action, 
         return Ok(Action::await_change());
     }
     let member = keep(&ctx, &name);
-    let in_use = keep_while_used(&ctx, &member, &mc).await?;
+    let in_use = match keep_while_used(&ctx, &member, &mc).await {
+        Ok(in_use) => in_use,
+        Err(e) => {
+            warn!(member = %name, error = %e, "cannot write the MemberCluster's finalizer");
+            None
+        }
+    };
     let stale = ctx
         .contact_written
         .lock()
@@ -86,6 +92,9 @@ async fn reconcile(mc: Arc<MemberCluster>, ctx: Arc<Context>) -> Result<Action, 
 fn keep(ctx: &Context, name: &str) -> Arc<Member> {
     let mut tasks = ctx.tasks.lock().unwrap_or_else(|e| e.into_inner());
     tasks.retain(|_, t| !t.is_finished());
+    if let Ok(mut written) = ctx.contact_written.lock() {
+        written.retain(|member, _| tasks.contains_key(member) || member == name);
+    }
     if let (Some(member), true) = (ctx.members.get(name), tasks.contains_key(name)) {
         return member;
     }
@@ -118,7 +127,10 @@ async fn keep_while_used(
         }
         return Ok(None);
     }
-    let users = ctx.members.users(member);
+    let users = match ctx.members.users(member) {
+        Ok(users) => users,
+        Err(e) => return Ok(Some(format!("cannot tell whether it is in use: {e}"))),
+    };
     if !users.is_empty() {
         return Ok(Some(format!(
             "its deletion waits until no CafeDeployment uses it: {}. Remove those cells \

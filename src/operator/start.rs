@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use futures::StreamExt;
 use tracing::{error, info, warn};
 
 use super::flags::{LogFormat, OperatorRole, RunArgs};
@@ -303,6 +304,17 @@ fn start_members(
         |_: &kube::runtime::watcher::Event<MemberCluster>| {},
     );
     let members = Members::new(clusters.store.clone(), clusters.synced.clone());
+    // A MemberCluster's edit (its cells, its deletion) changes where cells
+    // may live: every CafeDeployment looks again.
+    let edits = clusters.subscribe();
+    let registry = members.clone();
+    spawn_until(
+        stop,
+        edits.for_each(move |_| {
+            registry.changed();
+            std::future::ready(())
+        }),
+    );
     let controller = crate::membercluster::controller::run(
         client.clone(),
         clusters,
@@ -370,9 +382,10 @@ fn run_scope<'a>(
     telemetry
         .metrics
         .observe_cafedeployments(caches.cafedeployments.store.clone());
-    process
-        .members
-        .observe_cafedeployments(caches.cafedeployments.store.clone());
+    process.members.observe_cafedeployments(
+        caches.cafedeployments.store.clone(),
+        caches.cafedeployments.synced.clone(),
+    );
     let stops = (stop.wait(), stop.wait(), stop.wait(), stop.wait());
     let Scope {
         namespace,

@@ -181,6 +181,9 @@ fn subscribe<T>(senders: &Senders<T>) -> impl Stream<Item = T> + use<T> {
     rx
 }
 
+/// A watched scope's CafeDeployment cache, and whether it has listed.
+type Scope = (Store<CafeDeployment>, CacheSync);
+
 /// Every member cluster registered in the host.
 #[derive(Clone)]
 pub struct Members {
@@ -189,8 +192,9 @@ pub struct Members {
     /// placed (an empty registry would place every cell here).
     pub synced: CacheSync,
     live: Arc<RwLock<BTreeMap<String, Arc<Member>>>>,
-    /// The CafeDeployment caches of every watched scope: who uses a member.
-    cafedeployments: Arc<Mutex<Vec<Store<CafeDeployment>>>>,
+    /// The CafeDeployment caches of every watched scope (and whether each
+    /// has listed): who uses a member.
+    cafedeployments: Arc<Mutex<Vec<Scope>>>,
     /// A member's InPlaceSet changed: the CafeDeployment to look at.
     pub(crate) set_changes: Senders<ObjectRef<CafeDeployment>>,
     /// A member came, went, or changed reachability: look at every one.
@@ -292,16 +296,17 @@ impl Members {
     }
 
     /// Adds a scope's CafeDeployment cache to those [`Members::users`] reads.
-    pub fn observe_cafedeployments(&self, store: Store<CafeDeployment>) {
+    pub fn observe_cafedeployments(&self, store: Store<CafeDeployment>, synced: CacheSync) {
         if let Ok(mut stores) = self.cafedeployments.lock() {
-            stores.push(store);
+            stores.push((store, synced));
         }
     }
 
     /// The CafeDeployments that use `member`, from the caches (no request):
     /// those whose status places a cell there, and those with InPlaceSets in
-    /// its cache (as last seen).
-    pub fn users(&self, member: &Member) -> Vec<String> {
+    /// its cache (as last seen). An error says why it cannot be told yet (a
+    /// cache that has not listed, or none at all): the member counts as used.
+    pub fn users(&self, member: &Member) -> Result<Vec<String>, String> {
         // "namespace/name" -> what of it is there.
         let mut users = BTreeMap::new();
         let stores = self
@@ -309,7 +314,13 @@ impl Members {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default();
-        for cd in stores.iter().flat_map(Store::state) {
+        if stores.is_empty() {
+            return Err("no CafeDeployment is watched yet".to_string());
+        }
+        if !stores.iter().all(|(_, synced)| synced.is_synced()) {
+            return Err("the CafeDeployments have not listed yet".to_string());
+        }
+        for cd in stores.iter().flat_map(|(store, _)| store.state()) {
             let cells: Vec<&str> = cd
                 .status
                 .iter()
@@ -336,9 +347,9 @@ impl Members {
                     .or_insert_with(|| format!("InPlaceSet {}", set.name_any()));
             }
         }
-        users
+        Ok(users
             .into_iter()
             .map(|(cd, what)| format!("{cd} ({what})"))
-            .collect()
+            .collect())
     }
 }
