@@ -168,7 +168,7 @@ say_ "A small exporter reports app_error_ratio per pod: 1% for nginx:1.27, 40% f
     --ratio nginx:1.27=0.01 --ratio nginx:1.28=0.4 \
     --target-file "$PROMETHEUS_TARGETS/demo-exporter.json" >"$LOGS/exporter.log" 2>&1 &
 EXPORTER_PID=$!
-trap 'kill -TERM $EXPORTER_PID $OPERATOR_PID 2>/dev/null || true; wait $EXPORTER_PID $OPERATOR_PID 2>/dev/null || true' EXIT
+trap 'kill -TERM $EXPORTER_PID $OPERATOR_PID $CONSOLE_PID 2>/dev/null || true; wait $EXPORTER_PID $OPERATOR_PID 2>/dev/null || true' EXIT
 PROM="http://127.0.0.1:$PROMETHEUS_PORT"
 scraped() { curl -fsS "$PROM/api/v1/query" --data-urlencode "query=count(app_error_ratio{namespace=\"$NS\"})" | grep -q '"value":\[[^]]*,"10"\]'; }
 wait_for "Prometheus to scrape the exporter" 60 scraped
@@ -228,7 +228,7 @@ if [ "$REAL_NODES" = 1 ]; then
     "$REPO_ROOT/target/release/examples/load-generator" --target "$TARGET" --rate 200 --max-seconds 600 \
         >"$LOGS/load.log" 2>&1 &
     LOAD_PID=$!
-    trap 'kill -TERM $LOAD_PID $EXPORTER_PID $OPERATOR_PID 2>/dev/null || true; wait $LOAD_PID $EXPORTER_PID $OPERATOR_PID 2>/dev/null || true' EXIT
+    trap 'kill -TERM $LOAD_PID $EXPORTER_PID $OPERATOR_PID $CONSOLE_PID 2>/dev/null || true; wait $LOAD_PID $EXPORTER_PID $OPERATOR_PID 2>/dev/null || true' EXIT
     live() { say_ "$(printf '%-17s group %s of %s   requests: %s' "$(rcd phase)" "$(rcd release.group)" "$(rcd release.groups)" "$(tail -n 1 "$LOGS/load.log")")"; }
     sleep 3
     live
