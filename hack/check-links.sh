@@ -30,9 +30,8 @@ def markdown_files():
 
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
-def lines_outside_code(text):
-    """(line number, line) for each line outside fenced code blocks, with
-    inline code spans blanked out."""
+def outside_fences(text):
+    """(line number, line) for each line outside fenced code blocks."""
     fence = None
     for n, line in enumerate(text.split("\n"), 1):
         m = FENCE.match(line)
@@ -43,6 +42,12 @@ def lines_outside_code(text):
         if m:
             fence = m.group(1)
             continue
+        yield n, line
+
+def lines_outside_code(text):
+    """(line number, line) for each line outside fenced code blocks, with
+    inline code spans blanked out."""
+    for n, line in outside_fences(text):
         yield n, re.sub(r"(`+)(.+?)\1", lambda c: " " * len(c.group(0)), line)
 
 def slug(heading):
@@ -60,16 +65,7 @@ def anchors(path):
         with open(path, encoding="utf-8") as f:
             text = f.read()
         seen, found = {}, set()
-        fence = None
-        for line in text.split("\n"):
-            m = FENCE.match(line)
-            if fence:
-                if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
-                    fence = None
-                continue
-            if m:
-                fence = m.group(1)
-                continue
+        for _, line in outside_fences(text):
             h = re.match(r"^ {0,3}#{1,6}[ \t]+(.*?)[ \t]*#*[ \t]*$", line)
             if not h:
                 continue
