@@ -60,7 +60,10 @@ pub use super::model::Error;
 
 async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
     for cache in &ctx.synced {
-        cache.wait().await.map_err(|()| Error::CacheStopped)?;
+        cache
+            .wait()
+            .await
+            .map_err(|()| Error::CacheStopped("the InPlaceSet cache"))?;
     }
     let read = match dereference(&cd, &ctx).await? {
         ControlFlow::Continue(read) => read,

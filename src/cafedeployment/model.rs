@@ -6,7 +6,6 @@
 //! files that import no other stage), so the folder's imports have no cycle.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -17,15 +16,7 @@ use super::validate::{Invalid, Valid};
 use crate::api::names::CELL_LABEL;
 use crate::api::{AnalysisStatus, CafeDeployment, CafeDeploymentStatus, InPlaceSet, WindowStatus};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-    #[error("reconcile did not finish within {0:?}; retrying")]
-    Timeout(Duration),
-    #[error("the InPlaceSet cache stopped")]
-    CacheStopped,
-}
+pub use crate::runtime::ReconcileError as Error;
 
 /// What the controller read.
 pub struct Observation<'a> {

@@ -47,19 +47,14 @@ const STALE_CACHE_WINDOW: Duration = Duration::from_secs(10);
 /// a 1,000-pod release over 10 cells spent 0.65-0.79 status writes per pod.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-    #[error("reconcile did not finish within {0:?}; retrying")]
-    Timeout(Duration),
-    #[error("the pod cache stopped")]
-    CacheStopped,
-}
+pub use crate::runtime::ReconcileError as Error;
 
 async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     for cache in [&ctx.pods_synced, &ctx.services_synced, &ctx.budgets_synced] {
-        cache.wait().await.map_err(|()| Error::CacheStopped)?;
+        cache
+            .wait()
+            .await
+            .map_err(|()| Error::CacheStopped("the pod cache"))?;
     }
     if set.metadata.deletion_timestamp.is_some() {
         // Garbage collection removes the pods; their drain is the components' part.

@@ -12,6 +12,19 @@ pub mod writes;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{Api, Client};
 
+/// Why a reconcile failed, for every controller: the API server's answer, a
+/// reconcile that ran past `RECONCILE_TIMEOUT`, or a cache that stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+    #[error("reconcile did not finish within {0:?}; retrying")]
+    Timeout(std::time::Duration),
+    /// Which cache (e.g. "the pod cache").
+    #[error("{0} stopped")]
+    CacheStopped(&'static str),
+}
+
 /// What the controllers report to `/metrics` and `/readyz`.
 #[derive(Clone)]
 pub struct Telemetry {

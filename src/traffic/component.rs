@@ -23,6 +23,7 @@ use super::declared_components;
 use super::service::{self, Action as Step, EndpointIndex, EndpointState, PodView};
 use crate::api::names::traffic_finalizer;
 use crate::api::pod::Pod;
+use crate::runtime::ReconcileError as Error;
 use crate::runtime::cache::{Caches, watch_events};
 use crate::runtime::health::CacheSync;
 use crate::runtime::writes::backoff::Backoff;
@@ -53,14 +54,6 @@ struct Context {
     /// is not decided on (it would register or deregister the pod a second
     /// time: a wasted write, or a failed test).
     written: OwnWrites,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum Error {
-    #[error("{0}")]
-    Kube(#[from] kube::Error),
-    #[error("reconcile did not finish within {0:?}; retrying")]
-    Timeout(Duration),
 }
 
 fn in_traffic(pod: &Pod) -> bool {
