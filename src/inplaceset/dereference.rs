@@ -2,6 +2,7 @@
 //! (as facts the lifecycle reads), the Services that may route to them and the
 //! PodDisruptionBudgets over them. No request to the API server.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
@@ -25,6 +26,8 @@ pub struct Found {
     pub services: Vec<Arc<Service>>,
     /// The PodDisruptionBudgets that select the set's template.
     pub budgets: Vec<Arc<PodDisruptionBudget>>,
+    /// The labels of the set's template (what budgets and Services select).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Reads what the caches hold for `set` (they have listed once: the
@@ -63,5 +66,6 @@ pub fn dereference(ctx: &Context, set: &InPlaceSet, now: i64) -> Found {
         facts,
         services,
         budgets,
+        labels,
     }
 }

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 
-use super::context::{Context, template_labels};
+use super::context::Context;
 use super::decide::Decided;
 use super::dereference::Found;
 use super::lifecycle::{Decision, PodFacts, Timing, Waiting};
@@ -39,11 +39,10 @@ pub(super) async fn report(
         .map(|(pod, decision)| Observed { pod, decision })
         .collect();
     let previous = set.status.clone().unwrap_or_default();
-    let labels = template_labels(set);
     let mut unsafe_services: Vec<String> = found
         .services
         .iter()
-        .filter(|s| service::publishes_not_ready(s) && service::selects(s, &labels))
+        .filter(|s| service::publishes_not_ready(s) && service::selects(s, &found.labels))
         .map(|s| s.name_any())
         .collect();
     unsafe_services.sort();
