@@ -19,6 +19,6 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run(args) => start::run(args),
+        Command::Run(args) => start::run(*args),
     }
 }

@@ -42,10 +42,16 @@ pub struct RunArgs {
     /// Where `/healthz` and `/readyz` are served (`0` turns them off).
     #[arg(long, env = "CAFE_HEALTH_PROBE_BIND_ADDRESS", default_value = ":8081")]
     pub health_probe_bind_address: String,
-    /// Run the controllers only while holding the leader Lease (for more than one replica).
-    #[arg(long, env = "CAFE_LEADER_ELECT")]
+    /// Run the controllers only while holding the leader Lease, so that two
+    /// replicas (or two installations with the same Lease) never both write.
+    /// On by default, as Kubernetes' own controllers; `--leader-elect=false`
+    /// turns it off (one process alone, as the tests and the demo run it).
+    #[arg(long, env = "CAFE_LEADER_ELECT", default_value_t = true,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
     pub leader_elect: bool,
-    /// The Lease's namespace (default: the namespace the operator runs in, else `default`).
+    /// The Lease's namespace (default: the namespace the operator runs in;
+    /// outside a pod, the first watched namespace, else `default`).
     #[arg(long, env = "POD_NAMESPACE")]
     pub leader_election_namespace: Option<String>,
     /// The Lease's name.
@@ -59,6 +65,12 @@ pub struct RunArgs {
     #[arg(long, env = "CAFE_LEADER_ELECTION_LEASE_DURATION", default_value_t = 15,
           value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub leader_election_lease_duration: u64,
+    /// Seconds this operator leaves an object alone once it found another
+    /// operator writing it too (its AnotherWriter condition says so); then
+    /// it looks again.
+    #[arg(long, env = "CAFE_ANOTHER_WRITER_STAND_DOWN_SECONDS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub another_writer_stand_down_seconds: u64,
     /// Testing only: every watch event reaches the caches this many
     /// milliseconds late, as from an API server under heavy load.
     #[arg(
@@ -92,7 +104,7 @@ pub enum OperatorRole {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the controllers against the cluster in KUBECONFIG (or in-cluster).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CRDs (CafeDeployment, InPlaceSet, MemberCluster) as YAML.
     Crd,
 }
@@ -105,7 +117,7 @@ mod tests {
         let mut all = vec!["cafe-operator", "run"];
         all.extend_from_slice(args);
         match Cli::try_parse_from(all).map(|c| c.command) {
-            Ok(Command::Run(args)) => args,
+            Ok(Command::Run(args)) => *args,
             Ok(Command::Crd) => panic!("parsed as crd"),
             Err(e) => panic!("{e}"),
         }
@@ -117,8 +129,10 @@ mod tests {
         assert!(d.namespaces.is_empty(), "all namespaces by default");
         assert_eq!(d.metrics_bind_address, ":8080");
         assert_eq!(d.health_probe_bind_address, ":8081");
-        assert!(!d.leader_elect);
+        assert!(d.leader_elect, "leader election is on by default");
         assert_eq!(d.leader_election_lease_duration, 15);
+        assert!(!run_args(&["--leader-elect=false"]).leader_elect);
+        assert!(run_args(&["--leader-elect=true"]).leader_elect);
 
         let a = run_args(&[
             "--namespace",

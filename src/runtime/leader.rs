@@ -22,12 +22,16 @@ pub struct LeaseConfig {
     pub duration: Duration,
 }
 
-/// The namespace the operator runs in: the service account's, else `default`.
-pub fn own_namespace() -> String {
+/// Where the Lease lives by default: the namespace the operator runs in (its
+/// service account's); outside a pod, the first namespace it watches (so
+/// that operators watching different namespaces do not wait for each
+/// other), else `default`.
+pub fn lease_namespace(watched: &[String]) -> String {
     std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
         .map(|s| s.trim().to_string())
         .ok()
         .filter(|s| !s.is_empty())
+        .or_else(|| watched.first().cloned())
         .unwrap_or_else(|| "default".to_string())
 }
 

@@ -43,6 +43,13 @@ impl Operator {
                 all.extend([flag.to_string(), value.to_string()]);
             }
         }
+        // Leader election is on by default; a story's operator runs alone
+        // (a SIGKILLed one is restarted at once) unless the story sets a
+        // --leader-elect* flag (a story that sets only the Lease's namespace
+        // runs the operator's own default).
+        if !args.iter().any(|a| a.starts_with("--leader-elect")) {
+            all.push("--leader-elect=false".to_string());
+        }
         all.extend(args.iter().map(|s| s.to_string()));
         let mut op = Self {
             child: None,
