@@ -274,5 +274,12 @@ pub struct InPlaceSetStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_revision: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// The operator that wrote this status last (its leader-election
+    /// identity). An operator that finds another one's name here after
+    /// writing this object itself stands down on it and says so in the
+    /// AnotherWriter condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
 }

@@ -122,5 +122,12 @@ pub struct MemberClusterStatus {
     /// Deleting (reason InUse): its deletion waits for the CafeDeployments
     /// the message names to leave its cells.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// The operator that wrote this status last (its leader-election
+    /// identity). An operator that finds another one's name here after
+    /// writing this object itself stands down on it and says so in the
+    /// AnotherWriter condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
 }

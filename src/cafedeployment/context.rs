@@ -334,6 +334,8 @@ impl Context {
             Wrote::Later(wait) => Ok(Err(wait)),
             // Not leading: no write at all, and none of the sets after it.
             Wrote::NotLeading => Ok(Err(Duration::from_secs(5))),
+            // Another operator writes it: leave it to that one for a while.
+            Wrote::StandingDown(wait) => Ok(Err(wait)),
             Wrote::Written(version) => {
                 self.remember(cd, version.clone());
                 Ok(Ok(version))

@@ -65,6 +65,10 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
             .await
             .map_err(|()| Error::CacheStopped("the InPlaceSet cache"))?;
     }
+    if let Some(wait) = ctx.status.standing_down(&*cd) {
+        // Another operator writes it too (its AnotherWriter condition says so).
+        return Ok(Action::requeue(wait));
+    }
     let read = match dereference(&cd, &ctx).await? {
         ControlFlow::Continue(read) => read,
         ControlFlow::Break(action) => return Ok(action),

@@ -60,6 +60,10 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         // Garbage collection removes the pods; their drain is the components' part.
         return Ok(Action::await_change());
     }
+    if let Some(wait) = ctx.status.standing_down(&*set) {
+        // Another operator writes it too (its AnotherWriter condition says so).
+        return Ok(Action::requeue(wait));
+    }
     let (now, time) = now();
     let found = dereference::dereference(&ctx, &set, now);
     let valid = match validate::validate(&set, ctx.telemetry.health.changes_held_until()) {

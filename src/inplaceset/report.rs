@@ -98,7 +98,7 @@ async fn write(
         over: None,
     };
     match ctx.status.write(&api, set, change).await? {
-        Wrote::Later(wait) => Ok(Some(wait)),
+        Wrote::Later(wait) | Wrote::StandingDown(wait) => Ok(Some(wait)),
         Wrote::Written(_) => {
             if !quiet {
                 report_stall_transition(ctx, set, previous, status).await;

@@ -221,6 +221,8 @@ fn counts(inputs: &Inputs) -> InPlaceSetStatus {
         update_revision: Some(inputs.revision.to_string()),
         stable_revision: inputs.stable_revision.map(str::to_string),
         conditions: Vec::new(),
+        // Signed by the status writer.
+        writer: None,
     }
 }
 

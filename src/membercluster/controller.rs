@@ -202,6 +202,8 @@ async fn write_status(
                 )
             }))
             .collect(),
+        // Signed by the status writer.
+        writer: None,
     };
     let api: Api<MemberCluster> = Api::all(ctx.client.clone());
     let change = Change {

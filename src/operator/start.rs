@@ -93,6 +93,10 @@ pub fn run(args: RunArgs) -> ExitCode {
 /// until a signal, then releases the Lease.
 async fn operate(args: RunArgs) -> Result<(), String> {
     let (client, counters, members_crd, telemetry) = connect(&args).await?;
+    telemetry.health.set_identity(
+        args.leader_election_identity.clone(),
+        Duration::from_secs(args.another_writer_stand_down_seconds),
+    );
     let stop = Stop::on_signal();
     let mut leadership = match lead(&args, &client, &telemetry, &stop).await? {
         Lead::Stopped => return Ok(()),
@@ -242,7 +246,7 @@ async fn lead(
         namespace: args
             .leader_election_namespace
             .clone()
-            .unwrap_or_else(leader::own_namespace),
+            .unwrap_or_else(|| leader::lease_namespace(&args.namespaces)),
         name: args.leader_election_id.clone(),
         identity: args
             .leader_election_identity

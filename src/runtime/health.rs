@@ -23,6 +23,10 @@ pub enum Role {
 #[derive(Debug)]
 struct State {
     role: Role,
+    /// This process's name among operators (its leader-election identity),
+    /// and how long it leaves an object another operator writes too.
+    identity: String,
+    stand_down: std::time::Duration,
     /// Caches started by the controllers, and whether each has synced.
     caches: Vec<(&'static str, bool)>,
     /// When a watch last lost its API server (epoch seconds), and how long the
@@ -50,6 +54,8 @@ impl Default for Health {
     fn default() -> Self {
         Self(Arc::new(Mutex::new(State {
             role: Role::Starting,
+            identity: crate::runtime::leader::default_identity(),
+            stand_down: crate::runtime::writes::writers::STAND_DOWN,
             caches: Vec::new(),
             outage: Outage::default(),
         })))
@@ -61,6 +67,33 @@ impl Health {
         if let Ok(mut s) = self.0.lock() {
             s.role = role;
         }
+    }
+
+    /// Names this process among operators (`--leader-election-identity`),
+    /// and sets how long it leaves an object another operator writes too.
+    pub fn set_identity(&self, identity: Option<String>, stand_down: std::time::Duration) {
+        if let Ok(mut s) = self.0.lock() {
+            if let Some(identity) = identity {
+                s.identity = identity;
+            }
+            s.stand_down = stand_down;
+        }
+    }
+
+    /// How long this process leaves an object another operator writes too.
+    pub fn stand_down(&self) -> std::time::Duration {
+        self.0
+            .lock()
+            .map(|s| s.stand_down)
+            .unwrap_or(crate::runtime::writes::writers::STAND_DOWN)
+    }
+
+    /// This process's name among operators.
+    pub fn identity(&self) -> String {
+        self.0
+            .lock()
+            .map(|s| s.identity.clone())
+            .unwrap_or_default()
     }
 
     /// Whether this process runs the controllers (it holds the leader Lease,
