@@ -25,6 +25,8 @@ use crate::support::members::{
     member_kubeconfig, members_sh, register, register_member, unregister_by_hand,
 };
 use crate::support::namespace::TestNs;
+
+mod operators;
 use crate::support::operator::Operator;
 use crate::support::pods::{image, pod_ready};
 use crate::support::random::random_ms;
@@ -97,6 +99,11 @@ struct Federation {
 
 impl Federation {
     async fn new(story: &str) -> Self {
+        Self::with_host_args(story, &[]).await
+    }
+
+    /// A federation whose host operator runs with `host_args` too.
+    async fn with_host_args(story: &str, host_args: &[&str]) -> Self {
         let ns = TestNs::new(story).await;
         let mut members = Vec::new();
         for (name, cell) in MEMBERS {
@@ -108,7 +115,7 @@ impl Federation {
                 admin: member_kubeconfig(name),
             });
         }
-        let host_op = Operator::launch(&format!("{}@host", ns.name), &[], &[]);
+        let host_op = Operator::launch(&format!("{}@host", ns.name), host_args, &[]);
         let member_ops = members
             .iter()
             .map(|side| {
