@@ -113,7 +113,7 @@ pub fn assert_never_back(samples: &[Sample], revision: &str, story: &str) {
         );
     }
     assert!(
-        of_release.len() >= 100,
+        of_release.len() >= 40,
         "{story}: too few samples of {revision} to see a dip: {}",
         of_release.len()
     );
