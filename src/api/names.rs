@@ -102,6 +102,11 @@ pub mod condition {
     /// Stalled reason: a group waits past its deadline for a cell whose
     /// member cluster does not answer.
     pub const MEMBER_UNREACHABLE: &str = "MemberUnreachable";
+    /// On a CafeDeployment, only while a cell runs in another cluster than
+    /// the registrations or `topology.clusters` say (status False, reason
+    /// `NotMoved`): the message says where it runs and what to do.
+    pub const PLACEMENT: &str = "Placement";
+    pub const NOT_MOVED: &str = "NotMoved";
 }
 
 #[cfg(test)]

@@ -77,6 +77,11 @@ async fn reconcile_once(cd: Arc<CafeDeployment>, ctx: Arc<Context>) -> Result<Ac
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut outcome = decide_verified(&cd, &ctx, &read, valid.as_ref(), &now).await;
     read.seen.label_rows(&mut outcome.status.cells);
+    let before = cd.status.as_ref().map_or(&[][..], |s| &s.conditions[..]);
+    let placement = read
+        .seen
+        .placement_condition(before, cd.metadata.generation, &now);
+    outcome.status.conditions.extend(placement);
     carry_out(&cd, &ctx, &read, outcome, &now).await
 }
 

@@ -99,6 +99,7 @@ fn release_step(obs: &Observation, valid: &Valid, previous: &CafeDeploymentStatu
         paused,
         confirmed: confirmation.confirmed,
     });
+    let decision = counted(decision, previous, obs.update);
     let analysed = gate_of(
         obs,
         (analysis, previous_analysis),
@@ -146,6 +147,25 @@ fn release_step(obs: &Observation, valid: &Valid, previous: &CafeDeploymentStatu
         effect,
         remove_override: override_ends(cd, previous, obs.window),
     }
+}
+
+/// The decision with its groups completed as status shows them: never fewer
+/// than shown before within the same release (`progress::shown_completed`).
+fn counted(
+    mut decision: release::Decision,
+    previous: &CafeDeploymentStatus,
+    update: &str,
+) -> release::Decision {
+    let before = previous.release.as_ref().map(|r| release::progress::Shown {
+        revision: &r.revision,
+        groups: usize::try_from(r.groups).unwrap_or(0),
+        completed: usize::try_from(r.group).unwrap_or(0),
+    });
+    let progress = &decision.progress;
+    let revision = decision.record.revision.as_deref().unwrap_or(update);
+    decision.progress.completed =
+        release::progress::shown_completed(progress.completed, progress.groups, revision, before);
+    decision
 }
 
 /// Whether the release stands still: a freeze stops it as a pause does,

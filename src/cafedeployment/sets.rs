@@ -1,5 +1,6 @@
 //! The cells' InPlaceSets, pure: as the release reads them (their counts
-//! trusted only when their status describes their spec and this release),
+//! trusted only when their status was computed for their present template
+//! and this release; a status lagging a later write counts as last reported),
 //! and as the decision wants them written (each cell's set, a removed cell's
 //! set drained empty and then deleted).
 
@@ -51,13 +52,16 @@ fn held(obs: &Observation, s: &InPlaceSet, mut o: Observed) -> Observed {
 }
 
 /// A set as the release sees it: its counts are trusted only when its status
-/// describes its current spec and it carries the revisions of `record`.
+/// was computed for its present template and it carries the revisions of
+/// `record`. A status older than the set's spec (`observedGeneration` behind,
+/// as after every write: a partition, a budget, a pause) counts as last
+/// reported: those pods are still there and still on the revision; the
+/// write moves others, and the next report counts them.
 pub(super) fn observe(set: &InPlaceSet, update: &str, record: &Record) -> Observed {
     let status = set.status.clone().unwrap_or_default();
     let annotation = |key: &str| set.annotations().get(key).cloned();
     let carries = annotation(REVISION_ANNOTATION).as_deref() == Some(update)
         && annotation(STABLE_REVISION_ANNOTATION) == record.stable.clone().filter(|s| s != update);
-    let fresh = carries && status.observed_generation == set.metadata.generation;
     // Right after a release reaches a set, its status still counts the pods
     // of the template before as updated: counts describe this release only
     // when the status was computed for the set's present template. Read as
@@ -74,9 +78,9 @@ pub(super) fn observe(set: &InPlaceSet, update: &str, record: &Record) -> Observ
         available: count(status.available_replicas),
         // Counts of a set that carries this release, even while its status
         // lags its spec (as after any write to it, its template unchanged):
-        // completion reads them only when `fresh`; the budget split reads
-        // them always, or a lagging set would look unstarted, get a new
-        // share, lag again, and so on.
+        // read as unstarted, a lagging set would get a new budget share, lag
+        // again, and so on; and the groups completed (status.release.group)
+        // would fall back after every confirmation until it caught up.
         updated_available: if counts_this_release {
             count(status.updated_available_replicas)
         } else {
@@ -87,7 +91,6 @@ pub(super) fn observe(set: &InPlaceSet, update: &str, record: &Record) -> Observ
         } else {
             0
         },
-        fresh,
         held: None,
     }
 }
@@ -218,12 +221,11 @@ mod tests {
     }
 
     #[test]
-    fn a_set_whose_status_lags_its_spec_keeps_its_counts_but_is_not_fresh() {
+    fn a_set_whose_status_lags_its_spec_keeps_its_counts() {
         let o = observe(&lagging_set(revision::revision), "demo-2", &record());
-        assert!(!o.fresh, "completion waits for the status to catch up");
         assert_eq!(
             o.updated_available, 5,
-            "the budget split still sees its work done"
+            "the budget split and the groups completed still see its work done"
         );
     }
 
@@ -237,11 +239,66 @@ mod tests {
             revision::revision(&t)
         };
         let o = observe(&lagging_set(before), "demo-2", &record());
-        assert!(!o.fresh);
         assert_eq!(
             (o.updated_available, o.stable_available),
             (0, 0),
             "the release has not started here: its work is all still to do"
+        );
+    }
+
+    /// A confirmation opens group 2 of a Beta release (one pod per cell
+    /// done): the write lowers both sets' partitions, and until their
+    /// controller reports again their status describes the generation
+    /// before. The group done stays done (it read 0 for half a second).
+    #[test]
+    fn a_write_to_the_sets_leaves_the_groups_completed_as_they_were() {
+        let lagging = |cell: &str| -> InPlaceSet {
+            let mut set: InPlaceSet = serde_json::from_value(json!({
+                "apiVersion": crate::api::names::API_VERSION, "kind": "InPlaceSet",
+                "metadata": {"name": format!("demo-{cell}"), "namespace": "shop",
+                             "generation": 5, "labels": {CELL_LABEL: cell},
+                             "annotations": {REVISION_ANNOTATION: "demo-2",
+                                             STABLE_REVISION_ANNOTATION: "demo-1"}},
+                "spec": {"replicas": 5, "selector": {"matchLabels": {"app": "demo"}},
+                         "template": {"metadata": {"labels": {"app": "demo"}},
+                                      "spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}},
+                "status": {"observedGeneration": 4, "replicas": 5, "availableReplicas": 5,
+                           "updatedAvailableReplicas": 1, "stableAvailableReplicas": 4}
+            }))
+            .expect("set");
+            let counted = revision::revision(&set.spec.template);
+            if let Some(s) = set.status.as_mut() {
+                s.update_revision = Some(counted);
+            }
+            set
+        };
+        let record = Record {
+            stable: Some("demo-1".into()),
+            revision: Some("demo-2".into()),
+            opened: 2,
+            ..Record::default()
+        };
+        let cells = [("cell-a".to_string(), 5), ("cell-b".to_string(), 5)];
+        let active: Vec<Option<Observed>> = ["cell-a", "cell-b"]
+            .iter()
+            .map(|c| Some(observe(&lagging(c), "demo-2", &record)))
+            .collect();
+        let decision = release::decide(&release::Input {
+            record: &record,
+            update: "demo-2",
+            cells: &cells,
+            active: &active,
+            removed: &[],
+            beta: true,
+            batch: 4,
+            need_confirm: true,
+            paused: false,
+            confirmed: false,
+        });
+        assert_eq!(
+            (decision.progress.completed, decision.progress.opened),
+            (1, 2),
+            "the Beta group is still done while group 2 moves"
         );
     }
 }

@@ -11,13 +11,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
 use super::members::{MEMBER_TIMEOUT, Member, Members};
 use super::{self as placement, Place, Registered};
-use crate::api::names::{CAFEDEPLOYMENT_NAME_ANNOTATION, CAFEDEPLOYMENT_UID_LABEL, CELL_LABEL};
+use crate::api::names::{
+    CAFEDEPLOYMENT_NAME_ANNOTATION, CAFEDEPLOYMENT_UID_LABEL, CELL_LABEL, condition,
+};
 use crate::api::{CafeDeployment, CellStatus, InPlaceSet};
 
 /// A cell whose set cannot be reached: nothing is written or deleted there,
@@ -135,6 +137,9 @@ pub struct Seen {
     pub unreachable: BTreeMap<String, Unreachable>,
     /// Why the cells cannot be placed.
     pub misplaced: Option<String>,
+    /// Cells that run elsewhere than their placement says, and what to do
+    /// (`placement::place_cells`).
+    pub not_moved: Vec<String>,
 }
 
 impl Seen {
@@ -162,6 +167,28 @@ impl Seen {
     pub fn spans_members(&self) -> bool {
         self.cell_homes.values().any(|h| h.cluster().is_some())
             || self.in_members().next().is_some()
+    }
+
+    /// The condition `Placement` (False, reason `NotMoved`) while a cell
+    /// runs elsewhere than its placement says, naming what to do; none
+    /// otherwise.
+    pub fn placement_condition(
+        &self,
+        previous: &[Condition],
+        generation: Option<i64>,
+        now: &Time,
+    ) -> Option<Condition> {
+        (!self.not_moved.is_empty()).then(|| {
+            crate::api::observed_condition(
+                previous,
+                condition::PLACEMENT,
+                false,
+                condition::NOT_MOVED,
+                self.not_moved.join("; "),
+                generation,
+                now,
+            )
+        })
     }
 
     /// The status rows with the cluster of each cell, and Reachable where
@@ -203,14 +230,23 @@ pub fn observe(
         .flat_map(|s| &s.cells)
         .filter_map(|row| Some((row.name.clone(), row.cluster.clone()?)))
         .collect();
-    let (placed, mut misplaced) =
-        match placement::resolve(cells, &cd.spec.topology.clusters, &listing, &ran_in) {
-            Ok(p) => (p, None),
-            Err(e) => (BTreeMap::new(), Some(e)),
-        };
     let local_home = Home::Local(client.clone());
+    let Listed {
+        sets,
+        set_homes,
+        found,
+        away,
+    } = sets_of(cd, local, &local_home, members);
+    let explicit = &cd.spec.topology.clusters;
+    let (placed, mut misplaced, not_moved) =
+        match placement::place_cells(cells, explicit, &listing, &ran_in, &found) {
+            Ok((p, notices)) => (p, None, notices),
+            Err(e) => (BTreeMap::new(), Some(e), Vec::new()),
+        };
     let (cell_homes, mut unreachable) = homes_of(&placed, &local_home, members);
-    let (sets, set_homes) = sets_of(cd, local, &local_home, members, &mut unreachable);
+    for (cell, u) in away {
+        unreachable.entry(cell).or_insert(u);
+    }
     // Judged only where the member's sets are listed (an unlisted member's
     // cells are unreachable: nothing is written there anyway).
     let has_set = |cell: &str, member: &str| {
@@ -229,6 +265,7 @@ pub fn observe(
         cell_homes,
         unreachable,
         misplaced,
+        not_moved,
     }
 }
 
@@ -265,37 +302,59 @@ fn homes_of(
     (cell_homes, unreachable)
 }
 
-/// `cd`'s sets wherever they are (sorted by name) and each one's home; the
-/// cells of sets in a member that cannot be reached are added to `unreachable`.
+/// A CafeDeployment's sets wherever they are.
+struct Listed {
+    /// Sorted by name.
+    sets: Vec<Arc<InPlaceSet>>,
+    /// Each one's home, by name.
+    set_homes: BTreeMap<String, Home>,
+    /// The clusters each cell has a set in (two, if a cell's set is in two).
+    found: BTreeMap<String, Vec<Place>>,
+    /// The cells of sets in a member that cannot be reached now.
+    away: BTreeMap<String, Unreachable>,
+}
+
+/// `cd`'s sets wherever they are, and where each lives.
 fn sets_of(
     cd: &CafeDeployment,
     local: Vec<Arc<InPlaceSet>>,
     local_home: &Home,
     members: &Members,
-    unreachable: &mut BTreeMap<String, Unreachable>,
-) -> (Vec<Arc<InPlaceSet>>, BTreeMap<String, Home>) {
+) -> Listed {
     let ns = cd.namespace().unwrap_or_default();
     let uid = cd.uid().unwrap_or_default();
-    let mut sets = Vec::new();
-    let mut set_homes = BTreeMap::new();
+    let mut out = Listed {
+        sets: Vec::new(),
+        set_homes: BTreeMap::new(),
+        found: BTreeMap::new(),
+        away: BTreeMap::new(),
+    };
+    let mut add = |set: Arc<InPlaceSet>, home: &Home, place: Place| {
+        let cell = set.labels().get(CELL_LABEL).cloned().unwrap_or_default();
+        let places = out.found.entry(cell).or_default();
+        if !places.contains(&place) {
+            places.push(place);
+        }
+        out.set_homes.insert(set.name_any(), home.clone());
+        out.sets.push(set);
+    };
     for set in local {
-        set_homes.insert(set.name_any(), local_home.clone());
-        sets.push(set);
+        add(set, local_home, Place::Local);
     }
     for member in members.all() {
         let home = Home::Member(member.clone());
         let away = home.unreachable();
         for set in member.sets_of(&ns, &uid) {
-            let cell = set.labels().get(CELL_LABEL).cloned().unwrap_or_default();
             if let Some(u) = &away {
-                unreachable.entry(cell).or_insert_with(|| u.clone());
+                let cell = set.labels().get(CELL_LABEL).cloned().unwrap_or_default();
+                out.away.entry(cell).or_insert_with(|| u.clone());
             }
-            set_homes.insert(set.name_any(), home.clone());
-            sets.push(set);
+            add(set, &home, Place::Member(member.name.clone()));
         }
     }
-    sets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    (sets, set_homes)
+    out.sets
+        .sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    out
 }
 
 /// `set` as written into a member: no ownerReference, the CafeDeployment's

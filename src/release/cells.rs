@@ -31,12 +31,12 @@ pub struct Observed {
     /// Live (not terminating) pods.
     pub live: usize,
     pub available: usize,
-    /// Available pods on the update / the stable revision (as last reported
-    /// for this release: read for completion only when `fresh`).
+    /// Available pods on the update / the stable revision, as last reported
+    /// for this release (also while the set's status lags a later write to
+    /// its spec: the planner never tells the two apart, so nothing it
+    /// decides falls back because of a write of its own).
     pub updated_available: usize,
     pub stable_available: usize,
-    /// The set's status describes its current spec.
-    pub fresh: bool,
     /// The set cannot be written now (its cluster does not answer): it goes
     /// on with the maxUnavailable it was last given, which the budget counts
     /// as spent, whatever this decision would give it.

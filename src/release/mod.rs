@@ -80,14 +80,18 @@ pub fn decide(input: &Input) -> Decision {
     let record = input.record.for_template(input.update, &given);
     let sizes: Vec<usize> = input.cells.iter().map(|(_, n)| *n).collect();
     let plan = Plan::new(&sizes, input.beta && !record.rollback, input.batch);
+    // Every set's counts as last reported for this release, also while its
+    // status lags a later write to its spec (as after every write: a
+    // partition, a budget, a pause). Such a status still describes the pods:
+    // no write of ours takes a pod off the update revision or out of
+    // traffic before the set's controller acts on it and reports again.
+    // Read from up-to-date sets only, the groups completed fell back (to 0
+    // in a Beta release, whose first group spans every cell) after every
+    // confirmation and every write, until the statuses caught up.
     let updated: Vec<usize> = input
         .active
         .iter()
-        .map(|o| {
-            o.as_ref()
-                .filter(|o| o.fresh)
-                .map_or(0, |o| o.updated_available)
-        })
+        .map(|o| o.as_ref().map_or(0, |o| o.updated_available))
         .collect();
     let completed = if input.removed.is_empty() {
         plan.covered_by(&updated)
@@ -120,16 +124,11 @@ pub fn decide(input: &Input) -> Decision {
     }
     // Whether the template has shown its pods get ready: a group's worth
     // available, counted in every set whose status describes this template,
-    // fresh or not. Read from fresh sets only, it would turn false again at
-    // each write it causes to the sets (their status lags every spec write),
-    // and the sets were rewritten back and forth until their statuses
-    // happened to catch up (400 writes in a creation of 1,000 pods).
-    let available: Vec<usize> = input
-        .active
-        .iter()
-        .map(|o| o.as_ref().map_or(0, |o| o.updated_available))
-        .collect();
-    let proven = cells::creation_proven(plan.covered_by(&available), input.paused);
+    // lagging or not. Read from up-to-date sets only, it would turn false
+    // again at each write it causes to the sets (their status lags every
+    // spec write), and the sets were rewritten back and forth until their
+    // statuses happened to catch up (400 writes in a creation of 1,000 pods).
+    let proven = cells::creation_proven(plan.covered_by(&updated), input.paused);
     let targets = cells::targets(
         &record,
         &plan,

@@ -137,6 +137,33 @@ pub fn decide(input: &Input) -> Progress {
     }
 }
 
+/// What status showed of the release last: its revision, its number of
+/// groups, and the groups completed (`status.release.group`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shown<'a> {
+    pub revision: &'a str,
+    pub groups: usize,
+    pub completed: usize,
+}
+
+/// The groups completed as status shows them (the GROUP column), a counter
+/// that never goes back within one release: the same revision over a plan
+/// of the same number of groups. A group once shown done stays done (a pod
+/// of it lost or restarted later is the set's to heal; the release does not
+/// go back). It restarts from what the pods show when another release
+/// begins (a new template, a rollback: another revision), and is read from
+/// the pods again when the plan changes its number of groups (a scale, a
+/// cell added or removed). Only what it shows: the decision reads the pods.
+pub fn shown_completed(
+    completed: usize,
+    groups: usize,
+    revision: &str,
+    before: Option<Shown>,
+) -> usize {
+    let same = before.filter(|b| b.revision == revision && b.groups == groups);
+    completed.max(same.map_or(0, |b| b.completed)).min(groups)
+}
+
 /// An empty plan completes nothing: "0 of 0 groups done" would make an
 /// unconfirmed revision stable, and scaling up would create every pod on it.
 /// The groups opened and the wait stay as recorded.
@@ -304,6 +331,55 @@ mod tests {
             ..input(0, 0)
         });
         assert_eq!(p.phase, Phase::Complete);
+    }
+
+    #[test]
+    fn the_groups_shown_done_never_go_back_within_a_release() {
+        let before = |completed| {
+            Some(Shown {
+                revision: "r2",
+                groups: 3,
+                completed,
+            })
+        };
+        // A pod of a done group lost, or a status behind: still done.
+        assert_eq!(shown_completed(0, 3, "r2", before(2)), 2);
+        assert_eq!(shown_completed(3, 3, "r2", before(2)), 3);
+        // Another release (a new template, a rollback) starts again.
+        assert_eq!(shown_completed(0, 3, "r3", before(2)), 0);
+        // A plan of another size is read from the pods again.
+        assert_eq!(shown_completed(1, 4, "r2", before(2)), 1);
+        assert_eq!(shown_completed(1, 3, "r2", None), 1);
+    }
+
+    proptest::proptest! {
+        /// Over any sequence of readings, the counter shown never decreases
+        /// while the revision and the plan's size stay, never exceeds the
+        /// groups, and starts from the pods' reading in a new release.
+        #[test]
+        fn the_counter_shown_moves_back_only_for_another_release_or_plan(
+            readings in proptest::collection::vec((0usize..3, 1usize..4, 0usize..5), 1..40)
+        ) {
+            let revisions = ["r1", "r2", "r3"];
+            let mut shown: Option<(usize, usize, usize)> = None;
+            for (rev, groups, completed) in readings {
+                let completed = completed.min(groups);
+                let before = shown.map(|(r, g, c)| Shown {
+                    revision: revisions[r],
+                    groups: g,
+                    completed: c,
+                });
+                let now = shown_completed(completed, groups, revisions[rev], before);
+                proptest::prop_assert!(now <= groups && now >= completed);
+                match shown {
+                    Some((r, g, c)) if r == rev && g == groups => {
+                        proptest::prop_assert!(now >= c, "{c} -> {now}");
+                    }
+                    _ => proptest::prop_assert_eq!(now, completed),
+                }
+                shown = Some((rev, groups, now));
+            }
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod chaos;
 mod cluster_smoke;
 mod console;
 mod examples;
+mod group_counter;
 mod inplaceset;
 mod midflight;
 mod multicluster;

@@ -96,7 +96,9 @@ pub struct ReleaseStatus {
     /// True when this release is a rollback (no Beta, no confirmation waits).
     #[serde(default)]
     pub rollback: bool,
-    /// Groups completed so far.
+    /// Groups completed so far. Never fewer within one release (the same
+    /// revision over the same number of groups); it starts again with another
+    /// release (a new template, a rollback) or a plan of another size.
     #[serde(default)]
     pub group: i32,
     /// Groups opened so far (their pods may move). Recorded before any

@@ -16,7 +16,6 @@ fn serving(name: &str, n: usize, updated: usize) -> Observed {
         available: n,
         updated_available: updated,
         stable_available: n - updated,
-        fresh: true,
         held: None,
     }
 }
@@ -27,36 +26,6 @@ fn stable(r: &str) -> Record {
         revision: Some("r2".into()),
         ..Record::default()
     }
-}
-
-#[test]
-fn a_set_whose_status_lags_keeps_its_budget_share() {
-    // Done: every pod updated. A set just rewritten (status behind its
-    // spec) must not be handed a share it would give back once fresh.
-    let plan = Plan::new(&[5, 5], false, 4);
-    let record = Record {
-        stable: Some("r2".into()),
-        revision: Some("r2".into()),
-        ..Record::default()
-    };
-    let fresh = vec![Some(serving("c0", 5, 5)), Some(serving("c1", 5, 5))];
-    let mut lagging = fresh.clone();
-    if let Some(Some(o)) = lagging.get_mut(1) {
-        o.fresh = false;
-    }
-    let groups = plan.groups();
-    let a = targets(&record, &plan, groups, false, &cells(&[5, 5]), &fresh, &[]);
-    let b = targets(
-        &record,
-        &plan,
-        groups,
-        false,
-        &cells(&[5, 5]),
-        &lagging,
-        &[],
-    );
-    assert_eq!(a, b);
-    assert!(a.iter().all(|t| t.max_unavailable == 0));
 }
 
 #[test]
@@ -238,7 +207,6 @@ fn moved(old: &Observed, available: usize) -> Vec<Target> {
         given: Some(4),
         live: 4,
         available,
-        fresh: true,
         ..Observed::default()
     };
     targets(

@@ -59,7 +59,6 @@ impl Set {
                 .filter(available)
                 .filter(|p| carries && Some(p.rev) == self.stable && p.rev != self.update)
                 .count(),
-            fresh: carries,
             held: None,
         }
     }

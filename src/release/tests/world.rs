@@ -64,6 +64,8 @@ pub(super) struct World {
     pub(super) need_confirm: bool,
     /// Cells whose next observation is stale.
     pub(super) stale: Vec<String>,
+    /// Each cell's last report (its set's template then, and its counts).
+    pub(super) reported: BTreeMap<String, (u32, Observed)>,
     /// (template, group) of every wait that began: none begins twice.
     pub(super) waits: Vec<(u32, usize)>,
     pub(super) pdb: Option<usize>,
@@ -87,6 +89,7 @@ impl World {
             batch,
             need_confirm,
             stale: Vec::new(),
+            reported: BTreeMap::new(),
             waits: Vec::new(),
             pdb: None,
             cut: BTreeMap::new(),
@@ -162,11 +165,9 @@ impl World {
         let active: Vec<Option<Observed>> = cells
             .iter()
             .map(|(c, _)| {
-                seen(c).map(|mut o| {
-                    if stale.contains(c) {
-                        o.fresh = false;
-                    }
-                    o
+                seen(c).map(|o| match self.reported.get(c) {
+                    Some(then) if stale.contains(c) => self.lagging(c, then, o),
+                    _ => o,
                 })
             })
             .collect();
@@ -176,7 +177,34 @@ impl World {
             .filter(|c| !cells.iter().any(|(n, _)| n == *c))
             .filter_map(seen)
             .collect();
+        for ((c, _), o) in cells.iter().zip(&active) {
+            if let (Some(o), Some(set)) = (o, self.sets.get(c))
+                && !stale.contains(c)
+            {
+                self.reported.insert(c.clone(), (set.update, o.clone()));
+            }
+        }
         (active, removed)
+    }
+
+    /// A set whose status lags the spec written last: it shows none of the
+    /// pods moved since its last report (`then`), as the InPlaceSet's status
+    /// does until its controller acts on the write; a status counted for the
+    /// set's template before counts nothing of this release.
+    fn lagging(&self, cell: &str, then: &(u32, Observed), now: Observed) -> Observed {
+        let (template, then) = then;
+        let same = self
+            .sets
+            .get(cell)
+            .is_some_and(|s| s.update == *template && s.update == self.template);
+        let count = |a: usize, b: usize| if same { a.min(b) } else { 0 };
+        Observed {
+            live: then.live.min(now.live),
+            available: then.available.min(now.available),
+            updated_available: count(then.updated_available, now.updated_available),
+            stable_available: count(then.stable_available, now.stable_available),
+            ..now
+        }
     }
 
     /// Write the targets to the sets the host can reach; a retired set with

@@ -36,6 +36,9 @@ use crate::support::real_nodes::{
     MAX_LOAD_TIME, MAX_REQUESTS, RATE, assert_no_failure, service, service_in, wait_routed,
 };
 
+mod late_registration;
+mod release_status;
+
 const MEMBERS: [(&str, &str); 2] = [("dc-2", "cell-b"), ("dc-3", "cell-c")];
 const CELLS: [&str; 3] = ["cell-a", "cell-b", "cell-c"];
 

@@ -13,6 +13,8 @@
 //! Releases and pods:
 //! - `demo`: CafeDeployment manifests and CAFE's example `demo`: create,
 //!   release, confirm, wait;
+//! - `group_watch`: `status.release.group` sampled every 50 ms, and the
+//!   check that it never went back within a release;
 //! - `pods`: reading pods and their conditions, counting them from a watch;
 //! - `signoff`: the sign-off policies, people as clients, the history.
 //!
@@ -38,6 +40,7 @@ pub mod chart;
 pub mod component;
 pub mod console;
 pub mod demo;
+pub mod group_watch;
 pub mod kubectl;
 pub mod load;
 pub mod lossless;
