@@ -34,6 +34,9 @@ use crate::support::real_nodes::{
     MAX_LOAD_TIME, MAX_REQUESTS, RATE, assert_no_failure, service, service_in, wait_routed,
 };
 
+mod credentials;
+mod reach;
+
 const MEMBERS: [(&str, &str); 2] = [("dc-2", "cell-b"), ("dc-3", "cell-c")];
 const CELLS: [&str; 3] = ["cell-a", "cell-b", "cell-c"];
 
@@ -97,6 +100,11 @@ struct Federation {
 
 impl Federation {
     async fn new(story: &str) -> Self {
+        Self::with_host_args(story, &[]).await
+    }
+
+    /// As `new`, the host's operator started with `host_args` too.
+    async fn with_host_args(story: &str, host_args: &[&str]) -> Self {
         let ns = TestNs::new(story).await;
         let mut members = Vec::new();
         for (name, cell) in MEMBERS {
@@ -108,7 +116,7 @@ impl Federation {
                 admin: member_kubeconfig(name),
             });
         }
-        let host_op = Operator::launch(&format!("{}@host", ns.name), &[], &[]);
+        let host_op = Operator::launch(&format!("{}@host", ns.name), host_args, &[]);
         let member_ops = members
             .iter()
             .map(|side| {
@@ -898,7 +906,7 @@ async fn a_rotated_kubeconfig_secret_rebuilds_the_members_client_mid_release() {
     members_sh(&["rotate", "dc-2"]);
     let refused = fed.wait_member("dc-2", "False").await;
     let ready = refused.status.expect("status").conditions;
-    assert_eq!(ready[0].reason, "Forbidden", "{:?}", ready[0]);
+    assert_eq!(ready[0].reason, "Unauthorized", "{:?}", ready[0]);
     // The new kubeconfig goes into the same Secret.
     let secrets: Api<Secret> = fed.ns.api();
     let patch = json!({"stringData": {"kubeconfig": members_sh(&["kubeconfig", "dc-2"])}});
