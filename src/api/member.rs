@@ -52,7 +52,12 @@ pub struct MemberClusterSpec {
     /// The cells this cluster runs. A CafeDeployment's cell listed here is
     /// released in this cluster; a cell no member lists is local to the host.
     pub cells: Vec<String>,
-    /// Seconds without an answer from the member before it reads Unknown.
+    /// Seconds without an answer from the member (its probe every 2 s, its
+    /// InPlaceSet watch) before it reads Unknown; until then it reads Ready
+    /// and is written to (writes that get no answer are held off with
+    /// growing waits). Its InPlaceSet watch failing for as long makes it
+    /// Unknown too. A group that needs an Unknown member waits, and stalls
+    /// past the CafeDeployment's progressDeadlineSeconds.
     #[serde(default = "default_unreachable_after")]
     #[schemars(range(min = 2, max = 3600))]
     pub unreachable_after_seconds: i32,

@@ -11,7 +11,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::MANAGER;
 use super::context::Context;
@@ -20,9 +20,13 @@ use super::model::Outcome;
 use super::revisions::patch_spec;
 use crate::api::names::{UPGRADE_CONFIRMED_ANNOTATION, condition};
 use crate::api::{CafeDeployment, InPlaceSet, WINDOW_OVERRIDE_ANNOTATION};
+use crate::placement::holdoff::held_off;
 use crate::placement::homes::Seen;
 use crate::runtime::patch_as;
 use crate::runtime::writes::refusals::is_refusal;
+
+/// How soon a member that answered a write with an error is looked at again.
+const MEMBER_RETRY: Duration = Duration::from_secs(2);
 
 /// Writes the outcome: the confirmation reset, then the status (the release
 /// record, conditional on the version decided from), then the sets. A set is
@@ -51,8 +55,8 @@ pub(super) async fn apply(
         remove_override(cd, ctx).await?;
     }
     let sets: &[InPlaceSet] = if holding { &[] } else { &outcome.sets };
-    let mut member_failed = match write_sets(cd, ctx, seen, sets).await? {
-        ControlFlow::Continue(member_failed) => member_failed,
+    let mut member_retry = match write_sets(cd, ctx, seen, sets).await? {
+        ControlFlow::Continue(member_retry) => member_retry,
         ControlFlow::Break(action) => return Ok(action),
     };
     let refusal = ctx.refusals.get(&ObjectRef::from_obj(cd));
@@ -65,7 +69,10 @@ pub(super) async fn apply(
     } else {
         &outcome.delete[..]
     };
-    member_failed |= delete_sets(cd, seen, delete).await?;
+    member_retry = [member_retry, delete_sets(cd, seen, delete).await?]
+        .into_iter()
+        .flatten()
+        .min();
     // No event into a namespace being deleted: it would be refused too.
     if !refusal.as_ref().is_some_and(|r| r.terminating) {
         ctx.publish(cd, outcome.notes).await;
@@ -75,7 +82,6 @@ pub(super) async fn apply(
     let wake = outcome
         .wake
         .map_or(300, |w| u64::try_from(w).unwrap_or(1).max(1));
-    let member_retry = member_failed.then_some(Duration::from_secs(2));
     let wake = [status_wait, refusal.map(|r| r.wait()), member_retry]
         .into_iter()
         .flatten()
@@ -123,14 +129,15 @@ async fn remove_override(cd: &CafeDeployment, ctx: &Context) -> Result<(), Error
 
 /// Writes the `sets` that differ from the owned ones, side by side: a group
 /// opens in every cell at once, not one cell after the other. A member that
-/// fails a write is looked at again soon (`Continue(true)`); the others'
-/// writes stand. A refused write breaks off with the action that waits.
+/// fails a write, or whose writes are held off, is looked at again when its
+/// hold-off ends (`Continue(Some(wait))`); the others' writes stand. A
+/// refused write breaks off with the action that waits.
 async fn write_sets(
     cd: &CafeDeployment,
     ctx: &Context,
     seen: &Seen,
     sets: &[InPlaceSet],
-) -> Result<ControlFlow<Action, bool>, Error> {
+) -> Result<ControlFlow<Action, Option<Duration>>, Error> {
     let name = cd.name_any();
     let writes = sets.iter().filter(|desired| {
         let current = seen
@@ -150,11 +157,18 @@ async fn write_sets(
         (desired.name_any(), written)
     }))
     .await;
-    let mut member_failed = false;
+    let mut member_retry = None;
     for (set, written) in results {
         match written {
             Ok(()) => {}
-            Err((Some(cluster), e)) if !is_refusal(&e) => {
+            Err((Some(cluster), e)) if held_off(&e).is_some() => {
+                let wait = held_off(&e).map(|h| h.wait);
+                debug!(cafedeployment = %name, set = %set, member = %cluster, error = %e, "write held off");
+                member_retry = soonest(member_retry, wait);
+            }
+            // A member that rejects the credential is the member's problem
+            // (its MemberCluster says which Secret to fix), not the set's.
+            Err((Some(cluster), e)) if !is_refusal(&e) || unauthorized(&e) => {
                 warn!(cafedeployment = %name, set = %set, member = %cluster, error = %e, "cannot write the InPlaceSet in the member cluster");
                 ctx.event(
                     cd,
@@ -163,7 +177,7 @@ async fn write_sets(
                     format!("cannot write InPlaceSet {set} in member cluster {cluster}: {e}"),
                 )
                 .await;
-                member_failed = true;
+                member_retry = soonest(member_retry, retry_after(seen, &set));
             }
             Err((cluster, e)) if is_refusal(&e) => {
                 // The next reconcile reports it (Stalled) and waits its hold-off.
@@ -181,15 +195,35 @@ async fn write_sets(
             Err((_, e)) => return Err(e.into()),
         }
     }
-    Ok(ControlFlow::Continue(member_failed))
+    Ok(ControlFlow::Continue(member_retry))
 }
 
-/// Deletes the sets of removed cells drained empty; returns whether a
-/// member failed a delete (looked at again soon). A failed local delete is
+fn unauthorized(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 401)
+}
+
+/// The sooner of two waits.
+fn soonest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    [a, b].into_iter().flatten().min()
+}
+
+/// When a write toward the home of `set` that failed may try again: at the
+/// end of its member's hold-off (a failure that was an answer: soon).
+fn retry_after(seen: &Seen, set: &str) -> Option<Duration> {
+    let held = seen.home_of_name(set).and_then(|h| h.held_off());
+    Some(held.map_or(MEMBER_RETRY, |h| h.wait.max(Duration::from_millis(100))))
+}
+
+/// Deletes the sets of removed cells drained empty; returns when to look
+/// again if a member failed or held off a delete. A failed local delete is
 /// the reconcile's error.
-async fn delete_sets(cd: &CafeDeployment, seen: &Seen, delete: &[String]) -> Result<bool, Error> {
+async fn delete_sets(
+    cd: &CafeDeployment,
+    seen: &Seen,
+    delete: &[String],
+) -> Result<Option<Duration>, Error> {
     let ns = cd.namespace().unwrap_or_default();
-    let mut member_failed = false;
+    let mut member_retry = None;
     for set in delete {
         let Some(home) = seen.home_of_name(set) else {
             continue;
@@ -198,8 +232,8 @@ async fn delete_sets(cd: &CafeDeployment, seen: &Seen, delete: &[String]) -> Res
             if home.cluster().is_none() {
                 return Err(e.into());
             }
-            member_failed = true;
+            member_retry = soonest(member_retry, retry_after(seen, set));
         }
     }
-    Ok(member_failed)
+    Ok(member_retry)
 }

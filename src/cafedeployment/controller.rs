@@ -97,6 +97,8 @@ struct Read {
     /// A write the API server refused, and whether it holds the writes back.
     refused: Option<Refused>,
     holding: bool,
+    /// Cells whose member's writes are held off, and why.
+    held_off: std::collections::BTreeMap<String, String>,
 }
 
 /// Stage 1: the sets from the shared caches and the members, and the
@@ -140,6 +142,7 @@ async fn dereference(
     let history = record_revision(cd, ctx, &update, holding).await?;
     let (refused, holding) = ctx.refusal(cd);
     Ok(ControlFlow::Continue(Read {
+        held_off: seen.held_off(),
         seen,
         update,
         history,
@@ -171,6 +174,7 @@ async fn decide_verified(
             now,
             refused: read.refused.as_ref(),
             unreachable: &read.seen.unreachable,
+            held_off: &read.held_off,
             valid,
             frozen: held.frozen.as_ref(),
             window: held.window.as_ref(),

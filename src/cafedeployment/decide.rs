@@ -12,7 +12,7 @@ use kube::ResourceExt;
 
 use super::analysis::{self as gate, Act};
 use super::model::{Effect, History, Note, Observation, Outcome, Restore, cell_of, note};
-use super::reach::{failed_over_sizes, waiting_for};
+use super::reach::{deadline_wake, failed_over_sizes, waiting_for};
 use super::reschedule::rescheduled_sizes;
 use super::sets::{cell_sets, observed};
 use super::signoff::{Confirmation, record_steps};
@@ -130,10 +130,17 @@ fn release_step(obs: &Observation, valid: &Valid, previous: &CafeDeploymentStatu
         (Some(a), Some(r)) => crate::release::analysis::due_in(a, r, obs.now),
         _ => None,
     };
+    let deadline = deadline_wake(
+        strategy.progress_deadline_seconds,
+        !waiting.is_empty(),
+        status.release.as_ref().and_then(|r| r.opened_at.as_ref()),
+        obs.now,
+    );
     let wake = due
         .map(|due| due.max(1))
         .into_iter()
         .chain(sizes.wake)
+        .chain(deadline)
         .min();
     let effect = effect_of(analysed, due, paused, obs.history, &mut notes);
     record_steps(obs, previous, &mut status, confirmation.by_analysis);

@@ -34,6 +34,9 @@ pub struct Observation<'a> {
     /// Cells whose sets cannot be read or written now (their cluster does
     /// not answer), by cell: their sets are as last seen.
     pub unreachable: &'a BTreeMap<String, Unreachable>,
+    /// Cells whose writes wait for their member's hold-off (its connection
+    /// failed; not yet unreachable), and why.
+    pub held_off: &'a BTreeMap<String, String>,
     /// The spec as `validate` resolved it, or why it cannot be acted on
     /// (in words that say what to change).
     pub valid: Result<&'a Valid, &'a Invalid>,

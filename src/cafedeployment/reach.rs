@@ -72,3 +72,40 @@ pub(super) fn waiting_for<'a>(
         })
         .collect()
 }
+
+/// Seconds until a group that waits for an unreachable cell passes its
+/// progress deadline (measured from when the group opened), so that the
+/// release stalls then, not at whatever reconcile comes next. None when
+/// nothing waits, or the deadline has passed already.
+pub(super) fn deadline_wake(
+    deadline_seconds: i32,
+    waiting: bool,
+    opened_at: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> Option<i64> {
+    let at = opened_at.filter(|_| waiting)?;
+    // Stalled once more than the deadline has passed (whole seconds).
+    let due = at.0.as_second() + i64::from(deadline_seconds) + 1 - now.0.as_second();
+    (due > 0).then_some(due)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::deadline_wake;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn at(s: &str) -> Time {
+        Time(s.parse().expect("time"))
+    }
+
+    #[test]
+    fn a_group_waiting_for_an_unreachable_cell_wakes_when_its_deadline_passes() {
+        let opened = at("2026-12-03T09:00:00Z");
+        let now = at("2026-12-03T09:00:25Z");
+        assert_eq!(deadline_wake(60, true, Some(&opened), &now), Some(36));
+        assert_eq!(deadline_wake(60, false, Some(&opened), &now), None);
+        assert_eq!(deadline_wake(60, true, None, &now), None);
+        let past = at("2026-12-03T09:01:01Z");
+        assert_eq!(deadline_wake(60, true, Some(&opened), &past), None);
+    }
+}

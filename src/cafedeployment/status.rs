@@ -155,6 +155,7 @@ pub(super) fn compute_status(
     });
     let (message, member_stall) =
         unreachable_wait(cd, progress, cells.waiting, overdue, (phase, message));
+    let message = held_off_wait(obs, cells, phase, message);
     // A write the API server refuses stalls the release where it stands.
     let stalled = obs
         .refused
@@ -239,6 +240,23 @@ fn unreachable_wait(
         )
     });
     (message, member_stall)
+}
+
+/// A cell whose member's writes are held off (its connection failed, it is
+/// not yet judged unreachable) while the release moves: the message says so.
+fn held_off_wait(obs: &Observation, cells: &CellRows, phase: Phase, message: String) -> String {
+    if !matches!(phase, Phase::Progressing | Phase::RollingBack) {
+        return message;
+    }
+    let held: Vec<String> = cells
+        .distribution
+        .iter()
+        .filter_map(|(cell, _)| Some(format!("cell {cell}: {}", obs.held_off.get(cell)?)))
+        .collect();
+    if held.is_empty() {
+        return message;
+    }
+    format!("{message}; waiting: {}", held.join("; "))
 }
 
 /// A stalled cell stalls the release: its reason, and a message that says

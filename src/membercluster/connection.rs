@@ -5,12 +5,13 @@
 //! member that hangs or refuses never delays another's watch or probe.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -19,7 +20,9 @@ use tracing::{info, warn};
 
 use crate::api::names::{CAFEDEPLOYMENT_NAME_ANNOTATION, CAFEDEPLOYMENT_UID_LABEL};
 use crate::api::{CafeDeployment, InPlaceSet, MemberCluster, SecretKeyRef};
-use crate::placement::members::{Conn, MEMBER_TIMEOUT, Member, Members, Senders, send};
+use crate::placement::members::{
+    Conn, MEMBER_TIMEOUT, Member, Members, Senders, credential_rejected, send,
+};
 use crate::runtime::cache::trim;
 use crate::runtime::client::{ApiCounters, client_for};
 
@@ -53,7 +56,14 @@ pub(crate) async fn keep(
             return;
         };
         let after = u64::try_from(mc.spec.unreachable_after_seconds).unwrap_or(20);
-        member.with(|s| s.unreachable_after = Duration::from_secs(after.max(2)));
+        member.with(|s| {
+            s.unreachable_after = Duration::from_secs(after.max(2));
+            // An operator started during an outage counts the silence from
+            // the last contact its status recorded.
+            if s.contact.is_none() && s.recorded_contact.is_none() {
+                s.recorded_contact = mc.status.as_ref().and_then(|st| st.last_contact.clone());
+            }
+        });
         let wanted = &mc.spec.kubeconfig_secret_ref;
         if secret.as_ref().is_none_or(|(r, _)| r != wanted) {
             if let Some((_, watch)) = secret.take() {
@@ -86,7 +96,12 @@ pub(crate) async fn keep(
             shown = Some(now_shown);
             let _ = wake.unbounded_send(ObjectRef::from_obj(&*mc));
         }
-        tokio::time::sleep(PROBE_EVERY).await;
+        // Looks again when the silence reaches unreachableAfterSeconds, not
+        // up to a probe period later.
+        let next = member
+            .with(|s| s.until_unreachable())
+            .map_or(PROBE_EVERY, |d| d.min(PROBE_EVERY));
+        tokio::time::sleep(next + Duration::from_millis(10)).await;
     }
 }
 
@@ -189,9 +204,11 @@ async fn connect(
                     counters,
                     sets,
                     secret_version: version,
+                    source: r.clone(),
                     watch,
                 }));
                 s.synced = synced;
+                s.watch_failed = None;
                 s.problem = None;
             });
             info!(member = %member.name, rotated, "member cluster client built from its kubeconfig Secret");
@@ -224,7 +241,11 @@ pub async fn build_client(text: &str) -> Result<(Client, ApiCounters), String> {
 /// Asks the member for the InPlaceSet CRD: an answer is contact; the CRD's
 /// served versions say whether the member can run what the host writes.
 async fn probe(member: &Member) {
-    let Some(client) = member.with(|s| s.conn.as_ref().map(|c| c.client.clone())) else {
+    let Some((client, source)) = member.with(|s| {
+        s.conn
+            .as_ref()
+            .map(|c| (c.client.clone(), c.source.clone()))
+    }) else {
         return;
     };
     let crds: Api<CustomResourceDefinition> = Api::all(client);
@@ -261,7 +282,11 @@ async fn probe(member: &Member) {
                     .to_string(),
             ));
         }
-        Ok(Err(kube::Error::Api(e))) if e.code == 401 || e.code == 403 => {
+        Ok(Err(kube::Error::Api(e))) if e.code == 401 => {
+            s.answered();
+            s.problem = Some(credential_rejected(&source, &e.message));
+        }
+        Ok(Err(kube::Error::Api(e))) if e.code == 403 => {
             s.answered();
             s.problem = Some((
                 "Forbidden",
@@ -323,9 +348,17 @@ async fn watch_sets(
         let event = match event {
             Ok(e) => e,
             Err(e) => {
-                // Not trusted again until it has listed again.
-                synced.store(false, std::sync::atomic::Ordering::SeqCst);
-                member.with(|s| s.error = Some(e.to_string()));
+                // Its cache keeps what it last showed, as when the member is
+                // silent; not trusted once the watch has failed for
+                // unreachableAfterSeconds (`Member::reach`).
+                let now = (Instant::now(), Time(k8s_openapi::jiff::Timestamp::now()));
+                member.with(|s| {
+                    s.error = Some(e.to_string());
+                    match &mut s.watch_failed {
+                        Some((_, _, error)) => *error = e.to_string(),
+                        None => s.watch_failed = Some((now.0, now.1, e.to_string())),
+                    }
+                });
                 continue;
             }
         };
@@ -341,6 +374,7 @@ async fn watch_sets(
             }
             watcher::Event::InitDone => {
                 synced.store(true, std::sync::atomic::Ordering::SeqCst);
+                member.with(|s| s.watch_failed = None);
                 Vec::new()
             }
             _ => Vec::new(),

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
+use tracing::warn;
 
+use super::holdoff::Held;
 use super::members::{MEMBER_TIMEOUT, Member, Members};
 use super::{self as placement, Place, Registered};
 use crate::api::names::{
@@ -68,9 +70,19 @@ impl Home {
         }
     }
 
+    /// Why writes toward this home wait now (none: they may go).
+    pub fn held_off(&self) -> Option<Held> {
+        match self {
+            Home::Local(_) => None,
+            Home::Member(m) => m.held_off(),
+        }
+    }
+
     /// Writes `desired`, a set of `cd` (server-side apply as `manager`),
     /// bounded in time so that a member that stopped answering cannot hold
-    /// up the rest.
+    /// up the rest. Toward a member whose connection failed, nothing goes
+    /// out while its hold-off lasts: the error is the [`Held`] (see
+    /// [`super::holdoff::held_off`]).
     pub async fn apply(
         &self,
         cd: &CafeDeployment,
@@ -86,9 +98,33 @@ impl Home {
             Home::Local(_) => desired.clone(),
             Home::Member(_) => for_member(cd, desired.clone()),
         };
-        bounded(api.patch(&desired.name_any(), &pp, &Patch::Apply(&body)))
-            .await
-            .map(|_| ())
+        self.guarded(bounded(api.patch(
+            &desired.name_any(),
+            &pp,
+            &Patch::Apply(&body),
+        )))
+        .await
+        .map(|_| ())
+    }
+
+    /// Sends `request` unless the member's hold-off holds it back, and tells
+    /// the member what it met.
+    async fn guarded<T>(
+        &self,
+        request: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, kube::Error> {
+        let Home::Member(m) = self else {
+            return request.await;
+        };
+        m.claim_write()
+            .map_err(|held| kube::Error::Service(Box::new(held)))?;
+        let result = request.await;
+        if let Some(wait) = m.wrote(&result)
+            && let Err(e) = &result
+        {
+            warn!(member = %m.name, retry_in = ?wait, error = %e, "no answer from the member cluster to a write: writes there wait");
+        }
+        result
     }
 
     /// Deletes the set `name` (gone already counts as deleted).
@@ -96,7 +132,10 @@ impl Home {
         let Some(api) = self.sets_api(namespace) else {
             return Err(no_client(self));
         };
-        match bounded(api.delete(name, &Default::default())).await {
+        match self
+            .guarded(bounded(api.delete(name, &Default::default())))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(e),
@@ -189,6 +228,18 @@ impl Seen {
                 now,
             )
         })
+    }
+
+    /// The cells whose writes wait for their member's hold-off, and why.
+    pub fn held_off(&self) -> BTreeMap<String, String> {
+        self.cell_homes
+            .iter()
+            .filter_map(|(cell, home)| {
+                let held = home.held_off()?;
+                let cluster = home.cluster()?;
+                Some((cell.clone(), format!("member cluster {cluster}: {held}")))
+            })
+            .collect()
     }
 
     /// The status rows with the cluster of each cell, and Reachable where

@@ -17,8 +17,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
+use super::holdoff::{self, Held, HoldOff};
+pub(crate) use super::silence::credential_rejected;
+use super::silence::{Heard, second, silent};
 use crate::api::names::{CAFEDEPLOYMENT_NAME_ANNOTATION, CAFEDEPLOYMENT_UID_LABEL};
-use crate::api::{CafeDeployment, InPlaceSet, MemberCluster};
+use crate::api::{CafeDeployment, InPlaceSet, MemberCluster, SecretKeyRef};
 use crate::runtime::client::ApiCounters;
 use crate::runtime::health::CacheSync;
 use crate::runtime::metrics::MemberReading;
@@ -42,6 +45,8 @@ pub(crate) struct Conn {
     pub(crate) sets: Store<InPlaceSet>,
     /// The Secret's resourceVersion the client was built from.
     pub(crate) secret_version: String,
+    /// The Secret key the client's credential comes from (a 401 names it).
+    pub(crate) source: SecretKeyRef,
     pub(crate) watch: tokio::task::JoinHandle<()>,
 }
 
@@ -57,18 +62,39 @@ pub(crate) struct State {
     /// The cache listed once since this connection was built.
     pub(crate) synced: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) contact: Option<(Instant, Time)>,
+    /// The last contact the MemberCluster's status recorded when this
+    /// operator began keeping the member (an operator started during an
+    /// outage says since when the member is silent).
+    pub(crate) recorded_contact: Option<Time>,
+    /// When this operator began trying to reach the member.
+    pub(crate) trying_since: Option<Time>,
     /// A problem contact cannot cure by itself: (reason, message).
     pub(crate) problem: Option<(&'static str, String)>,
     /// The last transport error.
     pub(crate) error: Option<String>,
+    /// The InPlaceSet watch failing since (a watch error; cleared when it
+    /// has listed again): its cache keeps what it last showed meanwhile.
+    pub(crate) watch_failed: Option<(Instant, Time, String)>,
     pub(crate) versions: Vec<String>,
     pub(crate) unreachable_after: Duration,
+    /// Writes toward the member after its connection failed.
+    pub(crate) hold_off: HoldOff,
 }
 
 impl State {
     /// The member answered just now.
     pub(crate) fn answered(&mut self) {
         self.contact = Some((Instant::now(), Time(k8s_openapi::jiff::Timestamp::now())));
+        self.hold_off.answered();
+    }
+
+    /// How long until the member reads unreachable if it stays silent
+    /// (none: it already does, or has no contact to count from).
+    pub(crate) fn until_unreachable(&self) -> Option<Duration> {
+        let (at, _) = self.contact.as_ref()?;
+        self.unreachable_after
+            .checked_sub(at.elapsed())
+            .filter(|d| !d.is_zero())
     }
 }
 
@@ -80,9 +106,13 @@ pub struct Member {
 
 impl Member {
     pub(crate) fn new(name: String) -> Self {
+        let state = State {
+            trying_since: Some(Time(k8s_openapi::jiff::Timestamp::now())),
+            ..State::default()
+        };
         Self {
             name,
-            state: Mutex::default(),
+            state: Mutex::new(state),
         }
     }
 
@@ -91,31 +121,46 @@ impl Member {
         f(&mut guard)
     }
 
-    /// Whether the member may be trusted now.
+    /// Whether the member may be trusted now: it answered within
+    /// `unreachableAfterSeconds`, its InPlaceSets listed once on this
+    /// connection, and its watch has not been failing for longer than that
+    /// (a watch that fails keeps what it last showed, as silence does).
     pub fn reach(&self) -> Reach {
         self.with(|s| {
-            let last_contact = s.contact.as_ref().map(|(_, t)| t.clone());
-            let since = last_contact.as_ref().map_or_else(
-                || "never answered".to_string(),
-                |t| format!("has not answered since {}", t.0),
-            );
+            let last_contact = s
+                .contact
+                .as_ref()
+                .map(|(_, t)| t.clone())
+                .or_else(|| s.recorded_contact.clone());
+            let synced = s.synced.load(std::sync::atomic::Ordering::SeqCst);
+            let watch_error = s.watch_failed.as_ref();
             let why = if let Some((_, message)) = &s.problem {
                 format!("member cluster {}: {message}", self.name)
             } else if s.conn.is_none() {
                 format!("member cluster {}: no client yet", self.name)
-            } else if s
-                .contact
-                .as_ref()
-                .is_none_or(|(at, _)| at.elapsed() >= s.unreachable_after)
+            } else if s.until_unreachable().is_none() {
+                let heard = Heard {
+                    contact: s.contact.as_ref().map(|(_, t)| t),
+                    recorded: s.recorded_contact.as_ref(),
+                    trying_since: s.trying_since.as_ref(),
+                    error: s.error.as_deref(),
+                };
+                silent(&self.name, heard)
+            } else if let Some((_, since, error)) =
+                watch_error.filter(|(at, ..)| at.elapsed() >= s.unreachable_after)
             {
-                let error = s
-                    .error
-                    .as_deref()
-                    .map_or(String::new(), |e| format!(" ({e})"));
-                format!("member cluster {} {since}{error}", self.name)
-            } else if !s.synced.load(std::sync::atomic::Ordering::SeqCst) {
                 format!(
-                    "member cluster {}: its InPlaceSets have not listed yet",
+                    "member cluster {} answers, but its InPlaceSet watch has failed since {} \
+                     ({error}): what it shows is not trusted until it lists again; check that \
+                     the host's identity there may list and watch InPlaceSets",
+                    self.name,
+                    second(since)
+                )
+            } else if !synced {
+                let error = watch_error.map_or(String::new(), |(_, _, e)| format!(" ({e})"));
+                format!(
+                    "member cluster {}: its InPlaceSets have not listed yet on this \
+                     connection{error}",
                     self.name
                 )
             } else {
@@ -126,6 +171,44 @@ impl Member {
                 why,
                 last_contact,
             }
+        })
+    }
+
+    /// Whether a write toward the member may go now; claims the one trial
+    /// write when a hold-off has just ended.
+    pub(crate) fn claim_write(&self) -> Result<(), Held> {
+        self.with(|s| s.hold_off.claim(Instant::now(), MEMBER_TIMEOUT))
+    }
+
+    /// Why writes toward the member wait now (none: they may go).
+    pub fn held_off(&self) -> Option<Held> {
+        self.with(|s| s.hold_off.holding(Instant::now()))
+    }
+
+    /// What a write toward the member met: an answer clears its hold-off,
+    /// no answer makes writes wait longer, a 401 is its credential
+    /// rejected. Returns the wait after a failure to answer.
+    pub(crate) fn wrote<T>(&self, result: &Result<T, kube::Error>) -> Option<Duration> {
+        self.with(|s| match result {
+            Ok(_) => {
+                s.answered();
+                None
+            }
+            Err(e) if holdoff::held_off(e).is_some() => None,
+            Err(e) if holdoff::is_connection_failure(e) => {
+                let jitter = crate::runtime::writes::backoff::jitter();
+                Some(s.hold_off.failed(Instant::now(), e.to_string(), jitter))
+            }
+            Err(kube::Error::Api(status)) => {
+                s.answered();
+                if status.code == 401
+                    && let Some(conn) = &s.conn
+                {
+                    s.problem = Some(credential_rejected(&conn.source, &status.message));
+                }
+                None
+            }
+            Err(_) => None,
         })
     }
 

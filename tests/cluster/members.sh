@@ -15,9 +15,15 @@
 #   members.sh env NAME            the environment that addresses member NAME
 #                                  (for lib.sh-based scripts: eval it)
 #   members.sh kubeconfig NAME     a kubeconfig for the host's identity in NAME
-#                                  (a fresh ServiceAccount token)
+#                                  (a fresh ServiceAccount token that EXPIRES
+#                                  AFTER 48 HOURS: before then, put the output of
+#                                  this command again in the member's kubeconfig
+#                                  Secret in the host; the host rebuilds its
+#                                  client when the Secret changes)
 #   members.sh rotate NAME         recreate that identity: every token issued
-#                                  before stops working
+#                                  before stops working (the host reads the
+#                                  member Unauthorized until a fresh kubeconfig
+#                                  is in its Secret)
 #   members.sh stop-apiserver NAME / start-apiserver NAME
 #                                  stop the member's API server (the data
 #                                  center drops off) and start it again
@@ -153,7 +159,7 @@ start-apiserver)
         say "member $1: kube-apiserver started again"' "$SCRIPTS" "$2"
     ;;
 *)
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

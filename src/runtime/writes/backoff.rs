@@ -50,7 +50,8 @@ pub fn delay(base: Duration, max: Duration, failures: u32, jitter: f64) -> Durat
     exp.min(max).mul_f64(jitter.clamp(0.5, 1.0))
 }
 
-fn jitter() -> f64 {
+/// A jitter factor in [0.5, 1.0].
+pub fn jitter() -> f64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

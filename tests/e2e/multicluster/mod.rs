@@ -25,8 +25,6 @@ use crate::support::members::{
     member_kubeconfig, members_sh, register, register_member, unregister_by_hand,
 };
 use crate::support::namespace::TestNs;
-
-mod operators;
 use crate::support::operator::Operator;
 use crate::support::pods::{image, pod_ready};
 use crate::support::random::random_ms;
@@ -36,7 +34,10 @@ use crate::support::real_nodes::{
     MAX_LOAD_TIME, MAX_REQUESTS, RATE, assert_no_failure, service, service_in, wait_routed,
 };
 
+mod credentials;
 mod late_registration;
+mod operators;
+mod reach;
 mod release_status;
 
 const MEMBERS: [(&str, &str); 2] = [("dc-2", "cell-b"), ("dc-3", "cell-c")];
@@ -908,7 +909,7 @@ async fn a_rotated_kubeconfig_secret_rebuilds_the_members_client_mid_release() {
     members_sh(&["rotate", "dc-2"]);
     let refused = fed.wait_member("dc-2", "False").await;
     let ready = refused.status.expect("status").conditions;
-    assert_eq!(ready[0].reason, "Forbidden", "{:?}", ready[0]);
+    assert_eq!(ready[0].reason, "Unauthorized", "{:?}", ready[0]);
     // The new kubeconfig goes into the same Secret.
     let secrets: Api<Secret> = fed.ns.api();
     let patch = json!({"stringData": {"kubeconfig": members_sh(&["kubeconfig", "dc-2"])}});
