@@ -107,6 +107,28 @@ impl Watch {
     }
 }
 
+/// Confirms `name` at every wait until it is Healthy.
+async fn confirm_until_healthy(fed: &Federation, name: &str) {
+    let cds = fed.cds();
+    fed.ns
+        .wait("the release to finish, confirming each wait", 240, || async {
+            let cd = cds.get(name).await.ok()?;
+            let status = cd.status?;
+            if status.observed_generation != cd.metadata.generation {
+                return None;
+            }
+            match status.phase {
+                Some(Phase::Healthy) => Some(()),
+                Some(Phase::WaitingForConfirm) => {
+                    fed.confirm(name).await;
+                    None
+                }
+                _ => None,
+            }
+        })
+        .await;
+}
+
 /// Asserts that no cell ever had more than its two pods.
 fn assert_never_overgrown(most: &BTreeMap<String, usize>) {
     for cell in CELLS {
@@ -141,7 +163,7 @@ async fn two_host_operators_started_with_the_default_flags_elect_one_writer() {
     let watch = Watch::start(&fed, "web").await;
     fed.create("web", json!({})).await;
     fed.set_image("web", "nginx:1.26").await;
-    crate::support::demo::confirm_until_healthy(&fed.ns).await;
+    confirm_until_healthy(&fed, "web").await;
     fed.assert_images(["nginx:1.26", "nginx:1.26"], "released")
         .await;
     let changes = watch.changes();
@@ -228,7 +250,7 @@ async fn an_operator_that_finds_another_writing_its_objects_stands_down_and_says
     let before = watch.changes();
     tokio::time::sleep(Duration::from_secs(15)).await;
     let quiet = watch.changes() - before;
-    crate::support::demo::confirm_until_healthy(&fed.ns).await;
+    confirm_until_healthy(&fed, "web").await;
     fed.assert_images(["nginx:1.26", "nginx:1.26"], "released by one writer")
         .await;
     let changes = watch.changes();
@@ -259,7 +281,7 @@ async fn an_operator_that_finds_another_writing_its_objects_stands_down_and_says
         fed.host_op.stop();
     }
     fed.set_image("web", "nginx:1.27").await;
-    crate::support::demo::confirm_until_healthy(&fed.ns).await;
+    confirm_until_healthy(&fed, "web").await;
     fed.assert_images(
         ["nginx:1.27", "nginx:1.27"],
         "released after the other left",
