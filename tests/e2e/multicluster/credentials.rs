@@ -8,18 +8,8 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
-use super::Federation;
+use super::{Federation, messages};
 use crate::support::members::members_sh;
-
-/// Every message of `cd`'s status (its conditions and its release's).
-fn messages(cd: &CafeDeployment) -> String {
-    let Some(s) = cd.status.as_ref() else {
-        return String::new();
-    };
-    let mut all: Vec<&str> = s.conditions.iter().map(|c| c.message.as_str()).collect();
-    all.extend(s.release.iter().map(|r| r.message.as_str()));
-    all.join(" | ")
-}
 
 #[tokio::test]
 #[ignore = "needs the local control plane and its members (make test)"]

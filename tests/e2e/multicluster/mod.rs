@@ -608,6 +608,16 @@ fn on_kwok(
     body
 }
 
+/// Every message of `cd`'s status (its conditions and its release's).
+fn messages(cd: &CafeDeployment) -> String {
+    let Some(s) = cd.status.as_ref() else {
+        return String::new();
+    };
+    let mut all: Vec<&str> = s.conditions.iter().map(|c| c.message.as_str()).collect();
+    all.extend(s.release.iter().map(|r| r.message.as_str()));
+    all.join(" | ")
+}
+
 /// The message of `cd`'s Stalled condition.
 fn stalled_message(cd: &CafeDeployment) -> String {
     cd.status

@@ -111,21 +111,25 @@ impl Watch {
 async fn confirm_until_healthy(fed: &Federation, name: &str) {
     let cds = fed.cds();
     fed.ns
-        .wait("the release to finish, confirming each wait", 240, || async {
-            let cd = cds.get(name).await.ok()?;
-            let status = cd.status?;
-            if status.observed_generation != cd.metadata.generation {
-                return None;
-            }
-            match status.phase {
-                Some(Phase::Healthy) => Some(()),
-                Some(Phase::WaitingForConfirm) => {
-                    fed.confirm(name).await;
-                    None
+        .wait(
+            "the release to finish, confirming each wait",
+            240,
+            || async {
+                let cd = cds.get(name).await.ok()?;
+                let status = cd.status?;
+                if status.observed_generation != cd.metadata.generation {
+                    return None;
                 }
-                _ => None,
-            }
-        })
+                match status.phase {
+                    Some(Phase::Healthy) => Some(()),
+                    Some(Phase::WaitingForConfirm) => {
+                        fed.confirm(name).await;
+                        None
+                    }
+                    _ => None,
+                }
+            },
+        )
         .await;
 }
 

@@ -10,7 +10,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
-use super::{Down, Federation};
+use super::{Down, Federation, messages};
 use crate::support::net::{free_port, http_get};
 
 /// dc-3 reads Unknown after this long without an answer.
@@ -39,16 +39,6 @@ async fn ready(registry: &Api<MemberCluster>, name: &str) -> Option<(String, Str
         .into_iter()
         .find(|c| c.type_ == "Ready")?;
     Some((c.status, c.reason, c.message))
-}
-
-/// Every message of `cd`'s status (its conditions and its release's).
-fn messages(cd: &CafeDeployment) -> String {
-    let Some(s) = cd.status.as_ref() else {
-        return String::new();
-    };
-    let mut all: Vec<&str> = s.conditions.iter().map(|c| c.message.as_str()).collect();
-    all.extend(s.release.iter().map(|r| r.message.as_str()));
-    all.join(" | ")
 }
 
 /// What the story saw between the stop of dc-3's API server and dc-3 read
