@@ -2,7 +2,7 @@
 //! naming the Secret to fix; the release waits and shrinks nothing there;
 //! a fresh kubeconfig in the Secret lets it complete.
 
-use cafe_operator::api::{CafeDeployment, InPlaceSet, MemberCluster, Phase};
+use cafe_operator::api::{InPlaceSet, MemberCluster, Phase};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{Patch, PatchParams};

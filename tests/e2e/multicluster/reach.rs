@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use cafe_operator::api::{CafeDeployment, MemberCluster, Phase};
+use cafe_operator::api::{MemberCluster, Phase};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
