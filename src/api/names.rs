@@ -102,6 +102,9 @@ pub mod condition {
     /// Stalled reason: a group waits past its deadline for a cell whose
     /// member cluster does not answer.
     pub const MEMBER_UNREACHABLE: &str = "MemberUnreachable";
+    /// On a CafeDeployment: True while `topology.failover` lists a cell
+    /// whose decision was spent on an outage before (reason `DecisionSpent`).
+    pub const FAILOVER_SPENT: &str = "FailoverSpent";
 }
 
 #[cfg(test)]
