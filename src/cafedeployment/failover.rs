@@ -159,9 +159,10 @@ fn at(t: Option<&Time>) -> String {
     )
 }
 
-/// The events of decisions that changed state: one that starts acting, one
-/// spent, and a spent one whose cell stops answering again (Warning: a
-/// person must decide).
+/// The events of decisions that changed state: one that starts acting
+/// (`FailoverActive`), one spent (`FailoverSpent`), and a spent one whose
+/// cell stops answering again (Warning `FailoverNotActed`: a person must
+/// decide).
 pub(super) fn notes(
     previous: &CafeDeploymentStatus,
     records: &[FailoverStatus],
@@ -191,8 +192,10 @@ pub(super) fn notes(
                     .cells
                     .iter()
                     .any(|c| &c.name == cell && c.reachability.is_some());
+                // A reason of its own: events of one reason fold into one
+                // series, which would keep the spent one's Normal type.
                 if let Some(u) = unreachable.get(cell).filter(|_| !was_lost) {
-                    out.push(note(true, "FailoverSpent", spent_words(r, Some(u))));
+                    out.push(note(true, "FailoverNotActed", spent_words(r, Some(u))));
                 }
             }
             _ => {}

@@ -134,7 +134,15 @@ stop_component() {
 start_apiserver_as() {
     local cmd
     mapfile -d '' cmd <"$1"
-    setsid "${cmd[@]}" >>"$LOGS/kube-apiserver.log" 2>&1 </dev/null &
+    # The server outlives its caller: it must not keep a descriptor the
+    # caller inherited (a test run's lock, a pipe someone waits to close).
+    (
+        for fd in /proc/"$BASHPID"/fd/*; do
+            fd="${fd##*/}"
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+        done
+        exec setsid "${cmd[@]}" >>"$LOGS/kube-apiserver.log" 2>&1 </dev/null
+    ) &
     echo $! >"$PIDS/kube-apiserver.pid"
     for _ in $(seq 1 300); do
         if "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1; then

@@ -360,7 +360,7 @@ fn a_second_outage_after_the_give_back_moves_nothing_until_a_person_decides_agai
         second
             .notes
             .iter()
-            .any(|n| n.warning && n.reason == "FailoverSpent"),
+            .any(|n| n.warning && n.reason == "FailoverNotActed"),
         "{:?}",
         second.notes
     );

@@ -123,7 +123,7 @@ fn a_spent_decision_says_so_in_a_condition_and_an_event_that_say_what_to_do() {
     };
     let events = notes(&previous, &spent, &BTreeMap::new(), &lost("cell-c"));
     assert_eq!(events.len(), 1);
-    assert!(events[0].warning && events[0].reason == "FailoverSpent");
+    assert!(events[0].warning && events[0].reason == "FailoverNotActed");
     assert!(
         notes(&previous, &spent, &BTreeMap::new(), &BTreeMap::new()).is_empty(),
         "nothing new while it answers"

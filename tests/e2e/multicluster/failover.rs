@@ -93,6 +93,20 @@ async fn a_second_outage_after_the_give_back_moves_nothing_until_a_person_decide
     // decision was for the first one. Nothing moves; the condition says why.
     let down = Down::stop("dc-3");
     fed.wait_member("dc-3", "Unknown").await;
+    // The CafeDeployment itself has seen the outage (its row of cell-c),
+    // so a decision that acts would act from here.
+    fed.ns
+        .wait("web's status to read cell-c Unknown", 60, || async {
+            let cd = fed.cd("web").await;
+            let row = cd
+                .status
+                .as_ref()?
+                .cells
+                .iter()
+                .find(|r| r.name == "cell-c")?;
+            (row.reachability.as_deref() == Some("Unknown")).then_some(())
+        })
+        .await;
     let held = Instant::now();
     while held.elapsed() < Duration::from_secs(10) {
         assert_eq!(
@@ -123,7 +137,7 @@ async fn a_second_outage_after_the_give_back_moves_nothing_until_a_person_decide
             .iter()
             .any(|e| e.reason.as_deref() == Some("FailoverSpent")
                 && e.type_.as_deref() == Some("Warning")),
-        "a Warning event says the decision is spent"
+        "a Warning event says the spent decision is not acted on"
     );
 
     // A new decision: removed, forgotten by status, listed again.
