@@ -107,6 +107,9 @@ pub mod condition {
     /// `NotMoved`): the message says where it runs and what to do.
     pub const PLACEMENT: &str = "Placement";
     pub const NOT_MOVED: &str = "NotMoved";
+    /// On a CafeDeployment: True while `topology.failover` lists a cell
+    /// whose decision was spent on an outage before (reason `DecisionSpent`).
+    pub const FAILOVER_SPENT: &str = "FailoverSpent";
 }
 
 #[cfg(test)]

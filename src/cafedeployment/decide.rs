@@ -11,8 +11,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use super::analysis::{self as gate, Act};
+use super::failover;
 use super::model::{Effect, History, Note, Observation, Outcome, Restore, cell_of, note};
-use super::reach::{deadline_wake, failed_over_sizes, waiting_for};
+use super::reach::{Counts, deadline_wake, failed_over_sizes, given_back, waiting_for};
 use super::reschedule::rescheduled_sizes;
 use super::sets::{cell_sets, observed};
 use super::signoff::{Confirmation, record_steps};
@@ -118,6 +119,7 @@ fn release_step(obs: &Observation, valid: &Valid, previous: &CafeDeploymentStatu
         waiting: &waiting,
     };
     let mut status = compute_status(cd, obs, &rows, &decision, &analysed, previous);
+    failover_status(obs, &sizes, previous, &mut status, &mut notes);
     notes.extend(phase_notes(
         cd,
         previous,
@@ -200,10 +202,14 @@ struct Sizes<'a> {
     failed_over: Vec<usize>,
     /// Seconds until autoReschedule looks again.
     wake: Option<i64>,
+    /// Each `topology.failover` decision's life, for status.
+    failover: Vec<crate::api::FailoverStatus>,
 }
 
 impl<'a> Sizes<'a> {
-    /// Sizes the cells of `valid` for the sets of `obs`.
+    /// Sizes the cells of `valid` for the sets of `obs`: autoReschedule's
+    /// moves, then the failover decisions that act (each bound to its
+    /// outage, `failover`), their surge paced by the budget.
     fn of(obs: &Observation<'a>, valid: &Valid, previous: &CafeDeploymentStatus) -> Self {
         let cells = &valid.cells;
         let by_cell: BTreeMap<String, &InPlaceSet> =
@@ -213,8 +219,40 @@ impl<'a> Sizes<'a> {
         let now = obs.now.0.as_second();
         let (sizes, away, wake) =
             rescheduled_sizes(obs.cd, previous, cells, &valid.distribution, &sets, now);
-        let (sizes, failed_over) =
-            failed_over_sizes(&obs.cd.spec.topology.failover, cells, sizes, obs);
+        let spec = &obs.cd.spec;
+        let mut decisions = failover::records(
+            &spec.topology.failover,
+            &previous.failover,
+            obs.unreachable,
+            obs.now,
+        );
+        let counts: Vec<Option<Counts>> = cells
+            .iter()
+            .zip(&sets)
+            .map(|(c, s)| {
+                s.filter(|_| !obs.unreachable.contains_key(c))
+                    .map(Counts::of)
+            })
+            .collect();
+        let beta = spec.strategy.upgrade_type == UpgradeType::Beta;
+        let budget = |full: &[usize]| {
+            let plan = release::plan::Plan::new(full, beta, valid.batch);
+            release::cells::budget(&plan, full.iter().sum())
+        };
+        let (sizes, failed_over) = failed_over_sizes(
+            &failover::acting(&decisions),
+            cells,
+            sizes,
+            obs,
+            &counts,
+            budget,
+        );
+        failover::spend(
+            &mut decisions,
+            obs.unreachable,
+            given_back(&sizes, &counts),
+            obs.now,
+        );
         let sized = cells.iter().cloned().zip(sizes.iter().copied()).collect();
         Self {
             by_cell,
@@ -223,8 +261,40 @@ impl<'a> Sizes<'a> {
             away,
             failed_over,
             wake,
+            failover: decisions,
         }
     }
+}
+
+/// The failover decisions into `status` (`status.failover`, the
+/// `FailoverSpent` condition) and their events.
+fn failover_status(
+    obs: &Observation,
+    sizes: &Sizes,
+    previous: &CafeDeploymentStatus,
+    status: &mut CafeDeploymentStatus,
+    notes: &mut Vec<Note>,
+) {
+    let moved: BTreeMap<String, usize> = sizes
+        .sized
+        .iter()
+        .zip(&sizes.failed_over)
+        .map(|((c, _), n)| (c.clone(), *n))
+        .collect();
+    notes.extend(failover::notes(
+        previous,
+        &sizes.failover,
+        &moved,
+        obs.unreachable,
+    ));
+    status.conditions.extend(failover::spent_condition(
+        &sizes.failover,
+        obs.unreachable,
+        previous,
+        obs.cd.metadata.generation,
+        obs.now,
+    ));
+    status.failover = sizes.failover.clone();
 }
 
 /// The analysis gate over this decision (`analysis`: the spec's, and the

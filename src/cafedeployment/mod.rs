@@ -13,8 +13,10 @@
 //!    `Invalid`), no client;
 //! 3. `decide`, pure: a requested rollback first, then an invalid spec's
 //!    `InvalidSpec` stall, else the release's next step, built from
-//!    - `reschedule` and `reach`: each cell's size (autoReschedule, failover)
-//!      and the unreachable cells the release waits for,
+//!    - `reschedule` and `reach`: each cell's size (autoReschedule, failover
+//!      paced by the budget) and the unreachable cells the release waits for,
+//!    - `failover`: each failover decision bound to its outage (armed,
+//!      active, spent), kept in status,
 //!    - `sets`: the sets as the release reads them and as they are written
 //!      (`build`: each cell's InPlaceSet),
 //!    - `signoff`: who confirms a wait, and who did each step (`history`),
@@ -35,6 +37,7 @@ pub mod build;
 mod context;
 pub mod controller;
 pub mod decide;
+mod failover;
 mod finalize;
 pub mod history;
 pub mod hold;

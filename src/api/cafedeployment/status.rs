@@ -56,6 +56,43 @@ pub struct CafeDeploymentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
     pub history: Vec<HistoryEntry>,
+    /// What each decision of `spec.topology.failover` did: a decision acts
+    /// for one outage of its cell, and once the cell answers again and its
+    /// pods are given back it is spent (not acted on at a later outage).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub failover: Vec<FailoverStatus>,
+}
+
+/// Where a failover decision stands.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum FailoverState {
+    /// The cell answers: the decision acts if it stops answering.
+    Armed,
+    /// The cell does not answer (or its pods are not given back yet): its
+    /// share runs in the other cells.
+    Active,
+    /// The outage it was made for ended and the pods were given back: it
+    /// acts no more. Remove the cell from `spec.topology.failover` and list
+    /// it again to decide anew.
+    Spent,
+}
+
+/// One cell of `spec.topology.failover` and its decision's life.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverStatus {
+    pub cell: String,
+    pub state: FailoverState,
+    /// When it entered this state.
+    pub since: Time,
+    /// The outage it acts or acted for: when the cell's cluster last
+    /// answered before it (else when the failover began).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage_began: Option<Time>,
+    /// When the cell answered again (its pods are given back from then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage_ended: Option<Time>,
 }
 
 /// Where a CafeDeployment is, in one word.

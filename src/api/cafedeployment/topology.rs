@@ -49,8 +49,10 @@ pub struct Topology {
     pub clusters: BTreeMap<String, String>,
     /// Cells whose cluster is lost, by a person's decision: while such a
     /// cell is unreachable, its pods are run by the other cells (surge first,
-    /// within the budget); once it answers again they are given back.
-    /// Nothing fails over on its own.
+    /// the replacements at the budget's pace); once it answers again they
+    /// are given back. Nothing fails over on its own: a decision acts for one
+    /// outage (status.failover), and once its pods are given back it is
+    /// spent; remove the cell and list it again to decide anew.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failover: Vec<String>,
 }

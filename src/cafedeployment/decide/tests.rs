@@ -1,5 +1,5 @@
 use super::*;
-use crate::api::{ConfirmationWait, ReleaseStatus};
+use crate::api::{ConfirmationWait, FailoverState, ReleaseStatus};
 use crate::cafedeployment::model::{Frozen, Revision, UNKNOWN, Unreachable};
 use crate::cafedeployment::validate::validate;
 use serde_json::json;
@@ -316,6 +316,70 @@ fn failover_gives_a_lost_cells_share_to_the_others_only_while_it_is_lost() {
         listed_but_reachable.status.cells[0].replicas, 5,
         "an unreachable cell not listed in failover keeps its share"
     );
+}
+
+#[test]
+fn a_second_outage_after_the_give_back_moves_nothing_until_a_person_decides_again() {
+    let listed = json!({"failover": ["cell-b"]});
+    let status = |o: &Outcome| serde_json::to_value(&o.status).expect("status");
+    let first = decide_at(
+        &two_cells(listed.clone(), json!({})),
+        &unreachable_b(),
+        "2026-12-03T09:00:10Z",
+    );
+    assert_eq!(first.status.cells[0].replicas, 10, "the decision acts");
+    assert_eq!(first.status.failover[0].state, FailoverState::Active);
+    assert!(first.notes.iter().any(|n| n.reason == "FailoverActive"));
+    // It answers and nothing holds more than its share: spent.
+    let back = decide_at(
+        &two_cells(listed.clone(), status(&first)),
+        &BTreeMap::new(),
+        "2026-12-03T09:05:00Z",
+    );
+    assert_eq!(back.status.cells[0].replicas, 5);
+    assert_eq!(back.status.failover[0].state, FailoverState::Spent);
+    assert_eq!(condition(&back.status, condition::FAILOVER_SPENT), "True");
+    // The next outage of the same cell moves nothing, and says why.
+    let second = decide_at(
+        &two_cells(listed.clone(), status(&back)),
+        &unreachable_b(),
+        "2026-12-04T10:00:00Z",
+    );
+    assert_eq!(second.status.cells[0].replicas, 5, "no decision for it");
+    assert_eq!(second.status.cells[1].failed_over, 0);
+    let spent = second
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::FAILOVER_SPENT)
+        .expect("FailoverSpent");
+    assert!(
+        spent.message.contains("its pods are not moved"),
+        "{}",
+        spent.message
+    );
+    assert!(
+        second
+            .notes
+            .iter()
+            .any(|n| n.warning && n.reason == "FailoverNotActed"),
+        "{:?}",
+        second.notes
+    );
+    // A new decision: removed (status forgets it), then listed again.
+    let removed = decide_at(
+        &two_cells(json!({}), status(&second)),
+        &unreachable_b(),
+        "2026-12-04T10:01:00Z",
+    );
+    assert!(removed.status.failover.is_empty());
+    assert_eq!(condition(&removed.status, condition::FAILOVER_SPENT), "");
+    let anew = decide_at(
+        &two_cells(listed, status(&removed)),
+        &unreachable_b(),
+        "2026-12-04T10:02:00Z",
+    );
+    assert_eq!(anew.status.cells[0].replicas, 10, "a new decision acts");
 }
 
 #[test]

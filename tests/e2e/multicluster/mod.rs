@@ -6,6 +6,8 @@
 //! Secrets. These stories share the cluster-scoped MemberClusters: they run
 //! one at a time (`make test` runs them in a phase of their own).
 
+mod failover;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
