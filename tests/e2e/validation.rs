@@ -21,8 +21,9 @@ fn api_for(client: &Client, ns: &str, doc: &Value) -> Api<DynamicObject> {
     };
     let resource = ApiResource::from_gvk_with_plural(&gvk, &plural);
     match kind {
-        // Cluster-scoped: registered in the host, not in a namespace.
-        "MemberCluster" | "ReleaseFreeze" => Api::all_with(client.clone(), &resource),
+        // Cluster-scoped: registered in the host, not in a namespace (and a
+        // namespace an example creates).
+        "MemberCluster" | "ReleaseFreeze" | "Namespace" => Api::all_with(client.clone(), &resource),
         _ => Api::namespaced_with(client.clone(), ns, &resource),
     }
 }
