@@ -11,7 +11,8 @@ use serde_json::json;
 
 use crate::support::demo::{
     cafedeployment, confirm_until_healthy, create_demo, create_demo_paused_at_each_group, per_cell,
-    phase, pod_identities, pod_uids, pods_by_cell, release_image, settle, wait_all_on, wait_n_on,
+    phase, pod_identities, pod_uids, pods_by_cell, release_image, settle, update_revision,
+    wait_all_on, wait_n_on,
 };
 use crate::support::kubectl::{
     kubectl, kubectl_annotate_confirm, kubectl_patch_demo, kubectl_rollback,
@@ -20,16 +21,6 @@ use crate::support::lossless::Lossless;
 use crate::support::namespace::TestNs;
 use crate::support::operator::Operator;
 use crate::support::pods::{count_pods, image, pod_condition, pod_ready, restarts};
-
-/// The revision demo is releasing (or released last).
-async fn update_revision(cds: &Api<CafeDeployment>) -> String {
-    cds.get("demo")
-        .await
-        .expect("cd")
-        .status
-        .and_then(|s| s.update_revision)
-        .expect("status.updateRevision")
-}
 
 /// Waits for the phase with exactly `per_cell_wanted` live pods in each cell,
 /// all Ready; returns their UIDs.

@@ -8,20 +8,12 @@ use cafe_operator::api::{CafeDeployment, Phase};
 use kube::Api;
 
 use crate::support::demo::{
-    confirm_until_healthy, create_demo_paused_at_each_group, release_image, settle, wait_all_on,
+    confirm_until_healthy, create_demo_paused_at_each_group, release_image, settle,
+    update_revision, wait_all_on,
 };
 use crate::support::group_watch::{GroupWatch, assert_never_back};
 use crate::support::namespace::TestNs;
 use crate::support::operator::Operator;
-
-async fn update_revision(cds: &Api<CafeDeployment>) -> String {
-    cds.get("demo")
-        .await
-        .expect("cd")
-        .status
-        .and_then(|s| s.update_revision)
-        .expect("status.updateRevision")
-}
 
 #[tokio::test]
 #[ignore = "needs the local control plane: make test"]

@@ -67,6 +67,16 @@ pub(crate) async fn pod_identities(ns: &TestNs) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The revision demo is releasing (or released last).
+pub(crate) async fn update_revision(cds: &Api<CafeDeployment>) -> String {
+    cds.get("demo")
+        .await
+        .expect("cd")
+        .status
+        .and_then(|s| s.update_revision)
+        .expect("status.updateRevision")
+}
+
 pub(crate) async fn phase(cds: &Api<CafeDeployment>) -> Option<Phase> {
     cds.get("demo").await.ok()?.status?.phase
 }
