@@ -12,7 +12,6 @@ use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::Federation;
-use crate::support::members::register;
 use crate::support::pods::image;
 
 /// Each cell's `cluster` in `cd`'s status.
@@ -61,14 +60,7 @@ async fn set_values(fed: &Federation, cells: &[&str]) {
 async fn a_late_registration_moves_no_running_cell_and_says_how_to_move_it() {
     let fed = Federation::new("mc-late").await;
     // dc-3 lists no cell of web at first: cell-c runs here.
-    register(
-        &fed.ns,
-        "dc-3",
-        "cell-z",
-        json!({"unreachableAfterSeconds": 6}),
-    )
-    .await;
-    fed.wait_member("dc-3", "True").await;
+    fed.register_again("dc-3", "cell-z").await;
     fed.create("web", json!({})).await;
     let local = vec![
         ("cell-a".to_string(), None),
@@ -84,14 +76,7 @@ async fn a_late_registration_moves_no_running_cell_and_says_how_to_move_it() {
     );
 
     // dc-3 registered again, now listing cell-c, which runs here.
-    register(
-        &fed.ns,
-        "dc-3",
-        "cell-c",
-        json!({"unreachableAfterSeconds": 6}),
-    )
-    .await;
-    fed.wait_member("dc-3", "True").await;
+    fed.register_again("dc-3", "cell-c").await;
     // For 5 s, read every 200 ms: status names where the pods are.
     for _ in 0..25 {
         let cd = fed.cd("web").await;

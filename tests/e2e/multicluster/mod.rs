@@ -44,6 +44,8 @@ mod release_status;
 
 const MEMBERS: [(&str, &str); 2] = [("dc-2", "cell-b"), ("dc-3", "cell-c")];
 const CELLS: [&str; 3] = ["cell-a", "cell-b", "cell-c"];
+/// Seconds of silence before a story's member reads unreachable.
+const UNREACHABLE_AFTER: u64 = 6;
 
 /// A member cluster as a test sees it: its admin client.
 struct Side {
@@ -113,7 +115,7 @@ impl Federation {
         let ns = TestNs::new(story).await;
         let mut members = Vec::new();
         for (name, cell) in MEMBERS {
-            let spec = json!({"unreachableAfterSeconds": 6});
+            let spec = json!({ "unreachableAfterSeconds": UNREACHABLE_AFTER });
             members.push(Side {
                 name,
                 cell,
@@ -142,6 +144,14 @@ impl Federation {
             fed.wait_member(side.name, "True").await;
         }
         fed
+    }
+
+    /// Registers member `name` again, listing `cell` (as a story's members
+    /// are registered), and waits until it answers.
+    async fn register_again(&self, name: &str, cell: &str) {
+        let spec = json!({ "unreachableAfterSeconds": UNREACHABLE_AFTER });
+        register(&self.ns, name, cell, spec).await;
+        self.wait_member(name, "True").await;
     }
 
     fn cds(&self) -> Api<CafeDeployment> {
@@ -896,14 +906,7 @@ async fn a_member_in_use_stays_registered_and_a_cell_whose_member_left_is_moved_
 
     // dc-3 registered again: its sets are found where they were and the
     // CafeDeployment is whole again, with the same pods.
-    register(
-        &fed.ns,
-        "dc-3",
-        "cell-c",
-        json!({"unreachableAfterSeconds": 6}),
-    )
-    .await;
-    fed.wait_member("dc-3", "True").await;
+    fed.register_again("dc-3", "cell-c").await;
     fed.wait_phase("web", Phase::Healthy, 60).await;
     assert_eq!(fed.uids("web").await, before, "no pod replaced anywhere");
 
