@@ -16,7 +16,7 @@ pub use status::*;
 pub use topology::*;
 
 use super::rules::{self, Rule};
-use super::{Analysis, DenyWindow, Signoff, Traffic, UpdateMode};
+use super::{Analysis, DenyWindow, PreDownload, Signoff, Traffic, UpdateMode};
 
 /// The desired state of a CafeDeployment.
 // Each printcolumn repeats `type_ = ...`; clippy reads those as duplicated attributes.
@@ -169,6 +169,12 @@ pub struct ReleaseStrategy {
     /// with a reason opens one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny_windows: Vec<DenyWindow>,
+    /// Pull the new template's images onto the nodes of the pods not yet
+    /// updated while the release waits (the Beta wait, between groups), so
+    /// that their in-place restart does not pull. Progress and failures:
+    /// the `ImagesPreDownloaded` condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_download: Option<PreDownload>,
 }
 
 fn default_batch_size() -> IntOrString {
@@ -191,6 +197,7 @@ impl Default for ReleaseStrategy {
             update_mode: UpdateMode::default(),
             analysis: None,
             deny_windows: Vec::new(),
+            pre_download: None,
         }
     }
 }

@@ -9,7 +9,7 @@ use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::rules;
-use super::{Traffic, UpdateMode};
+use super::{PreDownload, PreDownloadStatus, Traffic, UpdateMode};
 
 /// The desired state of an InPlaceSet.
 // Each printcolumn repeats `type_ = ...`; clippy reads those as duplicated attributes.
@@ -86,6 +86,10 @@ pub struct InPlaceSetSpec {
     pub strategy: InPlaceSetStrategy,
     #[serde(default)]
     pub traffic: Traffic,
+    /// Pull the update template's images onto the nodes of the pods not yet
+    /// updated, before their turn comes (unset: kubelet pulls at the restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_download: Option<PreDownload>,
 }
 
 fn default_progress_deadline() -> i32 {
@@ -273,6 +277,9 @@ pub struct InPlaceSetStatus {
     /// The revision of `spec.stableTemplate`, when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_revision: Option<String>,
+    /// The pre-download of the update revision's images (`spec.preDownload`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_download: Option<PreDownloadStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

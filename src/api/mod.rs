@@ -8,6 +8,7 @@ mod inplaceset;
 mod member;
 pub mod names;
 pub mod pod;
+mod predownload;
 mod rules;
 mod signoff;
 
@@ -16,6 +17,7 @@ pub use cafedeployment::*;
 pub use freeze::*;
 pub use inplaceset::*;
 pub use member::*;
+pub use predownload::*;
 pub use signoff::*;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};

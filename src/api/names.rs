@@ -33,6 +33,12 @@ pub const MEMBER_SETS_FINALIZER: &str = "cafe.sofastack.io/member-sets";
 /// CafeDeployment still runs cells or has InPlaceSets in it.
 pub const MEMBER_IN_USE_FINALIZER: &str = "cafe.sofastack.io/member-in-use";
 
+/// The label every image pre-download pod carries: the uid of its
+/// InPlaceSet (a set's name may be longer than a label value).
+pub const PULL_LABEL: &str = "cafe.sofastack.io/pre-download-for";
+/// The annotation naming the revision a pre-download pod pulls the images of.
+pub const PULL_REVISION_ANNOTATION: &str = "cafe.sofastack.io/pre-download-revision";
+
 /// The readiness gate injected into every pod at creation. The operator owns
 /// this condition and only this one; kubelet derives `Ready` from it.
 pub const TRAFFIC_GATE: &str = "cafe.sofastack.io/traffic-ready";
@@ -110,6 +116,10 @@ pub mod condition {
     /// On a CafeDeployment: True while `topology.failover` lists a cell
     /// whose decision was spent on an outage before (reason `DecisionSpent`).
     pub const FAILOVER_SPENT: &str = "FailoverSpent";
+    /// On a CafeDeployment with `strategy.preDownload`: whether the release's
+    /// images are on the nodes of the pods not yet updated (reasons
+    /// `Pulled`, `Pulling`, `PullFailed` naming the node and kubelet's error).
+    pub const IMAGES_PRE_DOWNLOADED: &str = "ImagesPreDownloaded";
 }
 
 #[cfg(test)]

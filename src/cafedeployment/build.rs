@@ -141,6 +141,7 @@ pub fn inplaceset(cd: &CafeDeployment, cell: &CellSet) -> InPlaceSet {
                 pace_creation: cell.pace_creation,
             },
             traffic: spec.traffic.clone(),
+            pre_download: spec.strategy.pre_download.clone(),
         },
     );
     set.metadata.namespace = cd.namespace();

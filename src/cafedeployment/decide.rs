@@ -11,7 +11,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use super::analysis::{self as gate, Act};
-use super::failover;
 use super::model::{Effect, History, Note, Observation, Outcome, Restore, cell_of, note};
 use super::reach::{Counts, deadline_wake, failed_over_sizes, given_back, waiting_for};
 use super::reschedule::rescheduled_sizes;
@@ -20,6 +19,7 @@ use super::signoff::{Confirmation, record_steps};
 pub use super::status::Health;
 use super::status::{CellRows, compute_status, conditions};
 use super::validate::{Invalid, Valid};
+use super::{failover, predownload};
 use crate::api::names::{UPGRADE_CONFIRMED_ANNOTATION, condition};
 use crate::api::{
     Analysis, AnalysisPhase, AnalysisStatus, CafeDeployment, CafeDeploymentStatus, InPlaceSet,
@@ -120,6 +120,9 @@ fn release_step(obs: &Observation, valid: &Valid, previous: &CafeDeploymentStatu
     };
     let mut status = compute_status(cd, obs, &rows, &decision, &analysed, previous);
     failover_status(obs, &sizes, previous, &mut status, &mut notes);
+    let (pulled, failed_pull) = predownload::condition(cd, &obs.sets, previous, obs.now);
+    status.conditions.extend(pulled);
+    notes.extend(failed_pull);
     notes.extend(phase_notes(
         cd,
         previous,

@@ -23,7 +23,8 @@
 //!    - `analysis`: what a group's metric analysis shows and asks for,
 //!    - `hold`: the freezes and deny windows that hold a release,
 //!    - `status` and `phase`: the status, its phase and message, and the
-//!      kstatus conditions;
+//!      kstatus conditions; `predownload`: the `ImagesPreDownloaded`
+//!      condition over the cells' pulls;
 //! 4. the effect (`controller`): an analysis measurement (`measure`), a
 //!    pause, or a rollback (`revisions`) in place of the writes;
 //! 5. `apply`: the confirmation reset, the status, then the cells' sets.
@@ -44,6 +45,7 @@ pub mod hold;
 mod measure;
 pub mod model;
 mod phase;
+mod predownload;
 pub mod reach;
 pub mod reschedule;
 pub mod revision_history;

@@ -33,6 +33,9 @@ pub struct Context {
     pub(super) client: Client,
     pub(super) telemetry: Telemetry,
     pub(super) pods: Store<Pod>,
+    /// The pods that pre-download images onto a node, and the image they run.
+    pub(super) pulls: Store<k8s_openapi::api::core::v1::Pod>,
+    pub(super) pull_image: String,
     /// The pods of each set, by its uid.
     pub(super) pods_by_set: OwnerIndex,
     /// Whether `pods` has listed once (a reconcile must not plan from an empty cache).

@@ -8,6 +8,8 @@
 //! 3. `decide`: the plan and one lifecycle step per pod (pure, within the
 //!    PodDisruptionBudgets);
 //! 4. `apply` and `create`: the pod writes, bounded, and the missing pods;
+//!    `pull`: the update template's images pulled ahead onto the nodes of the
+//!    pods not yet updated (`predownload`, when `spec.preDownload` is set);
 //! 5. `report`: the status when it changed, and when to look again.
 
 use std::collections::HashMap;
@@ -26,8 +28,9 @@ use tracing::warn;
 
 use super::MANAGER;
 use super::context::{Context, now, template_labels};
+use super::predownload::PULL_LABEL;
 use super::templates::Templates;
-use super::{apply, create, decide, dereference, disruption, report, validate};
+use super::{apply, create, decide, dereference, disruption, pull, report, validate};
 use crate::api::InPlaceSet;
 use crate::runtime::Telemetry;
 use crate::runtime::cache::Caches;
@@ -46,6 +49,8 @@ const STALE_CACHE_WINDOW: Duration = Duration::from_secs(10);
 /// revision) is written at once; counts in between may lag this long. At 1 s,
 /// a 1,000-pod release over 10 cells spent 0.65-0.79 status writes per pod.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
+/// How often a set with pulls under way looks again at the latest.
+const PULL_LOOK: Duration = Duration::from_secs(10);
 
 pub use crate::runtime::ReconcileError as Error;
 
@@ -94,12 +99,14 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     .await;
     let creation =
         create::create_missing(&ctx, &set, &templates, (&decided.plan, &found.owned), &time).await;
+    let (pre_download, pulling) =
+        pull::pre_download(&ctx, &set, &found.owned, &templates, now).await;
     let status_wait = report::report(
         &ctx,
         &set,
         (&found, &decided),
         (&templates, &spec),
-        creation.refusal.as_ref(),
+        (creation.refusal.as_ref(), pre_download),
         (now, &time),
     )
     .await?;
@@ -110,10 +117,15 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
     if creation.more {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
-    let wake = [status_wait, creation.wait].into_iter().flatten().fold(
-        report::next_wake(&found.facts, &decided.decisions, &spec, &set, &timing, now),
-        Duration::min,
-    );
+    // A pull's pod wakes the set as it changes; this bounds a timeout's wait.
+    let pull_wait = pulling.then_some(PULL_LOOK);
+    let wake = [status_wait, creation.wait, pull_wait]
+        .into_iter()
+        .flatten()
+        .fold(
+            report::next_wake(&found.facts, &decided.decisions, &spec, &set, &timing, now),
+            Duration::min,
+        );
     Ok(Action::requeue(wake))
 }
 
@@ -133,12 +145,14 @@ fn error_policy(set: Arc<InPlaceSet>, error: &Error, ctx: Arc<Context>) -> Actio
 }
 
 /// The controller's context over the shared caches.
-fn context(client: Client, caches: &Caches, telemetry: Telemetry) -> Context {
+fn context(client: Client, caches: &Caches, telemetry: Telemetry, pull_image: &str) -> Context {
     Context {
         client: client.clone(),
         status: StatusWriter::new(MANAGER, STATUS_EVERY, telemetry.health.clone()),
         telemetry,
         pods: caches.pods.store.clone(),
+        pulls: caches.pulls.store.clone(),
+        pull_image: pull_image.to_string(),
         pods_by_set: caches.pods_by_set.clone(),
         pods_synced: caches.pods.synced.clone(),
         services: caches.services.store.clone(),
@@ -160,7 +174,7 @@ fn context(client: Client, caches: &Caches, telemetry: Telemetry) -> Context {
 pub async fn run(
     client: Client,
     caches: &Caches,
-    concurrency: u16,
+    (concurrency, pull_image): (u16, &str),
     telemetry: Telemetry,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -169,15 +183,18 @@ pub async fn run(
     let pod_events = caches.pods.subscribe();
     let service_events = caches.services.subscribe();
     let budget_events = caches.disruption_budgets.subscribe();
+    let pull_events = caches.pulls.subscribe();
     let sets_store = caches.sets.store.clone();
-    let ctx = Arc::new(context(client.clone(), caches, telemetry));
+    let ctx = Arc::new(context(client.clone(), caches, telemetry, pull_image));
     let synced = [
         caches.sets.synced.clone(),
         caches.pods.synced.clone(),
         caches.services.synced.clone(),
         caches.disruption_budgets.synced.clone(),
+        caches.pulls.synced.clone(),
     ];
     let budgets_sets_store = sets_store.clone();
+    let pulls_sets_store = sets_store.clone();
     let controller = Controller::for_shared_stream(set_events, sets_store.clone());
     let shutdown = shutdown.shared();
     let run = controller
@@ -209,6 +226,19 @@ pub async fn run(
                     .collect::<Vec<_>>()
             }
         })
+        // A pull pod's progress is its set's pre-download status.
+        .watches_shared_stream(
+            pull_events,
+            move |pod: Arc<k8s_openapi::api::core::v1::Pod>| {
+                let (namespace, uid) = (pod.namespace(), pod.labels().get(PULL_LABEL).cloned());
+                pulls_sets_store
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.namespace() == namespace && s.uid() == uid)
+                    .map(|s| ObjectRef::from_obj(&*s))
+                    .collect::<Vec<_>>()
+            },
+        )
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx)

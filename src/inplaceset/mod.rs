@@ -11,6 +11,8 @@ pub mod disruption;
 pub mod lifecycle;
 pub mod plan;
 pub mod pods;
+pub mod predownload;
+mod pull;
 mod report;
 pub mod revision;
 pub mod status;

@@ -16,7 +16,7 @@ use super::plan::SetSpec;
 use super::status::{self, Inputs, Observed, compute};
 use super::templates::Templates;
 use crate::api::names::condition;
-use crate::api::{InPlaceSet, InPlaceSetStatus};
+use crate::api::{InPlaceSet, InPlaceSetStatus, PreDownloadStatus};
 use crate::runtime::writes::coalesce::conditions_moved;
 use crate::runtime::writes::refusals::Refusal;
 use crate::runtime::writes::status::{Change, Wrote};
@@ -29,7 +29,7 @@ pub(super) async fn report(
     set: &InPlaceSet,
     (found, decided): (&Found, &Decided),
     (templates, spec): (&Templates<'_>, &SetSpec),
-    refusal: Option<&Refusal>,
+    (refusal, pre_download): (Option<&Refusal>, Option<PreDownloadStatus>),
     (now, time): (i64, &Time),
 ) -> Result<Option<Duration>, kube::Error> {
     let observed: Vec<Observed> = found
@@ -46,7 +46,7 @@ pub(super) async fn report(
         .map(|s| s.name_any())
         .collect();
     unsafe_services.sort();
-    let status = compute(&Inputs {
+    let mut status = compute(&Inputs {
         observed: &observed,
         spec,
         revision: &templates.update.1.revision,
@@ -61,6 +61,7 @@ pub(super) async fn report(
         failed_create: refusal.map(|r| r.message.as_str()),
         disruption_hold: decided.disruption_hold.as_deref(),
     });
+    status.pre_download = pre_download;
     // No event into a namespace being deleted: it would be refused too.
     let quiet = refusal.is_some_and(|r| r.terminating);
     let urgent = urgent(&previous, &status, spec);
@@ -130,6 +131,18 @@ fn urgent(previous: &InPlaceSetStatus, status: &InPlaceSetStatus, spec: &SetSpec
         // beyond its share at once.
         || beyond_share(previous, spec) != beyond_share(status, spec)
         || conditions_moved(&previous.conditions, &status.conditions)
+        || pre_download_moved(previous, status)
+}
+
+/// The pre-download reached a node's end (pulled, or failed) or a new
+/// revision: the CafeDeployment shows it before the next group opens.
+fn pre_download_moved(previous: &InPlaceSetStatus, status: &InPlaceSetStatus) -> bool {
+    let ends = |s: &InPlaceSetStatus| {
+        s.pre_download
+            .as_ref()
+            .map(|p| (p.revision.clone(), p.pulled.len(), p.failed.clone()))
+    };
+    ends(previous) != ends(status)
 }
 
 /// Unavailable pods beyond the set's share of the budget (0 within it).

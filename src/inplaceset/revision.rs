@@ -13,7 +13,7 @@ use serde_json::Value;
 
 /// FNV-1a, 64 bit: small, and stable across Rust versions and platforms
 /// (unlike `DefaultHasher`), so a revision survives an operator upgrade.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         hash ^= u64::from(*b);

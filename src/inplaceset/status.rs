@@ -220,6 +220,8 @@ fn counts(inputs: &Inputs) -> InPlaceSetStatus {
         current_revision: inputs.previous.current_revision.clone(),
         update_revision: Some(inputs.revision.to_string()),
         stable_revision: inputs.stable_revision.map(str::to_string),
+        // The pre-download's own round fills it in.
+        pre_download: None,
         conditions: Vec::new(),
         // Signed by the status writer.
         writer: None,

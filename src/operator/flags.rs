@@ -71,6 +71,16 @@ pub struct RunArgs {
     #[arg(long, env = "CAFE_ANOTHER_WRITER_STAND_DOWN_SECONDS", default_value_t = 120,
           value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub another_writer_stand_down_seconds: u64,
+    /// The image of the pods that pull a release's images onto a node ahead
+    /// of its pods' turn (`spec.strategy.preDownload`). Its container starts
+    /// once the images are on the node, so it must be there already: the
+    /// sandbox (pause) image of the nodes' container runtime is.
+    #[arg(
+        long,
+        env = "CAFE_PRE_DOWNLOAD_POD_IMAGE",
+        default_value = "registry.k8s.io/pause:3.10.2"
+    )]
+    pub pre_download_pod_image: String,
     /// Testing only: every watch event reaches the caches this many
     /// milliseconds late, as from an API server under heavy load.
     #[arg(

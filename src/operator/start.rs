@@ -122,6 +122,7 @@ async fn operate(args: RunArgs) -> Result<(), String> {
         host,
         members: start_members(host && members_crd, &client, &telemetry, &stop),
         freezes: start_freezes(host && members_crd, &client, &telemetry, lag, &stop),
+        pull_image: args.pre_download_pod_image.clone(),
     };
     let members = cluster_wide.members.clone();
     telemetry
@@ -283,6 +284,8 @@ struct Process {
     members: Members,
     /// Release freezes (cluster-scoped; none without the CRD).
     freezes: Option<crate::runtime::cache::Shared<ReleaseFreeze>>,
+    /// The image of the pods that pre-download a release's images.
+    pull_image: String,
 }
 
 /// The registry of member clusters and its controller (an empty registry
@@ -402,7 +405,7 @@ fn run_scope<'a>(
             crate::inplaceset::controller::run(
                 client.clone(),
                 &caches,
-                concurrency,
+                (concurrency, &process.pull_image),
                 telemetry.clone(),
                 stops.0,
             ),

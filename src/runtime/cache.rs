@@ -24,7 +24,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod as FullPod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 
@@ -314,6 +314,8 @@ pub struct Caches {
     pub revisions: Shared<ControllerRevision>,
     /// ControllerRevisions by owning CafeDeployment.
     pub revisions_by_owner: OwnerIndex,
+    /// The pods that pre-download a release's images onto a node (few, short-lived).
+    pub pulls: Shared<FullPod>,
     /// How late every watch event is delivered (tests only; zero in
     /// production): for the watches a controller runs itself too.
     pub lag: Duration,
@@ -374,8 +376,15 @@ impl Caches {
             trim::meta,
             revisions_by_owner.indexer(),
         );
+        let (pulls, drive_pulls) = scope.watch(
+            "pulls",
+            watcher::Config::default().labels(crate::api::names::PULL_LABEL),
+            trim::meta,
+            |_: &watcher::Event<FullPod>| {},
+        );
         let drive = async move {
             tokio::join!(
+                drive_pulls,
                 drive_pods,
                 drive_services,
                 drive_budgets,
@@ -394,6 +403,7 @@ impl Caches {
             cafedeployments,
             revisions,
             revisions_by_owner,
+            pulls,
             lag,
         };
         (caches, drive)

@@ -19,6 +19,7 @@ mod inplaceset;
 mod midflight;
 mod multicluster;
 mod plugin;
+mod pre_download;
 mod production;
 mod real_nodes;
 mod real_operator;

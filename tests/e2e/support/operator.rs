@@ -38,6 +38,8 @@ impl Operator {
             ("--log-level", "info"),
             ("--metrics-bind-address", "0"),
             ("--health-probe-bind-address", "0"),
+            // The real nodes' sandbox image (tests/images): always there.
+            ("--pre-download-pod-image", "cafe.local/pause:1"),
         ] {
             if !args.contains(&flag) {
                 all.extend([flag.to_string(), value.to_string()]);

@@ -1,0 +1,124 @@
+//! Image pre-download, the writes: reads the set's pull pods from their
+//! cache, starts and removes them as `predownload::plan` says, and tells of a
+//! failed pull with a Warning event. Returns the status to report.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod as FullPod;
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use tracing::warn;
+
+use super::context::Context;
+use super::predownload::{
+    self, Input, PULL_LABEL, PULL_REVISION_ANNOTATION, PullPod, PullSpec, template_images,
+};
+use super::templates::Templates;
+use crate::api::pod::Pod;
+use crate::api::{InPlaceSet, PreDownloadStatus};
+
+/// One round of the set's pre-download. Returns its status (none when it is
+/// off) and whether pulls are under way.
+pub(super) async fn pre_download(
+    ctx: &Context,
+    set: &InPlaceSet,
+    owned: &[Arc<Pod>],
+    templates: &Templates<'_>,
+    now: i64,
+) -> (Option<PreDownloadStatus>, bool) {
+    let namespace = set.namespace().unwrap_or_default();
+    let uid = set.uid().unwrap_or_default();
+    let pulls: Vec<PullPod> = ctx
+        .pulls
+        .state()
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|p| p.labels().get(PULL_LABEL) == Some(&uid))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| pull_pod(p, now))
+        .collect();
+    if set.spec.pre_download.is_none() && pulls.is_empty() {
+        return (None, false);
+    }
+    let pods: Vec<_> = owned.iter().map(|p| predownload::set_pod(p)).collect();
+    let revision = &templates.update.1.revision;
+    let plan = predownload::plan(&Input {
+        config: set.spec.pre_download.as_ref(),
+        revision,
+        images: &template_images(templates.update.0),
+        pods: &pods,
+        pulls: &pulls,
+        previous: set.status.as_ref().and_then(|s| s.pre_download.as_ref()),
+    });
+    let api: Api<FullPod> = Api::namespaced(ctx.client.clone(), &namespace);
+    for name in &plan.remove {
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => warn!(set = %set.name_any(), pod = %name, error = %e, "removing a pull pod"),
+        }
+    }
+    for (node, images) in &plan.start {
+        let spec = PullSpec {
+            set,
+            node,
+            revision,
+            images,
+            pod_image: &ctx.pull_image,
+        };
+        let pod: FullPod = match serde_json::from_value(predownload::pull_pod(&spec)) {
+            Ok(pod) => pod,
+            Err(e) => {
+                warn!(error = %e, "building a pull pod");
+                continue;
+            }
+        };
+        match api.create(&PostParams::default(), &pod).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => {
+                let note = format!(
+                    "could not start the pull of {} on node {node}: {e}",
+                    images.join(", ")
+                );
+                ctx.event(set, EventType::Warning, "PreDownloadFailed", note)
+                    .await;
+            }
+        }
+    }
+    for failure in &plan.newly_failed {
+        let note = format!(
+            "pre-download of revision {revision} on node {}: {}",
+            failure.node, failure.message
+        );
+        ctx.event(set, EventType::Warning, "PreDownloadFailed", note)
+            .await;
+    }
+    let busy = plan.busy();
+    (plan.status, busy)
+}
+
+/// A pull pod as the plan reads it.
+fn pull_pod(pod: &FullPod, now: i64) -> PullPod {
+    let created = pod
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(now, |t| t.0.as_second());
+    PullPod {
+        name: pod.name_any(),
+        node: pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default(),
+        revision: pod
+            .annotations()
+            .get(PULL_REVISION_ANNOTATION)
+            .cloned()
+            .unwrap_or_default(),
+        age: now - created,
+        state: predownload::state(pod),
+    }
+}
