@@ -4,6 +4,8 @@
 //! to its Service's ClusterIP through kube-proxy while releases run. The
 //! number that matters is the failed requests: ours must be zero.
 
+mod pre_download;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
