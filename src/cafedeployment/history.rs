@@ -119,11 +119,13 @@ pub fn steps(
     // analysis after a wait, else opened by the plan.
     if let Some(next) = next.filter(|r| r.revision == revision) {
         let same = prev.filter(|p| p.revision == next.revision);
-        let from = same.map_or(0, |p| p.opened);
+        let from = same.map_or(0, |p| p.opened).min(next.groups);
         let waited = same
             .and_then(|p| p.awaiting_confirmation.as_ref())
             .map(|a| a.group);
-        for group in (from + 1)..=next.opened {
+        // A revert to the stable revision records every group as open
+        // (`opened` at its maximum): the steps stop at the plan's groups.
+        for group in from.saturating_add(1)..=next.opened.min(next.groups) {
             if waited == Some(group) {
                 steps.push(confirmed(w, group, &step));
             } else {

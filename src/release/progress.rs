@@ -75,7 +75,7 @@ pub fn decide(input: &Input) -> Progress {
     // confirmation the user gave meanwhile.
     let mut awaiting = input
         .awaiting
-        .filter(|g| *g == opened + 1 || *g == input.opened + 1);
+        .filter(|g| *g == opened + 1 || *g == input.opened.saturating_add(1));
     let phase = if completed >= groups {
         opened = groups;
         awaiting = None;

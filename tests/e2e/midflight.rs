@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::support::demo::{
     cafedeployment, confirm_until_healthy, create_demo, create_demo_paused_at_each_group,
-    demo_service, phase, pod_uids, pods_by_cell, release_image,
+    demo_service, phase, pod_uids, pods_by_cell, release_image, wait_all_on,
 };
 use crate::support::kubectl::kubectl_annotate_confirm;
 use crate::support::lossless::Lossless;
@@ -306,4 +306,64 @@ async fn bad_pins_are_refused_and_an_absurd_replica_count_stays_small_and_stoppa
         stopped < Duration::from_secs(25),
         "stopped in {stopped:?}\n{log}"
     );
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn a_paused_release_reverted_to_the_running_template_keeps_the_operator_up_and_resumes() {
+    let ns = TestNs::new("mid-revert").await;
+    let mut op = Operator::start(&ns.name);
+    let cds: Api<CafeDeployment> = ns.api();
+    create_demo(&ns).await;
+    let pause = |on: bool| json!({"spec": {"strategy": {"pause": on}}});
+    cds.patch("demo", &PatchParams::default(), &Patch::Merge(&pause(true)))
+        .await
+        .expect("pause");
+    release_image(&cds, "nginx:1.26").await;
+    ns.wait("the new revision recorded, paused", 60, || async {
+        let s = cds.get("demo").await.ok()?.status?;
+        (s.phase == Some(Phase::Paused) && s.update_revision != s.current_revision).then_some(())
+    })
+    .await;
+    // Back to what runs, still paused: the revert opens every group at once.
+    // Once, recording that in the history pushed i32::MAX steps and the
+    // operator ran out of memory (and again at every restart).
+    release_image(&cds, "nginx:1.25").await;
+    ns.wait("the revert recorded", 60, || async {
+        let s = cds.get("demo").await.ok()?.status?;
+        (s.update_revision == s.current_revision).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(op.exited().is_none(), "the operator is still running");
+    let rss_mib = op
+        .pid()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kib| kib / 1024)
+        .expect("the operator's VmRSS");
+    assert!(
+        rss_mib < 500,
+        "the operator holds {rss_mib} MiB after the revert"
+    );
+    cds.patch(
+        "demo",
+        &PatchParams::default(),
+        &Patch::Merge(&pause(false)),
+    )
+    .await
+    .expect("resume");
+    wait_all_on(&ns, "nginx:1.25").await;
+    let history = cds
+        .get("demo")
+        .await
+        .expect("cd")
+        .status
+        .expect("status")
+        .history;
+    assert!(history.len() < 100, "{} history steps", history.len());
 }

@@ -24,6 +24,7 @@ fn releasing(revision: &str, opened: i32, awaiting: Option<i32>) -> CafeDeployme
         release: Some(ReleaseStatus {
             revision: revision.into(),
             opened,
+            groups: opened.clamp(3, 5),
             awaiting_confirmation: awaiting.map(|group| ConfirmationWait {
                 revision: revision.into(),
                 group,
@@ -229,4 +230,23 @@ fn entries_are_numbered_on_and_the_oldest_drop_off_at_the_limit() {
     assert_eq!(history.first().map(|e| e.seq), Some(4));
     assert_eq!(history.last().map(|e| e.seq), Some(53));
     assert!(history.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+}
+
+#[test]
+fn a_paused_release_reverted_to_the_stable_revision_records_no_more_groups_than_planned() {
+    // The record of a revert opens every group at once (`opened` at its
+    // maximum): once, this loop pushed i32::MAX steps and the operator ran
+    // out of memory.
+    let cd = cd(json!({}), json!({}));
+    let before = releasing("demo-1", 0, None);
+    let mut after = releasing("demo-0", i32::MAX, None);
+    if let Some(r) = after.release.as_mut() {
+        r.groups = 3;
+    }
+    let steps = steps(&before, &after, &witness(&cd, true));
+    let opened = steps.iter().filter(|s| s.action == A::GroupOpened).count();
+    assert_eq!(opened, 3, "{:?}", summary(&steps));
+    // The next decision starts from that record: nothing more, no overflow.
+    let again = super::steps(&after, &after, &witness(&cd, true));
+    assert!(again.is_empty(), "{:?}", summary(&again));
 }
