@@ -47,6 +47,23 @@ pub(crate) async fn pull_pods(ns: &TestNs) -> Vec<Pod> {
         .unwrap_or_default()
 }
 
+/// CAFE's example (10 pods, Beta, groups of 4, confirmed) with
+/// `preDownload` at `parallelism`, created and confirmed up.
+async fn create_demo_with_pre_download(ns: &TestNs, parallelism: i32) {
+    demo_service(ns).await;
+    ns.create::<CafeDeployment>(cafedeployment(
+        "demo",
+        "demo",
+        10,
+        &["cell-a", "cell-b"],
+        json!({"upgradeType": "Beta", "batchSize": 4, "needWaitingForConfirm": true,
+               "preDownload": {"parallelism": parallelism}}),
+        json!({"components": ["service"]}),
+    ))
+    .await;
+    confirm_until_healthy(ns).await;
+}
+
 /// Counts the pull pods every 50 ms: the most seen at once per set, and how
 /// many distinct ones were seen.
 struct PullWatch {
@@ -112,18 +129,7 @@ async fn during_the_beta_wait_the_next_groups_nodes_get_the_image_one_at_a_time_
     let ns = TestNs::new("pre-download").await;
     let mut op = Operator::start(&ns.name);
     let cds: Api<CafeDeployment> = ns.api();
-    demo_service(&ns).await;
-    ns.create::<CafeDeployment>(cafedeployment(
-        "demo",
-        "demo",
-        10,
-        &["cell-a", "cell-b"],
-        json!({"upgradeType": "Beta", "batchSize": 4, "needWaitingForConfirm": true,
-               "preDownload": {"parallelism": 1}}),
-        json!({"components": ["service"]}),
-    ))
-    .await;
-    confirm_until_healthy(&ns).await;
+    create_demo_with_pre_download(&ns, 1).await;
     wait_all_on(&ns, "nginx:1.25").await;
     assert!(
         pull_pods(&ns).await.is_empty(),
@@ -227,18 +233,7 @@ async fn turning_pre_download_off_mid_release_removes_its_pulls_and_its_conditio
     let ns = TestNs::new("pre-download-off").await;
     let _op = Operator::start(&ns.name);
     let cds: Api<CafeDeployment> = ns.api();
-    demo_service(&ns).await;
-    ns.create::<CafeDeployment>(cafedeployment(
-        "demo",
-        "demo",
-        10,
-        &["cell-a", "cell-b"],
-        json!({"upgradeType": "Beta", "batchSize": 4, "needWaitingForConfirm": true,
-               "preDownload": {"parallelism": 4}}),
-        json!({"components": ["service"]}),
-    ))
-    .await;
-    confirm_until_healthy(&ns).await;
+    create_demo_with_pre_download(&ns, 4).await;
     release_image(&cds, "nginx:1.26").await;
     settle(&ns, Phase::WaitingForConfirm, 1).await;
     ns.wait("ImagesPreDownloaded=True", 90, || async {

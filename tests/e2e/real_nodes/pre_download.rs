@@ -21,6 +21,7 @@ use crate::pre_download::{pre_download_condition, pull_pods};
 use crate::real_nodes::wait_for_confirmation;
 use crate::support::demo::{confirm_until_healthy, phase, pods_by_cell, release_image};
 use crate::support::load::Load;
+use crate::support::members::cluster_script;
 use crate::support::namespace::TestNs;
 use crate::support::operator::Operator;
 use crate::support::pods::{image, pod_condition, pod_ready};
@@ -35,16 +36,10 @@ fn shop(v: &str) -> String {
 
 /// Runs tests/cluster/registry.sh with `args`.
 fn registry(args: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/registry.sh");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run tests/cluster/registry.sh");
-    assert!(
-        out.status.success(),
-        "registry.sh {args:?} failed (is the cluster up with its registry? make cluster-up): {}",
-        String::from_utf8_lossy(&out.stderr)
+    cluster_script(
+        "registry.sh",
+        args,
+        "is the cluster up with its registry? make cluster-up",
     );
 }
 

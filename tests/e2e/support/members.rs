@@ -11,15 +11,25 @@ use crate::support::namespace::TestNs;
 /// Runs `tests/cluster/members.sh` (the member clusters dc-2 and dc-3) and
 /// returns its output; fails the caller with its error.
 pub fn members_sh(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/members.sh");
+    cluster_script(
+        "members.sh",
+        args,
+        "are the members up? tests/cluster/members.sh up",
+    )
+}
+
+/// Runs `tests/cluster/<script>` with `args` and returns its output; fails
+/// the caller with its error and `hint` (what to check).
+pub fn cluster_script(script: &str, args: &[&str], hint: &str) -> String {
+    let path = format!("{}/tests/cluster/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new("bash")
-        .arg(script)
+        .arg(&path)
         .args(args)
         .output()
-        .expect("run tests/cluster/members.sh");
+        .unwrap_or_else(|e| panic!("run {path}: {e}"));
     assert!(
         out.status.success(),
-        "members.sh {args:?} failed (are the members up? tests/cluster/members.sh up): {}",
+        "{script} {args:?} failed ({hint}): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
