@@ -17,6 +17,7 @@ require_version() {
 require_version kubernetes k8s.io/kubernetes "$KUBERNETES_VERSION"
 require_version etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
 require_version prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION"
+require_version registry github.com/distribution/distribution/v3 "$REGISTRY_VERSION"
 [ "$(grep -c "=> k8s.io/.* $KUBERNETES_STAGING_VERSION\$" "$CLUSTER_SCRIPTS/modules/kubernetes/go.mod")" -ge 30 ] ||
     die "modules/kubernetes/go.mod must pin every k8s.io staging module to $KUBERNETES_STAGING_VERSION (versions.env)"
 
@@ -145,6 +146,26 @@ build_cni_plugins() {
         "$m/ipam/host-local@$CNI_PLUGINS_VERSION"
 }
 
+build_registry() (
+    # The unmodified cmd/registry (with its cloud storage drivers; the
+    # cluster uses the filesystem one), through the wrapper module.
+    cd "$CLUSTER_SCRIPTS/modules/registry"
+    local m=github.com/distribution/distribution/v3
+    CGO_ENABLED=0 go build -ldflags "$LDFLAGS_STRIP -X $m/version.version=$REGISTRY_VERSION" \
+        -o "$OUT/registry" "$m/cmd/registry"
+)
+
+build_crane() {
+    GOBIN="$OUT" CGO_ENABLED=0 go install -ldflags "$LDFLAGS_STRIP" \
+        "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
+}
+
+build_throttle() (
+    # This repository's own program (standard library only).
+    cd "$THROTTLE_SRC"
+    CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "$LDFLAGS_STRIP" -o "$OUT/throttle" .
+)
+
 build_into "$ETCD_BIN" "etcd-$ETCD_VERSION" etcd -- build_etcd
 build_into "$KWOK_BIN" "kwok-$KWOK_VERSION" kwok -- build_kwok
 build_into "$HELM_BIN" "helm-$HELM_VERSION" helm -- build_helm
@@ -158,4 +179,9 @@ if [ "${CAFE_REAL_NODES:-1}" = 1 ]; then
         containerd containerd-shim-runc-v2 ctr -- build_containerd
     build_into "$RUNC_BIN" "runc-$RUNC_VERSION" runc -- build_runc
     build_into "$CNI_BIN" "cni-plugins-$CNI_PLUGINS_VERSION" bridge loopback host-local -- build_cni_plugins
+fi
+if [ "$REGISTRY_ON" = 1 ]; then
+    build_into "$REGISTRY_BIN" "registry-$REGISTRY_VERSION" registry -- build_registry
+    build_into "$CRANE_BIN" "crane-$CRANE_VERSION" crane -- build_crane
+    build_into "$THROTTLE_BIN" "$(basename "$THROTTLE_BIN")" throttle -- build_throttle
 fi

@@ -11,6 +11,8 @@ for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
     case "$c" in containerd-*) continue ;; esac
     stop_component "$c"
 done
+# The registry also when this cluster now runs without it (registry-lib.sh).
+registry_down
 # Whatever the real nodes left (also after a run that was killed, and also
 # when CAFE_REAL_NODES=0 now but the nodes ran before): nodes.sh.
 nodes_down

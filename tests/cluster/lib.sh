@@ -17,6 +17,8 @@ NODE_BIN="$BIN_CACHE/kubernetes-node-$KUBERNETES_VERSION"
 CONTAINERD_BIN="$BIN_CACHE/containerd-$CONTAINERD_VERSION"
 RUNC_BIN="$BIN_CACHE/runc-$RUNC_VERSION"
 CNI_BIN="$BIN_CACHE/cni-plugins-$CNI_PLUGINS_VERSION"
+REGISTRY_BIN="$BIN_CACHE/registry-$REGISTRY_VERSION"
+CRANE_BIN="$BIN_CACHE/crane-$CRANE_VERSION"
 
 STATE="${CAFE_CLUSTER_DIR:-$REPO_ROOT/.cluster}"
 PKI="$STATE/pki"
@@ -31,6 +33,11 @@ KCM_PORT="${CAFE_KCM_PORT:-10357}"
 SCHEDULER_PORT="${CAFE_SCHEDULER_PORT:-10359}"
 KWOK_PORT="${CAFE_KWOK_PORT:-10347}"
 PROMETHEUS_PORT="${CAFE_PROMETHEUS_PORT:-19090}"
+# The real nodes' registry (registry-lib.sh): pushes go to REGISTRY_PORT; the
+# bandwidth throttle's control API is on REGISTRY_THROTTLE_PORT and each real
+# node pulls through a port of its own after it (+1, +2).
+REGISTRY_PORT="${CAFE_REGISTRY_PORT:-15000}"
+REGISTRY_THROTTLE_PORT="${CAFE_REGISTRY_THROTTLE_PORT:-15010}"
 # Prometheus scrapes every file_sd target file written here (tests and the
 # demo register their exporters by writing <name>.json).
 PROMETHEUS_TARGETS="$STATE/prometheus/targets"
@@ -77,6 +84,9 @@ COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 [ "$PROMETHEUS_ON" = 0 ] || COMPONENTS+=(prometheus)
 # shellcheck source=nodes.sh
 . "$CLUSTER_SCRIPTS/nodes.sh"
+# shellcheck source=registry-lib.sh
+. "$CLUSTER_SCRIPTS/registry-lib.sh"
+if [ "$REGISTRY_ON" = 1 ]; then COMPONENTS+=(registry registry-throttle); fi
 if [ "$REAL_NODES" = 1 ]; then
     mapfile -t -O "${#COMPONENTS[@]}" COMPONENTS < <(real_node_components)
 fi

@@ -80,7 +80,8 @@ real_node_components() {
 }
 
 # The images every real node has: the sandbox's pause and the test
-# application's versions (tests/images/build.sh writes them).
+# application's versions (tests/images/build.sh writes them). With the
+# registry (registry-lib.sh) they are pushed there too.
 IMAGES_DIR="$STATE/images"
 
 # What the machine looked like before the first cluster's real nodes changed
@@ -171,6 +172,9 @@ node_config() {
     local i="$1" name="${REAL_NODE_NAMES[$1]}"
     local dir="$NODES_STATE/$name"
     mkdir -p "$dir/cni" "$dir/kubelet" "$dir/pod-logs" "$dir/containerd"
+    # cafe.local/* from the local registry (registry-lib.sh), when it runs.
+    local registry_config=""
+    if [ "$REGISTRY_ON" = 1 ]; then registry_config="$(registry_node_config "$dir" "$i")"; fi
     cat >"$dir/containerd.toml" <<EOF
 version = 3
 root = "$dir/containerd/root"
@@ -188,6 +192,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.bt
   snapshotter = "overlayfs"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = "cafe.local/pause:1"
+$registry_config
 [plugins.'io.containerd.cri.v1.runtime']
   netns_mounts_under_state_dir = true
   # This machine's root lacks CAP_SYS_RESOURCE: no score below containerd's own.
@@ -243,7 +248,8 @@ clusterDomain: cluster.local
 resolvConf: ""
 failSwapOn: false
 podLogsDir: $dir/pod-logs
-# The images are imported, never pulled: never collect them.
+# Never collect an image: most are imported, never pulled, and a benchmark
+# decides itself when a pulled one goes (registry.sh forget).
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Starts the local control plane: etcd, kube-apiserver (RBAC), kube-controller-
 # manager, kube-scheduler and kwok with kubelet-like stages, bound to 127.0.0.1,
-# and registers six fake nodes in three cells. Idempotent: on a running cluster
-# it only says so. The admin kubeconfig is written to .cluster/kubeconfig.
+# and registers six fake nodes in three cells; with the real nodes (nodes.sh),
+# their OCI registry behind a bandwidth throttle (registry-lib.sh). Idempotent:
+# on a running cluster it only says so. The admin kubeconfig is written to
+# .cluster/kubeconfig.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -54,6 +56,7 @@ check_port "$KCM_PORT" kube-controller-manager CAFE_KCM_PORT
 check_port "$SCHEDULER_PORT" kube-scheduler CAFE_SCHEDULER_PORT
 check_port "$KWOK_PORT" kwok CAFE_KWOK_PORT
 [ "$PROMETHEUS_ON" = 0 ] || check_port "$PROMETHEUS_PORT" prometheus CAFE_PROMETHEUS_PORT
+[ "$REGISTRY_ON" = 0 ] || registry_check_ports
 if [ "$REAL_NODES" = 1 ]; then
     # The real nodes' network is the machine's: one cluster at a time has it.
     # Its owner's state directory is the link's alias; an owner whose API
@@ -305,7 +308,11 @@ EOF
         --web.listen-address "127.0.0.1:$PROMETHEUS_PORT"
 fi
 
+# The real nodes' registry and its throttle (registry-lib.sh): up before the
+# nodes, so that their first pod can pull; the images pushed once built.
+if [ "$REGISTRY_ON" = 1 ]; then registry_up; fi
 if [ "$REAL_NODES" = 1 ]; then nodes_up; fi
+if [ "$REGISTRY_ON" = 1 ]; then registry_push_images; fi
 
 # --- Nodes: three cells, two nodes each ----------------------------------------
 NODE_PODS="${CAFE_NODE_PODS:-110}"
@@ -358,5 +365,6 @@ real=""
 [ "$REAL_NODES" != 1 ] || real=", real nodes ${REAL_NODE_NAMES[*]} (containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, taint $REAL_NODE_TAINT_KEY)"
 prometheus=""
 [ "$PROMETHEUS_ON" = 0 ] || prometheus=", Prometheus $PROMETHEUS_VERSION (http://127.0.0.1:$PROMETHEUS_PORT)"
+[ "$REGISTRY_ON" = 0 ] || real+=", registry $REGISTRY_VERSION (push to 127.0.0.1:$REGISTRY_PORT; the nodes pull $REGISTRY_HOST/* through the throttle, rate $REGISTRY_RATE: tests/cluster/registry.sh)"
 say "ready in $((SECONDS - START_TIME))s: Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION$prometheus, 6 kwok nodes in cells cell-a, cell-b, cell-c$real"
 say "export KUBECONFIG=$KUBECONFIG_FILE"

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use cafe_operator::api::{CafeDeployment, Phase};
+use k8s_openapi::api::core::v1::Service;
 use kube::{Api, ResourceExt};
 
 use crate::support::component::ExampleComponent;
@@ -201,4 +202,104 @@ async fn example_auto_reschedule_spreads_over_three_cells_and_releases() {
         &[("cell-a", 2), ("cell-b", 2), ("cell-c", 2)],
     )
     .await;
+}
+
+/// `examples/production-pod.yaml` on the real nodes: the app's image
+/// (cafe.local/shop, ~200 MB, in the cluster's registry only, never imported)
+/// is pulled, all 6 pods (init container, app, proxy sidecar) become Ready,
+/// the proxy answers with the ConfigMap's line, and a release of shop:v2
+/// pulls the new image and completes in place.
+#[tokio::test]
+#[ignore = "needs the local control plane's real nodes and registry: make test"]
+async fn example_production_pod_pulls_from_the_registry_and_releases() {
+    let ns = TestNs::new("ex-production").await;
+    let _op = Operator::start(&ns.name);
+    apply(&ns, "production-pod.yaml");
+    let per = healthy_on(&ns, "shop", "cafe.local/shop:v1", CELL).await;
+    let expected: BTreeMap<String, usize> = [("cell-a".to_string(), 3), ("cell-b".to_string(), 3)]
+        .into_iter()
+        .collect();
+    assert_eq!(per, expected, "production-pod.yaml: pods per cell");
+    let pods = pods_on_nodes(&ns, "shop", CELL).await;
+    for (p, _) in &pods {
+        let status = p.status.as_ref().expect("a status");
+        let init = status
+            .init_container_statuses
+            .as_deref()
+            .unwrap_or_default();
+        assert!(
+            init.iter().all(|c| c
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == 0)),
+            "{}: the init container ran to completion: {init:?}",
+            p.name_any()
+        );
+    }
+    // Through the Service (port 80 -> the proxy's 15001 -> the app's 8080).
+    let services: Api<Service> = ns.api();
+    let ip = services
+        .get("shop")
+        .await
+        .expect("the example's Service")
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("a ClusterIP");
+    let target = format!("{ip}:80");
+    let target = target.as_str();
+    ns.wait(
+        "an answer through the Service, the proxy and the app",
+        60,
+        || async move {
+            let answer = http_get(target, "/").await?;
+            (answer.contains("version=v1")
+                && answer.contains("config=greeting=hello from the shop"))
+            .then_some(())
+        },
+    )
+    .await;
+    let uids: Vec<String> = pods
+        .iter()
+        .map(|(p, _)| p.uid().unwrap_or_default())
+        .collect();
+
+    let cds: Api<CafeDeployment> = ns.api();
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "cafe.local/shop:v2"}
+    ]))
+    .expect("a JSON patch");
+    cds.patch(
+        "shop",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::<()>::Json(patch),
+    )
+    .await
+    .expect("release cafe.local/shop:v2");
+    healthy_on(&ns, "shop", "cafe.local/shop:v2", CELL).await;
+    for (p, _) in pods_on_nodes(&ns, "shop", CELL).await {
+        assert!(
+            uids.contains(&p.uid().unwrap_or_default()),
+            "updated in place"
+        );
+        assert_eq!(restarts(&p), 1, "{}: the app restarted once", p.name_any());
+    }
+}
+
+/// The answer to `GET path` from `addr` (HTTP/1.0: the server closes), or
+/// `None` when nothing answers within 2 s.
+async fn http_get(addr: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET {path} HTTP/1.0\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.ok()?;
+        Some(answer)
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), exchange)
+        .await
+        .ok()
+        .flatten()
 }
