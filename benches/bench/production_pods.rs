@@ -459,6 +459,28 @@ fn report_pulls(report: &mut Report, stages: &Stages, pulls: &Pulls, stage: usiz
     ));
 }
 
+/// How a pod's stages are read from the pod: `(pod, app container, new image)`.
+type Marks = fn(&Pod, usize, &str) -> Vec<bool>;
+
+/// Once the pods are up: the Service routed, the registry throttled, the
+/// machine idle; then the watches of the release's `stages` (kubelet's pulls
+/// mark stage `pulled`).
+async fn before_release(
+    args: &Args,
+    ex: &Example,
+    (ns, target): (&TestNs, SocketAddr),
+    (names, marks): (&'static [&'static str], Marks),
+    pulled: usize,
+) -> (Arc<Mutex<Stages>>, Pulls, Vec<tokio::task::JoinHandle<()>>) {
+    routed(target).await;
+    registry(&["rate", &args.prod_rate]);
+    quiet().await;
+    let (app, to) = (ex.app, ex.to.clone());
+    let (stages, watch) = watch_stages(ns, names, move |p| marks(p, app, &to));
+    let (pulls, pull_watch) = watch_pulls(ns, &ex.to, stages.clone(), pulled);
+    (stages, pulls, vec![watch, pull_watch])
+}
+
 /// The Deployment of the same pods and budget, its release under load.
 async fn deployment_side(args: &Args, ex: &Example, report: &mut Report) -> Side {
     registry(&["rate", "off"]);
@@ -474,28 +496,26 @@ async fn deployment_side(args: &Args, ex: &Example, report: &mut Report) -> Side
         deployment_done(&d, pods).then_some(())
     };
     wait_until("the Deployment's pods to be ready", WAIT, done).await;
-    routed(target).await;
-    registry(&["rate", &args.prod_rate]);
-    quiet().await;
-    let (app, to) = (ex.app, ex.to.clone());
-    let (stages, watch) = watch_stages(&ns, &NEW_POD, move |p| new_pod_marks(p, app, &to));
-    let (pulls, pull_watch) = watch_pulls(&ns, &ex.to, stages.clone(), NEW_POD_PULLED);
+    let (stages, pulls, watches) = before_release(
+        args,
+        ex,
+        (&ns, target),
+        (&NEW_POD, new_pod_marks),
+        NEW_POD_PULLED,
+    )
+    .await;
     let running = load(args, target);
     let start = Instant::now();
+    let patch = json_patch(vec![container_image_op(ex.app, &ex.to)]);
     deployments
-        .patch(
-            NAME,
-            &PatchParams::default(),
-            &json_patch(vec![container_image_op(app, &ex.to)]),
-        )
+        .patch(NAME, &PatchParams::default(), &patch)
         .await
         .expect("patch the Deployment");
     wait_until("the Deployment's rollout", WAIT, done).await;
     let release = start.elapsed();
     let load = finish(running).await;
     registry(&["rate", "off"]);
-    watch.abort();
-    pull_watch.abort();
+    watches.iter().for_each(|w| w.abort());
     if let Ok(mut st) = stages.lock() {
         pair_deletions(&mut st);
         let title = format!(
@@ -592,22 +612,22 @@ async fn cafedeployment_side(
         cd_done(&cd, pods).then_some(())
     })
     .await;
-    routed(target).await;
-    registry(&["rate", &args.prod_rate]);
-    quiet().await;
-    let (app, to) = (ex.app, ex.to.clone());
-    let (stages, watch) = watch_stages(&ns, &IN_PLACE, move |p| in_place_marks(p, app, &to));
-    let (pulls, pull_watch) = watch_pulls(&ns, &ex.to, stages.clone(), IN_PLACE_PULLED);
-    let slices = watch_endpoints(&ns, stages.clone(), ENDPOINT_GONE);
+    let (stages, pulls, mut watches) = before_release(
+        args,
+        ex,
+        (&ns, target),
+        (&IN_PLACE, in_place_marks),
+        IN_PLACE_PULLED,
+    )
+    .await;
+    watches.push(watch_endpoints(&ns, stages.clone(), ENDPOINT_GONE));
     let running = load(args, target);
     let start = Instant::now();
-    let patch = json_patch(vec![container_image_op(app, &ex.to)]);
+    let patch = json_patch(vec![container_image_op(ex.app, &ex.to)]);
     let (release, waited) = release_cd(&cds, pods, patch, pre_download).await;
     let load = finish(running).await;
     registry(&["rate", "off"]);
-    for task in [watch, pull_watch, slices] {
-        task.abort();
-    }
+    watches.iter().for_each(|w| w.abort());
     if let Ok(st) = stages.lock() {
         let title = format!("where the CafeDeployment's release went ({name})");
         report_stages_at(report, &title, &st, start, AT);
