@@ -35,7 +35,7 @@ use crate::support::cluster::{
 use crate::support::load::{Load, Report as LoadReport};
 use crate::support::namespace::TestNs;
 use crate::support::pods::pod_condition;
-use crate::support::stages::{Stages, percentile, report_stages_at, watch_stages};
+use crate::support::stages::{Stages, percentile, report_stages_at, report_window, watch_stages};
 use crate::{Args, Part, Report, WAIT};
 
 const EXAMPLE: &str = "examples/production-pod.yaml";
@@ -632,6 +632,7 @@ async fn cafedeployment_side(
         let title = format!("where the CafeDeployment's release went ({name})");
         report_stages_at(report, &title, &st, start, AT);
         report_pulls(report, &st, &pulls, IN_PLACE_PULLED);
+        report_window(report, &st, group);
     }
     op.stop();
     remove(ns).await;
