@@ -8,13 +8,14 @@ use cafe_operator::api::CafeDeployment;
 use cafe_operator::api::names::TRAFFIC_GATE;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Patch, PatchParams};
+use kube::api::PatchParams;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::support::cluster::{
-    cafedeployment, cell, image_op, json_patch, operator, remove, wait_cd, wait_until,
+    awaiting_confirmation, cafedeployment, cell, confirm, confirmed, image_op, json_patch,
+    operator, remove, wait_cd, wait_until,
 };
 use crate::support::namespace::TestNs;
 use crate::support::pods::pod_condition;
@@ -72,37 +73,21 @@ pub(crate) async fn confirm_latency(args: &Args, report: &mut Report) {
     cds.patch("confirm", &PatchParams::default(), &release)
         .await
         .expect("release");
-    let waiting = || async {
-        let cd = cds.get("confirm").await.ok()?;
-        let s = cd.status?;
-        (s.observed_generation == cd.metadata.generation
-            && s.release.as_ref()?.awaiting_confirmation.is_some()
-            && s.phase == Some(cafe_operator::api::Phase::WaitingForConfirm))
-        .then_some(())
-    };
+    let waiting = || async { awaiting_confirmation(&cds, "confirm").await.then_some(()) };
     let mut latencies = Vec::new();
     for _ in 0..args.samples {
         wait_until("a confirmation wait", 120, waiting).await;
         // Idle: let every watch settle first.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let t0 = Instant::now();
-        let patch =
-            json!({"metadata": {"annotations": {"cafe.sofastack.io/upgrade-confirmed": "true"}}});
-        cds.patch("confirm", &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .expect("confirm");
+        confirm(&cds, "confirm").await;
         let flip = wait_until("the first gate flip after a confirmation", 60, || async {
             flips.lock().ok()?.iter().find(|f| **f >= t0).copied()
         })
         .await;
         latencies.push(flip.duration_since(t0).as_secs_f64() * 1000.0);
         // The group must finish before the next wait can be confirmed.
-        wait_until("the group to finish", 120, || async {
-            let cd = cds.get("confirm").await.ok()?;
-            let s = cd.status?;
-            (s.phase != Some(cafe_operator::api::Phase::WaitingForConfirm)).then_some(())
-        })
-        .await;
+        confirmed(&cds, "confirm").await;
     }
     task.abort();
     latencies.sort_by(f64::total_cmp);

@@ -23,11 +23,15 @@
 //! (g) `three-clusters` (`three_clusters.rs`): the same release of
 //!     `--multi-pods` pods in one cluster and spread over three (the host and
 //!     the member control planes of `tests/cluster/members.sh`), with the host
-//!     operator's memory and API requests per member.
+//!     operator's memory and API requests per member;
+//! (h) `production-pods` (`production_pods.rs`): `--prod-pods` production-shaped
+//!     pods (`examples/production-pod.yaml`) on the real nodes, their image
+//!     pulled from the throttled local registry, released losslessly under
+//!     load by a Deployment and by a CafeDeployment in place.
 //!
 //! `--parts` takes the names or the letters. Parts (a)-(e) run on simulated
 //! kubelets: the benchmark creates its own kwok nodes (`cafe-bench=true`,
-//! cells `bench-cell-*`); part (f) on the local control plane's real nodes.
+//! cells `bench-cell-*`); parts (f) and (h) on the local control plane's real nodes.
 //! It runs one operator process per part (release build, watching only that
 //! part's namespace), and removes everything it created when it ends. What
 //! the parts share is in `support/`.
@@ -41,6 +45,7 @@ use clap::{Parser, ValueEnum};
 use confirm_latency::confirm_latency;
 use create_release::{create_release, report_runs};
 use fleet::fleet;
+use production_pods::production_pods;
 use real_containers::real_containers;
 use service_release::service_release;
 use support::cluster::{create_nodes, delete_nodes};
@@ -49,6 +54,7 @@ use three_clusters::three_clusters;
 mod confirm_latency;
 mod create_release;
 mod fleet;
+mod production_pods;
 mod real_containers;
 mod service_release;
 mod three_clusters;
@@ -96,12 +102,29 @@ struct Args {
     /// Pods per release group in part (g).
     #[arg(long, default_value_t = 30)]
     multi_group: usize,
+    /// Pods in part (h), on the two real nodes.
+    #[arg(long, default_value_t = 6)]
+    prod_pods: usize,
+    /// Pods per release group in part (h), and the Deployment's maxUnavailable.
+    #[arg(long, default_value_t = 2)]
+    prod_group: usize,
+    /// The local registry's bandwidth during part (h)'s releases
+    /// (`tests/cluster/registry.sh rate`).
+    #[arg(long, default_value = "25M")]
+    prod_rate: String,
+    /// Requests a second through the Service during part (h)'s releases.
+    #[arg(long, default_value_t = 100)]
+    prod_load: u32,
+    /// The preStop sleep of the Deployment's containers in part (h), seconds
+    /// (0: none).
+    #[arg(long, default_value_t = 5)]
+    prod_prestop: u32,
     /// Parts to run, by name or by letter, e.g. `create-release,api-requests`
     /// or `a,c` (c needs a or b).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "create-release,service-release,api-requests,fleet,confirm-latency,real-containers,three-clusters"
+        default_value = "create-release,service-release,api-requests,fleet,confirm-latency,real-containers,three-clusters,production-pods"
     )]
     parts: Vec<Part>,
     /// Also record CPU profiles during each creation and release of part (a),
@@ -147,6 +170,9 @@ enum Part {
     /// (g) one cluster against three.
     #[value(alias = "g")]
     ThreeClusters,
+    /// (h) production-shaped pods on the real nodes, image pulled, under load.
+    #[value(alias = "h")]
+    ProductionPods,
 }
 
 impl Part {
@@ -159,6 +185,7 @@ impl Part {
             Part::ConfirmLatency => 'e',
             Part::RealContainers => 'f',
             Part::ThreeClusters => 'g',
+            Part::ProductionPods => 'h',
         }
     }
 }
@@ -260,6 +287,9 @@ async fn main() {
         }
         if args.parts.contains(&Part::ThreeClusters) {
             three_clusters(&args, &mut report).await;
+        }
+        if args.parts.contains(&Part::ProductionPods) {
+            production_pods(&args, &mut report, &client).await;
         }
     };
     // A failed part still removes the nodes (its namespace goes with its guard).

@@ -161,7 +161,7 @@ fn cpu_ticks() -> (u64, u64) {
 /// teardown (containerd's shims, kubelet's cleanup) running after its
 /// namespace is gone, and a side that starts in it is slowed by it. Returns
 /// how long it waited.
-async fn quiet() -> Duration {
+pub(crate) async fn quiet() -> Duration {
     let start = Instant::now();
     let (mut calm, mut last) = (0, cpu_ticks());
     while calm < 3 && start.elapsed() < Duration::from_secs(60) {
@@ -175,7 +175,7 @@ async fn quiet() -> Duration {
 }
 
 /// Whether the cluster has the real nodes (not with CAFE_REAL_NODES=0).
-async fn real_nodes(client: &Client) -> usize {
+pub(crate) async fn real_nodes(client: &Client) -> usize {
     let nodes: Api<Node> = Api::all(client.clone());
     nodes
         .list(&ListParams::default().labels("type=real"))

@@ -13,7 +13,7 @@ use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 
-use super::lifecycle::PodFacts;
+use super::lifecycle::{self, PodFacts};
 use super::{disruption, pods};
 use crate::api::InPlaceSet;
 use crate::api::pod::Pod;
@@ -63,8 +63,9 @@ pub struct Context {
     /// Pods written to: until the cache shows our write, the pod is not acted
     /// on again (the gate would be written twice).
     pub(super) acted_on: OwnWrites,
-    /// When each drained pod (by uid) was first seen drained: the settle time
-    /// runs from there. Lost on restart, so a new leader waits it again.
+    /// Per set (by uid), when each of its drained pods (by name) was first
+    /// seen drained, in unix milliseconds: the settle time runs from there.
+    /// Lost on restart, so a new leader waits it again.
     pub(super) drained: Mutex<HashMap<String, HashMap<String, i64>>>,
 }
 
@@ -103,21 +104,15 @@ impl Context {
         }
     }
 
-    /// Fills in since when each drained pod of set `uid` has been seen
-    /// drained; pods no longer drained (or gone) are forgotten.
-    pub(super) fn note_drained(&self, uid: &str, facts: &mut [PodFacts], now: i64) {
+    /// Fills in how long each drained pod of set `uid` has been seen
+    /// drained, at `now_ms` (unix milliseconds); pods no longer drained (or
+    /// gone) are forgotten.
+    pub(super) fn note_drained(&self, uid: &str, facts: &mut [PodFacts], now_ms: i64) {
         let Ok(mut drained) = self.drained.lock() else {
             return;
         };
         let before = drained.remove(uid).unwrap_or_default();
-        let mut now_drained = HashMap::new();
-        for f in facts.iter_mut() {
-            if f.gate.open == Some(false) && f.still_registered().is_empty() {
-                let since = before.get(&f.name).copied().unwrap_or(now);
-                f.drained_since = Some(since);
-                now_drained.insert(f.name.clone(), since);
-            }
-        }
+        let now_drained = lifecycle::drained_clock(&before, facts, now_ms);
         if !now_drained.is_empty() {
             drained.insert(uid.to_string(), now_drained);
         }

@@ -70,7 +70,7 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::requeue(wait));
     }
     let (now, time) = now();
-    let found = dereference::dereference(&ctx, &set, now);
+    let found = dereference::dereference(&ctx, &set, &time);
     let valid = match validate::validate(&set, ctx.telemetry.health.changes_held_until()) {
         Ok(valid) => valid,
         Err(validate::Invalid(why)) => {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use super::context::{Context, template_labels};
@@ -30,9 +31,9 @@ pub struct Found {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Reads what the caches hold for `set` (they have listed once: the
+/// Reads what the caches hold for `set` at `now` (they have listed once: the
 /// controller waits for that before its first reconcile).
-pub fn dereference(ctx: &Context, set: &InPlaceSet, now: i64) -> Found {
+pub fn dereference(ctx: &Context, set: &InPlaceSet, now: &Time) -> Found {
     let namespace = set.namespace().unwrap_or_default();
     let uid = set.uid().unwrap_or_default();
     let mut owned: Vec<Arc<Pod>> = ctx.pods_by_set.owned(&ctx.pods, &namespace, &uid);
@@ -52,7 +53,7 @@ pub fn dereference(ctx: &Context, set: &InPlaceSet, now: i64) -> Found {
             f
         })
         .collect();
-    ctx.note_drained(&uid, &mut facts, now);
+    ctx.note_drained(&uid, &mut facts, now.0.as_millisecond());
     let labels = template_labels(set);
     let budgets = ctx
         .budgets

@@ -27,7 +27,8 @@
 //! annotation written by the spec patch itself. A restarted operator therefore
 //! resumes exactly where it was, and an in-place update costs three writes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
 use crate::api::names::gate_reason;
 
@@ -102,10 +103,12 @@ pub struct PodFacts {
     /// A Service selects the pod: its EndpointSlices list the pod by
     /// kubelet's `Ready`, so a drain waits for kubelet to turn it False.
     pub routed_by_service: bool,
-    /// Since when the operator has seen the pod drained (gate closed, every
-    /// component let go); kept in memory, so a restart waits the settle time
-    /// again, never less.
-    pub drained_since: Option<i64>,
+    /// How long the pod has been drained (gate closed, every declared
+    /// component let go, no Service listing it ready), in milliseconds, as
+    /// of this reconcile: from when the operator first saw it drained. Kept
+    /// in memory, so a restarted operator waits the settle time again, never
+    /// less.
+    pub drained_for_ms: Option<i64>,
 }
 
 impl PodFacts {
@@ -164,6 +167,21 @@ impl PodFacts {
                 .is_some_and(|since| since + min_ready_seconds <= now)
     }
 
+    /// Out of traffic for good: the gate closed, no declared component routes
+    /// to the pod, and no Service lists it ready (kubelet turned it not Ready).
+    /// The settle time runs from here.
+    pub fn drained(&self) -> bool {
+        self.gate.open == Some(false)
+            && self.still_registered().is_empty()
+            && !(self.ready && self.routed_by_service)
+    }
+
+    /// Milliseconds of the settle time still to wait (0 once it has passed);
+    /// a pod not seen drained yet has all of it ahead.
+    pub fn settle_left_ms(&self, timing: &Timing) -> i64 {
+        (timing.settle_seconds * 1000 - self.drained_for_ms.unwrap_or(0)).max(0)
+    }
+
     pub fn draining_for(&self, reason: &str) -> bool {
         self.gate.open == Some(false) && self.gate.reason == reason
     }
@@ -213,7 +231,8 @@ pub struct Timing {
     /// A drain taking longer stalls (the pod stays out of traffic, unchanged).
     pub drain_timeout_seconds: i64,
     /// How long a drained pod waits before it is changed, so that proxies and
-    /// load balancers that follow the EndpointSlices converge.
+    /// load balancers that follow the EndpointSlices converge: counted to the
+    /// millisecond (`PodFacts::drained_for_ms`), never shorter.
     pub settle_seconds: i64,
     /// No drained pod is changed before this (epoch seconds): the nodes'
     /// proxies are still catching up after the API server was out of reach
@@ -260,6 +279,41 @@ pub enum Decision {
     /// The drain exceeded the timeout with kubelet still reporting the pod
     /// Ready (its node is gone, say); the pod stays unchanged.
     UnreadyTimedOut,
+}
+
+/// The settle clock: for each drained pod, since when it has been drained
+/// (`since`, by name, unix milliseconds, from earlier reconciles; `now_ms`
+/// for a pod drained since the last one), and how long that is, filled into
+/// its facts. Returns the clock to keep: pods no longer drained leave it.
+pub fn drained_clock(
+    since: &HashMap<String, i64>,
+    facts: &mut [PodFacts],
+    now_ms: i64,
+) -> HashMap<String, i64> {
+    let mut kept = HashMap::new();
+    for f in facts.iter_mut().filter(|f| f.drained()) {
+        let at = since.get(&f.name).copied().unwrap_or(now_ms).min(now_ms);
+        f.drained_for_ms = Some(now_ms - at);
+        kept.insert(f.name.clone(), at);
+    }
+    kept
+}
+
+/// How soon the first settling pod has settled, to the millisecond (None:
+/// none settles). `decisions` are the pods' steps, in the same order.
+pub fn settle_wake(
+    facts: &[PodFacts],
+    decisions: &[Decision],
+    timing: &Timing,
+) -> Option<Duration> {
+    facts
+        .iter()
+        .zip(decisions)
+        .filter(|(_, d)| matches!(d, Decision::Wait(Waiting::Settling)))
+        .map(|(f, _)| f.settle_left_ms(timing))
+        .filter(|left| *left > 0)
+        .min()
+        .map(|left| Duration::from_millis(left.unsigned_abs()))
 }
 
 /// The next step for one pod. `target` is the revision `intent` moves it to.
@@ -310,22 +364,20 @@ fn drain(
     if pod.gate.open == Some(true) {
         return Decision::GateOff(reason);
     }
-    let still = pod.still_registered();
-    let listed_ready = pod.ready && pod.routed_by_service;
-    if !listed_ready && still.is_empty() {
+    if pod.drained() {
         if pod.components.is_empty() {
             return then;
         }
         let settled = timing.settle_seconds <= 0
-            || pod
-                .drained_since
-                .is_some_and(|since| now - since >= timing.settle_seconds);
+            || (pod.drained_for_ms.is_some() && pod.settle_left_ms(timing) == 0);
         return if settled && now >= timing.held_until {
             then
         } else {
             Decision::Wait(Waiting::Settling)
         };
     }
+    let still = pod.still_registered();
+    let listed_ready = pod.ready && pod.routed_by_service;
     let timeout = timing.drain_timeout_seconds;
     // A missing gate never counted as "in traffic", so its clock starts at creation.
     let since = if pod.gate.open.is_some() {

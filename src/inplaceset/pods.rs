@@ -71,7 +71,7 @@ pub fn facts(pod: &Pod) -> PodFacts {
             }),
         // The Services are not the pod's: the reconcile sets these two.
         routed_by_service: false,
-        drained_since: None,
+        drained_for_ms: None,
     }
 }
 

@@ -11,7 +11,7 @@ use kube::{Api, ResourceExt};
 use super::context::Context;
 use super::decide::Decided;
 use super::dereference::Found;
-use super::lifecycle::{Decision, PodFacts, Timing, Waiting};
+use super::lifecycle::{Decision, PodFacts, Timing, Waiting, settle_wake};
 use super::plan::SetSpec;
 use super::status::{self, Inputs, Observed, compute};
 use super::templates::Templates;
@@ -190,10 +190,7 @@ pub(super) fn next_wake(
             deadlines.push(since + spec.min_ready_seconds);
         }
         if let Decision::Wait(Waiting::Settling) = d {
-            let settled = f
-                .drained_since
-                .map_or(now, |since| since + timing.settle_seconds);
-            deadlines.push(settled.max(timing.held_until));
+            deadlines.push(timing.held_until);
         }
         if let Decision::Wait(_) = d {
             let since = f.gate.since.max(f.created);
@@ -205,6 +202,9 @@ pub(super) fn next_wake(
         Some(at) => Duration::from_secs(u64::try_from(at - now).unwrap_or(1)),
         None => Duration::from_secs(300),
     };
+    // The settle time ends to the millisecond: waking on the second after
+    // would add up to a second to every pod's update.
+    let wake = settle_wake(facts, decisions, timing).map_or(wake, |s| wake.min(s));
     // A set short of its pods looks again soon, whatever else it waits for:
     // a pod it counted while it left (a drain finishing under a scale from
     // zero and back) or a creation expected and never seen must not leave it

@@ -3,10 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use cafe_operator::api::CafeDeployment;
+use cafe_operator::api::names::UPGRADE_CONFIRMED_ANNOTATION;
+use cafe_operator::api::{CafeDeployment, Phase};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{DeleteParams, ListParams, Patch, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -160,7 +161,13 @@ pub(crate) fn set_image(image: &str) -> Patch<Value> {
 
 /// The JSON patch operation that sets the first container's image.
 pub(crate) fn image_op(image: &str) -> Value {
-    json!({"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image})
+    container_image_op(0, image)
+}
+
+/// The JSON patch operation that sets the image of container `index`.
+pub(crate) fn container_image_op(index: usize, image: &str) -> Value {
+    json!({"op": "replace", "path": format!("/spec/template/spec/containers/{index}/image"),
+           "value": image})
 }
 
 pub(crate) fn json_patch(ops: Vec<Value>) -> Patch<Value> {
@@ -202,6 +209,36 @@ pub(crate) async fn wait_cd(api: &Api<CafeDeployment>, name: &str, replicas: usi
     )
     .await;
     start.elapsed()
+}
+
+/// The CafeDeployment `name` waits for a confirmation (as of its latest generation).
+pub(crate) async fn awaiting_confirmation(api: &Api<CafeDeployment>, name: &str) -> bool {
+    let Ok(cd) = api.get(name).await else {
+        return false;
+    };
+    cd.status.is_some_and(|s| {
+        s.observed_generation == cd.metadata.generation
+            && s.release.is_some_and(|r| r.awaiting_confirmation.is_some())
+            && s.phase == Some(Phase::WaitingForConfirm)
+    })
+}
+
+/// Confirms the group the CafeDeployment `name` waits on, as
+/// `kubectl cafe confirm` does.
+pub(crate) async fn confirm(api: &Api<CafeDeployment>, name: &str) {
+    let patch = json!({"metadata": {"annotations": {UPGRADE_CONFIRMED_ANNOTATION: "true"}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("confirm");
+}
+
+/// Waits until the CafeDeployment `name` no longer waits for a confirmation.
+pub(crate) async fn confirmed(api: &Api<CafeDeployment>, name: &str) {
+    wait_until("the confirmation to be taken", 120, || async {
+        let cd = api.get(name).await.ok()?;
+        (cd.status?.phase != Some(Phase::WaitingForConfirm)).then_some(())
+    })
+    .await;
 }
 
 pub(crate) static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);

@@ -6,6 +6,9 @@
 
 // Shared with the e2e tests.
 #[allow(dead_code)]
+#[path = "../../../tests/e2e/support/load.rs"]
+pub mod load;
+#[allow(dead_code)]
 #[path = "../../../tests/e2e/support/lossless.rs"]
 pub mod lossless;
 #[allow(dead_code)]

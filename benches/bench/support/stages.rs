@@ -24,6 +24,19 @@ pub(crate) struct Stages {
     pub(crate) seen: HashMap<String, Vec<Option<Instant>>>,
 }
 
+impl Stages {
+    /// Pod `pod` (already seen by the pod watch) reached stage `stage` at
+    /// `at`, as another watch (EndpointSlices, events) saw it; the first
+    /// time counts.
+    pub(crate) fn mark(&mut self, pod: &str, stage: usize, at: Instant) {
+        if let Some(slot) = self.seen.get_mut(pod).and_then(|m| m.get_mut(stage))
+            && slot.is_none()
+        {
+            *slot = Some(at);
+        }
+    }
+}
+
 /// The stages of an in-place update. The Deployment's release is watched with
 /// them too, only so that both releases serve the same watchers.
 pub(crate) const RELEASE_STAGES: [&str; 6] = [
@@ -132,8 +145,24 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Per stage: how long pods took from the stage before (p50, p90, max), and
 /// when the first and the last pod reached it, from `start`.
 pub(crate) fn report_stages(report: &mut Report, title: &str, stages: &Stages, start: Instant) {
+    report_stages_at(report, title, stages, start, [0.5, 0.9]);
+}
+
+/// [`report_stages`] with other percentiles than p50 and p90.
+pub(crate) fn report_stages_at(
+    report: &mut Report,
+    title: &str,
+    stages: &Stages,
+    start: Instant,
+    at: [f64; 2],
+) {
+    let p = |q: f64| format!("p{:.0}", q * 100.0);
     report.line(format!("\n{title} (per pod, from a watch):\n"));
-    report.line("| stage | p50 | p90 | max | first pod at | last pod at |");
+    report.line(format!(
+        "| stage | {} | {} | max | first pod at | last pod at |",
+        p(at[0]),
+        p(at[1])
+    ));
     report.line("|---|---:|---:|---:|---:|---:|");
     let names = stages.names;
     let mut rows: Vec<(String, Vec<f64>, f64, f64)> =
@@ -159,8 +188,8 @@ pub(crate) fn report_stages(report: &mut Report, title: &str, stages: &Stages, s
         v.sort_by(f64::total_cmp);
         report.line(format!(
             "| {name} | {:.2} s | {:.2} s | {:.2} s | {:.1} s | {last:.1} s |",
-            percentile(&v, 0.5),
-            percentile(&v, 0.9),
+            percentile(&v, at[0]),
+            percentile(&v, at[1]),
             v.last().copied().unwrap_or(0.0),
             if v.is_empty() { 0.0 } else { first },
         ));

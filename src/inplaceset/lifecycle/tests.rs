@@ -213,12 +213,13 @@ fn a_drained_pod_waits_the_settle_time_before_it_changes() {
         Decision::Wait(Waiting::Settling),
         "not seen drained before: the clock starts now"
     );
-    p.drained_since = Some(NOW - 4);
+    p.drained_for_ms = Some(4_999);
     assert_eq!(
         step(&p, intent, &target(), &timing, NOW),
-        Decision::Wait(Waiting::Settling)
+        Decision::Wait(Waiting::Settling),
+        "a millisecond short of the settle time"
     );
-    p.drained_since = Some(NOW - 5);
+    p.drained_for_ms = Some(5_000);
     assert_eq!(
         step(&p, intent, &target(), &timing, NOW),
         Decision::PatchInPlace
@@ -226,10 +227,102 @@ fn a_drained_pod_waits_the_settle_time_before_it_changes() {
 }
 
 #[test]
+fn the_settle_clock_counts_milliseconds_from_the_first_reconcile_that_saw_the_pod_drained() {
+    let mut p = gate_off(serving(), gate_reason::DRAINING_FOR_UPDATE, NOW - 10);
+    p.registered.clear();
+    let mut q = p.clone();
+    q.name = "q".into();
+    let mut still_routed = serving();
+    still_routed.name = "r".into();
+    // Seen drained at 10_000.900 s: its clock starts there, to the millisecond
+    // (whole seconds started it at 10_000 and let a reconcile at 10_003.0
+    // change it after 2.1 s of a 3 s settle time).
+    let mut facts = vec![p.clone(), still_routed.clone()];
+    let clock = drained_clock(&HashMap::new(), &mut facts, 10_000_900);
+    assert_eq!(clock, HashMap::from([("p".to_string(), 10_000_900)]));
+    assert_eq!(facts[0].drained_for_ms, Some(0));
+    assert_eq!(facts[1].drained_for_ms, None, "still in traffic");
+    let timing = Timing {
+        drain_timeout_seconds: 300,
+        settle_seconds: 3,
+        held_until: 0,
+    };
+    let intent = Intent::Update(Toward::Update);
+    let mut facts = vec![p.clone(), q.clone()];
+    let clock = drained_clock(&clock, &mut facts, 10_003_000);
+    assert_eq!(facts[0].drained_for_ms, Some(2_100));
+    assert_eq!(facts[1].drained_for_ms, Some(0), "q's clock starts now");
+    assert_eq!(
+        step(&facts[0], intent, &target(), &timing, 10_003),
+        Decision::Wait(Waiting::Settling),
+        "2.1 s of 3 s"
+    );
+    let mut facts = vec![p.clone(), q.clone()];
+    let clock = drained_clock(&clock, &mut facts, 10_003_900);
+    assert_eq!(facts[0].drained_for_ms, Some(3_000));
+    assert_eq!(
+        step(&facts[0], intent, &target(), &timing, 10_003),
+        Decision::PatchInPlace
+    );
+    // Back in traffic: the pod leaves the clock; drained again, it starts over.
+    let mut facts = vec![serving(), q];
+    let clock = drained_clock(&clock, &mut facts, 10_004_000);
+    assert!(!clock.contains_key("p"));
+    let mut facts = vec![p];
+    drained_clock(&clock, &mut facts, 10_050_000);
+    assert_eq!(facts[0].drained_for_ms, Some(0));
+}
+
+#[test]
+fn the_settle_clock_does_not_start_while_a_service_lists_the_pod_ready() {
+    let mut p = gate_off(serving(), gate_reason::DRAINING_FOR_UPDATE, NOW - 1);
+    p.registered.clear();
+    p.ready = true;
+    p.routed_by_service = true;
+    let mut facts = vec![p.clone()];
+    assert!(drained_clock(&HashMap::new(), &mut facts, 1_000).is_empty());
+    assert_eq!(facts[0].drained_for_ms, None);
+    p.ready = false;
+    let mut facts = vec![p];
+    assert_eq!(drained_clock(&HashMap::new(), &mut facts, 1_000).len(), 1);
+}
+
+#[test]
+fn a_settling_pod_wakes_the_set_the_millisecond_its_settle_time_ends() {
+    let timing = Timing {
+        drain_timeout_seconds: 300,
+        settle_seconds: 3,
+        held_until: 0,
+    };
+    let mut p = gate_off(serving(), gate_reason::DRAINING_FOR_UPDATE, NOW - 1);
+    p.registered.clear();
+    let mut q = p.clone();
+    p.drained_for_ms = Some(1_250);
+    q.drained_for_ms = Some(2_700);
+    let settling = Decision::Wait(Waiting::Settling);
+    assert_eq!(p.settle_left_ms(&timing), 1_750);
+    assert_eq!(
+        settle_wake(
+            &[p.clone(), q.clone()],
+            &[settling.clone(), settling.clone()],
+            &timing
+        ),
+        Some(Duration::from_millis(300))
+    );
+    assert_eq!(
+        settle_wake(&[q.clone()], &[Decision::Steady], &timing),
+        None,
+        "only settling pods"
+    );
+    q.drained_for_ms = Some(3_000);
+    assert_eq!(settle_wake(&[q], &[settling], &timing), None, "settled");
+}
+
+#[test]
 fn after_an_api_server_outage_no_drained_pod_changes_until_the_nodes_caught_up() {
     let mut p = gate_off(serving(), gate_reason::DRAINING_FOR_UPDATE, NOW - 10);
     p.registered.clear();
-    p.drained_since = Some(NOW - 5);
+    p.drained_for_ms = Some(5_000);
     let intent = Intent::Update(Toward::Update);
     for settle_seconds in [0, 5] {
         let mut timing = Timing {

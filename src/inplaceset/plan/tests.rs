@@ -100,6 +100,28 @@ fn unavailable_old_pods_are_updated_first_even_with_the_budget_used_up() {
 }
 
 #[test]
+fn the_next_pod_starts_draining_while_an_earlier_one_restarts_when_the_budget_allows() {
+    // p00 is restarting on the new revision (gate open, not Ready yet): it
+    // is unavailable and uses one unit of the budget.
+    let mut pods: Vec<_> = (0..4).map(|i| pod(i, "old", true)).collect();
+    pods[0] = pod(0, "new", false);
+    pods[0].gate.open = Some(true);
+    let p = plan(&pods, &spec(4, 0, 2), &target(), NOW);
+    assert_eq!(
+        count(&p, Intent::Update(Toward::Update)),
+        1,
+        "the rest of the budget starts the next drain at once"
+    );
+    assert_eq!(p.intent("p01"), Intent::Update(Toward::Update));
+    let p = plan(&pods, &spec(4, 0, 1), &target(), NOW);
+    assert_eq!(
+        count(&p, Intent::Update(Toward::Update)),
+        0,
+        "a budget of one: the next waits until p00 is available"
+    );
+}
+
+#[test]
 fn scale_in_deletes_unready_then_old_then_newest() {
     let pods = vec![
         pod(0, "new", true),
