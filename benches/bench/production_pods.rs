@@ -544,27 +544,31 @@ async fn release_cd(
     cds: &Api<CafeDeployment>,
     pods: usize,
     patch: Patch<Value>,
-    pre_download: bool,
+    pre_download: PreDownload,
 ) -> (Duration, Duration) {
     let start = Instant::now();
+    let mut waited = Duration::ZERO;
+    if pre_download == PreDownload::Held {
+        // Held before any group opens: pause, the new image, its pulls,
+        // resume. The time held is the pulls' (reported as waited).
+        pause(cds, true).await;
+    }
     cds.patch(NAME, &PatchParams::default(), &patch)
         .await
         .expect("patch the CafeDeployment");
-    let mut waited = Duration::ZERO;
+    if pre_download == PreDownload::Held {
+        let t = Instant::now();
+        pre_downloaded(cds).await;
+        pause(cds, false).await;
+        waited += t.elapsed();
+    }
     let mut first = true;
     let deadline = start + Duration::from_secs(WAIT);
     loop {
         if awaiting_confirmation(cds, NAME).await {
             let t = Instant::now();
-            if pre_download && first {
-                wait_until("ImagesPreDownloaded", 600, || async {
-                    let s = cds.get(NAME).await.ok()?.status?;
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "ImagesPreDownloaded" && c.status == "True")
-                        .then_some(())
-                })
-                .await;
+            if pre_download == PreDownload::BetaWait && first {
+                pre_downloaded(cds).await;
             }
             first = false;
             confirm(cds, NAME).await;
@@ -585,13 +589,44 @@ async fn release_cd(
     (start.elapsed() - waited, waited)
 }
 
+/// How a side uses `spec.strategy.preDownload`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PreDownload {
+    Off,
+    /// The Beta group's confirmation waits until the image is on the nodes.
+    BetaWait,
+    /// The release is paused before any group opens until the image is on
+    /// the nodes, then resumed.
+    Held,
+}
+
+/// Waits until the CafeDeployment says the new image is on the nodes.
+async fn pre_downloaded(cds: &Api<CafeDeployment>) {
+    wait_until("ImagesPreDownloaded", 600, || async {
+        let s = cds.get(NAME).await.ok()?.status?;
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "ImagesPreDownloaded" && c.status == "True")
+            .then_some(())
+    })
+    .await;
+}
+
+/// Sets the CafeDeployment's pause switch.
+async fn pause(cds: &Api<CafeDeployment>, on: bool) {
+    let patch = json!({"spec": {"strategy": {"pause": on}}});
+    cds.patch(NAME, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("pause or resume the CafeDeployment");
+}
+
 /// The CafeDeployment of the example, released in place under load; with
 /// `strategy` added to its strategy (preDownload).
 async fn cafedeployment_side(
     args: &Args,
     ex: &Example,
     report: &mut Report,
-    strategy: Value,
+    (strategy, mode): (Value, PreDownload),
     name: &str,
 ) -> Side {
     registry(&["rate", "off"]);
@@ -600,7 +635,6 @@ async fn cafedeployment_side(
     let (mut op, _port) = operator(&ns.name);
     let cds: Api<CafeDeployment> = ns.api();
     let (pods, group) = (args.prod_pods, args.prod_group);
-    let pre_download = strategy.get("preDownload").is_some();
     ns.create::<CafeDeployment>(ex.cafedeployment(pods, group, strategy))
         .await;
     wait_until("the creation, confirmed group by group", WAIT, || async {
@@ -624,7 +658,7 @@ async fn cafedeployment_side(
     let running = load(args, target);
     let start = Instant::now();
     let patch = json_patch(vec![container_image_op(ex.app, &ex.to)]);
-    let (release, waited) = release_cd(&cds, pods, patch, pre_download).await;
+    let (release, waited) = release_cd(&cds, pods, patch, mode).await;
     let load = finish(running).await;
     registry(&["rate", "off"]);
     watches.iter().for_each(|w| w.abort());
@@ -681,7 +715,7 @@ pub(crate) async fn production_pods(args: &Args, report: &mut Report, client: &C
             args,
             &ex,
             report,
-            json!({}),
+            (json!({}), PreDownload::Off),
             "in place, image pulled at the restart",
         )
         .await,
@@ -689,7 +723,11 @@ pub(crate) async fn production_pods(args: &Args, report: &mut Report, client: &C
     let pre_download = if has_pre_download() {
         let strategy = json!({"preDownload": {"parallelism": 2}});
         let name = "in place, image pre-downloaded during the Beta wait";
-        sides.push(cafedeployment_side(args, &ex, report, strategy, name).await);
+        let mode = (strategy.clone(), PreDownload::BetaWait);
+        sides.push(cafedeployment_side(args, &ex, report, mode, name).await);
+        let name = "in place, image pre-downloaded while held before the first group";
+        let mode = (strategy, PreDownload::Held);
+        sides.push(cafedeployment_side(args, &ex, report, mode, name).await);
         None
     } else {
         Some("not available (the operator's CRD has no `spec.strategy.preDownload`)")
