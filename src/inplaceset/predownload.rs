@@ -108,6 +108,76 @@ pub fn wanted(input: &Input) -> BTreeMap<String, BTreeSet<String>> {
     wanted
 }
 
+/// What the pulls so far show, per node: pulled, failed (with why), or in
+/// flight (kept); and the pull pods to remove.
+#[derive(Default)]
+struct Tally {
+    pulled: BTreeSet<String>,
+    failed: BTreeMap<String, String>,
+    in_flight: BTreeSet<String>,
+    remove: Vec<String>,
+}
+
+impl Tally {
+    /// Starts from the status of this revision, if any.
+    fn from(previous: Option<&PreDownloadStatus>) -> Self {
+        let Some(s) = previous else {
+            return Self::default();
+        };
+        Self {
+            pulled: s.pulled.iter().cloned().collect(),
+            failed: s
+                .failed
+                .iter()
+                .map(|f| (f.node.clone(), f.message.clone()))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// One pull pod: a pull of another revision or for a node that no longer
+    /// needs it goes; a finished one is remembered and goes; a failing one
+    /// shows its failure and stays until the timeout.
+    fn read(&mut self, pull: &PullPod, current: bool, timeout: i64) {
+        let node = pull.node.clone();
+        let keep = match &pull.state {
+            _ if !current => false,
+            PullState::Pulled => {
+                self.failed.remove(&node);
+                self.pulled.insert(node.clone());
+                false
+            }
+            PullState::Failing(why) if pull.age <= timeout => {
+                self.failed.insert(node.clone(), why.clone());
+                true
+            }
+            PullState::Pulling if pull.age <= timeout => true,
+            PullState::Failing(why) => {
+                self.failed
+                    .insert(node.clone(), format!("{why} (gave up after {timeout}s)"));
+                false
+            }
+            PullState::Pulling => {
+                let why = format!("the pull did not finish within timeoutSeconds ({timeout}s)");
+                self.failed.insert(node.clone(), why);
+                false
+            }
+        };
+        if keep {
+            self.in_flight.insert(node);
+        } else {
+            self.remove.push(pull.name.clone());
+        }
+    }
+
+    /// Whether `node` still needs a pull started.
+    fn open(&self, node: &String) -> bool {
+        !self.pulled.contains(node)
+            && !self.failed.contains_key(node)
+            && !self.in_flight.contains(node)
+    }
+}
+
 /// The plan for one reconcile.
 pub fn plan(input: &Input) -> Plan {
     let mut plan = Plan::default();
@@ -117,74 +187,32 @@ pub fn plan(input: &Input) -> Plan {
     };
     let wanted = wanted(input);
     let previous = input.previous.filter(|s| s.revision == input.revision);
-    let mut pulled: BTreeSet<String> = previous
-        .map(|s| s.pulled.iter().cloned().collect())
-        .unwrap_or_default();
-    let mut failed: BTreeMap<String, String> = previous
-        .map(|s| {
-            s.failed
-                .iter()
-                .map(|f| (f.node.clone(), f.message.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut in_flight = BTreeSet::new();
+    let mut tally = Tally::from(previous);
     let timeout = i64::from(config.timeout_seconds);
     for pull in input.pulls {
         let current = pull.revision == input.revision && wanted.contains_key(&pull.node);
-        let keep = match &pull.state {
-            _ if !current => false,
-            PullState::Pulled => {
-                failed.remove(&pull.node);
-                pulled.insert(pull.node.clone());
-                false
-            }
-            PullState::Failing(why) if pull.age <= timeout => {
-                failed.insert(pull.node.clone(), why.clone());
-                true
-            }
-            PullState::Pulling if pull.age <= timeout => true,
-            PullState::Failing(why) => {
-                failed.insert(
-                    pull.node.clone(),
-                    format!("{why} (gave up after {timeout}s)"),
-                );
-                false
-            }
-            PullState::Pulling => {
-                failed.insert(
-                    pull.node.clone(),
-                    format!("the pull did not finish within timeoutSeconds ({timeout}s)"),
-                );
-                false
-            }
-        };
-        if keep {
-            in_flight.insert(pull.node.clone());
-        } else {
-            plan.remove.push(pull.name.clone());
-        }
+        tally.read(pull, current, timeout);
     }
+    plan.remove = std::mem::take(&mut tally.remove);
     let room = usize::try_from(config.parallelism)
         .unwrap_or(1)
         .max(1)
-        .saturating_sub(in_flight.len());
+        .saturating_sub(tally.in_flight.len());
     plan.start = wanted
         .iter()
-        .filter(|(node, _)| {
-            !pulled.contains(*node) && !failed.contains_key(*node) && !in_flight.contains(*node)
-        })
+        .filter(|(node, _)| tally.open(node))
         .take(room)
         .map(|(node, images)| (node.clone(), images.iter().cloned().collect()))
         .collect();
-    let pulling = in_flight.len() + plan.start.len();
+    let pulling = tally.in_flight.len() + plan.start.len();
     if wanted.is_empty() && previous.is_none() && pulling == 0 {
         return plan;
     }
     let before: BTreeSet<&String> = previous
         .map(|s| s.failed.iter().map(|f| &f.node).collect())
         .unwrap_or_default();
-    plan.newly_failed = failed
+    plan.newly_failed = tally
+        .failed
         .iter()
         .filter(|(node, _)| !before.contains(node))
         .map(|(node, message)| PullFailure {
@@ -192,25 +220,43 @@ pub fn plan(input: &Input) -> Plan {
             message: message.clone(),
         })
         .collect();
+    plan.status = Some(status(input.revision, (previous, &wanted), tally, pulling));
+    plan
+}
+
+/// The status after this round: the images and nodes of this revision so
+/// far, which have pulled, how many pull now, which failed.
+fn status(
+    revision: &str,
+    (previous, wanted): (
+        Option<&PreDownloadStatus>,
+        &BTreeMap<String, BTreeSet<String>>,
+    ),
+    tally: Tally,
+    pulling: usize,
+) -> PreDownloadStatus {
     let mut images: BTreeSet<String> = previous
         .map(|s| s.images.iter().cloned().collect())
         .unwrap_or_default();
     images.extend(wanted.values().flatten().cloned());
     let mut nodes: BTreeSet<&String> = wanted.keys().collect();
-    nodes.extend(&pulled);
-    nodes.extend(failed.keys());
-    plan.status = Some(PreDownloadStatus {
-        revision: input.revision.to_string(),
+    nodes.extend(&tally.pulled);
+    nodes.extend(tally.failed.keys());
+    PreDownloadStatus {
+        revision: revision.to_string(),
         images: images.into_iter().collect(),
         nodes: i32::try_from(nodes.len()).unwrap_or(i32::MAX),
-        pulled: pulled.into_iter().collect(),
+        pulled: tally.pulled.iter().cloned().collect(),
         pulling: i32::try_from(pulling).unwrap_or(i32::MAX),
-        failed: failed
-            .into_iter()
-            .map(|(node, message)| PullFailure { node, message })
+        failed: tally
+            .failed
+            .iter()
+            .map(|(node, message)| PullFailure {
+                node: node.clone(),
+                message: message.clone(),
+            })
             .collect(),
-    });
-    plan
+    }
 }
 
 /// Failure reasons kubelet reports on a container waiting for its images.
