@@ -12,8 +12,10 @@
 //!     per in-place-updated pod, by verb and resource;
 //! (d) `fleet` (`fleet.rs`): `--fleet` CafeDeployments of `--fleet-pods` pods:
 //!     operator memory once all are healthy, writes during a quiet period, and
-//!     the time to release all of them at once; `kubectl cafe console` on the
-//!     fleet: its memory, its CPU idle and during that release;
+//!     the time to release all of them at once, next to as many Deployments
+//!     of the same size and budget released at the same moment;
+//!     `kubectl cafe console` on the fleet: its memory, its CPU idle and
+//!     during that release;
 //! (e) `confirm-latency` (`confirm_latency.rs`): the reaction latency from a
 //!     confirmation to the first gate flip;
 //! (f) `real-containers` (`real_containers.rs`): real containers on the real

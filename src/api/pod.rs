@@ -29,6 +29,7 @@ pub struct Pod {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct PodSpec {
+    #[serde(deserialize_with = "shrunk")]
     pub containers: Vec<Container>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
@@ -50,7 +51,10 @@ pub struct PodStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub conditions: Option<Vec<PodCondition>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "shrunk_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_statuses: Option<Vec<ContainerStatus>>,
     #[serde(rename = "podIP", skip_serializing_if = "Option::is_none")]
     pub pod_ip: Option<String>,
@@ -94,11 +98,31 @@ const CONDITIONS_READ: [&str; 3] = ["Ready", "PodScheduled", crate::api::names::
 
 fn conditions_read<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<PodCondition>>, D::Error> {
     let conditions: Option<Vec<PodCondition>> = Option::deserialize(d)?;
-    Ok(conditions.map(|cs| {
-        cs.into_iter()
-            .filter(|c| CONDITIONS_READ.contains(&c.type_.as_str()))
-            .collect()
+    Ok(conditions.map(|mut cs| {
+        cs.retain(|c| CONDITIONS_READ.contains(&c.type_.as_str()));
+        // The list was read with room for kubelet's five or more (serde
+        // grows it as it reads): a cached pod keeps room for the three read.
+        cs.shrink_to_fit();
+        cs
     }))
+}
+
+/// A list as read, without the room serde leaves at its end (it grows a list
+/// as it reads: one element takes room for four); a cached pod keeps it.
+fn shrunk<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    let mut v = Vec::deserialize(d)?;
+    v.shrink_to_fit();
+    Ok(v)
+}
+
+fn shrunk_opt<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Vec<T>>, D::Error> {
+    let mut v: Option<Vec<T>> = Option::deserialize(d)?;
+    if let Some(v) = v.as_mut() {
+        v.shrink_to_fit();
+    }
+    Ok(v)
 }
 
 /// `ObjectMeta` as read: everything but `managedFields` and `selfLink`.
@@ -121,7 +145,14 @@ struct MetaRead {
 }
 
 fn meta_without_managed_fields<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
-    let m = MetaRead::deserialize(d)?;
+    let mut m = MetaRead::deserialize(d)?;
+    // As for `shrunk`: one owner reference would keep room for four.
+    if let Some(o) = m.owner_references.as_mut() {
+        o.shrink_to_fit();
+    }
+    if let Some(f) = m.finalizers.as_mut() {
+        f.shrink_to_fit();
+    }
     Ok(ObjectMeta {
         annotations: m.annotations,
         creation_timestamp: m.creation_timestamp,

@@ -137,12 +137,23 @@ pub(crate) fn cafedeployment(
 /// The Deployment `bench` of `replicas` pods of `template`, at most `group`
 /// unavailable and none surged: the budget a CafeDeployment's group has.
 pub(crate) fn deployment(replicas: usize, group: usize, template: Value) -> Value {
+    deployment_named("bench", replicas, group, template)
+}
+
+/// The Deployment `name` (its pods labelled `app: name` by `template`), as
+/// [`deployment`].
+pub(crate) fn deployment_named(
+    name: &str,
+    replicas: usize,
+    group: usize,
+    template: Value,
+) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "bench"},
+        "metadata": {"name": name},
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": {"app": "bench"}},
+            "selector": {"matchLabels": {"app": name}},
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxSurge": 0, "maxUnavailable": group}},
             "template": template,
