@@ -19,8 +19,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::support::demo::{
-    cafedeployment, confirm_until_healthy, demo_service, pods_by_cell, release_image, settle,
-    wait_all_on,
+    confirm_until_healthy, create_demo_with, pods_by_cell, release_image, settle, wait_all_on,
 };
 use crate::support::namespace::TestNs;
 use crate::support::operator::Operator;
@@ -50,17 +49,7 @@ pub(crate) async fn pull_pods(ns: &TestNs) -> Vec<Pod> {
 /// CAFE's example (10 pods, Beta, groups of 4, confirmed) with
 /// `preDownload` at `parallelism`, created and confirmed up.
 async fn create_demo_with_pre_download(ns: &TestNs, parallelism: i32) {
-    demo_service(ns).await;
-    ns.create::<CafeDeployment>(cafedeployment(
-        "demo",
-        "demo",
-        10,
-        &["cell-a", "cell-b"],
-        json!({"upgradeType": "Beta", "batchSize": 4, "needWaitingForConfirm": true,
-               "preDownload": {"parallelism": parallelism}}),
-        json!({"components": ["service"]}),
-    ))
-    .await;
+    create_demo_with(ns, json!({"preDownload": {"parallelism": parallelism}})).await;
     confirm_until_healthy(ns).await;
 }
 

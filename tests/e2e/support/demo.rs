@@ -126,13 +126,23 @@ pub(crate) async fn demo_service(ns: &TestNs) {
 /// with confirmation, behind the Service `demo`. The pods are then created
 /// group by group.
 pub(crate) async fn create_demo_paused_at_each_group(ns: &TestNs) {
+    create_demo_with(ns, json!({})).await;
+}
+
+/// `create_demo_paused_at_each_group` with `more` strategy fields.
+pub(crate) async fn create_demo_with(ns: &TestNs, more: serde_json::Value) {
+    let mut strategy =
+        json!({"upgradeType": "Beta", "batchSize": 4, "needWaitingForConfirm": true});
+    if let (Some(s), Some(more)) = (strategy.as_object_mut(), more.as_object()) {
+        s.extend(more.clone());
+    }
     demo_service(ns).await;
     ns.create::<CafeDeployment>(cafedeployment(
         "demo",
         "demo",
         10,
         &["cell-a", "cell-b"],
-        json!({"upgradeType": "Beta", "batchSize": 4, "needWaitingForConfirm": true}),
+        strategy,
         json!({"components": ["service"]}),
     ))
     .await;
