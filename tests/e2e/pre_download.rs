@@ -172,11 +172,10 @@ async fn during_the_beta_wait_the_next_groups_nodes_get_the_image_one_at_a_time_
         most, 1,
         "parallelism 1: one node pulls at a time in each cell"
     );
-    assert!(
-        seen >= wanted.len(),
-        "a pull pod for each of the {} nodes, saw {seen}",
-        wanted.len()
-    );
+    // On simulated nodes a pull pod runs at once and is gone within about
+    // 0.1 s: a 50 ms sample may miss some. The sets' status below names
+    // every node that pulled.
+    assert!(seen >= 1, "no pull pod seen");
     // Each set pulled onto exactly the nodes of its pods not yet updated.
     let mut pulled = BTreeSet::new();
     for set in ns
