@@ -37,6 +37,22 @@ pub(crate) async fn pre_download_condition(
         .map(|c| (c.status, c.reason, c.message))
 }
 
+/// Waits up to `seconds` for `ImagesPreDownloaded=True`; its reason and message.
+pub(crate) async fn wait_pre_downloaded(
+    ns: &TestNs,
+    cds: &Api<CafeDeployment>,
+    seconds: u64,
+) -> (String, String) {
+    let (_, reason, message) = ns
+        .wait("ImagesPreDownloaded=True", seconds, || async {
+            pre_download_condition(cds)
+                .await
+                .filter(|(status, _, _)| status == "True")
+        })
+        .await;
+    (reason, message)
+}
+
 /// The pull pods in the namespace.
 pub(crate) async fn pull_pods(ns: &TestNs) -> Vec<Pod> {
     ns.api::<Pod>()
@@ -148,14 +164,8 @@ async fn during_the_beta_wait_the_next_groups_nodes_get_the_image_one_at_a_time_
     assert_eq!(waiting.len(), 8, "the Beta group is one pod per cell");
     let wanted: BTreeSet<String> = waiting.values().map(|(_, node)| node.clone()).collect();
 
-    let (status, reason, message) = ns
-        .wait("ImagesPreDownloaded=True", 90, || async {
-            pre_download_condition(&cds)
-                .await
-                .filter(|(status, _, _)| status == "True")
-        })
-        .await;
-    println!("ImagesPreDownloaded={status} {reason}: {message}");
+    let (reason, message) = wait_pre_downloaded(&ns, &cds, 90).await;
+    println!("ImagesPreDownloaded=True {reason}: {message}");
     assert_eq!(reason, "Pulled");
     assert!(message.contains("nginx:1.26"), "{message}");
     assert!(
@@ -224,12 +234,7 @@ async fn turning_pre_download_off_mid_release_removes_its_pulls_and_its_conditio
     create_demo_with_pre_download(&ns, 4).await;
     release_image(&cds, "nginx:1.26").await;
     settle(&ns, Phase::WaitingForConfirm, 1).await;
-    ns.wait("ImagesPreDownloaded=True", 90, || async {
-        pre_download_condition(&cds)
-            .await
-            .filter(|(status, _, _)| status == "True")
-    })
-    .await;
+    wait_pre_downloaded(&ns, &cds, 90).await;
     let patch = json!({"spec": {"strategy": {"preDownload": null}}});
     cds.patch(
         "demo",

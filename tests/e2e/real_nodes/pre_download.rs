@@ -17,7 +17,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::pre_download::{pre_download_condition, pull_pods};
+use crate::pre_download::{pre_download_condition, pull_pods, wait_pre_downloaded};
 use crate::real_nodes::wait_for_confirmation;
 use crate::support::demo::{confirm_until_healthy, phase, pods_by_cell, release_image};
 use crate::support::load::Load;
@@ -97,17 +97,7 @@ async fn the_batch_groups_restart_without_a_pull_and_a_missing_image_shows_befor
     wait_for_confirmation(&ns, "the Beta group").await;
     let later = pods_on(&ns, &shop("v1")).await;
     assert_eq!(later.len(), 4, "the Beta group is one pod per cell");
-    let (_, _, message) = ns
-        .wait(
-            "ImagesPreDownloaded=True during the Beta wait",
-            300,
-            || async {
-                pre_download_condition(&cds)
-                    .await
-                    .filter(|(status, _, _)| status == "True")
-            },
-        )
-        .await;
+    let (_, message) = wait_pre_downloaded(&ns, &cds, 300).await;
     println!("during the Beta wait: {message}");
     ns.wait("the pull pods to be gone", 60, || async {
         pull_pods(&ns).await.is_empty().then_some(())
