@@ -103,9 +103,13 @@ impl<K: Eq + Hash + Clone> Refusals<K> {
     }
 }
 
-/// A refusal, not a failure to get an answer: the API server said no.
+/// A refusal, not a failure to get an answer: the API server said no to
+/// this write. A conflict (409) is a race, and Too Many Requests (429) is the
+/// API server shedding load (its priority and fairness): both are retried
+/// with the reconcile's backoff, never held off as a refused template.
 pub fn is_refusal(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(s) if s.code >= 400 && s.code < 500 && s.code != 409)
+    matches!(error, kube::Error::Api(s)
+        if s.code >= 400 && s.code < 500 && s.code != 409 && s.code != 429)
 }
 
 /// The API server refuses it because the namespace is being deleted.
@@ -156,6 +160,12 @@ mod tests {
             &error(403, Some("NamespaceTerminating")),
         );
         assert!(r.terminating && r.wait() > Duration::from_secs(50));
-        assert!(is_refusal(&error(403, None)) && !is_refusal(&error(409, None)));
+    }
+
+    #[test]
+    fn a_conflict_or_shed_load_is_not_a_refusal() {
+        assert!(is_refusal(&error(403, None)) && is_refusal(&error(422, None)));
+        assert!(!is_refusal(&error(409, None)) && !is_refusal(&error(429, None)));
+        assert!(!is_refusal(&error(500, None)));
     }
 }
