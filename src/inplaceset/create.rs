@@ -12,7 +12,7 @@ use kube::{Api, ResourceExt};
 use tracing::warn;
 
 use super::MANAGER;
-use super::apply::{WRITE_CONCURRENCY, open_gate};
+use super::apply::open_gate;
 use super::context::Context;
 use super::lifecycle::Toward;
 use super::pods;
@@ -26,6 +26,12 @@ use crate::runtime::writes::refusals::{Refusal, is_refusal};
 /// At most this many pods are created per reconcile; the next reconcile
 /// creates more, so one huge set never holds a worker or ignores a shutdown.
 const CREATIONS_PER_RECONCILE: usize = 256;
+/// The slow start's largest batch of creations at once (each a POST and its
+/// gate's opening). Once a template's pods are created fast, the scheduler
+/// sets the pace, as for a ReplicaSet (whose batches double without a cap);
+/// the API server sheds what it cannot take with 429, which is retried, not
+/// held off as a refusal.
+const CREATION_BURST: usize = 64;
 
 /// Creates what the plan asks for (less what is still on its way), on the
 /// update revision first, then the stable one, and opens each new pod's
@@ -56,7 +62,7 @@ async fn create_pods(
     while !rest.is_empty() && first_error.is_none() {
         let (chunk, later) = rest.split_at(size.min(rest.len()));
         rest = later;
-        size = (size * 2).min(WRITE_CONCURRENCY);
+        size = (size * 2).min(CREATION_BURST);
         for (name, revision, result) in create_batch(ctx, api, set, templates, chunk, time).await {
             match result {
                 Ok(()) => names.entry(revision).or_default().push(name),
