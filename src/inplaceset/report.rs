@@ -128,10 +128,27 @@ fn urgent(previous: &InPlaceSetStatus, status: &InPlaceSetStatus, spec: &SetSpec
         || previous.selector != status.selector
         || previous.unschedulable_since.is_some() != status.unschedulable_since.is_some()
         // The CafeDeployment's one budget counts a cell's unavailable pods
-        // beyond its share at once.
-        || beyond_share(previous, spec) != beyond_share(status, spec)
+        // beyond its share at once when there are more of them; fewer can
+        // wait for the counters (the budget then counts too many for a
+        // moment, never too few), so a creation's pods getting ready one by
+        // one are not a write each.
+        || beyond_share(status, spec) > beyond_share(previous, spec)
         || conditions_moved(&previous.conditions, &status.conditions)
         || pre_download_moved(previous, status)
+        || first_paced_pod_available(previous, status, spec)
+}
+
+/// A paced creation's first pod is available: the CafeDeployment, which
+/// stops pacing a cell once one of its pods gets ready, sees it without the
+/// counters' delay (one write per set and creation).
+fn first_paced_pod_available(
+    previous: &InPlaceSetStatus,
+    status: &InPlaceSetStatus,
+    spec: &SetSpec,
+) -> bool {
+    spec.pace_creation
+        && previous.updated_available_replicas == 0
+        && status.updated_available_replicas > 0
 }
 
 /// The pre-download reached a node's end (pulled, or failed) or a new
@@ -219,3 +236,48 @@ pub(super) fn next_wake(
 
 /// How soon a set with fewer live pods than replicas looks again.
 const SHORT_OF_PODS_LOOK: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(replicas: i32, available: i32) -> InPlaceSetStatus {
+        InPlaceSetStatus {
+            replicas,
+            available_replicas: available,
+            updated_available_replicas: available,
+            ..InPlaceSetStatus::default()
+        }
+    }
+
+    /// Counters moving mid-way wait, but the CafeDeployment hears at once of
+    /// a paced creation's first available pod and of more pods beyond the
+    /// set's share of the budget; fewer beyond it can wait.
+    #[test]
+    fn only_what_the_cafedeployment_waits_for_is_written_at_once() {
+        let spec = SetSpec {
+            replicas: 10,
+            partition: 0,
+            max_unavailable: 2,
+            paused: false,
+            pace_creation: false,
+            recreate: false,
+            min_ready_seconds: 0,
+            disruptions_allowed: None,
+        };
+        let paced = SetSpec {
+            pace_creation: true,
+            ..spec.clone()
+        };
+        // 2 of 4 created pods available: counters only.
+        assert!(!urgent(&status(4, 1), &status(4, 2), &spec));
+        // A paced creation's first available pod.
+        assert!(urgent(&status(2, 0), &status(2, 1), &paced));
+        assert!(!urgent(&status(2, 1), &status(3, 1), &paced));
+        // 5 unavailable (3 beyond the share) after 4: at once; back to 4: later.
+        assert!(urgent(&status(8, 4), &status(8, 3), &spec));
+        assert!(!urgent(&status(8, 3), &status(8, 4), &spec));
+        // Every pod there and available: a resting point.
+        assert!(urgent(&status(10, 9), &status(10, 10), &spec));
+    }
+}

@@ -60,13 +60,13 @@ pub struct Target {
 }
 
 /// The cells of the spec (`sizes`, in `values` order) and the removed ones.
-/// `proven`: a group of the creation is available, so the template's pods
-/// get ready and the rest need no pacing (see [`pace_creation`]).
+/// `proof`: how far the creation's template has shown its pods get ready
+/// (see [`creation_proof`]).
 pub fn targets(
     record: &Record,
     plan: &Plan,
     opened: usize,
-    proven: bool,
+    proof: Proof,
     cells: &[(String, usize)],
     active: &[Option<Observed>],
     removed: &[Observed],
@@ -80,16 +80,19 @@ pub fn targets(
     let mut out: Vec<Target> = cells
         .iter()
         .zip(&allowed)
-        .map(|((name, size), allowed)| {
+        .enumerate()
+        .map(|(i, ((name, size), allowed))| {
             let stable = record.stable_slots(name, *size);
             let replicas = stable + (*allowed).min(size - stable);
+            let ready = active.get(i).and_then(Option::as_ref);
             Target {
                 name: name.clone(),
                 replicas,
                 partition: replicas - (*allowed).min(replicas),
                 max_unavailable: 0,
                 retiring: false,
-                pace_creation: record.stable.is_none() && !proven,
+                pace_creation: record.stable.is_none()
+                    && proof.paces(ready.map_or(0, |o| o.updated_available)),
             }
         })
         .collect();
@@ -158,13 +161,42 @@ fn count_every_unavailable_pod(out: &mut [Target], observed: &[Option<&Observed>
     }
 }
 
-/// Whether a creation may stop pacing its new pods: once a group is
-/// available, the template's pods are known to get ready, and the rest is
-/// created at once, as a Deployment does (the scheduler paces it then). A
-/// template whose pods never get ready still creates one group's worth, and a
-/// paused creation creates nothing more.
-pub fn creation_proven(completed_groups: usize, paused: bool) -> bool {
-    completed_groups > 0 && !paused
+/// How far a creation's template has shown that its pods get ready, which
+/// decides where its new pods stop being paced by the budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proof {
+    /// Paused: every cell stays paced (nothing more beyond the budget).
+    Held,
+    /// No group available yet: a cell stops pacing once one of its own pods
+    /// is available, so its scheduler never waits for a whole group; a cell
+    /// whose pods never get ready creates its share of one group, no more.
+    ByCell,
+    /// A group is available: no cell is paced.
+    Group,
+}
+
+impl Proof {
+    /// Whether a cell with `ready` available pods of the creation is paced.
+    fn paces(self, ready: usize) -> bool {
+        match self {
+            Proof::Held => true,
+            Proof::ByCell => ready == 0,
+            Proof::Group => false,
+        }
+    }
+}
+
+/// How far a creation has proven its template: once a group is available,
+/// everywhere, and the rest is created at once, as a Deployment does (the
+/// scheduler paces it then); before that, cell by cell. A template whose
+/// pods never get ready still creates one group's worth, and a paused
+/// creation creates nothing more.
+pub fn creation_proof(completed_groups: usize, paused: bool) -> Proof {
+    match (paused, completed_groups > 0) {
+        (true, _) => Proof::Held,
+        (false, false) => Proof::ByCell,
+        (false, true) => Proof::Group,
+    }
 }
 
 /// Surge first: shrinking cells keep their pods until the rest of the

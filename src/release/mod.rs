@@ -123,17 +123,18 @@ pub fn decide(input: &Input) -> Decision {
         record = record.complete();
     }
     // Whether the template has shown its pods get ready: a group's worth
-    // available, counted in every set whose status describes this template,
+    // available (before that, cell by cell, one of the cell's pods),
+    // counted in every set whose status describes this template,
     // lagging or not. Read from up-to-date sets only, it would turn false
     // again at each write it causes to the sets (their status lags every
     // spec write), and the sets were rewritten back and forth until their
     // statuses happened to catch up (400 writes in a creation of 1,000 pods).
-    let proven = cells::creation_proven(plan.covered_by(&updated), input.paused);
+    let proof = cells::creation_proof(plan.covered_by(&updated), input.paused);
     let targets = cells::targets(
         &record,
         &plan,
         progress.opened,
-        proven,
+        proof,
         input.cells,
         input.active,
         input.removed,

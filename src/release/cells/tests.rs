@@ -32,7 +32,15 @@ fn stable(r: &str) -> Record {
 fn a_release_moves_only_the_opened_groups_per_cell() {
     let plan = Plan::new(&[5, 5], true, 4);
     let obs = vec![Some(serving("c0", 5, 0)), Some(serving("c1", 5, 0))];
-    let t = targets(&stable("r1"), &plan, 1, false, &cells(&[5, 5]), &obs, &[]);
+    let t = targets(
+        &stable("r1"),
+        &plan,
+        1,
+        Proof::ByCell,
+        &cells(&[5, 5]),
+        &obs,
+        &[],
+    );
     assert_eq!(
         t.iter()
             .map(|t| (t.replicas, t.partition, t.max_unavailable))
@@ -58,7 +66,7 @@ fn surplus_pods_get_budget_to_be_drained() {
         &record,
         &plan,
         plan.groups(),
-        false,
+        Proof::ByCell,
         &cells(&[8, 8]),
         &obs,
         &[],
@@ -79,7 +87,7 @@ fn the_budget_split_changes_only_when_a_cell_starts_or_finishes() {
             &stable("r1"),
             &plan,
             groups,
-            false,
+            Proof::ByCell,
             &cells(&[20, 20]),
             &obs,
             &[],
@@ -99,7 +107,15 @@ fn scaling_out_mid_release_adds_stable_pods_only() {
     // 10 -> 20 while the Beta group (1+1) waits.
     let plan = Plan::new(&[10, 10], true, 4);
     let obs = vec![Some(serving("c0", 5, 1)), Some(serving("c1", 5, 1))];
-    let t = targets(&stable("r1"), &plan, 1, false, &cells(&[10, 10]), &obs, &[]);
+    let t = targets(
+        &stable("r1"),
+        &plan,
+        1,
+        Proof::ByCell,
+        &cells(&[10, 10]),
+        &obs,
+        &[],
+    );
     assert!(t.iter().all(|t| t.replicas == 10 && t.partition == 9));
 }
 
@@ -114,7 +130,7 @@ fn a_first_creation_creates_only_what_the_groups_opened() {
         &record,
         &plan,
         2,
-        false,
+        Proof::ByCell,
         &cells(&[5, 5]),
         &[None, None],
         &[],
@@ -131,12 +147,12 @@ fn a_creation_is_paced_until_a_group_is_available_and_while_paused() {
     let plan = Plan::new(&[5, 5], false, 4);
     let all = plan.groups();
     for (completed, paused, paced) in [(0, false, true), (1, false, false), (1, true, true)] {
-        let proven = creation_proven(completed, paused);
+        let proof = creation_proof(completed, paused);
         let t = targets(
             &record,
             &plan,
             all,
-            proven,
+            proof,
             &cells(&[5, 5]),
             &[None, None],
             &[],
@@ -151,12 +167,51 @@ fn a_creation_is_paced_until_a_group_is_available_and_while_paused() {
         &stable("r1"),
         &plan,
         all,
-        false,
+        Proof::ByCell,
         &cells(&[5, 5]),
         &[None, None],
         &[],
     );
     assert!(t.iter().all(|t| !t.pace_creation));
+}
+
+/// Before a group is available, a cell stops pacing once one of its own pods
+/// is: the cell whose pods do not get ready stays within its budget, paused
+/// or not, and a paused creation paces every cell.
+#[test]
+fn a_cell_stops_pacing_its_creation_once_one_of_its_pods_is_available() {
+    let record = Record {
+        revision: Some("r1".into()),
+        ..Record::default()
+    };
+    let plan = Plan::new(&[5, 5], false, 4);
+    let seen = |updated_available| Observed {
+        name: String::new(),
+        given: Some(5),
+        live: 2,
+        available: updated_available,
+        updated_available,
+        stable_available: 0,
+        held: None,
+    };
+    let active = [Some(seen(1)), Some(seen(0))];
+    let paced = |proof| {
+        targets(
+            &record,
+            &plan,
+            plan.groups(),
+            proof,
+            &cells(&[5, 5]),
+            &active,
+            &[],
+        )
+        .iter()
+        .map(|t| t.pace_creation)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(paced(creation_proof(0, false)), [false, true]);
+    assert_eq!(paced(creation_proof(0, true)), [true, true]);
+    assert_eq!(paced(creation_proof(1, false)), [false, false]);
 }
 
 #[test]
@@ -172,7 +227,7 @@ fn an_interrupted_creation_creates_the_rest_with_the_new_release() {
         &record,
         &plan,
         1,
-        false,
+        Proof::ByCell,
         &cells(&[5, 5]),
         &[None, None],
         &[],
@@ -183,7 +238,7 @@ fn an_interrupted_creation_creates_the_rest_with_the_new_release() {
         &record,
         &plan,
         2,
-        false,
+        Proof::ByCell,
         &cells(&[5, 5]),
         &[None, None],
         &[],
@@ -213,7 +268,7 @@ fn moved(old: &Observed, available: usize) -> Vec<Target> {
         &record,
         &plan,
         1,
-        false,
+        Proof::ByCell,
         &cells(&[4]),
         &[Some(new)],
         std::slice::from_ref(old),
@@ -261,10 +316,18 @@ fn unhealthy_pods_beyond_a_cells_share_shrink_the_others_shares() {
     };
     let split = |a: Observed| {
         let obs = vec![Some(a), Some(serving("c1", 6, 0))];
-        targets(&stable("r1"), &plan, 3, false, &cells(&[6, 6]), &obs, &[])
-            .iter()
-            .map(|t| t.max_unavailable)
-            .collect::<Vec<_>>()
+        targets(
+            &stable("r1"),
+            &plan,
+            3,
+            Proof::ByCell,
+            &cells(&[6, 6]),
+            &obs,
+            &[],
+        )
+        .iter()
+        .map(|t| t.max_unavailable)
+        .collect::<Vec<_>>()
     };
     assert_eq!(split(sick(0)), [2, 2]);
     assert_eq!(split(sick(2)), [2, 2], "within cell-a's own share");
@@ -279,7 +342,15 @@ fn unhealthy_pods_beyond_a_cells_share_shrink_the_others_shares() {
     let mut done_sick = serving("c0", 6, 6);
     done_sick.available = 3;
     let obs = vec![Some(done_sick), Some(serving("c1", 6, 0))];
-    let t = targets(&stable("r1"), &plan, 3, false, &cells(&[6, 6]), &obs, &[]);
+    let t = targets(
+        &stable("r1"),
+        &plan,
+        3,
+        Proof::ByCell,
+        &cells(&[6, 6]),
+        &obs,
+        &[],
+    );
     assert_eq!((t[0].max_unavailable, t[1].max_unavailable), (0, 1));
 }
 
@@ -287,7 +358,15 @@ fn unhealthy_pods_beyond_a_cells_share_shrink_the_others_shares() {
 fn two_pods_never_leave_traffic_together() {
     let plan = Plan::new(&[1, 1], true, 4);
     let obs = vec![Some(serving("c0", 1, 0)), Some(serving("c1", 1, 0))];
-    let t = targets(&stable("r1"), &plan, 1, false, &cells(&[1, 1]), &obs, &[]);
+    let t = targets(
+        &stable("r1"),
+        &plan,
+        1,
+        Proof::ByCell,
+        &cells(&[1, 1]),
+        &obs,
+        &[],
+    );
     assert_eq!(
         t.iter().map(|t| t.max_unavailable).sum::<usize>(),
         1,
