@@ -98,6 +98,7 @@ async fn operate(args: RunArgs) -> Result<(), String> {
         Duration::from_secs(args.another_writer_stand_down_seconds),
     );
     let stop = Stop::on_signal();
+    spawn_until(&stop, crate::runtime::memory::trim_periodically());
     let mut leadership = match lead(&args, &client, &telemetry, &stop).await? {
         Lead::Stopped => return Ok(()),
         Lead::Alone => None,

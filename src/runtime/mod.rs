@@ -4,6 +4,7 @@ pub mod cache;
 pub mod client;
 pub mod health;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod prometheus;
 pub mod serve;
