@@ -168,8 +168,9 @@ pub enum Proof {
     /// Paused: every cell stays paced (nothing more beyond the budget).
     Held,
     /// No group available yet: a cell stops pacing once one of its own pods
-    /// is available, so its scheduler never waits for a whole group; a cell
-    /// whose pods never get ready creates its share of one group, no more.
+    /// is available, so the scheduler never waits for a whole group; a cell
+    /// whose pods never get ready creates one group's worth at most (its share
+    /// of the budget, all of it once the other cells have no work left).
     ByCell,
     /// A group is available: no cell is paced.
     Group,

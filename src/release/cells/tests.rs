@@ -185,16 +185,7 @@ fn a_cell_stops_pacing_its_creation_once_one_of_its_pods_is_available() {
         ..Record::default()
     };
     let plan = Plan::new(&[5, 5], false, 4);
-    let seen = |updated_available| Observed {
-        name: String::new(),
-        given: Some(5),
-        live: 2,
-        available: updated_available,
-        updated_available,
-        stable_available: 0,
-        held: None,
-    };
-    let active = [Some(seen(1)), Some(seen(0))];
+    let active = [Some(serving("c0", 5, 1)), Some(serving("c1", 5, 0))];
     let paced = |proof| {
         targets(
             &record,
