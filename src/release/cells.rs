@@ -84,7 +84,7 @@ pub fn targets(
         .map(|(i, ((name, size), allowed))| {
             let stable = record.stable_slots(name, *size);
             let replicas = stable + (*allowed).min(size - stable);
-            let ready = active.get(i).and_then(Option::as_ref);
+            let seen = active.get(i).and_then(Option::as_ref);
             Target {
                 name: name.clone(),
                 replicas,
@@ -92,7 +92,7 @@ pub fn targets(
                 max_unavailable: 0,
                 retiring: false,
                 pace_creation: record.stable.is_none()
-                    && proof.paces(ready.map_or(0, |o| o.updated_available)),
+                    && proof.paces(seen.map_or(0, |o| o.updated_available)),
             }
         })
         .collect();
