@@ -311,22 +311,40 @@ async fn an_unconfirmed_creation_of_a_broken_template_creates_one_group_of_pods(
     );
 }
 
+/// Creates `demo`, 12 pods over `cells` in groups of 2 without confirmation,
+/// counting every version of every pod from before the creation: (created,
+/// ready).
+async fn create_unconfirmed_counting(
+    ns: &TestNs,
+    cells: &[&str],
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let counting = count_pods(ns, pod_ready).await;
+    ns.create::<CafeDeployment>(cafedeployment(
+        "demo",
+        "demo",
+        12,
+        cells,
+        json!({"upgradeType": "Batch", "batchSize": 2, "needWaitingForConfirm": false}),
+        json!({"components": []}),
+    ))
+    .await;
+    counting
+}
+
+/// The most pods created and not ready at once.
+fn most_starting(counts: &[(usize, usize)]) -> usize {
+    counts.iter().map(|(c, r)| c - r).max().unwrap_or(0)
+}
+
 #[tokio::test]
 #[ignore = "needs the local control plane: make test"]
 async fn an_unconfirmed_creation_paces_one_group_then_creates_the_rest_at_once() {
     let ns = TestNs::new("cd-create-proven").await;
     let _op = Operator::start(&ns.name);
-    // Every version of every pod, from before the creation: (created, ready).
-    let (counts, watch) = count_pods(&ns, pod_ready).await;
-    ns.create::<CafeDeployment>(cafedeployment(
-        "demo",
-        "demo",
-        12,
-        &["cell-a", "cell-b"],
-        json!({"upgradeType": "Batch", "batchSize": 2, "needWaitingForConfirm": false}),
-        json!({"components": []}),
-    ))
-    .await;
+    let (counts, watch) = create_unconfirmed_counting(&ns, &["cell-a", "cell-b"]).await;
     let cds: Api<CafeDeployment> = ns.api();
     ns.wait("12 pods available", 120, || async {
         let s = cds.get("demo").await.ok()?.status?;
@@ -344,7 +362,7 @@ async fn an_unconfirmed_creation_paces_one_group_then_creates_the_rest_at_once()
         );
     }
     // Then the rest at once, not a group's worth at a time.
-    let most_starting = counts.iter().map(|(c, r)| c - r).max().unwrap_or(0);
+    let most_starting = most_starting(&counts);
     assert!(
         most_starting > 2,
         "after the first group, more than a group's worth of pods started at once \
@@ -360,16 +378,7 @@ async fn an_unconfirmed_creation_paces_one_group_then_creates_the_rest_at_once()
 async fn an_unconfirmed_creation_paces_only_the_cell_whose_pods_never_get_ready() {
     let ns = TestNs::new("cd-create-cells").await;
     let _op = Operator::start(&ns.name);
-    let (counts, watch) = count_pods(&ns, pod_ready).await;
-    ns.create::<CafeDeployment>(cafedeployment(
-        "demo",
-        "demo",
-        12,
-        &["cell-a", "cell-nowhere"],
-        json!({"upgradeType": "Batch", "batchSize": 2, "needWaitingForConfirm": false}),
-        json!({"components": []}),
-    ))
-    .await;
+    let (counts, watch) = create_unconfirmed_counting(&ns, &["cell-a", "cell-nowhere"]).await;
     let pods: Api<Pod> = ns.api();
     let in_cell = |cell: &'static str| {
         let pods = pods.clone();
@@ -402,8 +411,7 @@ async fn an_unconfirmed_creation_paces_only_the_cell_whose_pods_never_get_ready(
     // Cell-a was not held to its share of the budget (1) by the other cell:
     // once its first pod was ready, its other pods started together.
     watch.abort();
-    let counts = counts.lock().expect("counts").clone();
-    let most_starting = counts.iter().map(|(c, r)| c - r).max().unwrap_or(0);
+    let most_starting = most_starting(&counts.lock().expect("counts"));
     assert!(
         most_starting > 3,
         "at most {most_starting} pods not ready at once: cell-a stayed paced"
