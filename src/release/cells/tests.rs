@@ -20,6 +20,25 @@ fn serving(name: &str, n: usize, updated: usize) -> Observed {
     }
 }
 
+/// The targets of a release over the stable revision r1, no cell removed (a
+/// release is never a paced creation: the proof plays no part).
+fn in_release(
+    plan: &Plan,
+    opened: usize,
+    sizes: &[usize],
+    active: &[Option<Observed>],
+) -> Vec<Target> {
+    targets(
+        &stable("r1"),
+        plan,
+        opened,
+        Proof::ByCell,
+        &cells(sizes),
+        active,
+        &[],
+    )
+}
+
 fn stable(r: &str) -> Record {
     Record {
         stable: Some(r.into()),
@@ -32,15 +51,7 @@ fn stable(r: &str) -> Record {
 fn a_release_moves_only_the_opened_groups_per_cell() {
     let plan = Plan::new(&[5, 5], true, 4);
     let obs = vec![Some(serving("c0", 5, 0)), Some(serving("c1", 5, 0))];
-    let t = targets(
-        &stable("r1"),
-        &plan,
-        1,
-        Proof::ByCell,
-        &cells(&[5, 5]),
-        &obs,
-        &[],
-    );
+    let t = in_release(&plan, 1, &[5, 5], &obs);
     assert_eq!(
         t.iter()
             .map(|t| (t.replicas, t.partition, t.max_unavailable))
@@ -83,18 +94,10 @@ fn the_budget_split_changes_only_when_a_cell_starts_or_finishes() {
     let groups = plan.groups();
     let split = |a: usize, b: usize| {
         let obs = vec![Some(serving("c0", 20, a)), Some(serving("c1", 20, b))];
-        targets(
-            &stable("r1"),
-            &plan,
-            groups,
-            Proof::ByCell,
-            &cells(&[20, 20]),
-            &obs,
-            &[],
-        )
-        .iter()
-        .map(|t| t.max_unavailable)
-        .collect::<Vec<_>>()
+        in_release(&plan, groups, &[20, 20], &obs)
+            .iter()
+            .map(|t| t.max_unavailable)
+            .collect::<Vec<_>>()
     };
     assert_eq!(split(0, 0), [5, 5]);
     assert_eq!(split(7, 3), [5, 5]);
@@ -107,15 +110,7 @@ fn scaling_out_mid_release_adds_stable_pods_only() {
     // 10 -> 20 while the Beta group (1+1) waits.
     let plan = Plan::new(&[10, 10], true, 4);
     let obs = vec![Some(serving("c0", 5, 1)), Some(serving("c1", 5, 1))];
-    let t = targets(
-        &stable("r1"),
-        &plan,
-        1,
-        Proof::ByCell,
-        &cells(&[10, 10]),
-        &obs,
-        &[],
-    );
+    let t = in_release(&plan, 1, &[10, 10], &obs);
     assert!(t.iter().all(|t| t.replicas == 10 && t.partition == 9));
 }
 
@@ -163,15 +158,7 @@ fn a_creation_is_paced_until_a_group_is_available_and_while_paused() {
         );
     }
     // A release (a stable revision) is never a paced creation.
-    let t = targets(
-        &stable("r1"),
-        &plan,
-        all,
-        Proof::ByCell,
-        &cells(&[5, 5]),
-        &[None, None],
-        &[],
-    );
+    let t = in_release(&plan, all, &[5, 5], &[None, None]);
     assert!(t.iter().all(|t| !t.pace_creation));
 }
 
@@ -307,18 +294,10 @@ fn unhealthy_pods_beyond_a_cells_share_shrink_the_others_shares() {
     };
     let split = |a: Observed| {
         let obs = vec![Some(a), Some(serving("c1", 6, 0))];
-        targets(
-            &stable("r1"),
-            &plan,
-            3,
-            Proof::ByCell,
-            &cells(&[6, 6]),
-            &obs,
-            &[],
-        )
-        .iter()
-        .map(|t| t.max_unavailable)
-        .collect::<Vec<_>>()
+        in_release(&plan, 3, &[6, 6], &obs)
+            .iter()
+            .map(|t| t.max_unavailable)
+            .collect::<Vec<_>>()
     };
     assert_eq!(split(sick(0)), [2, 2]);
     assert_eq!(split(sick(2)), [2, 2], "within cell-a's own share");
@@ -333,15 +312,7 @@ fn unhealthy_pods_beyond_a_cells_share_shrink_the_others_shares() {
     let mut done_sick = serving("c0", 6, 6);
     done_sick.available = 3;
     let obs = vec![Some(done_sick), Some(serving("c1", 6, 0))];
-    let t = targets(
-        &stable("r1"),
-        &plan,
-        3,
-        Proof::ByCell,
-        &cells(&[6, 6]),
-        &obs,
-        &[],
-    );
+    let t = in_release(&plan, 3, &[6, 6], &obs);
     assert_eq!((t[0].max_unavailable, t[1].max_unavailable), (0, 1));
 }
 
@@ -349,15 +320,7 @@ fn unhealthy_pods_beyond_a_cells_share_shrink_the_others_shares() {
 fn two_pods_never_leave_traffic_together() {
     let plan = Plan::new(&[1, 1], true, 4);
     let obs = vec![Some(serving("c0", 1, 0)), Some(serving("c1", 1, 0))];
-    let t = targets(
-        &stable("r1"),
-        &plan,
-        1,
-        Proof::ByCell,
-        &cells(&[1, 1]),
-        &obs,
-        &[],
-    );
+    let t = in_release(&plan, 1, &[1, 1], &obs);
     assert_eq!(
         t.iter().map(|t| t.max_unavailable).sum::<usize>(),
         1,
