@@ -23,7 +23,7 @@ pub async fn trim_periodically() {
 
 /// Returns the allocator's free pages to the system (glibc only; other
 /// allocators give theirs back on their own).
-pub fn trim() {
+fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes the allocator's own locks and frees only
     // pages no allocation uses.
