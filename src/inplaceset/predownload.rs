@@ -9,8 +9,10 @@
 //! secrets, so the container running means the images are on the node. No
 //! privilege and no access to the node's container runtime is needed, and a
 //! pull fails the way a pod's pull fails (`ErrImagePull`, with kubelet's
-//! message). The pod is deleted as soon as its container runs; the status
-//! remembers the node as pulled for this revision.
+//! message). Once its container runs, the status records the node as pulled
+//! for this revision, and the pod is deleted when the stored status shows it.
+//! A set's pull pods take turns in `parallelism` named slots, so the API
+//! server itself refuses one more pull at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -75,13 +77,18 @@ pub struct Plan {
     pub remove: Vec<String>,
     /// Nodes whose pull failed in this round (for an event).
     pub newly_failed: Vec<PullFailure>,
+    /// Finished pulls whose pods wait for the status to record them.
+    pub unrecorded: usize,
 }
 
 impl Plan {
-    /// Pulls are under way: look again soon (their pods' changes wake the
-    /// set too; this bounds a timeout's wait).
+    /// Pulls are under way, or finished ones wait to be recorded: look again
+    /// soon (their pods' changes and the set's own status wake the set too;
+    /// this bounds a timeout's wait).
     pub fn busy(&self) -> bool {
-        self.status.as_ref().is_some_and(|s| s.pulling > 0) || !self.start.is_empty()
+        self.status.as_ref().is_some_and(|s| s.pulling > 0)
+            || !self.start.is_empty()
+            || self.unrecorded > 0
     }
 }
 
@@ -113,8 +120,13 @@ pub fn wanted(input: &Input) -> BTreeMap<String, BTreeSet<String>> {
 #[derive(Default)]
 struct Tally {
     pulled: BTreeSet<String>,
+    /// The nodes the stored status records as pulled.
+    recorded: BTreeSet<String>,
     failed: BTreeMap<String, String>,
     in_flight: BTreeSet<String>,
+    /// Finished pulls kept until the status records them: their pod is the
+    /// only evidence, and it still holds its slot.
+    unrecorded: usize,
     remove: Vec<String>,
 }
 
@@ -126,6 +138,7 @@ impl Tally {
         };
         Self {
             pulled: s.pulled.iter().cloned().collect(),
+            recorded: s.pulled.iter().cloned().collect(),
             failed: s
                 .failed
                 .iter()
@@ -136,8 +149,10 @@ impl Tally {
     }
 
     /// One pull pod: a pull of another revision or for a node that no longer
-    /// needs it goes; a finished one is remembered and goes; a failing one
-    /// shows its failure and stays until the timeout.
+    /// needs it goes; a finished one is remembered, and goes once the stored
+    /// status records it (removed earlier, a round on a cache that shows
+    /// neither would pull the node again); a failing one shows its failure
+    /// and stays until the timeout.
     fn read(&mut self, pull: &PullPod, current: bool, timeout: i64) {
         let node = pull.node.clone();
         let keep = match &pull.state {
@@ -145,6 +160,10 @@ impl Tally {
             PullState::Pulled => {
                 self.failed.remove(&node);
                 self.pulled.insert(node.clone());
+                if !self.recorded.contains(&node) {
+                    self.unrecorded += 1;
+                    return;
+                }
                 false
             }
             PullState::Failing(why) if pull.age <= timeout => {
@@ -194,10 +213,11 @@ pub fn plan(input: &Input) -> Plan {
         tally.read(pull, current, timeout);
     }
     plan.remove = std::mem::take(&mut tally.remove);
+    plan.unrecorded = tally.unrecorded;
     let room = usize::try_from(config.parallelism)
         .unwrap_or(1)
         .max(1)
-        .saturating_sub(tally.in_flight.len());
+        .saturating_sub(tally.in_flight.len() + tally.unrecorded);
     plan.start = wanted
         .iter()
         .filter(|(node, _)| tally.open(node))
@@ -336,19 +356,33 @@ pub fn template_images(template: &PodTemplateSpec) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The name of the pull pod of `set` on `node` for `revision`: the same in
-/// every reconcile, so a pull is never started twice.
-pub fn pull_name(set: &str, node: &str, revision: &str) -> String {
-    let hash = super::revision::fnv1a(format!("{node}/{revision}").as_bytes());
-    let suffix = format!("-pull-{:08x}", hash & 0xffff_ffff);
+/// The name of the pull pod in slot `slot` of `set`. A set has one slot per
+/// node that may pull at once (`parallelism`), so the API server refuses a
+/// pull started into a slot still taken (409): a reconcile on a cache that
+/// does not show a pull yet, or a new leader while the old one's creation was
+/// in flight, cannot run more pulls at once than the parallelism.
+pub fn pull_name(set: &str, slot: usize) -> String {
+    let suffix = format!("-pull-{slot}");
     let room = 63 - suffix.len();
     let prefix: String = set.chars().take(room).collect();
     format!("{}{suffix}", prefix.trim_end_matches(['-', '.']))
 }
 
+/// The names of the slots of `set` that no pull pod in `taken` holds, up to
+/// `parallelism` slots.
+pub fn free_slots(set: &str, parallelism: i32, taken: &BTreeSet<&str>) -> Vec<String> {
+    let slots = usize::try_from(parallelism).unwrap_or(1).max(1);
+    (0..slots)
+        .map(|slot| pull_name(set, slot))
+        .filter(|name| !taken.contains(name.as_str()))
+        .collect()
+}
+
 /// Where a pull pod runs and what it pulls.
 pub struct PullSpec<'a> {
     pub set: &'a crate::api::InPlaceSet,
+    /// Its name: a free slot's (`free_slots`).
+    pub name: &'a str,
     pub node: &'a str,
     pub revision: &'a str,
     pub images: &'a [String],
@@ -379,7 +413,7 @@ pub fn pull_pod(pull: &PullSpec) -> serde_json::Value {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": pull_name(&pull.set.name_any(), pull.node, pull.revision),
+            "name": pull.name,
             "namespace": pull.set.namespace(),
             "labels": {PULL_LABEL: pull.set.uid()},
             "annotations": {PULL_REVISION_ANNOTATION: pull.revision},

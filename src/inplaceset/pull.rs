@@ -2,10 +2,11 @@
 //! cache, starts and removes them as `predownload::plan` says, and tells of a
 //! failed pull with a Warning event. Returns the status to report.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod as FullPod;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::warn;
@@ -29,15 +30,15 @@ pub(super) async fn pre_download(
 ) -> (Option<PreDownloadStatus>, bool) {
     let namespace = set.namespace().unwrap_or_default();
     let uid = set.uid().unwrap_or_default();
-    let pulls: Vec<PullPod> = ctx
+    let cached: Vec<Arc<FullPod>> = ctx
         .pulls
         .state()
-        .iter()
+        .into_iter()
         .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
         .filter(|p| p.labels().get(PULL_LABEL) == Some(&uid))
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| pull_pod(p, now))
         .collect();
+    let pulls: Vec<PullPod> = cached.iter().map(|p| pull_pod(p, now)).collect();
     if set.spec.pre_download.is_none() && pulls.is_empty() {
         return (None, false);
     }
@@ -53,15 +54,37 @@ pub(super) async fn pre_download(
     });
     let api: Api<FullPod> = Api::namespaced(ctx.client.clone(), &namespace);
     for name in &plan.remove {
-        match api.delete(name, &DeleteParams::default()).await {
+        // A slot's name is used again by the next pull: delete the pod the
+        // cache shows, not a newer one in its slot (409 then).
+        let only = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: cached
+                    .iter()
+                    .find(|p| p.name_any() == *name)
+                    .and_then(|p| p.uid()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(name, &only).await {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
             Err(e) => warn!(set = %set.name_any(), pod = %name, error = %e, "removing a pull pod"),
         }
     }
-    for (node, images) in &plan.start {
+    // The slots of the pulls kept; those removed above are gone (a pull pod
+    // has no grace period), or the creation into their slot is refused.
+    let taken: BTreeSet<&str> = pulls
+        .iter()
+        .map(|p| p.name.as_str())
+        .filter(|name| !plan.remove.iter().any(|r| r == name))
+        .collect();
+    let parallelism = set.spec.pre_download.as_ref().map_or(1, |c| c.parallelism);
+    let slots = predownload::free_slots(&set.name_any(), parallelism, &taken);
+    for ((node, images), name) in plan.start.iter().zip(&slots) {
         let spec = PullSpec {
             set,
+            name,
             node,
             revision,
             images,
@@ -76,6 +99,8 @@ pub(super) async fn pre_download(
         };
         match api.create(&PostParams::default(), &pod).await {
             Ok(_) => {}
+            // The slot is taken by a pull the cache does not show yet: the
+            // next round sees it.
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => {
                 let note = format!(

@@ -20,7 +20,7 @@ fn pod(node: &str, revision: &str, app: &str) -> SetPod {
 
 fn pull(node: &str, age: i64, state: PullState) -> PullPod {
     PullPod {
-        name: pull_name("shop-cell-a", node, NEW),
+        name: format!("shop-cell-a-pull-{node}"),
         node: node.to_string(),
         revision: NEW.to_string(),
         age,
@@ -93,15 +93,40 @@ fn a_pulled_node_is_remembered_and_its_pod_removed() {
         pull("n2", 5, PullState::Pulling),
     ];
     let plan = run(Some(&config(4)), &pods, &pulls, None);
-    assert_eq!(plan.remove, vec![pulls[0].name.clone()]);
+    assert!(
+        plan.remove.is_empty(),
+        "the finished pull's pod is the only record until the status is written"
+    );
     assert!(plan.start.is_empty());
+    assert!(plan.busy());
     let status = plan.status.unwrap();
     assert_eq!(status.pulled, vec!["n1".to_string()]);
     assert_eq!((status.nodes, status.pulling), (2, 1));
+    // The status records n1: its pod goes.
+    let recorded = run(Some(&config(4)), &pods, &pulls, Some(&status));
+    assert_eq!(recorded.remove, vec![pulls[0].name.clone()]);
+    assert_eq!(recorded.unrecorded, 0);
     // Next round: n1 is not pulled again.
     let again = run(Some(&config(4)), &pods, &pulls[1..], Some(&status));
     assert!(again.start.is_empty());
     assert_eq!(again.status.unwrap().pulled, vec!["n1".to_string()]);
+}
+
+#[test]
+fn a_finished_pull_holds_its_slot_until_the_status_records_it() {
+    let pods = [pod("n1", "old", "app:1"), pod("n2", "old", "app:1")];
+    let done = [pull("n1", 5, PullState::Pulled)];
+    let plan = run(Some(&config(1)), &pods, &done, None);
+    assert!(plan.start.is_empty(), "n2 waits: n1's pod holds the slot");
+    assert_eq!(plan.unrecorded, 1);
+    let status = plan.status.unwrap();
+    assert_eq!(status.pulling, 0);
+    let next = run(Some(&config(1)), &pods, &done, Some(&status));
+    assert_eq!(next.remove, vec![done[0].name.clone()]);
+    assert_eq!(
+        next.start,
+        vec![("n2".to_string(), vec!["app:2".to_string()])]
+    );
 }
 
 #[test]
@@ -250,11 +275,31 @@ fn kubelet_states_read_as_pulling_pulled_or_failing() {
 }
 
 #[test]
-fn pull_names_are_stable_short_and_distinct_per_node_and_revision() {
+fn pull_names_are_one_per_slot_and_short() {
     let long = "x".repeat(80);
-    let name = pull_name(&long, "n1", NEW);
+    let name = pull_name(&long, 3);
     assert!(name.len() <= 63, "{name}");
-    assert_eq!(name, pull_name(&long, "n1", NEW));
-    assert_ne!(name, pull_name(&long, "n2", NEW));
-    assert_ne!(name, pull_name(&long, "n1", "rev-other"));
+    assert!(name.ends_with("-pull-3"), "{name}");
+    assert_eq!(pull_name("shop-cell-a", 0), "shop-cell-a-pull-0");
+}
+
+#[test]
+fn a_pull_starts_only_into_a_slot_no_pull_pod_holds() {
+    let taken = BTreeSet::from(["shop-pull-1"]);
+    assert_eq!(
+        free_slots("shop", 3, &taken),
+        vec!["shop-pull-0".to_string(), "shop-pull-2".to_string()]
+    );
+    // A stale cache plans a second pull while one runs: with parallelism 1
+    // its only name is the running pull's, which the API server refuses.
+    assert_eq!(
+        free_slots("shop", 1, &BTreeSet::new()),
+        vec!["shop-pull-0".to_string()]
+    );
+    // Parallelism lowered under running pulls: only the slots below it.
+    let both = BTreeSet::from(["shop-pull-0", "shop-pull-3"]);
+    assert_eq!(
+        free_slots("shop", 2, &both),
+        vec!["shop-pull-1".to_string()]
+    );
 }
