@@ -69,8 +69,23 @@ pub(super) struct Context {
     pub(super) probes: Mutex<HashMap<ObjectRef<CafeDeployment>, (Instant, bool)>>,
 }
 
-/// How long a probe of the sign-off policies is trusted.
+/// How long a probe that found the sign-off policies in force is trusted.
 const PROBE_EVERY: Duration = Duration::from_secs(60);
+/// How long one that found them not in force is trusted before a step is
+/// recorded: they may have just been installed, or be half loaded (the API
+/// server loads each policy and binding on its own), and a step recorded
+/// meanwhile reads "unverified" for good.
+const REPROBE_UNVERIFIED: Duration = Duration::from_secs(5);
+
+/// Whether a probe's answer (`verified`), `age` old, is to be asked again
+/// before a step is recorded.
+fn probe_stale(verified: bool, age: Duration) -> bool {
+    age >= if verified {
+        PROBE_EVERY
+    } else {
+        REPROBE_UNVERIFIED
+    }
+}
 
 pub(super) fn rv_number(rv: Option<String>) -> Option<u64> {
     rv.and_then(|v| v.parse().ok())
@@ -155,11 +170,11 @@ impl Context {
     }
 
     /// Whether the sign-off policies were in force for `cd` when last
-    /// probed, and whether that answer is older than `PROBE_EVERY`.
+    /// probed, and whether that answer is stale (`probe_stale`).
     pub(super) fn verified_on_record(&self, cd: &CafeDeployment) -> Option<(bool, bool)> {
         let probes = self.probes.lock().ok()?;
         let (at, verified) = probes.get(&ObjectRef::from_obj(cd))?;
-        Some((*verified, at.elapsed() >= PROBE_EVERY))
+        Some((*verified, probe_stale(*verified, at.elapsed())))
     }
 
     /// The last answer, or a probe now when there is none (or it is stale
@@ -380,5 +395,22 @@ pub(super) fn event_type(warning: bool) -> EventType {
         EventType::Warning
     } else {
         EventType::Normal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_found_missing_are_asked_again_sooner_than_policies_in_force() {
+        let s = Duration::from_secs;
+        assert!(!probe_stale(true, s(30)), "in force: trusted a minute");
+        assert!(probe_stale(true, s(60)));
+        assert!(!probe_stale(false, s(1)));
+        assert!(
+            probe_stale(false, s(5)),
+            "not in force: asked again before a step is recorded"
+        );
     }
 }
