@@ -15,15 +15,79 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use serde::{Deserialize, Deserializer, Serialize};
 
+mod pairs;
+
+pub use pairs::{Lookup, Pairs};
+
+/// A pod. Its labels and annotations are not in `metadata` (there they are
+/// always `None`) but held compactly beside it: `labels()` and
+/// `annotations()` read them (they shadow `ResourceExt`'s, which would find
+/// nothing).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(from = "Wire", into = "Wire")]
 pub struct Pod {
-    #[serde(deserialize_with = "meta_without_managed_fields")]
     pub metadata: ObjectMeta,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Pairs,
+    annotations: Pairs,
     pub spec: Option<PodSpec>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<PodStatus>,
+}
+
+impl Pod {
+    /// A pod of `metadata` (its labels and annotations moved out of it),
+    /// `spec` and `status`.
+    pub fn new(mut metadata: ObjectMeta, spec: Option<PodSpec>, status: Option<PodStatus>) -> Self {
+        let labels = metadata.labels.take().unwrap_or_default().into();
+        let mut annotations = metadata.annotations.take().unwrap_or_default();
+        // kubectl's copy of the whole object: never read.
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        Self {
+            metadata,
+            labels,
+            annotations: annotations.into(),
+            spec,
+            status,
+        }
+    }
+
+    pub fn labels(&self) -> &Pairs {
+        &self.labels
+    }
+
+    pub fn annotations(&self) -> &Pairs {
+        &self.annotations
+    }
+}
+
+/// A pod as the API server sends it (and as it is shown again).
+#[derive(Default, Deserialize, Serialize)]
+#[serde(default)]
+struct Wire {
+    #[serde(deserialize_with = "meta_without_managed_fields")]
+    metadata: ObjectMeta,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spec: Option<PodSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<PodStatus>,
+}
+
+impl From<Wire> for Pod {
+    fn from(w: Wire) -> Self {
+        Self::new(w.metadata, w.spec, w.status)
+    }
+}
+
+impl From<Pod> for Wire {
+    fn from(p: Pod) -> Self {
+        let mut metadata = p.metadata;
+        metadata.labels = (!p.labels.is_empty()).then(|| p.labels.to_map());
+        metadata.annotations = (!p.annotations.is_empty()).then(|| p.annotations.to_map());
+        Self {
+            metadata,
+            spec: p.spec,
+            status: p.status,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -237,9 +301,11 @@ mod tests {
     fn a_pod_keeps_what_the_operator_reads_and_drops_the_rest() {
         let p: Pod = serde_json::from_value(full_pod()).expect("pod");
         assert_eq!(p.metadata.name.as_deref(), Some("p"));
+        assert_eq!(p.labels().get("app"), Some("web"));
+        assert!(p.metadata.labels.is_none() && p.metadata.annotations.is_none());
         assert_eq!(
-            p.metadata.labels.as_ref().map(|l| l["app"].as_str()),
-            Some("web")
+            p.annotations().get("cafe.sofastack.io/in-place-update"),
+            Some("{}")
         );
         assert!(p.metadata.managed_fields.is_none() && p.metadata.self_link.is_none());
         assert_eq!(
@@ -289,7 +355,25 @@ mod tests {
         let mut meta = theirs.metadata.clone();
         meta.managed_fields = None;
         meta.self_link = None;
+        assert_eq!(
+            ours.labels().to_map(),
+            meta.labels.take().unwrap_or_default()
+        );
+        assert_eq!(
+            ours.annotations().to_map(),
+            meta.annotations.take().unwrap_or_default()
+        );
         assert_eq!(ours.metadata, meta);
+        // Shown again (the console), it is the pod it was read from.
+        let shown = serde_json::to_value(&ours).expect("shown");
+        assert_eq!(
+            shown["metadata"]["labels"],
+            full_pod()["metadata"]["labels"]
+        );
+        assert_eq!(
+            shown["metadata"]["annotations"],
+            full_pod()["metadata"]["annotations"]
+        );
         let (ts, os) = (theirs.status.expect("status"), ours.status.expect("status"));
         assert_eq!(os.pod_ip, ts.pod_ip);
         assert_eq!(os.phase, ts.phase);

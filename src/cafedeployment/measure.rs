@@ -61,7 +61,7 @@ pub(super) fn group_facts(
             .pods_by_set
             .owned(&ctx.pods, &ns, &set.uid().unwrap_or_default())
         {
-            if pod.labels().get(REVISION_LABEL) != Some(&set_revision)
+            if pod.labels().get(REVISION_LABEL) != Some(set_revision.as_str())
                 || pod.metadata.deletion_timestamp.is_some()
             {
                 continue;
@@ -74,7 +74,7 @@ pub(super) fn group_facts(
             if released {
                 pods.push(pod.name_any());
                 if let Some(cell) = pod.labels().get(CELL_LABEL) {
-                    cells.insert(cell.clone());
+                    cells.insert(cell.to_string());
                 }
             }
         }

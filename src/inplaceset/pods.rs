@@ -32,8 +32,8 @@ pub fn facts(pod: &Pod) -> PodFacts {
             .creation_timestamp
             .as_ref()
             .map_or(0, |t| t.0.as_second()),
-        revision: pod.labels().get(REVISION_LABEL).cloned(),
-        shape: annotations.get(SHAPE_ANNOTATION).cloned(),
+        revision: pod.labels().get(REVISION_LABEL).map(str::to_string),
+        shape: annotations.get(SHAPE_ANNOTATION).map(str::to_string),
         terminating: meta.deletion_timestamp.is_some(),
         scheduled: pod.spec.as_ref().is_some_and(|s| s.node_name.is_some()),
         gate: gate::read(pod),
@@ -438,14 +438,10 @@ mod tests {
         assert_eq!(patch["metadata"]["labels"]["app"], "web");
         assert_eq!(patch["metadata"]["annotations"]["note"], Value::Null);
         // Keys recorded on the pod: only those are removed, others' are kept.
-        let mut pod = running_pod();
-        pod.metadata
-            .annotations
-            .get_or_insert_with(BTreeMap::new)
-            .insert(
-                TEMPLATE_KEYS_ANNOTATION.to_string(),
-                r#"{"labels":["app","canary"]}"#.to_string(),
-            );
+        let mut wire = serde_json::to_value(running_pod()).expect("pod");
+        wire["metadata"]["annotations"][TEMPLATE_KEYS_ANNOTATION] =
+            json!(r#"{"labels":["app","canary"]}"#);
+        let pod: Pod = serde_json::from_value(wire).expect("pod");
         let patch = in_place_patch(&pod, &set().spec.template, Some(&previous), "r1");
         assert_eq!(patch["metadata"]["labels"]["canary"], Value::Null);
         assert!(

@@ -330,10 +330,9 @@ pub fn set_pod(pod: &Pod) -> SetPod {
     SetPod {
         node: spec.and_then(|s| s.node_name.clone()),
         revision: pod
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(crate::api::names::REVISION_LABEL).cloned()),
+            .labels()
+            .get(crate::api::names::REVISION_LABEL)
+            .map(str::to_string),
         terminating: pod.metadata.deletion_timestamp.is_some(),
         images: spec
             .map(|s| {

@@ -403,8 +403,10 @@ mod tests {
     use crate::api::pod::{PodCondition, PodStatus};
 
     fn pod_with_gate(reason: Option<&str>) -> Pod {
-        Pod {
-            status: Some(PodStatus {
+        Pod::new(
+            Default::default(),
+            None,
+            Some(PodStatus {
                 conditions: reason.map(|r| {
                     vec![PodCondition {
                         type_: TRAFFIC_GATE.to_string(),
@@ -415,8 +417,7 @@ mod tests {
                 }),
                 ..PodStatus::default()
             }),
-            ..Pod::default()
-        }
+        )
     }
 
     #[test]

@@ -120,13 +120,13 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
 async fn drainable(ctx: &Context, pod: &Pod, namespace: &str) -> Vec<Option<EndpointState>> {
     let uid = pod.uid().unwrap_or_default();
     let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
-    let labels = pod.labels().clone();
+    let labels = pod.labels();
     let selecting: Vec<Arc<Service>> = ctx
         .services
         .state()
         .into_iter()
         .filter(|s| s.namespace().as_deref() == Some(namespace))
-        .filter(|s| service::selects(s, &labels))
+        .filter(|s| service::selects(s, labels))
         .collect();
     let states = ctx
         .index

@@ -6,8 +6,6 @@ pub mod component;
 pub mod gate;
 pub mod service;
 
-use kube::ResourceExt;
-
 use crate::api::names::TRAFFIC_COMPONENTS_ANNOTATION;
 use crate::api::pod::Pod;
 

@@ -14,9 +14,11 @@
 //! - a Service deleted during a drain takes its slices with it, so it stops
 //!   holding the pod.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use k8s_openapi::api::core::v1::Service;
+
+use crate::api::pod::Lookup;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// One pod's endpoint as one Service's EndpointSlices show it.
@@ -68,11 +70,14 @@ pub fn decide(pod: &PodView, states: &[Option<EndpointState>]) -> Action {
 
 /// Does the Service's selector select these labels? A Service without a
 /// selector selects nothing (its endpoints are managed by hand).
-pub fn selects(service: &Service, labels: &BTreeMap<String, String>) -> bool {
+pub fn selects(service: &Service, labels: &impl Lookup) -> bool {
     let Some(selector) = service.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
         return false;
     };
-    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+    !selector.is_empty()
+        && selector
+            .iter()
+            .all(|(k, v)| labels.lookup(k) == Some(v.as_str()))
 }
 
 pub fn publishes_not_ready(service: &Service) -> bool {
@@ -356,7 +361,7 @@ mod tests {
     fn selectors_select_by_labels_and_no_selector_selects_nothing() {
         let svc: Service =
             serde_json::from_value(json!({"spec": {"selector": {"app": "web"}}})).expect("svc");
-        let labels: BTreeMap<String, String> = [
+        let labels: std::collections::BTreeMap<String, String> = [
             ("app".to_string(), "web".to_string()),
             ("x".to_string(), "y".to_string()),
         ]

@@ -303,3 +303,16 @@ fn a_pull_starts_only_into_a_slot_no_pull_pod_holds() {
         vec!["shop-pull-1".to_string()]
     );
 }
+
+#[test]
+fn a_cached_pod_is_read_with_its_revision_node_and_images() {
+    let pod: crate::api::pod::Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p", "labels": {crate::api::names::REVISION_LABEL: "rev-old"}},
+        "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "app:1"}]},
+    }))
+    .expect("pod");
+    let read = set_pod(&pod);
+    assert_eq!(read.revision.as_deref(), Some("rev-old"));
+    assert_eq!(read.node.as_deref(), Some("n1"));
+    assert_eq!(read.images.get("app").map(String::as_str), Some("app:1"));
+}

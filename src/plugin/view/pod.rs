@@ -20,7 +20,7 @@ pub fn pod_state(pod: &Pod, update_revision: Option<&str>) -> &'static str {
         gate,
         declared: &declared_components(pod),
         registered: &registered(pod),
-        on_update: pod.labels().get(REVISION_LABEL).map(String::as_str) == update_revision,
+        on_update: pod.labels().get(REVISION_LABEL) == update_revision,
     })
 }
 

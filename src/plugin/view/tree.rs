@@ -201,7 +201,7 @@ fn set_lines(set: &InPlaceSet, snap: &Snapshot, indent: &str, out: &mut Vec<Stri
     let update = status.update_revision.as_deref();
     for (i, pod) in pods.iter().enumerate() {
         let last = i + 1 == pods.len();
-        let revision = pod.labels().get(REVISION_LABEL).map(String::as_str);
+        let revision = pod.labels().get(REVISION_LABEL);
         let which = if revision == update {
             "update"
         } else if revision == status.stable_revision.as_deref() || update.is_none() {

@@ -43,7 +43,7 @@ impl PodDigest {
                 .find(|o| o.controller == Some(true))
                 .map(|o| o.uid.clone())
                 .unwrap_or_default(),
-            revision: pod.labels().get(REVISION_LABEL).cloned(),
+            revision: pod.labels().get(REVISION_LABEL).map(str::to_string),
             deleting: pod.metadata.deletion_timestamp.is_some(),
             gate: condition(TRAFFIC_GATE)
                 .map(|g| (g.status.clone(), g.reason.clone().unwrap_or_default())),
