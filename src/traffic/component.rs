@@ -69,6 +69,12 @@ fn in_traffic(pod: &Pod) -> bool {
         && condition("Ready")
 }
 
+/// Whether `pod` declared this component: a pod that did not is none of
+/// its business.
+fn declares(pod: &Pod) -> bool {
+    declared_components(pod).iter().any(|c| c == NAME)
+}
+
 async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error> {
     let telemetry = ctx.telemetry.clone();
     telemetry
@@ -87,7 +93,7 @@ async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error
     }
     let finalizer = traffic_finalizer(NAME);
     let view = PodView {
-        declared: declared_components(&pod).iter().any(|c| c == NAME),
+        declared: declares(&pod),
         in_traffic: in_traffic(&pod),
         has_finalizer: pod.finalizers().contains(&finalizer),
     };
@@ -232,10 +238,17 @@ pub async fn run(
     telemetry: Telemetry,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let pods = caches.pods.subscribe();
+    // Only the pods that declared the component enter the controller's
+    // queue: its scheduler keeps the room of every entry it ever held, and a
+    // fleet whose pods declare no component would keep 10,000 of them.
+    let pods = caches
+        .pods
+        .subscribe()
+        .filter(|p| futures::future::ready(declares(p)));
     let services = caches.services.subscribe();
     let pod_reader = caches.pods.store.clone();
     let pods_for_services = pod_reader.clone();
+    let pods_for_slices = pod_reader.clone();
     let slices_api: Api<EndpointSlice> = scoped_api(&client, namespace);
     let health = &telemetry.health;
 
@@ -274,7 +287,7 @@ pub async fn run(
     });
     let shutdown = shutdown.shared();
     let run = Controller::for_shared_stream(pods, pod_reader)
-        .watches_stream(slices, |slice: EndpointSlice| {
+        .watches_stream(slices, move |slice: EndpointSlice| {
             let namespace = slice.metadata.namespace.clone().unwrap_or_default();
             slice
                 .endpoints
@@ -283,6 +296,7 @@ pub async fn run(
                 .filter(|t| t.kind.as_deref() == Some("Pod"))
                 .filter_map(|t| t.name.clone())
                 .map(|name| ObjectRef::new(&name).within(&namespace))
+                .filter(|pod| pods_for_slices.get(pod).is_none_or(|p| declares(&p)))
                 .collect::<Vec<_>>()
         })
         .watches_shared_stream(services, move |svc: Arc<Service>| {
@@ -291,7 +305,7 @@ pub async fn run(
                 .state()
                 .into_iter()
                 .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
-                .filter(|p| service::selects(&svc, p.labels()))
+                .filter(|p| declares(p) && service::selects(&svc, p.labels()))
                 .map(|p| ObjectRef::from_obj(&*p))
                 .collect::<Vec<_>>()
         })
