@@ -10,6 +10,7 @@
 //! It is only read. Pods are created from k8s-openapi's `Pod` and changed by
 //! patches; a `Pod` here is never sent back.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -122,21 +123,58 @@ pub struct PodStatus {
     pub container_statuses: Option<Vec<ContainerStatus>>,
     #[serde(rename = "podIP", skip_serializing_if = "Option::is_none")]
     pub pod_ip: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    #[serde(deserialize_with = "word_opt", skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Word>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+}
+
+/// A word the API server repeats on every pod (a condition's type, status
+/// and reason, a phase): the known ones point at one static copy instead of
+/// an allocation each (about 250 B a pod); others are kept as read.
+pub type Word = Cow<'static, str>;
+
+/// The words a cached pod shares.
+const WORDS: [&str; 12] = [
+    "True",
+    "False",
+    "Unknown",
+    "Ready",
+    "PodScheduled",
+    crate::api::names::TRAFFIC_GATE,
+    crate::api::names::gate_reason::SERVING,
+    crate::api::names::gate_reason::DRAINING_FOR_UPDATE,
+    crate::api::names::gate_reason::DRAINING_FOR_DELETE,
+    "Running",
+    "Pending",
+    "Succeeded",
+];
+
+fn intern(s: String) -> Word {
+    match WORDS.iter().find(|w| **w == s) {
+        Some(w) => Cow::Borrowed(w),
+        None => Cow::Owned(s),
+    }
+}
+
+fn word<'de, D: Deserializer<'de>>(d: D) -> Result<Word, D::Error> {
+    Ok(intern(String::deserialize(d)?))
+}
+
+fn word_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Word>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(intern))
 }
 
 /// A condition without its message (the operator never reads one).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct PodCondition {
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    #[serde(rename = "type", deserialize_with = "word")]
+    pub type_: Word,
+    #[serde(deserialize_with = "word")]
+    pub status: Word,
+    #[serde(deserialize_with = "word_opt", skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Word>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
 }
@@ -163,7 +201,7 @@ const CONDITIONS_READ: [&str; 3] = ["Ready", "PodScheduled", crate::api::names::
 fn conditions_read<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<PodCondition>>, D::Error> {
     let conditions: Option<Vec<PodCondition>> = Option::deserialize(d)?;
     Ok(conditions.map(|mut cs| {
-        cs.retain(|c| CONDITIONS_READ.contains(&c.type_.as_str()));
+        cs.retain(|c| CONDITIONS_READ.contains(&&*c.type_));
         // The list was read with room for kubelet's five or more (serde
         // grows it as it reads): a cached pod keeps room for the three read.
         cs.shrink_to_fit();
@@ -325,7 +363,7 @@ mod tests {
             .conditions
             .iter()
             .flatten()
-            .map(|c| c.type_.as_str())
+            .map(|c| &*c.type_)
             .collect();
         assert_eq!(
             types,
@@ -345,6 +383,19 @@ mod tests {
             ("i", Some("c"))
         );
         assert_eq!((run.restart_count, run.ready), (2, true));
+    }
+
+    #[test]
+    fn the_words_every_pod_repeats_share_one_copy_and_others_are_kept() {
+        let p: Pod = serde_json::from_value(full_pod()).expect("pod");
+        let status = p.status.expect("status");
+        let gate = &status.conditions.as_ref().expect("conditions")[1];
+        assert!(matches!(gate.type_, Cow::Borrowed(_)), "{gate:?}");
+        assert!(matches!(gate.status, Cow::Borrowed(_)));
+        assert!(matches!(gate.reason, Some(Cow::Borrowed("Serving"))));
+        assert!(matches!(status.phase, Some(Cow::Borrowed("Running"))));
+        assert_eq!(intern("Draining?".to_string()), "Draining?");
+        assert!(matches!(intern("Other".to_string()), Cow::Owned(_)));
     }
 
     #[test]
@@ -376,7 +427,7 @@ mod tests {
         );
         let (ts, os) = (theirs.status.expect("status"), ours.status.expect("status"));
         assert_eq!(os.pod_ip, ts.pod_ip);
-        assert_eq!(os.phase, ts.phase);
+        assert_eq!(os.phase.map(String::from), ts.phase);
         let ready = ts
             .conditions
             .expect("conditions")

@@ -409,9 +409,9 @@ mod tests {
             Some(PodStatus {
                 conditions: reason.map(|r| {
                     vec![PodCondition {
-                        type_: TRAFFIC_GATE.to_string(),
-                        status: "False".to_string(),
-                        reason: Some(r.to_string()),
+                        type_: TRAFFIC_GATE.into(),
+                        status: "False".into(),
+                        reason: Some(r.to_string().into()),
                         ..PodCondition::default()
                     }]
                 }),

@@ -43,11 +43,11 @@ pub fn read(pod: &Pod) -> Gate {
     match condition {
         None => Gate::default(),
         Some(c) => Gate {
-            open: match c.status.as_str() {
+            open: match &*c.status {
                 "True" => Some(true),
                 _ => Some(false),
             },
-            reason: c.reason.clone().unwrap_or_default(),
+            reason: c.reason.as_deref().unwrap_or_default().to_string(),
             since: c
                 .last_transition_time
                 .as_ref()

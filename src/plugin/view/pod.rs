@@ -14,7 +14,7 @@ pub fn pod_state(pod: &Pod, update_revision: Option<&str>) -> &'static str {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == TRAFFIC_GATE))
-        .map(|g| (g.status.as_str(), g.reason.as_deref().unwrap_or_default()));
+        .map(|g| (&*g.status, g.reason.as_deref().unwrap_or_default()));
     lifecycle(&Lifecycle {
         deleting: pod.metadata.deletion_timestamp.is_some(),
         gate,

@@ -45,8 +45,12 @@ impl PodDigest {
                 .unwrap_or_default(),
             revision: pod.labels().get(REVISION_LABEL).map(str::to_string),
             deleting: pod.metadata.deletion_timestamp.is_some(),
-            gate: condition(TRAFFIC_GATE)
-                .map(|g| (g.status.clone(), g.reason.clone().unwrap_or_default())),
+            gate: condition(TRAFFIC_GATE).map(|g| {
+                (
+                    g.status.to_string(),
+                    g.reason.as_deref().unwrap_or_default().to_string(),
+                )
+            }),
             declared: declared_components(pod),
             registered: view::registered(pod),
             ready: condition("Ready").is_some_and(|c| c.status == "True"),
