@@ -68,6 +68,10 @@ pub const SHAPE_ANNOTATION: &str = "cafe.sofastack.io/template-shape";
 /// template drops is removed from the pod (and keys others added are kept).
 pub const TEMPLATE_KEYS_ANNOTATION: &str = "cafe.sofastack.io/template-keys";
 
+/// kubectl's copy of the whole object (`kubectl apply`): never read, so
+/// never cached.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Reasons of the traffic gate condition. They record where a pod is in its
 /// lifecycle, so that the state survives an operator restart without extra writes.
 pub mod gate_reason {

@@ -40,8 +40,7 @@ impl Pod {
     pub fn new(mut metadata: ObjectMeta, spec: Option<PodSpec>, status: Option<PodStatus>) -> Self {
         let labels = metadata.labels.take().unwrap_or_default().into();
         let mut annotations = metadata.annotations.take().unwrap_or_default();
-        // kubectl's copy of the whole object: never read.
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        annotations.remove(crate::api::names::LAST_APPLIED_ANNOTATION);
         Self {
             metadata,
             labels,

@@ -455,7 +455,7 @@ pub mod trim {
         let meta = o.meta_mut();
         meta.managed_fields = None;
         if let Some(a) = meta.annotations.as_mut() {
-            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+            a.remove(crate::api::names::LAST_APPLIED_ANNOTATION);
         }
     }
 

@@ -51,18 +51,9 @@ impl Pairs {
         None
     }
 
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.get(key).is_some()
-    }
-
     /// Every key and its value, sorted by key.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
         (0..self.len()).map(|i| (self.part(2 * i), self.part(2 * i + 1)))
-    }
-
-    /// Every key, sorted.
-    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
-        self.iter().map(|(k, _)| k)
     }
 
     /// The map they were (for code that needs one, such as a selector).
@@ -110,16 +101,6 @@ impl From<BTreeMap<String, String>> for Pairs {
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Pairs {
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
-        let map: BTreeMap<String, String> = pairs
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        map.into()
-    }
-}
-
 impl fmt::Debug for Pairs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
@@ -160,7 +141,12 @@ mod tests {
             "a prefix is not a key"
         );
         assert_eq!(pairs.to_map(), map);
-        assert!(pairs.keys().eq(map.keys().map(String::as_str)));
+        assert!(
+            pairs
+                .iter()
+                .map(|(k, _)| k)
+                .eq(map.keys().map(String::as_str))
+        );
         assert_eq!(
             serde_json::to_value(&pairs).unwrap(),
             serde_json::to_value(&map).unwrap()
