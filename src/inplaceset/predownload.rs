@@ -214,10 +214,7 @@ pub fn plan(input: &Input) -> Plan {
     }
     plan.remove = std::mem::take(&mut tally.remove);
     plan.unrecorded = tally.unrecorded;
-    let room = usize::try_from(config.parallelism)
-        .unwrap_or(1)
-        .max(1)
-        .saturating_sub(tally.in_flight.len() + tally.unrecorded);
+    let room = slots(config).saturating_sub(tally.in_flight.len() + tally.unrecorded);
     plan.start = wanted
         .iter()
         .filter(|(node, _)| tally.open(node))
@@ -367,10 +364,14 @@ pub fn pull_name(set: &str, slot: usize) -> String {
     format!("{}{suffix}", prefix.trim_end_matches(['-', '.']))
 }
 
-/// The names of the slots of `set` that no pull pod in `taken` holds, up to
-/// `parallelism` slots.
-pub fn free_slots(set: &str, parallelism: i32, taken: &BTreeSet<&str>) -> Vec<String> {
-    let slots = usize::try_from(parallelism).unwrap_or(1).max(1);
+/// How many nodes of a set may pull at once: its slots (at least one).
+pub fn slots(config: &PreDownload) -> usize {
+    usize::try_from(config.parallelism).unwrap_or(1).max(1)
+}
+
+/// The names of the first `slots` slots of `set` that no pull pod in
+/// `taken` holds.
+pub fn free_slots(set: &str, slots: usize, taken: &BTreeSet<&str>) -> Vec<String> {
     (0..slots)
         .map(|slot| pull_name(set, slot))
         .filter(|name| !taken.contains(name.as_str()))

@@ -79,8 +79,8 @@ pub(super) async fn pre_download(
         .map(|p| p.name.as_str())
         .filter(|name| !plan.remove.iter().any(|r| r == name))
         .collect();
-    let parallelism = set.spec.pre_download.as_ref().map_or(1, |c| c.parallelism);
-    let slots = predownload::free_slots(&set.name_any(), parallelism, &taken);
+    let count = set.spec.pre_download.as_ref().map_or(1, predownload::slots);
+    let slots = predownload::free_slots(&set.name_any(), count, &taken);
     for ((node, images), name) in plan.start.iter().zip(&slots) {
         let spec = PullSpec {
             set,

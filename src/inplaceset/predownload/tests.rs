@@ -296,6 +296,11 @@ fn a_pull_starts_only_into_a_slot_no_pull_pod_holds() {
         free_slots("shop", 1, &BTreeSet::new()),
         vec!["shop-pull-0".to_string()]
     );
+    assert_eq!(
+        (slots(&config(0)), slots(&config(3))),
+        (1, 3),
+        "one slot at least"
+    );
     // Parallelism lowered under running pulls: only the slots below it.
     let both = BTreeSet::from(["shop-pull-0", "shop-pull-3"]);
     assert_eq!(
