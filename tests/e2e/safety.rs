@@ -1,7 +1,7 @@
 //! Safety stories a user runs into every week: pods sick on their own while
 //! a release runs, a PodDisruptionBudget, a scale to zero in the middle of a
-//! release, a template the API server refuses to make pods of, and a
-//! namespace deleted under a release.
+//! release, a template the API server refuses to make pods of (or whose
+//! ServiceAccount comes late), and a namespace deleted under a release.
 
 use std::time::{Duration, Instant};
 
@@ -369,6 +369,85 @@ async fn a_refused_pod_creation_stalls_with_the_api_servers_message() {
     ns.wait("6 pods and Healthy once the quota is gone", 400, || async {
         let s = cds.get("demo").await.ok()?.status?;
         (s.phase == Some(Phase::Healthy) && s.available_replicas == 6).then_some(())
+    })
+    .await;
+}
+
+/// The retry hold-offs ("retry_in=...") the operator logged for refused
+/// pod creations, in seconds.
+fn refusal_waits(log: &str) -> Vec<f64> {
+    log.lines()
+        .filter(|l| l.contains("pod creation refused"))
+        .filter_map(|l| l.split("retry_in=").nth(1)?.split_whitespace().next())
+        .filter_map(|d| {
+            let unit = |suffix: &str, scale: f64| -> Option<f64> {
+                d.strip_suffix(suffix)?
+                    .parse::<f64>()
+                    .ok()
+                    .map(|v| v * scale)
+            };
+            unit("ms", 1e-3)
+                .or_else(|| unit("µs", 1e-6))
+                .or_else(|| unit("ns", 1e-9))
+                .or_else(|| unit("s", 1.0))
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: make test"]
+async fn pods_whose_service_account_comes_late_follow_it_within_seconds() {
+    let ns = TestNs::new("late-sa").await;
+    let op = Operator::start(&ns.name);
+    let mut cd = cafedeployment(
+        "demo",
+        "demo",
+        2,
+        &["cell-a"],
+        json!({"upgradeType": "Batch", "batchSize": 2, "needWaitingForConfirm": false}),
+        json!({"components": []}),
+    );
+    cd["spec"]["template"]["spec"]["serviceAccountName"] = json!("deployer");
+    ns.create::<CafeDeployment>(cd).await;
+    let cds: Api<CafeDeployment> = ns.api();
+    ns.wait("Stalled, naming the missing ServiceAccount", 60, || async {
+        let s = cds.get("demo").await.ok()?.status?;
+        let c = s.conditions.iter().find(|c| c.type_ == "Stalled")?;
+        (c.reason == "FailedCreate" && c.message.contains("service account")).then_some(())
+    })
+    .await;
+    // Long enough for doubling hold-offs to reach a minute.
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    let waits = refusal_waits(&std::fs::read_to_string(&op.log).unwrap_or_default());
+    println!("late-sa: {} refusals, hold-offs {waits:.1?} s", waits.len());
+    assert!(waits.len() >= 6, "refusals logged: {waits:?}");
+    assert!(
+        waits.iter().all(|w| *w <= 10.0),
+        "a missing ServiceAccount is asked about again within 10 s: {waits:?}"
+    );
+    ns.create::<k8s_openapi::api::core::v1::ServiceAccount>(json!({
+        "metadata": {"name": "deployer"}
+    }))
+    .await;
+    let created = Instant::now();
+    let pods: Api<Pod> = ns.api();
+    ns.wait("the pods, once their ServiceAccount exists", 15, || async {
+        let n = pods
+            .list(&ListParams::default().labels("app=demo"))
+            .await
+            .ok()?
+            .items
+            .len();
+        (n == 2).then_some(())
+    })
+    .await;
+    println!(
+        "late-sa: the pods followed their ServiceAccount in {:.1}s",
+        created.elapsed().as_secs_f64()
+    );
+    ns.wait("Healthy", 60, || async {
+        let s = cds.get("demo").await.ok()?.status?;
+        (s.phase == Some(Phase::Healthy)).then_some(())
     })
     .await;
 }

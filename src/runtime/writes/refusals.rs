@@ -17,6 +17,13 @@ use super::backoff::Backoff;
 /// namespace is being deleted (no creation is ever accepted there again).
 const TERMINATING_NAMESPACE_HOLDOFF: Duration = Duration::from_secs(60);
 
+/// The longest hold-off after a refusal for a ServiceAccount not there yet.
+/// The cluster makes a namespace's `default` moments after the namespace
+/// (later after its API server restarts), and a person creates a named one:
+/// either way the pods should follow within seconds, not the minutes the
+/// doubling reaches after a few refusals.
+const MISSING_SERVICE_ACCOUNT_HOLDOFF: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Debug)]
 pub struct Refusal {
     /// No write before this.
@@ -78,6 +85,10 @@ impl<K: Eq + Hash + Clone> Refusals<K> {
         };
         let wait = if terminating {
             TERMINATING_NAMESPACE_HOLDOFF
+        } else if service_account_missing(error) {
+            self.backoff
+                .failed(key.clone())
+                .min(MISSING_SERVICE_ACCOUNT_HOLDOFF)
         } else {
             self.backoff.failed(key.clone())
         };
@@ -117,6 +128,13 @@ pub fn namespace_terminating(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(s) if s.details.as_ref().is_some_and(|d| {
         d.causes.iter().any(|c| c.reason == "NamespaceTerminating")
     }))
+}
+
+/// The API server refuses a pod because its ServiceAccount does not exist
+/// (yet): the words of its ServiceAccount admission plugin.
+fn service_account_missing(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(s)
+        if s.code == 403 && s.message.contains("error looking up service account"))
 }
 
 #[cfg(test)]
@@ -160,6 +178,38 @@ mod tests {
             &error(403, Some("NamespaceTerminating")),
         );
         assert!(r.terminating && r.wait() > Duration::from_secs(50));
+    }
+
+    #[test]
+    fn a_missing_service_account_is_tried_again_within_seconds_however_often_refused() {
+        let refusals = Refusals::new(Duration::from_secs(1));
+        let missing: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "code": 403, "reason": "Forbidden",
+            "message": "pods \"web-x\" is forbidden: error looking up service account \
+                        ns/default: serviceaccount \"default\" not found",
+        }))
+        .expect("status");
+        let missing = kube::Error::Api(Box::new(missing));
+        let waits: Vec<Duration> = (0..8)
+            .map(|_| {
+                refusals
+                    .refused("a", ("FailedCreate", "pods"), &missing)
+                    .wait()
+            })
+            .collect();
+        assert!(
+            waits.iter().all(|w| *w <= MISSING_SERVICE_ACCOUNT_HOLDOFF),
+            "{waits:?}"
+        );
+        // Any other refusal doubles on, to five minutes.
+        let other: Vec<Duration> = (0..8)
+            .map(|_| {
+                refusals
+                    .refused("b", ("FailedCreate", "pods"), &error(403, None))
+                    .wait()
+            })
+            .collect();
+        assert!(other[7] > Duration::from_secs(60), "{other:?}");
     }
 
     #[test]
