@@ -65,8 +65,9 @@ pub async fn register_member(
     cell: &str,
     spec: serde_json::Value,
 ) -> Client {
-    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
     let client = member_client(name).await;
+    sweep_earlier_stories(&client, &ns.name).await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let body: Namespace =
         serde_json::from_value(json!({"metadata": {"name": ns.name}})).expect("namespace");
@@ -74,6 +75,16 @@ pub async fn register_member(
         .create(&PostParams::default(), &body)
         .await
         .unwrap_or_else(|e| panic!("create namespace {} in {name}: {e}", ns.name));
+    // As in the host (TestNs::new): a story starts once the namespace can
+    // have pods. A member's controller manager can take most of a minute
+    // to make it after the member's API server restarted.
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns.name);
+    ns.wait(
+        &format!("the default ServiceAccount in {name}"),
+        120,
+        || async { sas.get_opt("default").await.ok().flatten() },
+    )
+    .await;
     let secret_name = format!("kubeconfig-{name}");
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": secret_name},
@@ -86,6 +97,48 @@ pub async fn register_member(
         .expect("kubeconfig Secret");
     register(ns, name, cell, spec).await;
     client
+}
+
+/// Deletes what earlier stories left in a member when they failed before
+/// their end: their InPlaceSets there, whose finalizer only their (stopped)
+/// host operator would have taken off, and their namespaces. Such a set
+/// keeps the member in use, and every later story would wait in vain for
+/// the member's unregistration.
+async fn sweep_earlier_stories(client: &Client, keep: &str) {
+    use cafe_operator::api::InPlaceSet;
+    use cafe_operator::api::names::MEMBER_SETS_FINALIZER;
+    use kube::ResourceExt;
+    let all: Api<InPlaceSet> = Api::all(client.clone());
+    let Ok(sets) = all.list(&Default::default()).await else {
+        return;
+    };
+    let mut left = std::collections::BTreeSet::new();
+    for set in sets {
+        let ns = set.namespace().unwrap_or_default();
+        if !ns.starts_with("e2e-") || ns == keep {
+            continue;
+        }
+        let api: Api<InPlaceSet> = Api::namespaced(client.clone(), &ns);
+        if let Some(ops) =
+            cafe_operator::api::finalizer_removed(&set.metadata, MEMBER_SETS_FINALIZER)
+        {
+            let patch: json_patch::Patch = serde_json::from_value(ops).expect("a JSON patch");
+            let _ = api
+                .patch(
+                    &set.name_any(),
+                    &Default::default(),
+                    &kube::api::Patch::Json::<()>(patch),
+                )
+                .await;
+        }
+        let _ = api.delete(&set.name_any(), &DeleteParams::default()).await;
+        left.insert(ns);
+    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in left {
+        println!("members: deleting {ns}, left by an earlier story that failed");
+        let _ = namespaces.delete(&ns, &DeleteParams::background()).await;
+    }
 }
 
 /// Registers member `name` (running `cell`) by the kubeconfig Secret
