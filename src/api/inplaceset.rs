@@ -63,9 +63,11 @@ pub struct InPlaceSetSpec {
     /// `template`. The CafeDeployment sets it to its stable revision; it is a
     /// copy of a template the API server already validated, so its schema is
     /// left open (the CRD would otherwise carry the pod schema twice).
+    // Boxed: unset in nearly every set, it would otherwise cost each cached
+    // set the size of a second template (1.8 KB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_object")]
-    pub stable_template: Option<PodTemplateSpec>,
+    pub stable_template: Option<Box<PodTemplateSpec>>,
     /// The stable revision's template as a JSON Patch (RFC 6902) of
     /// `template`, used when `stableTemplate` is not set. A CafeDeployment
     /// writes this rather than a second copy of the template, so a set
@@ -117,7 +119,7 @@ impl InPlaceSetSpec {
     /// with `stableTemplatePatch` applied; `None` when neither is set.
     pub fn resolved_stable_template(&self) -> Result<Option<PodTemplateSpec>, String> {
         if let Some(t) = &self.stable_template {
-            return Ok(Some(t.clone()));
+            return Ok(Some(PodTemplateSpec::clone(t)));
         }
         let Some(ops) = &self.stable_template_patch else {
             return Ok(None);

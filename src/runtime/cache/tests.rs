@@ -173,3 +173,61 @@ fn bytes_per_cached_pod() {
         println!("{what:32} {bytes:8.0} B");
     }
 }
+
+/// What 1,000 cached InPlaceSets of the fleet's shape cost in heap, and of
+/// what: `cargo test --lib bytes_per_cached_set -- --ignored --nocapture --test-threads=1`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+#[ignore = "a measurement: run it alone, it reads the allocator's process-wide counters"]
+fn bytes_per_cached_set() {
+    use crate::api::InPlaceSet;
+    const N: usize = 1_000;
+    fn heap() -> usize {
+        // SAFETY: mallinfo2 only reads the allocator's counters.
+        let m = unsafe { libc::mallinfo2() };
+        m.uordblks + m.hblkhd
+    }
+    let text = include_str!("fleet_set.json");
+    let cost = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_str(text).expect("set JSON");
+        edit(&mut v);
+        let edited = v.to_string();
+        let before = heap();
+        let sets: Vec<Arc<InPlaceSet>> = (0..N)
+            .map(|_| Arc::new(serde_json::from_str(&edited).expect("set")))
+            .collect();
+        let bytes = heap().saturating_sub(before);
+        drop(sets);
+        bytes as f64 / N as f64
+    };
+    let whole = cost(&|_| {});
+    println!(
+        "heap per cached set ({N} sets, {} B of JSON, size_of InPlaceSet {} (spec {}, status {}), \
+         PodTemplateSpec {}, PodSpec {}, Container {}):",
+        text.len(),
+        std::mem::size_of::<InPlaceSet>(),
+        std::mem::size_of::<crate::api::InPlaceSetSpec>(),
+        std::mem::size_of::<crate::api::InPlaceSetStatus>(),
+        std::mem::size_of::<k8s_openapi::api::core::v1::PodTemplateSpec>(),
+        std::mem::size_of::<k8s_openapi::api::core::v1::PodSpec>(),
+        std::mem::size_of::<k8s_openapi::api::core::v1::Container>(),
+    );
+    println!("{:32} {whole:8.0} B", "a set (Arc<InPlaceSet>)");
+    for (what, path) in [
+        ("  its template's affinity", "/spec/template/spec/affinity"),
+        (
+            "  its template's containers",
+            "/spec/template/spec/containers",
+        ),
+        ("  its status", "/status"),
+        ("  its status conditions", "/status/conditions"),
+    ] {
+        let (parent, key) = path.rsplit_once('/').expect("a path");
+        let without = cost(&|v| {
+            if let Some(serde_json::Value::Object(m)) = v.pointer_mut(parent) {
+                m.remove(key);
+            }
+        });
+        println!("{what:32} {:8.0} B", whole - without);
+    }
+}
