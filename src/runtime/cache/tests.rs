@@ -93,6 +93,24 @@ fn fleet_pod(i: usize) -> String {
     .to_string()
 }
 
+/// The heap in use: the allocator's own count of bytes, chunk headers
+/// included (the measurements below).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap() -> usize {
+    // SAFETY: mallinfo2 only reads the allocator's counters.
+    let m = unsafe { libc::mallinfo2() };
+    m.uordblks + m.hblkhd
+}
+
+/// Removes the field at JSON pointer `path` (what a row measures).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn remove_at(v: &mut serde_json::Value, path: &str) {
+    let (parent, key) = path.rsplit_once('/').expect("a path");
+    if let Some(serde_json::Value::Object(m)) = v.pointer_mut(parent) {
+        m.remove(key);
+    }
+}
+
 /// What 10,000 cached pods cost in heap, and of what (the allocator's own
 /// count of bytes in use, chunk headers included):
 /// `cargo test --lib bytes_per_cached_pod -- --ignored --nocapture --test-threads=1`.
@@ -101,11 +119,6 @@ fn fleet_pod(i: usize) -> String {
 #[ignore = "a measurement: run it alone, it reads the allocator's process-wide counters"]
 fn bytes_per_cached_pod() {
     const N: usize = 10_000;
-    fn heap() -> usize {
-        // SAFETY: mallinfo2 only reads the allocator's counters.
-        let m = unsafe { libc::mallinfo2() };
-        m.uordblks + m.hblkhd
-    }
     let texts: Vec<String> = (0..N).map(fleet_pod).collect();
     let cost = |edit: &dyn Fn(&mut serde_json::Value)| {
         // Edited beforehand: only the pods are built while measuring.
@@ -135,12 +148,7 @@ fn bytes_per_cached_pod() {
         ("  its spec", "/spec"),
         ("  its status", "/status"),
     ] {
-        let (parent, key) = path.rsplit_once('/').expect("a path");
-        let without = cost(&|v| {
-            if let Some(serde_json::Value::Object(m)) = v.pointer_mut(parent) {
-                m.remove(key);
-            }
-        });
+        let without = cost(&|v| remove_at(v, path));
         rows.push((what.to_string(), whole - without));
     }
     // The store's key (name, namespace, resourceVersion and uid again) and
@@ -182,11 +190,6 @@ fn bytes_per_cached_pod() {
 fn bytes_per_cached_set() {
     use crate::api::InPlaceSet;
     const N: usize = 1_000;
-    fn heap() -> usize {
-        // SAFETY: mallinfo2 only reads the allocator's counters.
-        let m = unsafe { libc::mallinfo2() };
-        m.uordblks + m.hblkhd
-    }
     let text = include_str!("fleet_set.json");
     let cost = |edit: &dyn Fn(&mut serde_json::Value)| {
         let mut v: serde_json::Value = serde_json::from_str(text).expect("set JSON");
@@ -222,12 +225,7 @@ fn bytes_per_cached_set() {
         ("  its status", "/status"),
         ("  its status conditions", "/status/conditions"),
     ] {
-        let (parent, key) = path.rsplit_once('/').expect("a path");
-        let without = cost(&|v| {
-            if let Some(serde_json::Value::Object(m)) = v.pointer_mut(parent) {
-                m.remove(key);
-            }
-        });
+        let without = cost(&|v| remove_at(v, path));
         println!("{what:32} {:8.0} B", whole - without);
     }
 }
