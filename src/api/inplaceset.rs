@@ -9,7 +9,7 @@ use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::rules;
-use super::{PreDownload, PreDownloadStatus, Traffic, UpdateMode};
+use super::{PreDownload, PreDownloadStatus, SetTemplate, Traffic, UpdateMode};
 
 /// The desired state of an InPlaceSet.
 // Each printcolumn repeats `type_ = ...`; clippy reads those as duplicated attributes.
@@ -56,7 +56,7 @@ pub struct InPlaceSetSpec {
     /// Selects the pods of this set; must match the template's labels. Immutable.
     pub selector: LabelSelector,
     /// The pod template; a change is applied in place where possible.
-    pub template: PodTemplateSpec,
+    pub template: SetTemplate,
     /// The stable revision's template: the pods the partition keeps, pods
     /// created below the partition, and pods on any third revision run it.
     /// Unset: pods not on `template` stay as they are and new pods use

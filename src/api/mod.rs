@@ -10,6 +10,7 @@ pub mod names;
 pub mod pod;
 mod predownload;
 mod rules;
+mod set_template;
 mod signoff;
 
 pub use analysis::*;
@@ -18,6 +19,7 @@ pub use freeze::*;
 pub use inplaceset::*;
 pub use member::*;
 pub use predownload::*;
+pub use set_template::SetTemplate;
 pub use signoff::*;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};

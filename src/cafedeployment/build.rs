@@ -126,7 +126,7 @@ pub fn inplaceset(cd: &CafeDeployment, cell: &CellSet) -> InPlaceSet {
         InPlaceSetSpec {
             replicas: i32::try_from(replicas).unwrap_or(i32::MAX),
             selector,
-            template,
+            template: template.into(),
             stable_template: None,
             stable_template_patch,
             min_ready_seconds: spec.strategy.min_ready_seconds,
@@ -231,19 +231,13 @@ mod tests {
         assert_eq!(set.name_any(), "demo-cell-b");
         let labels = set.spec.selector.match_labels.clone().unwrap_or_default();
         assert_eq!(labels.get(CELL_LABEL).map(String::as_str), Some("cell-b"));
-        let template_labels = set
-            .spec
-            .template
-            .metadata
-            .clone()
-            .and_then(|m| m.labels)
-            .unwrap_or_default();
+        let template_labels = set.spec.template.labels();
         assert!(
             labels
                 .iter()
                 .all(|(k, v)| template_labels.get(k) == Some(v))
         );
-        let affinity = serde_json::to_value(&set.spec.template.spec).expect("spec");
+        let affinity = serde_json::to_value(set.spec.template.spec().spec).expect("spec");
         let expr = &affinity["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
             ["nodeSelectorTerms"][0]["matchExpressions"][0];
         assert_eq!(expr["key"], CELL_NODE_LABEL);
@@ -255,7 +249,8 @@ mod tests {
             .expect("a patch that applies")
             .expect("the stable template");
         assert_eq!(
-            stable, set.spec.template,
+            stable,
+            set.spec.template.spec(),
             "pinned to the cell like the update"
         );
         assert_eq!(set.owner_references()[0].uid, "u-1");
@@ -327,6 +322,13 @@ mod tests {
         assert_eq!(unit_key(&none.spec.topology), None);
         assert_eq!(cells(&none.spec.topology), vec!["default"]);
         let set = inplaceset(&none, &cell_set(&none, "default", 3, 0));
-        assert!(set.spec.template.spec.and_then(|s| s.affinity).is_none());
+        assert!(
+            set.spec
+                .template
+                .spec()
+                .spec
+                .and_then(|s| s.affinity)
+                .is_none()
+        );
     }
 }

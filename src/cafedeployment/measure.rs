@@ -55,7 +55,7 @@ pub(super) fn group_facts(
         {
             continue;
         }
-        let set_revision = revision::revision(&set.spec.template);
+        let set_revision = revision::revision(&set.spec.template.spec());
         pod_revisions.insert(set_revision.clone());
         for pod in ctx
             .pods_by_set

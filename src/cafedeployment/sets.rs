@@ -69,7 +69,7 @@ pub(super) fn observe(set: &InPlaceSet, update: &str, record: &Record) -> Observ
     // (a fresh set given all of it: one group started in one cell at once).
     let counts_this_release = carries
         && status.update_revision.as_deref()
-            == Some(revision::revision(&set.spec.template).as_str());
+            == Some(revision::revision(&set.spec.template.spec()).as_str());
     let count = |n: i32| usize::try_from(n).unwrap_or(0);
     Observed {
         name: cell_of(set),
@@ -213,7 +213,7 @@ mod tests {
                        "updatedAvailableReplicas": 5}
         }))
         .expect("set");
-        let revision = counted(&set.spec.template);
+        let revision = counted(&set.spec.template.spec());
         if let Some(s) = set.status.as_mut() {
             s.update_revision = Some(revision);
         }
@@ -266,7 +266,7 @@ mod tests {
                            "updatedAvailableReplicas": 1, "stableAvailableReplicas": 4}
             }))
             .expect("set");
-            let counted = revision::revision(&set.spec.template);
+            let counted = revision::revision(&set.spec.template.spec());
             if let Some(s) = set.status.as_mut() {
                 s.update_revision = Some(counted);
             }

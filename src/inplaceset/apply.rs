@@ -34,7 +34,7 @@ type Moved = (String, Option<String>);
 /// version, instead of after the watch brings it back.
 async fn act(
     api: &Api<Pod>,
-    templates: &Templates<'_>,
+    templates: &Templates,
     (pod, facts): (&Pod, &PodFacts),
     (intent, decision): (Intent, &Decision),
     timing: &Timing,
@@ -73,7 +73,7 @@ type Applied = Option<(Moved, Option<Pod>)>;
 /// the gate writes).
 async fn apply(
     api: &Api<Pod>,
-    templates: &Templates<'_>,
+    templates: &Templates,
     pod: &Pod,
     facts: &PodFacts,
     (intent, decision): (Intent, &Decision),
@@ -138,7 +138,7 @@ async fn close_gate(
 /// it, say) waits for the next reconcile to decide again.
 async fn patch_in_place(
     api: &Api<Pod>,
-    templates: &Templates<'_>,
+    templates: &Templates,
     pod: &Pod,
     facts: &PodFacts,
     toward: Toward,
@@ -215,7 +215,7 @@ where
 pub(super) async fn write_pods(
     ctx: &Context,
     set: &InPlaceSet,
-    (templates, timing): (&Templates<'_>, &Timing),
+    (templates, timing): (&Templates, &Timing),
     (owned, facts): (&[Arc<Pod>], &[PodFacts]),
     (intents, decisions): (&[Intent], &[Decision]),
     (now, time): (i64, &Time),

@@ -69,13 +69,8 @@ pub struct Context {
     pub(super) drained: Mutex<HashMap<String, HashMap<String, i64>>>,
 }
 
-pub(super) fn template_labels(set: &InPlaceSet) -> BTreeMap<String, String> {
-    set.spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default()
+pub(super) fn template_labels(set: &InPlaceSet) -> &BTreeMap<String, String> {
+    set.spec.template.labels()
 }
 
 pub(super) fn now() -> (i64, Time) {
@@ -130,7 +125,7 @@ impl Context {
             .state()
             .into_iter()
             .filter(|s| s.namespace().as_deref() == Some(namespace))
-            .filter(|s| disruption::selects(budget, &template_labels(s)))
+            .filter(|s| disruption::selects(budget, template_labels(s)))
             .flat_map(|s| {
                 let uid = s.uid().unwrap_or_default();
                 self.pods_by_set.owned(&self.pods, namespace, &uid)

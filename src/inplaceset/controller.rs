@@ -79,7 +79,7 @@ async fn reconcile_once(set: Arc<InPlaceSet>, ctx: Arc<Context>) -> Result<Actio
         }
     };
     let (mut spec, timing) = (valid.spec, valid.timing);
-    let templates = Templates::new(&set, valid.stable.as_ref());
+    let templates = Templates::new(&set, valid.stable);
     let namespace = set.namespace().unwrap_or_default();
     let decided = decide::decide(
         &ctx,
@@ -207,7 +207,7 @@ pub async fn run(
                 .state()
                 .into_iter()
                 .filter(|s| s.namespace() == namespace)
-                .filter(|s| service::selects(&svc, &template_labels(s)))
+                .filter(|s| service::selects(&svc, template_labels(s)))
                 .map(|s| ObjectRef::from_obj(&*s))
                 .collect::<Vec<_>>()
         })
@@ -221,7 +221,7 @@ pub async fn run(
                     .state()
                     .into_iter()
                     .filter(|s| s.namespace() == namespace)
-                    .filter(|s| disruption::selects(&budget, &template_labels(s)))
+                    .filter(|s| disruption::selects(&budget, template_labels(s)))
                     .map(|s| ObjectRef::from_obj(&*s))
                     .collect::<Vec<_>>()
             }

@@ -44,7 +44,7 @@ async fn create_pods(
     ctx: &Context,
     api: &Api<v1::Pod>,
     set: &InPlaceSet,
-    templates: &Templates<'_>,
+    templates: &Templates,
     (the_plan, owned): (&super::plan::Plan, &[Arc<Pod>]),
     time: &Time,
 ) -> (Result<(), kube::Error>, bool) {
@@ -115,7 +115,7 @@ async fn create_batch(
     ctx: &Context,
     api: &Api<v1::Pod>,
     set: &InPlaceSet,
-    templates: &Templates<'_>,
+    templates: &Templates,
     chunk: &[Toward],
     time: &Time,
 ) -> Vec<(String, String, Result<(), kube::Error>)> {
@@ -182,7 +182,7 @@ pub(super) struct Creation {
 pub(super) async fn create_missing(
     ctx: &Context,
     set: &InPlaceSet,
-    templates: &Templates<'_>,
+    templates: &Templates,
     (the_plan, owned): (&super::plan::Plan, &[Arc<Pod>]),
     time: &Time,
 ) -> Creation {

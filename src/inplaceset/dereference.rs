@@ -54,7 +54,7 @@ pub fn dereference(ctx: &Context, set: &InPlaceSet, now: &Time) -> Found {
         })
         .collect();
     ctx.note_drained(&uid, &mut facts, now.0.as_millisecond());
-    let labels = template_labels(set);
+    let labels = template_labels(set).clone();
     let budgets = ctx
         .budgets
         .state()

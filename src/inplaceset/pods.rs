@@ -358,7 +358,7 @@ mod tests {
     #[test]
     fn a_new_pod_carries_the_gate_components_revision_and_owner() {
         let s = set();
-        let pod = new_pod(&s, &s.spec.template, "r1", "s1", pod_name("web", 42));
+        let pod = new_pod(&s, &s.spec.template.spec(), "r1", "s1", pod_name("web", 42));
         assert!(pod.name_any().starts_with("web-") && pod.name_any().len() == 9);
         assert_ne!(pod_name("web", 42), pod_name("web", 43));
         assert_eq!(
@@ -421,7 +421,8 @@ mod tests {
 
     #[test]
     fn the_in_place_patch_changes_only_changed_images_and_records_them() {
-        let mut previous = set().spec.template;
+        let template = set().spec.template.spec();
+        let mut previous = template.clone();
         previous.metadata = Some(
             serde_json::from_value(json!({
                 "labels": {"app": "web", "tier": "old"},
@@ -429,7 +430,7 @@ mod tests {
             }))
             .expect("meta"),
         );
-        let patch = in_place_patch(&running_pod(), &set().spec.template, Some(&previous), "r1");
+        let patch = in_place_patch(&running_pod(), &template, Some(&previous), "r1");
         assert_eq!(
             patch["metadata"]["labels"]["tier"],
             Value::Null,
@@ -442,7 +443,7 @@ mod tests {
         wire["metadata"]["annotations"][TEMPLATE_KEYS_ANNOTATION] =
             json!(r#"{"labels":["app","canary"]}"#);
         let pod: Pod = serde_json::from_value(wire).expect("pod");
-        let patch = in_place_patch(&pod, &set().spec.template, Some(&previous), "r1");
+        let patch = in_place_patch(&pod, &template, Some(&previous), "r1");
         assert_eq!(patch["metadata"]["labels"]["canary"], Value::Null);
         assert!(
             patch["metadata"]["labels"].get("tier").is_none(),

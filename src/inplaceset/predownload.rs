@@ -396,7 +396,8 @@ pub struct PullSpec<'a> {
 /// set's pods already are), and the restricted Pod Security profile.
 pub fn pull_pod(pull: &PullSpec) -> serde_json::Value {
     use kube::{Resource, ResourceExt};
-    let template = pull.set.spec.template.spec.as_ref();
+    let template = pull.set.spec.template.spec();
+    let template = template.spec.as_ref();
     let volumes: Vec<serde_json::Value> = pull
         .images
         .iter()

@@ -25,7 +25,7 @@ pub(super) async fn pre_download(
     ctx: &Context,
     set: &InPlaceSet,
     owned: &[Arc<Pod>],
-    templates: &Templates<'_>,
+    templates: &Templates,
     now: i64,
 ) -> (Option<PreDownloadStatus>, bool) {
     let namespace = set.namespace().unwrap_or_default();
@@ -47,7 +47,7 @@ pub(super) async fn pre_download(
     let plan = predownload::plan(&Input {
         config: set.spec.pre_download.as_ref(),
         revision,
-        images: &template_images(templates.update.0),
+        images: &template_images(&templates.update.0),
         pods: &pods,
         pulls: &pulls,
         previous: set.status.as_ref().and_then(|s| s.pre_download.as_ref()),

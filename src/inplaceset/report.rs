@@ -28,7 +28,7 @@ pub(super) async fn report(
     ctx: &Context,
     set: &InPlaceSet,
     (found, decided): (&Found, &Decided),
-    (templates, spec): (&Templates<'_>, &SetSpec),
+    (templates, spec): (&Templates, &SetSpec),
     (refusal, pre_download): (Option<&Refusal>, Option<PreDownloadStatus>),
     (now, time): (i64, &Time),
 ) -> Result<Option<Duration>, kube::Error> {

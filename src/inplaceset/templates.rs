@@ -8,28 +8,36 @@ use super::plan::Revisions;
 use super::revision;
 use crate::api::InPlaceSet;
 
-/// The set's two templates and their revisions.
-pub struct Templates<'a> {
-    pub update: (&'a PodTemplateSpec, Target),
-    pub stable: Option<(&'a PodTemplateSpec, Target)>,
+/// The set's two templates (parsed once per reconcile: the set holds its
+/// template as text) and their revisions.
+pub struct Templates {
+    pub update: (PodTemplateSpec, Target),
+    pub stable: Option<(PodTemplateSpec, Target)>,
 }
 
-impl<'a> Templates<'a> {
+impl Templates {
     /// `stable`: the set's stable template, resolved (`stableTemplate`, or
     /// `stableTemplatePatch` applied to the template).
-    pub fn new(set: &'a InPlaceSet, stable: Option<&'a PodTemplateSpec>) -> Self {
+    pub fn new(set: &InPlaceSet, stable: Option<PodTemplateSpec>) -> Self {
         let target = |t: &PodTemplateSpec| Target {
             revision: revision::revision(t),
             shape: revision::shape(t),
         };
-        let update = (&set.spec.template, target(&set.spec.template));
+        let update = set.spec.template.spec();
+        let update_target = target(&update);
         let stable = stable
-            .map(|t| (t, target(t)))
-            .filter(|(_, s)| s.revision != update.1.revision);
-        Self { update, stable }
+            .map(|t| {
+                let target = target(&t);
+                (t, target)
+            })
+            .filter(|(_, s)| s.revision != update_target.revision);
+        Self {
+            update: (update, update_target),
+            stable,
+        }
     }
 
-    pub fn toward(&self, toward: Toward) -> &(&'a PodTemplateSpec, Target) {
+    pub fn toward(&self, toward: Toward) -> &(PodTemplateSpec, Target) {
         match (toward, &self.stable) {
             (Toward::Stable, Some(stable)) => stable,
             _ => &self.update,
@@ -44,12 +52,12 @@ impl<'a> Templates<'a> {
     }
 
     /// The template a pod on `revision` was made from, when it is one of ours.
-    pub fn of_revision(&self, revision: Option<&str>) -> Option<&'a PodTemplateSpec> {
+    pub fn of_revision(&self, revision: Option<&str>) -> Option<&PodTemplateSpec> {
         [Some(&self.update), self.stable.as_ref()]
             .into_iter()
             .flatten()
             .find(|(_, t)| Some(t.revision.as_str()) == revision)
-            .map(|(template, _)| *template)
+            .map(|(template, _)| template)
     }
 
     pub fn revisions(&self) -> Revisions {
