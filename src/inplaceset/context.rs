@@ -2,7 +2,7 @@
 //! reads and what it remembers of its own writes (creations the cache has not
 //! shown, pods written to, drains under way, refusals, budget claims).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -69,10 +69,6 @@ pub struct Context {
     pub(super) drained: Mutex<HashMap<String, HashMap<String, i64>>>,
 }
 
-pub(super) fn template_labels(set: &InPlaceSet) -> &BTreeMap<String, String> {
-    set.spec.template.labels()
-}
-
 pub(super) fn now() -> (i64, Time) {
     let ts = k8s_openapi::jiff::Timestamp::now();
     (ts.as_second(), Time(ts))
@@ -125,7 +121,7 @@ impl Context {
             .state()
             .into_iter()
             .filter(|s| s.namespace().as_deref() == Some(namespace))
-            .filter(|s| disruption::selects(budget, template_labels(s)))
+            .filter(|s| disruption::selects(budget, s.spec.template.labels()))
             .flat_map(|s| {
                 let uid = s.uid().unwrap_or_default();
                 self.pods_by_set.owned(&self.pods, namespace, &uid)

@@ -27,7 +27,7 @@ use kube::{Client, ResourceExt};
 use tracing::warn;
 
 use super::MANAGER;
-use super::context::{Context, now, template_labels};
+use super::context::{Context, now};
 use super::predownload::PULL_LABEL;
 use super::templates::Templates;
 use super::{apply, create, decide, dereference, disruption, pull, report, validate};
@@ -207,7 +207,7 @@ pub async fn run(
                 .state()
                 .into_iter()
                 .filter(|s| s.namespace() == namespace)
-                .filter(|s| service::selects(&svc, template_labels(s)))
+                .filter(|s| service::selects(&svc, s.spec.template.labels()))
                 .map(|s| ObjectRef::from_obj(&*s))
                 .collect::<Vec<_>>()
         })
@@ -221,7 +221,7 @@ pub async fn run(
                     .state()
                     .into_iter()
                     .filter(|s| s.namespace() == namespace)
-                    .filter(|s| disruption::selects(&budget, template_labels(s)))
+                    .filter(|s| disruption::selects(&budget, s.spec.template.labels()))
                     .map(|s| ObjectRef::from_obj(&*s))
                     .collect::<Vec<_>>()
             }

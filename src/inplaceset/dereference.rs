@@ -10,7 +10,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-use super::context::{Context, template_labels};
+use super::context::Context;
 use super::lifecycle::PodFacts;
 use super::{disruption, pods};
 use crate::api::InPlaceSet;
@@ -54,7 +54,7 @@ pub fn dereference(ctx: &Context, set: &InPlaceSet, now: &Time) -> Found {
         })
         .collect();
     ctx.note_drained(&uid, &mut facts, now.0.as_millisecond());
-    let labels = template_labels(set).clone();
+    let labels = set.spec.template.labels().clone();
     let budgets = ctx
         .budgets
         .state()

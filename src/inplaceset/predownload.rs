@@ -381,6 +381,8 @@ pub fn free_slots(set: &str, slots: usize, taken: &BTreeSet<&str>) -> Vec<String
 /// Where a pull pod runs and what it pulls.
 pub struct PullSpec<'a> {
     pub set: &'a crate::api::InPlaceSet,
+    /// The set's update template, parsed (the one the images come from).
+    pub template: &'a PodTemplateSpec,
     /// Its name: a free slot's (`free_slots`).
     pub name: &'a str,
     pub node: &'a str,
@@ -396,8 +398,7 @@ pub struct PullSpec<'a> {
 /// set's pods already are), and the restricted Pod Security profile.
 pub fn pull_pod(pull: &PullSpec) -> serde_json::Value {
     use kube::{Resource, ResourceExt};
-    let template = pull.set.spec.template.spec();
-    let template = template.spec.as_ref();
+    let template = pull.template.spec.as_ref();
     let volumes: Vec<serde_json::Value> = pull
         .images
         .iter()

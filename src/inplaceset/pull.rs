@@ -84,6 +84,7 @@ pub(super) async fn pre_download(
     for ((node, images), name) in plan.start.iter().zip(&slots) {
         let spec = PullSpec {
             set,
+            template: &templates.update.0,
             name,
             node,
             revision,
